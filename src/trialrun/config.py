@@ -1,0 +1,383 @@
+"""Run configuration: YAML in, validated pydantic models out.
+
+A run file lists jobs. Before validation, ``defaults`` are merged into every
+job (the job's own keys win), named ``templates`` are merged into the jobs that
+name them with ``inherits:``, and command-line overrides (``--set a.b=3``) are
+applied to the raw document. Validation rejects unknown keys and wrong types
+and names the file and the dotted field path.
+
+Example:
+    >>> cfg = parse_run_config({"name": "demo", "jobs": [
+    ...     {"name": "a", "env": "CartPole-v1", "policy": "random", "episodes": 4}]})
+    >>> cfg.jobs[0].env.id, cfg.jobs[0].num_envs
+    ('CartPole-v1', 1)
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from trialrun.errors import ConfigError
+
+_NAME_PATTERN = re.compile(r"^[^/\\\x00]+$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class EnvConfig(_Model):
+    """An environment: a Gymnasium id (``module:Env-v0`` imports ``module``
+    first) plus keyword arguments for ``gymnasium.make``."""
+
+    id: str = Field(min_length=1)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class PolicyConfig(_Model):
+    """A policy: a registered name (``trialrun list policies``) or a
+    ``package.module:factory`` callable, plus keyword arguments."""
+
+    type: str = Field(min_length=1)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class SuccessConfig(_Model):
+    """How an episode's success is decided.
+
+    By default the env's ``info["success"]`` (then ``info["is_success"]``) is
+    read at every step and ``success`` means "ever succeeded". Envs with no such
+    key (CartPole, Pendulum) need a rule: ``survived`` (reached the time limit
+    without terminating) or ``min_return``.
+    """
+
+    key: str | None = None
+    survived: bool = False
+    min_return: float | None = None
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> SuccessConfig:
+        rules = [self.key is not None, self.survived, self.min_return is not None]
+        if sum(rules) > 1:
+            raise ValueError("set only one of 'key', 'survived' and 'min_return'")
+        return self
+
+
+class OutcomeTermConfig(_Model):
+    """A custom outcome term: ``module:Factory`` building an
+    :class:`trialrun.outcomes.OutcomeTerm`, plus keyword arguments."""
+
+    type: str = Field(min_length=1)
+    name: str | None = None
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class JobConfig(_Model):
+    """One job: an environment, a policy and how many episodes to run."""
+
+    name: str = Field(min_length=1, max_length=200)
+    env: EnvConfig
+    policy: PolicyConfig
+    episodes: int = Field(ge=1)
+    num_envs: int = Field(default=1, ge=1, le=1024)
+    max_steps: int | None = Field(default=None, ge=1)
+    vectorization: Literal["sync", "async"] = "sync"
+    success: SuccessConfig = Field(default_factory=SuccessConfig)
+    outcomes: list[OutcomeTermConfig] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if not _NAME_PATTERN.match(value) or value in {".", ".."} or value != value.strip():
+            raise ValueError(
+                "a job name may not contain '/', '\\' or NUL, be '.' or '..', "
+                "or start or end with spaces (it names a folder of the run)"
+            )
+        return value
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_shorthand(cls, value: Any) -> Any:
+        return {"id": value} if isinstance(value, str) else value
+
+    @field_validator("policy", mode="before")
+    @classmethod
+    def _policy_shorthand(cls, value: Any) -> Any:
+        return {"type": value} if isinstance(value, str) else value
+
+    @field_validator("success", mode="before")
+    @classmethod
+    def _success_shorthand(cls, value: Any) -> Any:
+        if value == "survived":
+            return {"survived": True}
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _success_key_alias(cls, data: Any) -> Any:
+        # ``success_key: name`` is the documented shorthand for ``success: {key: name}``.
+        if isinstance(data, dict) and "success_key" in data:
+            data = dict(data)
+            key = data.pop("success_key")
+            if "success" in data:
+                raise ValueError("set either 'success_key' or 'success', not both")
+            data["success"] = {"key": key}
+        return data
+
+
+class RunConfig(_Model):
+    """A run file."""
+
+    name: str = Field(min_length=1, max_length=200)
+    seed: int = Field(default=0, ge=0, lt=2**63)
+    jobs: list[JobConfig] = Field(min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_run_name(cls, value: str) -> str:
+        if not _NAME_PATTERN.match(value) or value in {".", ".."}:
+            raise ValueError("a run name may not contain '/', '\\' or NUL (it names the run folder)")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_job_names(self) -> RunConfig:
+        seen: set[str] = set()
+        for job in self.jobs:
+            if job.name in seen:
+                raise ValueError(f"job name '{job.name}' is used twice; job names must be unique")
+            seen.add(job.name)
+        return self
+
+    def job(self, name: str) -> JobConfig:
+        for job in self.jobs:
+            if job.name == name:
+                return job
+        raise KeyError(name)
+
+
+# --------------------------------------------------------------------------- raw document
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """A new dict: ``override`` merged into ``base`` recursively (override wins).
+
+    Neither input is modified and the result shares no mutable state with them.
+    """
+    result = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = deep_merge(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``a.b=3`` -> ``("a.b", 3)``; the value is parsed as YAML (so ``true``,
+    ``[1, 2]`` and ``{x: 1}`` work)."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' is not of the form key=value", field="--set")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override '{text}' has an empty key part", field="--set")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override '{text}': value is not valid YAML ({exc})", field="--set") from None
+    return key, value
+
+
+def set_dotted(document: Any, key: str, value: Any, *, source: str = "--set") -> None:
+    """Set ``document[a][b]...`` for ``key="a.b..."``; integer parts index lists.
+
+    Missing dict levels are created; a list index out of range is an error.
+    """
+    parts = key.split(".")
+    node = document
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        where = ".".join(parts[: depth + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(
+                    f"'{where}': index must be 0..{len(node) - 1} (the list has {len(node)} items)",
+                    field=source,
+                )
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                if node.get(part) is None:
+                    node[part] = {}
+                node = node[part]
+        else:
+            raise ConfigError(f"'{where}': cannot set a key inside a {type(node).__name__}", field=source)
+
+
+def resolve_document(raw: dict[str, Any], file: str | None = None) -> dict[str, Any]:
+    """Merge ``defaults`` and ``templates`` into the jobs; return a document in
+    the shape :class:`RunConfig` validates (no ``defaults``/``templates`` keys)."""
+    doc = copy.deepcopy(raw)
+    defaults = doc.pop("defaults", None) or {}
+    templates = doc.pop("templates", None) or {}
+    if not isinstance(defaults, dict):
+        raise ConfigError("must be a mapping of job keys", file=file, field="defaults")
+    if not isinstance(templates, dict):
+        raise ConfigError("must be a mapping of template name to job keys", file=file, field="templates")
+    for where, body in [("defaults", defaults)] + [(f"templates.{k}", v) for k, v in templates.items()]:
+        if isinstance(body, dict):
+            unknown = sorted(set(body) - set(JobConfig.model_fields) - {"inherits", "success_key"})
+            if unknown:
+                raise ConfigError(
+                    f"unknown key '{unknown[0]}'; allowed keys: {', '.join(sorted(JobConfig.model_fields))}",
+                    file=file,
+                    field=f"{where}.{unknown[0]}",
+                )
+    jobs = doc.get("jobs")
+    if not isinstance(jobs, list):
+        return doc
+    resolved = []
+    for index, job in enumerate(jobs):
+        if not isinstance(job, dict):
+            raise ConfigError("must be a mapping", file=file, field=f"jobs.{index}")
+        merged = deep_merge(defaults, {})
+        chain = _template_chain(job.get("inherits"), templates, file, f"jobs.{index}.inherits")
+        for template_name in chain:
+            merged = deep_merge(merged, _strip_inherits(templates[template_name]))
+        body = {k: v for k, v in job.items() if k != "inherits"}
+        resolved.append(deep_merge(merged, body))
+    doc["jobs"] = resolved
+    return doc
+
+
+def _template_chain(name: Any, templates: dict[str, Any], file: str | None, field: str) -> list[str]:
+    """Template names from the root ancestor down to ``name`` (cycle-checked)."""
+    chain: list[str] = []
+    while name is not None:
+        if not isinstance(name, str) or name not in templates:
+            known = ", ".join(sorted(templates)) or "(none defined)"
+            raise ConfigError(f"unknown template '{name}'; templates: {known}", file=file, field=field)
+        if name in chain:
+            loop = " -> ".join([*chain, name])
+            raise ConfigError(f"template inheritance cycle: {loop}", file=file, field=field)
+        chain.append(name)
+        body = templates[name]
+        if not isinstance(body, dict):
+            raise ConfigError("must be a mapping", file=file, field=f"templates.{name}")
+        name = body.get("inherits")
+    return list(reversed(chain))
+
+
+def _strip_inherits(template: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in template.items() if k != "inherits"}
+
+
+def format_validation_error(exc: ValidationError, file: str | None) -> ConfigError:
+    """The first error of a pydantic ``ValidationError`` as one clear ConfigError."""
+    err = exc.errors()[0]
+    field = ".".join(str(p) for p in err["loc"])
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        parent = err["loc"][:-1]
+        msg = f"unknown key '{err['loc'][-1]}'"
+        allowed = _allowed_keys(parent)
+        if not parent:
+            allowed = sorted([*allowed, "defaults", "templates"])
+        if allowed:
+            msg += f"; allowed keys: {', '.join(allowed)}"
+    elif msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if len(exc.errors()) > 1:
+        msg += f" (and {len(exc.errors()) - 1} more problem(s))"
+    return ConfigError(msg, file=file, field=field or None)
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the model at ``loc`` in a RunConfig (best effort)."""
+    model: type[BaseModel] | None = RunConfig
+    for part in loc:
+        if model is None:
+            return []
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        model = _inner_model(field.annotation)
+    return sorted(model.model_fields) if model is not None else []
+
+
+def _inner_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def parse_run_config(raw: Any, *, file: str | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Validate a raw run document (after applying ``overrides``)."""
+    if not isinstance(raw, dict):
+        raise ConfigError("the run file must be a YAML mapping with 'name' and 'jobs'", file=file)
+    doc = _expand_shorthands(copy.deepcopy(raw))
+    for text in overrides or []:
+        key, value = parse_override(text)
+        set_dotted(doc, key, value)
+    doc = resolve_document(doc, file)
+    try:
+        return RunConfig.model_validate(doc)
+    except ValidationError as exc:
+        raise format_validation_error(exc, file) from None
+
+
+def _expand_shorthands(doc: dict[str, Any]) -> dict[str, Any]:
+    """``env: X`` -> ``env: {id: X}`` (and likewise ``policy``) everywhere a job
+    body appears, so that overrides like ``jobs.0.env.kwargs.g=9`` find a mapping."""
+    bodies: list[Any] = list(doc.get("jobs") or []) if isinstance(doc.get("jobs"), list) else []
+    bodies.append(doc.get("defaults"))
+    templates = doc.get("templates")
+    if isinstance(templates, dict):
+        bodies.extend(templates.values())
+    for body in bodies:
+        if isinstance(body, dict):
+            if isinstance(body.get("env"), str):
+                body["env"] = {"id": body["env"]}
+            if isinstance(body.get("policy"), str):
+                body["policy"] = {"type": body["policy"]}
+    return doc
+
+
+def load_yaml(path: Path) -> Any:
+    """Read a YAML file, turning I/O and syntax errors into a ConfigError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("no such file", file=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read: {exc}", file=str(path)) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"invalid YAML{where}: {problem}", file=str(path)) from None
+
+
+def load_run_config(path: Path, overrides: list[str] | None = None) -> RunConfig:
+    """Load, merge, override and validate a run file."""
+    return parse_run_config(load_yaml(path), file=str(path), overrides=overrides)

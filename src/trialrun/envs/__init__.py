@@ -1,0 +1,10 @@
+"""Environment building and the bundled environments."""
+
+import gymnasium as gym
+
+from trialrun.envs.build import check_env_id, ensure_headless_rendering, make_env
+
+if "trialrun/SeedProbe-v0" not in gym.registry:
+    gym.register(id="trialrun/SeedProbe-v0", entry_point="trialrun.envs.probe:SeedProbeEnv")
+
+__all__ = ["check_env_id", "ensure_headless_rendering", "make_env"]

@@ -1,0 +1,52 @@
+"""The wrapper around every sub-env: it prepares each episode from its slot.
+
+A vector env resets all masked sub-envs with one shared ``options`` dict, so
+per-slot settings travel in ``options["trialrun"][env_index]`` and each
+wrapper picks its own entry. Before resetting the inner env it runs its
+pre-reset hooks (variations apply factor values there); the values the hooks
+report as applied come back in ``info["trialrun_applied"]`` (JSON text, so the
+vector env can batch it like any other info value).
+
+Example:
+    >>> import gymnasium as gym
+    >>> env = SlotWrapper(gym.make("CartPole-v1"), env_index=0)
+    >>> obs, info = env.reset(seed=3, options={"trialrun": {0: {"factors": {}}}})
+    >>> info["trialrun_applied"]
+    '{}'
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+
+ResetHook = Callable[[gym.Env[Any, Any], dict[str, Any], int | None], dict[str, Any]]
+"""``hook(env, slot_settings, seed) -> applied values`` run before each reset."""
+
+
+class SlotWrapper(gym.Wrapper[Any, Any, Any, Any]):
+    """Applies a slot's settings before each reset and reports what was applied."""
+
+    def __init__(self, env: gym.Env[Any, Any], env_index: int, hooks: list[ResetHook] | None = None) -> None:
+        super().__init__(env)
+        self.env_index = env_index
+        self.hooks = list(hooks or [])
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        settings: dict[str, Any] = {}
+        inner_options = None
+        if options:
+            inner_options = {k: v for k, v in options.items() if k != "trialrun"} or None
+            settings = (options.get("trialrun") or {}).get(self.env_index, {})
+        applied: dict[str, Any] = {}
+        for hook in self.hooks:
+            applied.update(hook(self.env, settings, seed))
+        obs, info = self.env.reset(seed=seed, options=inner_options)
+        info = dict(info)
+        info["trialrun_applied"] = json.dumps(applied, sort_keys=True)
+        return obs, info

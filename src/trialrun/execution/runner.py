@@ -1,0 +1,331 @@
+"""The job lifecycle of a run: plan, execute, record, summarise, resume.
+
+The runner is the only writer of ``episodes.jsonl`` and ``manifest.json``.
+Each finished episode is appended (and flushed) as it arrives. A job whose env
+or policy raises is marked ``failed`` with its message and traceback; the
+other jobs still run. A failure to *write* (disk full, permissions) is not a
+job failure: it stops the run with :class:`RunWriteError`, and the episodes
+already on disk stay valid for ``--resume``.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from trialrun.config import parse_run_config
+    >>> cfg = parse_run_config({"name": "demo", "seed": 1, "jobs": [
+    ...     {"name": "probe", "env": "trialrun/SeedProbe-v0", "policy": "zero",
+    ...      "episodes": 6, "num_envs": 2}]})
+    >>> result = run_evaluation(cfg, pathlib.Path(tempfile.mkdtemp()) / "demo")
+    >>> result.statuses, result.exit_code
+    ({'probe': 'completed'}, 0)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Protocol
+
+import trialrun.envs  # noqa: F401  (registers the bundled env ids)
+from trialrun.config import JobConfig, RunConfig, parse_run_config
+from trialrun.envs.build import check_env_id
+from trialrun.errors import ConfigError, InputError
+from trialrun.execution.metadata import git_commit, host_info, package_versions
+from trialrun.execution.shard import RunContext, build_outcome_terms, run_shard
+from trialrun.plan import Slot, missing_slots, plan_job
+from trialrun.policies.base import Policy
+from trialrun.policies.registry import resolve_policy_factory
+from trialrun.recording.files import (
+    EPISODES_FILE,
+    MANIFEST_FILE,
+    SUMMARY_FILE,
+    EpisodeLogWriter,
+    RunFileError,
+    RunWriteError,
+    read_episodes,
+    read_manifest,
+    repair_torn_tail,
+    write_json_atomic,
+)
+from trialrun.recording.schema import EpisodeRecord, JobManifest, JobState, Manifest, Summary
+from trialrun.rollout import utc_now
+from trialrun.stats import summarize_run
+
+logger = logging.getLogger(__name__)
+
+_MANIFEST_INTERVAL_S = 5.0
+
+
+class RunObserver(Protocol):
+    """Receives progress events (the CLI draws its progress bar from them)."""
+
+    def job_started(self, job: str, planned: int, done: int) -> None: ...
+
+    def episode_finished(self, record: EpisodeRecord) -> None: ...
+
+    def job_finished(self, job: str, status: JobState, error: str | None) -> None: ...
+
+
+class Executor(Protocol):
+    """Runs a job's slots somewhere and emits records back to the runner."""
+
+    def run_job(
+        self,
+        job: JobConfig,
+        context: RunContext,
+        slots: list[Slot],
+        emit: Callable[[EpisodeRecord], None],
+    ) -> None: ...
+
+
+class LocalExecutor:
+    """Runs every slot in this process (the default)."""
+
+    def __init__(self, policy: Policy | None = None) -> None:
+        self.policy = policy
+
+    def run_job(
+        self,
+        job: JobConfig,
+        context: RunContext,
+        slots: list[Slot],
+        emit: Callable[[EpisodeRecord], None],
+    ) -> None:
+        run_shard(job, context, slots, emit, policy=self.policy)
+
+
+@dataclass
+class RunResult:
+    """What a finished :func:`run_evaluation` reports."""
+
+    run_dir: Path
+    statuses: dict[str, JobState]
+    summary: Summary
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every job completed, 1 when any failed."""
+        return 0 if all(s == "completed" for s in self.statuses.values()) else 1
+
+
+def default_run_dir(output_dir: Path, name: str) -> Path:
+    """``<output_dir>/<name>-<UTC timestamp>``, made unique with a suffix."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    candidate = Path(output_dir) / f"{name}-{stamp}"
+    suffix = 1
+    while candidate.exists():
+        suffix += 1
+        candidate = Path(output_dir) / f"{name}-{stamp}-{suffix}"
+    return candidate
+
+
+def preflight(config: RunConfig) -> None:
+    """Check what can be checked before running anything (env ids, policy
+    names, outcome terms), so a typo fails in a second with exit code 2
+    instead of marking a job failed after other jobs ran."""
+    for index, job in enumerate(config.jobs):
+        check_env_id(job.env.id, field=f"jobs.{index}.env.id")
+        resolve_policy_factory(job.policy.type, field=f"jobs.{index}.policy.type")
+        build_outcome_terms(job)
+
+
+class _ManifestWriter:
+    def __init__(self, path: Path, manifest: Manifest) -> None:
+        self.path = path
+        self.manifest = manifest
+        self._last = 0.0
+
+    def write(self, force: bool = True) -> None:
+        now = time.monotonic()
+        if not force and now - self._last < _MANIFEST_INTERVAL_S:
+            return
+        self._last = now
+        write_json_atomic(self.path, self.manifest.model_dump(mode="json", by_alias=True))
+
+
+def _new_manifest(config: RunConfig, config_path: Path | None, argv: list[str]) -> Manifest:
+    host = host_info()
+    commit_dir = config_path.parent if config_path is not None else Path.cwd()
+    return Manifest(
+        run=config.name,
+        seed=config.seed,
+        config=config.model_dump(mode="json"),
+        config_path=str(config_path) if config_path else None,
+        versions=package_versions(),
+        git_commit=git_commit(commit_dir),
+        host=host["host"],
+        python=host["python"],
+        platform=host["platform"],
+        command=argv,
+        started_at=utc_now(),
+        jobs={job.name: JobManifest(name=job.name, planned=job.episodes) for job in config.jobs},
+    )
+
+
+def load_for_resume(run_dir: Path) -> tuple[RunConfig, Manifest]:
+    """The stored config and manifest of an existing run (for ``--resume``)."""
+    try:
+        manifest = read_manifest(run_dir)
+    except RunFileError as exc:
+        raise InputError(f"cannot resume {run_dir}: {exc}") from None
+    config = parse_run_config(manifest.config, file=str(Path(run_dir) / MANIFEST_FILE))
+    return config, manifest
+
+
+def _existing_records(path: Path, config: RunConfig) -> dict[str, dict[int, EpisodeRecord]]:
+    done: dict[str, dict[int, EpisodeRecord]] = {job.name: {} for job in config.jobs}
+    if not path.exists():
+        return done
+    repair_torn_tail(path)
+    try:
+        records = read_episodes(path)
+    except RunFileError as exc:
+        raise InputError(str(exc)) from None
+    for rec in records:
+        if rec.job not in done:
+            raise InputError(f"{path}: record for job '{rec.job}', which the run's config does not have")
+        if rec.episode in done[rec.job]:
+            logger.warning("%s: duplicate record for (%s, %d); keeping the first", path, rec.job, rec.episode)
+            continue
+        done[rec.job][rec.episode] = rec
+    return done
+
+
+def run_evaluation(
+    config: RunConfig,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    config_path: Path | None = None,
+    observer: RunObserver | None = None,
+    executor: Executor | None = None,
+    argv: list[str] | None = None,
+) -> RunResult:
+    """Run (or resume) every job of ``config`` into ``run_dir``.
+
+    Raises:
+        ConfigError / InputError: bad config or run directory (nothing ran).
+        RunWriteError: a run file could not be written; episodes already
+            appended are valid and ``--resume`` continues from them.
+    """
+    run_dir = Path(run_dir)
+    episodes_path = run_dir / EPISODES_FILE
+    manifest_path = run_dir / MANIFEST_FILE
+    preflight(config)
+    executor = executor or LocalExecutor()
+
+    if resume:
+        if not manifest_path.exists():
+            raise InputError(f"cannot resume {run_dir}: it has no {MANIFEST_FILE}")
+        stored = read_manifest(run_dir)
+        if stored.config != config.model_dump(mode="json"):
+            raise ConfigError(
+                "the config differs from the one the run was started with; resume with the "
+                "stored config (trialrun run --resume RUN_DIR) or start a new run",
+                file=str(manifest_path),
+                field="config",
+            )
+        manifest = stored
+        manifest.ended_at = None
+    else:
+        if manifest_path.exists() or episodes_path.exists():
+            raise InputError(
+                f"{run_dir} already holds a run; use --resume to continue it or choose another --run-dir"
+            )
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunWriteError(f"cannot create {run_dir}: {exc}") from exc
+        manifest = _new_manifest(config, config_path, argv or [])
+
+    done = _existing_records(episodes_path, config)
+    writer = _ManifestWriter(manifest_path, manifest)
+    writer.write()
+    context = RunContext(run_name=config.name, run_seed=config.seed, run_dir=run_dir)
+    errors: dict[str, str] = {}
+
+    with EpisodeLogWriter(episodes_path) as log:
+        for job in config.jobs:
+            state = manifest.jobs[job.name]
+            job_done = done[job.name]
+            slots = missing_slots(plan_job(config.seed, job.name, job.episodes), set(job_done))
+            if observer:
+                observer.job_started(job.name, job.episodes, len(job_done))
+            state.completed = len(job_done)
+            if not slots:
+                state.status = "completed"
+                state.error = state.traceback = None
+                writer.write()
+                if observer:
+                    observer.job_finished(job.name, "completed", None)
+                continue
+            state.status = "running"
+            state.error = state.traceback = None
+            state.started_at = state.started_at or utc_now()
+            writer.write()
+
+            def emit(record: EpisodeRecord, _job: str = job.name, _state: JobManifest = state) -> None:
+                if record.episode in done[_job]:
+                    logger.warning("ignoring a second result for (%s, %d)", _job, record.episode)
+                    return
+                log.append(record)
+                done[_job][record.episode] = record
+                _state.completed = len(done[_job])
+                if observer:
+                    observer.episode_finished(record)
+                writer.write(force=False)
+
+            try:
+                executor.run_job(job, context, slots, emit)
+            except RunWriteError:
+                state.status = "failed"
+                state.error = "stopped: a run file could not be written (see the run's output)"
+                _try_write(writer)
+                raise
+            except Exception as exc:  # job isolation: any env/policy error fails only this job
+                state.status = "failed"
+                state.error = f"{type(exc).__name__}: {exc}"
+                state.traceback = traceback.format_exc()
+                errors[job.name] = state.error
+                logger.error("job '%s' failed: %s", job.name, state.error)
+            else:
+                missing = job.episodes - len(done[job.name])
+                if missing:
+                    state.status = "failed"
+                    state.error = f"executor returned without {missing} planned episode(s)"
+                    errors[job.name] = state.error
+                else:
+                    state.status = "completed"
+            state.ended_at = utc_now()
+            writer.write()
+            if observer:
+                observer.job_finished(job.name, state.status, state.error)
+
+    all_records = [rec for job in config.jobs for rec in done[job.name].values()]
+    summary = summarize_run(
+        config.name,
+        all_records,
+        planned={job.name: job.episodes for job in config.jobs},
+        statuses={name: s.status for name, s in manifest.jobs.items()},
+        seed=config.seed,
+    )
+    write_json_atomic(run_dir / SUMMARY_FILE, summary.model_dump(mode="json", by_alias=True))
+    manifest.ended_at = utc_now()
+    writer.write()
+    return RunResult(
+        run_dir=run_dir,
+        statuses={name: s.status for name, s in manifest.jobs.items()},
+        summary=summary,
+        errors=errors,
+    )
+
+
+def _try_write(writer: _ManifestWriter) -> None:
+    try:
+        writer.write()
+    except RunWriteError:
+        logger.error("could not update the manifest either")

@@ -1,0 +1,115 @@
+"""Running a shard: a list of one job's slots, in the calling process.
+
+A shard builds its env(s) and policy once and runs its slots through the
+rollout. Every executor (local, process pool, Ray) ends up calling
+:func:`run_shard`, so results do not depend on which executor ran them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from trialrun._imports import load_object
+from trialrun.config import JobConfig
+from trialrun.envs.build import make_env
+from trialrun.errors import ConfigError
+from trialrun.outcomes import OutcomeTerm, SuccessRule
+from trialrun.plan import Slot
+from trialrun.policies.base import Policy, PolicyContext
+from trialrun.policies.registry import build_policy
+from trialrun.recording.schema import EpisodeRecord
+from trialrun.rollout import EpisodeResult, rollout
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a shard needs to know about the run it belongs to."""
+
+    run_name: str
+    run_seed: int
+    run_dir: Path
+
+
+def build_outcome_terms(job: JobConfig) -> list[OutcomeTerm]:
+    """Instantiate the job's custom outcome terms (fresh objects per shard)."""
+    terms: list[OutcomeTerm] = []
+    for index, spec in enumerate(job.outcomes):
+        field = f"jobs[{job.name}].outcomes.{index}.type"
+        factory = load_object(spec.type, field=field)
+        term = factory(**spec.kwargs)
+        if spec.name:
+            term.name = spec.name
+        missing = [m for m in ("name", "allocate", "start", "step", "value") if not hasattr(term, m)]
+        if missing:
+            raise ConfigError(
+                f"'{spec.type}' built an object without {', '.join(missing)} "
+                "(see trialrun.outcomes.OutcomeTerm)",
+                field=field,
+            )
+        terms.append(term)
+    names = [t.name for t in terms]
+    clash = {n for n in names if names.count(n) > 1} | (set(names) & {"success", "return", "length"})
+    if clash:
+        raise ConfigError(f"outcome name(s) {sorted(clash)} used twice", field=f"jobs[{job.name}].outcomes")
+    return terms
+
+
+def success_rule(job: JobConfig) -> SuccessRule:
+    return SuccessRule(key=job.success.key, survived=job.success.survived, min_return=job.success.min_return)
+
+
+def job_env_fns(job: JobConfig, count: int) -> list[Callable[[], Any]]:
+    """``count`` picklable constructors of the job's env."""
+    return [partial(make_env, job.env.id, job.env.kwargs, job.max_steps) for _ in range(count)]
+
+
+def run_shard(
+    job: JobConfig,
+    context: RunContext,
+    slots: Sequence[Slot],
+    emit: Callable[[EpisodeRecord], None],
+    policy: Policy | None = None,
+) -> None:
+    """Run ``slots`` of ``job`` and ``emit`` one record per finished episode.
+
+    ``policy`` overrides the job's policy spec with a live object (used by
+    training-time evaluation, which passes the trainer's policy).
+    """
+
+    def policy_builder(ctx: PolicyContext) -> Policy:
+        if policy is not None:
+            return policy
+        return build_policy(job.policy.type, job.policy.kwargs, ctx)
+
+    def on_episode(result: EpisodeResult) -> None:
+        emit(
+            EpisodeRecord(
+                run=context.run_name,
+                job=job.name,
+                episode=result.slot.episode,
+                seed=result.slot.seed,
+                env_index=result.env_index,
+                factors=result.factors,
+                outcome=result.outcome,
+                video=result.video,
+                started_at=result.started_at,
+                ended_at=result.ended_at,
+                extra=result.extra,
+            )
+        )
+
+    rollout(
+        slots,
+        job_env_fns(job, job.num_envs),
+        policy_builder,
+        on_episode,
+        env_id=job.env.id,
+        env_kwargs=job.env.kwargs,
+        vectorization=job.vectorization,
+        success=success_rule(job),
+        terms=build_outcome_terms(job),
+    )

@@ -1,0 +1,196 @@
+"""Per-episode outcomes computed online from the step stream.
+
+No trajectory is stored: each term keeps a few numbers per sub-env and updates
+them at every step. The built-in terms are vectorized over sub-envs (one numpy
+operation per step, not one Python call per env), so they cost little next to
+the simulator.
+
+A custom term is a small reducer object (see :class:`OutcomeTerm`) registered
+in the job config as ``outcomes: [{type: "my.module:MyTerm", kwargs: {...}}]``.
+
+Example:
+    >>> import numpy as np
+    >>> tracker = OutcomeTracker(num_envs=2, success=SuccessRule(key=None))
+    >>> tracker.start(np.array([True, True]))
+    >>> tracker.step(np.array([True, True]), np.array([1.0, 2.0]),
+    ...              np.array([False, True]), np.array([False, False]), {"success": np.array([0.0, 1.0]),
+    ...              "_success": np.array([True, True])})
+    >>> tracker.result(1)["success"], tracker.result(1)["return"], tracker.result(1)["time_to_success"]
+    (True, 2.0, 1)
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+STANDARD_OUTCOMES = (
+    "success",
+    "success_at_end",
+    "return",
+    "length",
+    "terminated",
+    "truncated",
+    "time_to_success",
+)
+DEFAULT_SUCCESS_KEYS = ("success", "is_success")
+
+
+@runtime_checkable
+class OutcomeTerm(Protocol):
+    """A custom per-episode outcome, updated at every step of every sub-env.
+
+    ``name`` becomes the key under the record's ``outcome``. All methods take
+    arrays over sub-envs; ``active`` marks the sub-envs that really stepped.
+    """
+
+    name: str
+
+    def allocate(self, num_envs: int) -> None:
+        """Called once before the first episode."""
+
+    def start(self, env_mask: np.ndarray) -> None:
+        """Episodes start in the sub-envs where ``env_mask`` is true."""
+
+    def step(
+        self,
+        active: np.ndarray,
+        rewards: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        infos: dict[str, Any],
+    ) -> None:
+        """One step of the active sub-envs."""
+
+    def value(self, env_index: int) -> float | int | bool | None:
+        """The outcome of the episode that just ended in ``env_index``."""
+
+
+@dataclass(frozen=True)
+class SuccessRule:
+    """How success is read: an info key (``None`` = try ``success`` then
+    ``is_success``), ``survived`` (time limit reached without termination) or
+    ``min_return``."""
+
+    key: str | None = None
+    survived: bool = False
+    min_return: float | None = None
+
+
+def info_flag(infos: dict[str, Any], key: str, num_envs: int) -> np.ndarray | None:
+    """``infos[key]`` of a vector env as a bool array (False where absent), or
+    ``None`` when no sub-env reported the key this step."""
+    values = infos.get(key)
+    if values is None:
+        return None
+    present = infos.get("_" + key)
+    flags = np.zeros(num_envs, dtype=bool)
+    arr = np.asarray(values)
+    if arr.dtype == object:
+        arr = np.array([bool(v) if v is not None else False for v in arr], dtype=bool)
+    flags[:] = arr.astype(bool)
+    if present is not None:
+        flags &= np.asarray(present, dtype=bool)
+    return flags
+
+
+class OutcomeTracker:
+    """Accumulates the standard outcomes (and custom terms) for every sub-env."""
+
+    def __init__(
+        self,
+        num_envs: int,
+        success: SuccessRule,
+        terms: list[OutcomeTerm] | None = None,
+    ) -> None:
+        self.num_envs = num_envs
+        self.rule = success
+        self.terms = list(terms or [])
+        self._keys = (success.key,) if success.key else DEFAULT_SUCCESS_KEYS
+        self.success_key_seen = False
+        self.returns = np.zeros(num_envs, dtype=np.float64)
+        self.lengths = np.zeros(num_envs, dtype=np.int64)
+        self.ever_success = np.zeros(num_envs, dtype=bool)
+        self.last_success = np.zeros(num_envs, dtype=bool)
+        self.time_to_success = np.full(num_envs, -1, dtype=np.int64)
+        self.terminated = np.zeros(num_envs, dtype=bool)
+        self.truncated = np.zeros(num_envs, dtype=bool)
+        for term in self.terms:
+            term.allocate(num_envs)
+
+    def start(self, env_mask: np.ndarray) -> None:
+        """Clear the accumulators of the sub-envs starting a new episode."""
+        self.returns[env_mask] = 0.0
+        self.lengths[env_mask] = 0
+        self.ever_success[env_mask] = False
+        self.last_success[env_mask] = False
+        self.time_to_success[env_mask] = -1
+        self.terminated[env_mask] = False
+        self.truncated[env_mask] = False
+        for term in self.terms:
+            term.start(env_mask)
+
+    def step(
+        self,
+        active: np.ndarray,
+        rewards: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        infos: dict[str, Any],
+    ) -> None:
+        """Fold one vector step into the accumulators of the active sub-envs."""
+        self.returns[active] += rewards[active]
+        self.lengths[active] += 1
+        self.terminated[active] = terminated[active]
+        self.truncated[active] = truncated[active]
+        if not self.rule.survived and self.rule.min_return is None:
+            flags = None
+            for key in self._keys:
+                flags = info_flag(infos, key, self.num_envs)
+                if flags is not None:
+                    break
+            if flags is not None:
+                self.success_key_seen = True
+                flags &= active
+                newly = flags & ~self.ever_success
+                self.time_to_success[newly] = self.lengths[newly]
+                self.ever_success |= flags
+                self.last_success[active] = flags[active]
+        for term in self.terms:
+            term.step(active, rewards, terminated, truncated, infos)
+
+    def result(self, env_index: int) -> dict[str, Any]:
+        """The outcome dict of the episode that just ended in ``env_index``."""
+        i = env_index
+        if self.rule.survived:
+            success = bool(self.truncated[i] and not self.terminated[i])
+            at_end = success
+            tts: int | None = int(self.lengths[i]) if success else None
+        elif self.rule.min_return is not None:
+            success = bool(self.returns[i] >= self.rule.min_return)
+            at_end = success
+            tts = int(self.lengths[i]) if success else None
+        else:
+            success = bool(self.ever_success[i])
+            at_end = bool(self.last_success[i])
+            tts = int(self.time_to_success[i]) if self.time_to_success[i] >= 0 else None
+        outcome: dict[str, Any] = {
+            "success": success,
+            "success_at_end": at_end,
+            "return": float(self.returns[i]),
+            "length": int(self.lengths[i]),
+            "terminated": bool(self.terminated[i]),
+            "truncated": bool(self.truncated[i]),
+            "time_to_success": tts,
+        }
+        for term in self.terms:
+            value = term.value(i)
+            if isinstance(value, np.generic):
+                value = value.item()
+            outcome[term.name] = value
+        return outcome

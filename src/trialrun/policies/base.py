@@ -1,0 +1,61 @@
+"""The policy protocol every policy source satisfies.
+
+A policy maps a batch of observations (one row per sub-env) to a batch of
+actions. ``reset(mask, seeds)`` is called when new episodes start in the
+sub-envs where ``mask`` is true: recurrent state and per-episode random
+generators of those sub-envs (and only those) are reset. ``seeds[i]`` is the
+slot's policy seed for sub-env ``i``, so a stochastic policy draws the same
+actions for a slot whichever sub-env runs it.
+
+Example:
+    >>> import numpy as np
+    >>> class Zero:
+    ...     def act(self, obs): return np.zeros(len(obs), dtype=np.int64)
+    ...     def reset(self, mask, seeds=None): pass
+    >>> isinstance(Zero(), Policy)
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import gymnasium as gym
+import numpy as np
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """Batch in, batch out; per-sub-env state cleared by ``reset(mask)``."""
+
+    def act(self, obs: Any) -> Any:
+        """Actions for a batch of observations (first axis = sub-env)."""
+
+    def reset(self, mask: np.ndarray, seeds: Sequence[int | None] | None = None) -> None:
+        """New episodes start in the sub-envs where ``mask`` is true."""
+
+
+@dataclass(frozen=True)
+class PolicyContext:
+    """What a policy factory may need to know about the env it will drive."""
+
+    env_id: str
+    num_envs: int
+    observation_space: gym.Space[Any]
+    action_space: gym.Space[Any]
+    env_kwargs: dict[str, Any]
+
+
+class CallablePolicy:
+    """Wraps a stateless ``obs_batch -> action_batch`` function as a Policy."""
+
+    def __init__(self, fn: Any) -> None:
+        self._fn = fn
+
+    def act(self, obs: Any) -> Any:
+        return self._fn(obs)
+
+    def reset(self, mask: np.ndarray, seeds: Sequence[int | None] | None = None) -> None:
+        """Stateless: nothing to clear."""

@@ -1,0 +1,94 @@
+"""The policy registry: names usable as ``policy:`` in a job.
+
+A policy source is a factory ``factory(context, **kwargs) -> Policy``. Users
+add theirs with :func:`register_policy` or name them directly as
+``package.module:factory``. A factory that takes no ``context`` parameter is
+called with the kwargs only; a returned plain callable is wrapped as a
+stateless policy.
+
+Example:
+    >>> "random" in available_policies()
+    True
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from trialrun._imports import load_object
+from trialrun.errors import ConfigError
+from trialrun.policies.base import CallablePolicy, Policy, PolicyContext
+from trialrun.policies.builtin import RandomPolicy, ZeroPolicy
+from trialrun.policies.scripted import CartPoleBalancePolicy, PendulumSwingUpPolicy
+
+PolicyFactory = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class PolicyEntry:
+    name: str
+    factory: PolicyFactory
+    description: str
+
+
+_REGISTRY: dict[str, PolicyEntry] = {}
+
+
+def register_policy(name: str, factory: PolicyFactory, description: str = "") -> None:
+    """Make ``factory`` available as ``policy: name``."""
+    if name in _REGISTRY and _REGISTRY[name].factory is not factory:
+        raise ValueError(f"policy '{name}' is already registered")
+    _REGISTRY[name] = PolicyEntry(
+        name, factory, description or (factory.__doc__ or "").strip().split("\n")[0]
+    )
+
+
+def available_policies() -> dict[str, PolicyEntry]:
+    """Registered policies by name."""
+    return dict(_REGISTRY)
+
+
+def resolve_policy_factory(type_name: str, field: str = "policy.type") -> PolicyFactory:
+    """The factory for a registered name or a ``module:callable`` spec."""
+    if type_name in _REGISTRY:
+        return _REGISTRY[type_name].factory
+    if ":" in type_name:
+        factory = load_object(type_name, field=field)
+        if not callable(factory):
+            raise ConfigError(f"'{type_name}' is not callable", field=field)
+        return factory  # type: ignore[no-any-return]
+    known = ", ".join(sorted(_REGISTRY))
+    raise ConfigError(
+        f"unknown policy '{type_name}'; registered policies: {known}; "
+        "or name a factory as 'package.module:callable'",
+        field=field,
+    )
+
+
+def build_policy(type_name: str, kwargs: dict[str, Any], context: PolicyContext) -> Policy:
+    """Build a policy for ``context`` from a registered name or ``module:callable``."""
+    factory = resolve_policy_factory(type_name)
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        params = {}  # type: ignore[assignment]
+    takes_context = "context" in params or (
+        params and next(iter(params.values())).kind is inspect.Parameter.POSITIONAL_ONLY
+    )
+    policy = factory(context, **kwargs) if takes_context else factory(**kwargs)
+    if not hasattr(policy, "act"):
+        if callable(policy):
+            return CallablePolicy(policy)
+        raise TypeError(f"policy factory '{type_name}' returned {type(policy).__name__}, which has no act()")
+    if not hasattr(policy, "reset"):
+        policy.reset = lambda mask, seeds=None: None
+    return policy  # type: ignore[no-any-return]
+
+
+register_policy("random", RandomPolicy, "uniform random actions, seeded per episode")
+register_policy("zero", ZeroPolicy, "the zero action (a floor)")
+register_policy("cartpole-balance", CartPoleBalancePolicy, "LQR balance controller for CartPole-v1")
+register_policy("pendulum-swingup", PendulumSwingUpPolicy, "energy swing-up + LQR hold for Pendulum-v1")

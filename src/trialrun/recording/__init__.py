@@ -1,0 +1,1 @@
+"""Run files: the episode log, manifest and summary (and, later, videos)."""

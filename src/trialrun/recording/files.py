@@ -1,0 +1,165 @@
+"""Reading and writing the files of a run directory.
+
+``episodes.jsonl`` is append-only and may end in a torn line when a process was
+killed mid-write; readers ignore that line and :func:`repair_torn_tail` cuts it
+off before a resumed run appends. ``manifest.json`` and ``summary.json`` are
+replaced atomically (temp file + rename), so a reader never sees half a file.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> write_json_atomic(d / "x.json", {"a": 1})
+    >>> (d / "x.json").read_text()
+    '{\\n  "a": 1\\n}\\n'
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from trialrun.recording.schema import EpisodeRecord, Manifest, Summary
+
+logger = logging.getLogger(__name__)
+
+EPISODES_FILE = "episodes.jsonl"
+MANIFEST_FILE = "manifest.json"
+SUMMARY_FILE = "summary.json"
+
+
+class RunFileError(Exception):
+    """A run file is missing, unreadable or not in the expected format."""
+
+
+class RunWriteError(Exception):
+    """Writing a run file failed (disk full, permissions...). Nothing about the
+    episodes' outcomes is implied: the rollout itself did not fail."""
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write ``data`` as indented JSON to ``path`` via a temp file and rename."""
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(data, f, indent=2, allow_nan=False)
+                f.write("\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise RunWriteError(f"cannot write {path}: {exc}") from exc
+
+
+def iter_episode_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, text)`` of complete lines; a torn last line (no
+    trailing newline) is skipped with a warning, as a killed writer leaves one."""
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.endswith("\n"):
+                logger.warning("%s: ignoring torn last line %d (%d bytes)", path, number, len(line))
+                return
+            if line.strip():
+                yield number, line
+
+
+def read_episodes(path: Path) -> list[EpisodeRecord]:
+    """All complete records of an ``episodes.jsonl``.
+
+    Raises:
+        RunFileError: the file is missing, or a complete line is not a valid
+            record (naming the line and the field).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RunFileError(f"{path}: no such episodes file")
+    records = []
+    for number, line in iter_episode_lines(path):
+        try:
+            records.append(EpisodeRecord.model_validate_json(line))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(str(p) for p in err["loc"]) or "(line)"
+            raise RunFileError(f"{path}:{number}: field '{field}': {err['msg']}") from None
+    return records
+
+
+def repair_torn_tail(path: Path) -> int:
+    """Cut a torn last line off ``path``; return the number of bytes removed."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    with open(path, "rb+") as f:
+        data = f.read()
+        if not data or data.endswith(b"\n"):
+            return 0
+        keep = data.rfind(b"\n") + 1
+        f.truncate(keep)
+    removed = len(data) - keep
+    logger.warning("%s: removed a torn last line of %d bytes", path, removed)
+    return removed
+
+
+class EpisodeLogWriter:
+    """Appends one record per line and flushes it, so a finished episode is on
+    disk as soon as it ends (never buffered for the whole run)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            raise RunWriteError(f"cannot open {self.path} for appending: {exc}") from exc
+
+    def append(self, record: EpisodeRecord) -> None:
+        try:
+            self._file.write(record.to_json_line() + "\n")
+            self._file.flush()
+        except OSError as exc:
+            raise RunWriteError(f"cannot append to {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        try:
+            self._file.close()
+        except OSError as exc:
+            raise RunWriteError(f"cannot close {self.path}: {exc}") from exc
+
+    def __enter__(self) -> EpisodeLogWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _read_model(path: Path, model: type[Manifest] | type[Summary]) -> Any:
+    if not path.is_file():
+        raise RunFileError(f"{path}: no such file")
+    try:
+        return model.model_validate_json(path.read_text(encoding="utf-8"))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "(file)"
+        raise RunFileError(f"{path}: field '{field}': {err['msg']}") from None
+
+
+def read_manifest(run_dir: Path) -> Manifest:
+    """The run's manifest (raises :class:`RunFileError` naming the problem)."""
+    result: Manifest = _read_model(Path(run_dir) / MANIFEST_FILE, Manifest)
+    return result
+
+
+def read_summary(run_dir: Path) -> Summary:
+    """The run's summary (raises :class:`RunFileError` naming the problem)."""
+    result: Summary = _read_model(Path(run_dir) / SUMMARY_FILE, Summary)
+    return result

@@ -1,0 +1,151 @@
+"""Pydantic models for every file of a run directory (format version 1).
+
+These models are the contract between the rollout side (which writes the files)
+and the readers (report, analysis, compare, replay). They import nothing from
+the rollout side, so readers can depend on them freely.
+
+Example:
+    >>> rec = EpisodeRecord.model_validate_json(
+    ...     '{"schema": 1, "run": "r", "job": "j", "episode": 0, "seed": 1, "env_index": 0,'
+    ...     ' "factors": {}, "outcome": {"success": true, "return": 1.0, "length": 3},'
+    ...     ' "started_at": "2026-11-21T19:00:01.123Z", "ended_at": "2026-11-21T19:00:01.541Z"}')
+    >>> rec.outcome["return"]
+    1.0
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+FactorValue = float | int | str | bool
+OutcomeValue = float | int | bool | None
+
+JobState = Literal["pending", "running", "completed", "failed"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EpisodeRecord(_Strict):
+    """One finished episode, one line of ``episodes.jsonl``.
+
+    ``(job, episode)`` is the identity of an episode; ``seed`` and ``factors``
+    are a pure function of the run seed, the job name and ``episode``.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    schema_version: int = Field(default=SCHEMA_VERSION, alias="schema")
+    run: str
+    job: str
+    episode: int = Field(ge=0)
+    seed: int = Field(ge=0)
+    env_index: int = Field(default=0, ge=0)
+    factors: dict[str, FactorValue] = Field(default_factory=dict)
+    outcome: dict[str, OutcomeValue]
+    video: dict[str, str] = Field(default_factory=dict)
+    started_at: str
+    ended_at: str
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    def to_json_line(self) -> str:
+        """The record as one line of JSON (no trailing newline), keys in schema order."""
+        return self.model_dump_json(by_alias=True, exclude_defaults=False)
+
+
+class FactorSpec(_Strict):
+    """What the analysis and the report need to know about one factor.
+
+    Read from the run (the manifest), never inferred from the data's min/max, so
+    an effect near a bound that the sampler rarely reached is not hidden.
+    """
+
+    name: str
+    kind: Literal["continuous", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    values: list[FactorValue] | None = None
+    scale: Literal["linear", "log"] = "linear"
+    nominal: FactorValue | None = None
+    variation: dict[str, Any] = Field(default_factory=dict)
+    units: str | None = None
+    applies_at: Literal["reset", "build"] | None = None
+
+
+class JobManifest(_Strict):
+    """Per-job state in the manifest."""
+
+    name: str
+    status: JobState = "pending"
+    planned: int = Field(ge=0)
+    completed: int = Field(default=0, ge=0)
+    error: str | None = None
+    traceback: str | None = None
+    factors: list[FactorSpec] = Field(default_factory=list)
+    started_at: str | None = None
+    ended_at: str | None = None
+
+
+class Manifest(_Strict):
+    """``manifest.json``: everything needed to know what a run was and to resume it."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    schema_version: int = Field(default=SCHEMA_VERSION, alias="schema")
+    run: str
+    seed: int
+    config: dict[str, Any]
+    config_path: str | None = None
+    versions: dict[str, str] = Field(default_factory=dict)
+    git_commit: str | None = None
+    host: str = ""
+    python: str = ""
+    platform: str = ""
+    command: list[str] = Field(default_factory=list)
+    started_at: str
+    ended_at: str | None = None
+    jobs: dict[str, JobManifest] = Field(default_factory=dict)
+
+
+class Interval(_Strict):
+    """A two-sided confidence interval."""
+
+    low: float
+    high: float
+    level: float = 0.95
+    method: str
+
+
+class JobSummary(_Strict):
+    """Aggregates over the episodes of one job (or of the whole run)."""
+
+    job: str
+    status: JobState | None = None
+    planned: int
+    episodes: int
+    successes: int
+    success_rate: float | None
+    success_ci: Interval | None
+    return_mean: float | None
+    return_ci: Interval | None
+    return_iqm: float | None
+    return_std: float | None
+    length_mean: float | None
+    terminated: int
+    truncated: int
+
+
+class Summary(_Strict):
+    """``summary.json``."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    schema_version: int = Field(default=SCHEMA_VERSION, alias="schema")
+    run: str
+    jobs: dict[str, JobSummary]
+    overall: JobSummary

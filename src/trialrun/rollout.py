@@ -1,0 +1,203 @@
+"""The rollout: a vectorized loop that runs a list of slots exactly once each.
+
+Each sub-env runs one slot at a time. When its episode ends, the outcome is
+emitted at once and the sub-env is reset with the next slot's seed and
+settings (autoreset is disabled: Gymnasium's default NEXT_STEP autoreset spends
+a step on the reset and never reseeds). When no slot is left, the sub-env goes
+idle and is no longer stepped. Nothing in flight is dropped and nothing extra
+runs, so the episode count is exact and short episodes are not over-represented
+(stopping "after N completions" would bias toward them). A slot's result does
+not depend on ``num_envs`` or on which sub-env ran it: the env is reset with the
+slot's seed and the policy's per-env state and generator with the slot's
+policy seed.
+
+Example:
+    >>> import gymnasium as gym
+    >>> from trialrun.plan import plan_job
+    >>> from trialrun.policies import build_policy
+    >>> results = []
+    >>> rollout(plan_job(0, "demo", 5), [lambda: gym.make("CartPole-v1")] * 2,
+    ...         lambda ctx: build_policy("zero", {}, ctx), results.append, env_id="CartPole-v1")
+    >>> sorted(r.slot.episode for r in results)
+    [0, 1, 2, 3, 4]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from trialrun.envs.slot_wrapper import SlotWrapper
+from trialrun.envs.vector import ActiveSubsetAsyncVectorEnv, ActiveSubsetSyncVectorEnv
+from trialrun.outcomes import OutcomeTerm, OutcomeTracker, SuccessRule
+from trialrun.plan import Slot
+from trialrun.policies.base import Policy, PolicyContext
+
+logger = logging.getLogger(__name__)
+
+EnvFn = Callable[[], gym.Env[Any, Any]]
+PolicyBuilder = Callable[[PolicyContext], Policy]
+
+
+def utc_now() -> str:
+    """The current UTC time as ISO 8601 with milliseconds and a ``Z``."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class EpisodeResult:
+    """A finished episode as the rollout sees it (the executor turns it into a record)."""
+
+    slot: Slot
+    env_index: int
+    outcome: dict[str, Any]
+    factors: dict[str, Any]
+    started_at: str
+    ended_at: str
+    video: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _WrappedEnvFn:
+    """Picklable ``env_fn`` that wraps the env in a :class:`SlotWrapper`."""
+
+    def __init__(self, env_fn: EnvFn, env_index: int) -> None:
+        self.env_fn = env_fn
+        self.env_index = env_index
+
+    def __call__(self) -> gym.Env[Any, Any]:
+        env = self.env_fn()
+        if isinstance(env, SlotWrapper):
+            env.env_index = self.env_index
+            return env
+        return SlotWrapper(env, self.env_index)
+
+
+def _applied_factors(infos: dict[str, Any], index: int) -> dict[str, Any]:
+    texts = infos.get("trialrun_applied")
+    if texts is None:
+        return {}
+    present = infos.get("_trialrun_applied")
+    if present is not None and not present[index]:
+        return {}
+    value: dict[str, Any] = json.loads(texts[index])
+    return value
+
+
+def rollout(
+    slots: Sequence[Slot],
+    env_fns: Sequence[EnvFn],
+    policy_builder: PolicyBuilder,
+    on_episode: Callable[[EpisodeResult], None],
+    *,
+    env_id: str = "",
+    env_kwargs: dict[str, Any] | None = None,
+    vectorization: str = "sync",
+    success: SuccessRule | None = None,
+    terms: list[OutcomeTerm] | None = None,
+) -> None:
+    """Run every slot in ``slots`` exactly once on ``len(env_fns)`` sub-envs
+    (fewer when there are fewer slots) and call ``on_episode`` as each ends.
+
+    ``env_fns[i]`` builds sub-env ``i``; it may return a :class:`SlotWrapper`
+    carrying pre-reset hooks (variations), otherwise one is added.
+    Exceptions from the env or the policy propagate; episodes that ended
+    before the exception have already been emitted.
+    """
+    if not slots:
+        return
+    num_envs = min(len(env_fns), len(slots))
+    wrapped = [_WrappedEnvFn(env_fns[i], i) for i in range(num_envs)]
+    vec_cls = ActiveSubsetAsyncVectorEnv if vectorization == "async" else ActiveSubsetSyncVectorEnv
+    vec = vec_cls(wrapped)
+    try:
+        context = PolicyContext(
+            env_id=env_id,
+            num_envs=num_envs,
+            observation_space=vec.single_observation_space,
+            action_space=vec.single_action_space,
+            env_kwargs=dict(env_kwargs or {}),
+        )
+        policy = policy_builder(context)
+        tracker = OutcomeTracker(num_envs, success or SuccessRule(), terms)
+        _loop(vec, policy, tracker, deque(slots), num_envs, on_episode)
+    finally:
+        vec.close()
+    if not tracker.success_key_seen and tracker.rule.key is not None:
+        logger.warning(
+            "env '%s' never reported info['%s']: every episode is recorded as a failure",
+            env_id,
+            tracker.rule.key,
+        )
+
+
+def _loop(
+    vec: ActiveSubsetSyncVectorEnv | ActiveSubsetAsyncVectorEnv,
+    policy: Policy,
+    tracker: OutcomeTracker,
+    queue: deque[Slot],
+    num_envs: int,
+    on_episode: Callable[[EpisodeResult], None],
+) -> None:
+    assigned: list[Slot | None] = [None] * num_envs
+    applied: list[dict[str, Any]] = [{} for _ in range(num_envs)]
+    started: list[str] = [""] * num_envs
+    active = np.zeros(num_envs, dtype=bool)
+
+    def start_episodes(mask: np.ndarray) -> Any:
+        env_seeds: list[int | None] = [None] * num_envs
+        policy_seeds: list[int | None] = [None] * num_envs
+        settings: dict[int, dict[str, Any]] = {}
+        for i in np.flatnonzero(mask):
+            slot = queue.popleft()
+            assigned[i] = slot
+            env_seeds[i] = slot.seed
+            policy_seeds[i] = slot.policy_seed
+            settings[int(i)] = {"slot": slot.episode, "seed": slot.seed, "factors": slot.factors}
+        obs, infos = vec.reset(seed=env_seeds, options={"reset_mask": mask, "trialrun": settings})
+        now = utc_now()
+        for i in np.flatnonzero(mask):
+            applied[i] = _applied_factors(infos, int(i))
+            started[i] = now
+        policy.reset(mask, policy_seeds)
+        tracker.start(mask)
+        active[mask] = True
+        return obs
+
+    obs = start_episodes(np.ones(num_envs, dtype=bool))
+    while active.any():
+        actions = policy.act(obs)
+        obs, rewards, terminated, truncated, infos = vec.step_active(actions, active)
+        tracker.step(active, rewards, terminated, truncated, infos)
+        done = (terminated | truncated) & active
+        if not done.any():
+            continue
+        now = utc_now()
+        refill = np.zeros(num_envs, dtype=bool)
+        for i in np.flatnonzero(done):
+            slot = assigned[i]
+            assert slot is not None  # an active sub-env always has a slot
+            on_episode(
+                EpisodeResult(
+                    slot=slot,
+                    env_index=int(i),
+                    outcome=tracker.result(int(i)),
+                    factors=applied[i] or dict(slot.factors),
+                    started_at=started[i],
+                    ended_at=now,
+                )
+            )
+            assigned[i] = None
+            active[i] = False
+            if queue and refill.sum() < len(queue):
+                refill[i] = True
+        if refill.any():
+            obs = start_episodes(refill)

@@ -1,0 +1,148 @@
+"""Test-only policies, outcome terms and envs, importable as ``helpers:...`` in
+configs (the tests directory is put on ``sys.path`` and ``PYTHONPATH``)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+
+from trialrun.policies.base import PolicyContext
+
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def subprocess_env() -> dict[str, str]:
+    """Environment for a child ``trialrun`` process that can import ``helpers``."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = TESTS_DIR + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("MUJOCO_GL", "egl")
+    return env
+
+
+class SlowPolicy:
+    """Acts like 'zero' but sleeps, so a run lasts long enough to be killed."""
+
+    def __init__(self, context: PolicyContext, delay: float = 0.01) -> None:
+        self.num_envs = context.num_envs
+        self.delay = delay
+
+    def act(self, obs: Any) -> np.ndarray:
+        time.sleep(self.delay)
+        return np.zeros(len(obs), dtype=np.int64)
+
+    def reset(self, mask: np.ndarray, seeds: Sequence[int | None] | None = None) -> None:
+        pass
+
+
+class ExplodingPolicy:
+    """Raises after ``after`` calls to act()."""
+
+    def __init__(self, context: PolicyContext, after: int = 5) -> None:
+        self.after = after
+        self.calls = 0
+
+    def act(self, obs: Any) -> np.ndarray:
+        self.calls += 1
+        if self.calls > self.after:
+            raise RuntimeError("policy exploded on purpose")
+        return np.zeros(len(obs), dtype=np.int64)
+
+    def reset(self, mask: np.ndarray, seeds: Sequence[int | None] | None = None) -> None:
+        pass
+
+
+class StepCountingPolicy:
+    """A stand-in for a recurrent policy: keeps a per-sub-env step counter that
+    must match the probe env's own step counter (obs[1]) if, and only if,
+    reset(mask) clears exactly the sub-envs that start a new episode."""
+
+    instances: ClassVar[list[StepCountingPolicy]] = []
+
+    def __init__(self, context: PolicyContext) -> None:
+        self.counters = np.zeros(context.num_envs, dtype=np.int64)
+        self.mismatches = 0
+        self.resets = 0
+        StepCountingPolicy.instances.append(self)
+
+    def act(self, obs: Any) -> np.ndarray:
+        obs = np.asarray(obs)
+        running = obs[:, 2] > 0  # idle sub-envs (no slot left) show their final obs
+        self.mismatches += int(np.sum((self.counters != obs[:, 1].astype(np.int64)) & running))
+        self.counters += 1
+        return np.zeros(len(obs), dtype=np.int64)
+
+    def reset(self, mask: np.ndarray, seeds: Sequence[int | None] | None = None) -> None:
+        self.counters[mask] = 0
+        self.resets += int(np.sum(mask))
+
+
+def plain_function_policy(obs: Any) -> np.ndarray:
+    """A stateless callable used as ``helpers:plain_function_factory``."""
+    return np.ones(len(obs), dtype=np.int64)
+
+
+def plain_function_factory() -> Any:
+    return plain_function_policy
+
+
+class MaxRewardTerm:
+    """A custom outcome term: the largest single-step reward of the episode."""
+
+    def __init__(self, name: str = "max_reward") -> None:
+        self.name = name
+        self.best = np.zeros(0)
+
+    def allocate(self, num_envs: int) -> None:
+        self.best = np.full(num_envs, -np.inf)
+
+    def start(self, env_mask: np.ndarray) -> None:
+        self.best[env_mask] = -np.inf
+
+    def step(self, active, rewards, terminated, truncated, infos) -> None:  # type: ignore[no-untyped-def]
+        self.best[active] = np.maximum(self.best[active], rewards[active])
+
+    def value(self, env_index: int) -> float:
+        return float(self.best[env_index])
+
+
+class CountingWrapper(gym.Wrapper):  # type: ignore[type-arg]
+    """Counts resets and steps across all instances (per process)."""
+
+    resets = 0
+    steps = 0
+
+    def reset(self, **kwargs: Any) -> Any:
+        CountingWrapper.resets += 1
+        return self.env.reset(**kwargs)
+
+    def step(self, action: Any) -> Any:
+        CountingWrapper.steps += 1
+        return self.env.step(action)
+
+
+class BrokenEnv(gym.Env):  # type: ignore[type-arg]
+    """Raises on the third step."""
+
+    def __init__(self) -> None:
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+        self.t = 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action: Any) -> Any:
+        self.t += 1
+        if self.t >= 3:
+            raise ValueError("the simulator diverged on purpose")
+        return np.zeros(2, np.float32), 0.0, False, False, {}
+
+
+gym.register(id="helpers/Broken-v0", entry_point="helpers:BrokenEnv")

@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import pytest
+
+from helpers import CountingWrapper, StepCountingPolicy
+from trialrun.envs.probe import probe_length, probe_success
+from trialrun.outcomes import SuccessRule
+from trialrun.plan import plan_job
+from trialrun.policies import build_policy
+from trialrun.rollout import EpisodeResult, rollout
+
+
+def _probe() -> gym.Env[Any, Any]:
+    return gym.make("trialrun/SeedProbe-v0")
+
+
+def _run(
+    num_envs: int,
+    episodes: int = 40,
+    vectorization: str = "sync",
+    policy: Callable[..., Any] | None = None,
+    env_fn: Callable[[], gym.Env[Any, Any]] = _probe,
+) -> list[EpisodeResult]:
+    results: list[EpisodeResult] = []
+    rollout(
+        plan_job(11, "probe", episodes),
+        [env_fn] * num_envs,
+        policy or (lambda ctx: build_policy("random", {}, ctx)),
+        results.append,
+        vectorization=vectorization,
+    )
+    return results
+
+
+@pytest.mark.parametrize("vectorization", ["sync", "async"])
+@pytest.mark.parametrize("num_envs", [1, 3, 8, 64])
+def test_every_slot_runs_exactly_once_with_its_own_seed(num_envs: int, vectorization: str) -> None:
+    results = _run(num_envs, vectorization=vectorization)
+    assert sorted(r.slot.episode for r in results) == list(range(40))
+    for r in results:
+        assert r.outcome["length"] == probe_length(r.slot.seed)
+        assert r.outcome["success"] is probe_success(r.slot.seed)
+        assert r.outcome["return"] == float(probe_length(r.slot.seed))
+        assert r.outcome["terminated"] is True and r.outcome["truncated"] is False
+        assert 0 <= r.env_index < min(num_envs, 40)
+
+
+def test_results_do_not_depend_on_num_envs() -> None:
+    def key(results: list[EpisodeResult]) -> list[tuple[Any, ...]]:
+        return sorted((r.slot.episode, r.slot.seed, tuple(sorted(r.outcome.items()))) for r in results)
+
+    reference = key(_run(1))
+    assert key(_run(5)) == reference
+    assert key(_run(16, vectorization="async")) == reference
+
+
+def test_nothing_extra_runs() -> None:
+    CountingWrapper.resets = CountingWrapper.steps = 0
+    results = _run(7, episodes=30, env_fn=lambda: CountingWrapper(_probe()))
+    assert CountingWrapper.resets == 30
+    assert CountingWrapper.steps == sum(r.outcome["length"] for r in results)
+
+
+def test_policy_state_is_reset_per_sub_env() -> None:
+    StepCountingPolicy.instances.clear()
+    _run(5, episodes=33, policy=StepCountingPolicy)
+    (policy,) = StepCountingPolicy.instances
+    assert policy.resets == 33
+    assert policy.mismatches == 0
+
+
+def test_random_policy_draws_depend_on_the_slot_not_the_sub_env() -> None:
+    def actions_per_slot(num_envs: int) -> dict[int, list[int]]:
+        seen: dict[int, list[int]] = {}
+        rollout(
+            plan_job(2, "cp", 12),
+            [lambda: gym.make("CartPole-v1")] * num_envs,
+            lambda ctx: build_policy("random", {}, ctx),
+            lambda r: seen.__setitem__(r.slot.episode, [r.outcome["length"], r.outcome["return"]]),
+        )
+        return seen
+
+    assert actions_per_slot(1) == actions_per_slot(6)
+
+
+def test_max_steps_truncates() -> None:
+    results: list[EpisodeResult] = []
+    rollout(
+        plan_job(0, "cp", 6),
+        [lambda: gym.make("CartPole-v1", max_episode_steps=25)] * 3,
+        lambda ctx: build_policy("cartpole-balance", {}, ctx),
+        results.append,
+        success=SuccessRule(survived=True),
+    )
+    assert [r.outcome["length"] for r in results] == [25] * 6
+    assert all(r.outcome["truncated"] and not r.outcome["terminated"] for r in results)
+    assert all(r.outcome["success"] for r in results)
+
+
+def test_no_slots_is_a_no_op() -> None:
+    results: list[EpisodeResult] = []
+    rollout([], [_probe], lambda ctx: build_policy("zero", {}, ctx), results.append)
+    assert results == []
+
+
+def test_env_error_propagates_after_emitting_finished_episodes() -> None:
+    import helpers  # noqa: F401  (registers helpers/Broken-v0)
+
+    results: list[EpisodeResult] = []
+    with pytest.raises(ValueError, match="diverged on purpose"):
+        rollout(
+            plan_job(0, "b", 3),
+            [lambda: gym.make("helpers/Broken-v0")],
+            lambda ctx: build_policy("zero", {}, ctx),
+            results.append,
+        )
+    assert results == []
+
+
+def test_timestamps_are_utc_iso() -> None:
+    (result,) = _run(1, episodes=1)
+    assert result.started_at.endswith("Z") and result.ended_at.endswith("Z")
+    assert result.started_at <= result.ended_at

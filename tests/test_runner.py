@@ -1,0 +1,181 @@
+from __future__ import annotations
+
+import errno
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trialrun.config import parse_run_config
+from trialrun.envs.probe import probe_length, probe_success
+from trialrun.errors import ConfigError, InputError
+from trialrun.execution.runner import run_evaluation
+from trialrun.plan import slot_for
+from trialrun.recording.files import RunWriteError, read_episodes, read_manifest, read_summary
+
+
+def _config(**overrides: Any) -> Any:
+    doc: dict[str, Any] = {
+        "name": "probe-run",
+        "seed": 5,
+        "jobs": [
+            {
+                "name": "probe",
+                "env": "trialrun/SeedProbe-v0",
+                "policy": "random",
+                "episodes": 30,
+                "num_envs": 4,
+            },
+            {
+                "name": "cartpole",
+                "env": "CartPole-v1",
+                "policy": "cartpole-balance",
+                "episodes": 6,
+                "num_envs": 3,
+                "max_steps": 60,
+                "success": "survived",
+            },
+        ],
+    }
+    doc.update(overrides)
+    return parse_run_config(doc)
+
+
+def _identity(path: Path) -> list[tuple[Any, ...]]:
+    return sorted(
+        (
+            r.job,
+            r.episode,
+            r.seed,
+            json.dumps(r.factors, sort_keys=True),
+            json.dumps(r.outcome, sort_keys=True),
+        )
+        for r in read_episodes(path)
+    )
+
+
+def test_run_writes_all_files_with_exact_records(tmp_path: Path) -> None:
+    result = run_evaluation(_config(), tmp_path / "run")
+    assert result.exit_code == 0
+    assert result.statuses == {"probe": "completed", "cartpole": "completed"}
+    records = read_episodes(tmp_path / "run" / "episodes.jsonl")
+    assert len(records) == 36
+    probe = [r for r in records if r.job == "probe"]
+    assert sorted(r.episode for r in probe) == list(range(30))
+    for r in probe:
+        assert r.seed == slot_for(5, "probe", r.episode).seed
+        assert r.outcome["length"] == probe_length(r.seed)
+        assert r.outcome["success"] is probe_success(r.seed)
+        assert r.run == "probe-run" and r.schema_version == 1
+    cartpole = [r for r in records if r.job == "cartpole"]
+    assert [r.outcome["length"] for r in cartpole] == [60] * 6
+    assert all(r.outcome["success"] for r in cartpole)
+
+    manifest = read_manifest(tmp_path / "run")
+    assert manifest.jobs["probe"].status == "completed" and manifest.jobs["probe"].completed == 30
+    assert manifest.config["jobs"][0]["num_envs"] == 4
+    assert manifest.versions["gymnasium"] and manifest.versions["python"]
+    assert manifest.started_at <= (manifest.ended_at or "")
+    summary = read_summary(tmp_path / "run")
+    expected_rate = sum(probe_success(r.seed) for r in probe) / 30
+    assert summary.jobs["probe"].success_rate == pytest.approx(expected_rate)
+    assert summary.jobs["cartpole"].success_rate == 1.0
+    assert summary.overall.episodes == 36
+
+
+def test_two_runs_give_identical_records(tmp_path: Path) -> None:
+    run_evaluation(_config(), tmp_path / "a")
+    run_evaluation(_config(), tmp_path / "b")
+    assert _identity(tmp_path / "a" / "episodes.jsonl") == _identity(tmp_path / "b" / "episodes.jsonl")
+    assert read_summary(tmp_path / "a") == read_summary(tmp_path / "b")
+
+
+def test_a_failing_job_is_isolated(tmp_path: Path) -> None:
+    cfg = _config(
+        jobs=[
+            {"name": "first", "env": "trialrun/SeedProbe-v0", "policy": "zero", "episodes": 5},
+            {
+                "name": "explodes",
+                "env": "trialrun/SeedProbe-v0",
+                "policy": {"type": "helpers:ExplodingPolicy", "kwargs": {"after": 45}},
+                "episodes": 20,
+            },
+            {"name": "diverges", "env": "helpers:helpers/Broken-v0", "policy": "zero", "episodes": 2},
+            {"name": "last", "env": "trialrun/SeedProbe-v0", "policy": "zero", "episodes": 5},
+        ]
+    )
+    result = run_evaluation(cfg, tmp_path / "run")
+    assert result.exit_code == 1
+    assert result.statuses == {
+        "first": "completed",
+        "explodes": "failed",
+        "diverges": "failed",
+        "last": "completed",
+    }
+    manifest = read_manifest(tmp_path / "run")
+    failed = manifest.jobs["explodes"]
+    assert failed.error == "RuntimeError: policy exploded on purpose"
+    assert failed.traceback is not None
+    assert failed.traceback.startswith("Traceback (most recent call last):")
+    assert 'in act\n    raise RuntimeError("policy exploded on purpose")' in failed.traceback
+    assert 0 < failed.completed < 20  # episodes that ended before the failure are kept
+    assert manifest.jobs["diverges"].error == "ValueError: the simulator diverged on purpose"
+    summary = read_summary(tmp_path / "run")
+    assert summary.jobs["explodes"].status == "failed"
+    assert summary.jobs["explodes"].episodes == failed.completed
+
+
+def test_resume_runs_only_missing_slots_and_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+    cfg = _config()
+    run_evaluation(cfg, tmp_path / "full")
+    partial = tmp_path / "partial"
+    run_evaluation(cfg, partial)
+    lines = (partial / "episodes.jsonl").read_text().splitlines(keepends=True)
+    kept = lines[:7] + lines[20:25]
+    (partial / "episodes.jsonl").write_text("".join(kept) + lines[30][: len(lines[30]) // 2])  # torn tail
+    result = run_evaluation(cfg, partial, resume=True)
+    assert result.exit_code == 0
+    text = (partial / "episodes.jsonl").read_text()
+    assert text.endswith("\n") and len(text.splitlines()) == 36
+    assert _identity(partial / "episodes.jsonl") == _identity(tmp_path / "full" / "episodes.jsonl")
+    again = run_evaluation(cfg, partial, resume=True)  # nothing left to do
+    assert again.exit_code == 0 and len(read_episodes(partial / "episodes.jsonl")) == 36
+
+
+def test_resume_refuses_a_different_config(tmp_path: Path) -> None:
+    run_evaluation(_config(), tmp_path / "run")
+    with pytest.raises(ConfigError, match="the config differs from the one the run was started with"):
+        run_evaluation(_config(seed=6), tmp_path / "run", resume=True)
+
+
+def test_refuses_to_overwrite_a_run(tmp_path: Path) -> None:
+    run_evaluation(_config(), tmp_path / "run")
+    with pytest.raises(InputError, match="already holds a run; use --resume"):
+        run_evaluation(_config(), tmp_path / "run")
+
+
+class _FillingFile(io.StringIO):
+    """Accepts ``capacity`` lines, then fails like a full disk."""
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__()
+        self.capacity = capacity
+
+    def write(self, text: str) -> int:
+        if self.getvalue().count("\n") >= self.capacity:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return super().write(text)
+
+
+def test_a_write_failure_is_reported_as_such(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_dir = tmp_path / "run"
+    monkeypatch.setattr("trialrun.recording.files.open", lambda *a, **k: _FillingFile(4), raising=False)
+    with pytest.raises(RunWriteError, match="No space left on device"):
+        run_evaluation(_config(), run_dir)
+    manifest = read_manifest(run_dir)
+    assert manifest.jobs["probe"].status == "failed"
+    assert manifest.jobs["probe"].error == "stopped: a run file could not be written (see the run's output)"
+    assert manifest.jobs["probe"].traceback is None
