@@ -173,3 +173,17 @@ def test_resume_after_kill_9_gives_the_uninterrupted_result(tmp_path: Path) -> N
     manifest = read_manifest(run_dir)
     assert {j.status for j in manifest.jobs.values()} == {"completed"}
     assert json.loads((run_dir / "summary.json").read_text())["overall"]["episodes"] == 70
+
+
+def test_list_variations_for_an_env() -> None:
+    proc = _trialrun("list", "variations", "metaworld/pick-place-v3")
+    assert proc.returncode == 0, proc.stderr
+    rows = [" ".join(line.replace("│", " ").split()) for line in proc.stdout.splitlines()]
+    assert "mujoco.body_mass obj 0.75 kg subtree mass 0.75 kg" in rows
+    assert any(r.startswith("mujoco.geom_friction objGeom 1 ") for r in rows)
+    assert any(r.startswith("metaworld.object_range object 1 x") for r in rows)
+    types = _trialrun("list", "variations")
+    for name in ("attr", "env_kwarg", "mujoco.body_mass", "mujoco.light", "metaworld.goal_range"):
+        assert name in types.stdout
+    bad = _trialrun("list", "variations", "NoSuch-v0")
+    assert bad.returncode == 2 and "unknown environment 'NoSuch-v0'" in " ".join(bad.stderr.split())

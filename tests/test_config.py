@@ -96,7 +96,7 @@ def test_overrides_apply_before_validation() -> None:
         (
             _with(episods=3),
             None,
-            "run.yaml: field 'jobs.0.episods': unknown key 'episods'; allowed keys: env, episodes, max_steps, "
+            "run.yaml: field 'jobs.0.episods': unknown key 'episods'; allowed keys: design, env, episodes, factors, max_steps, "
             "name, num_envs, outcomes, policy, success, vectorization",
         ),
         (
@@ -148,7 +148,7 @@ def test_overrides_apply_before_validation() -> None:
         (
             {**BASE, "defaults": {"num_env": 2}},
             None,
-            "run.yaml: field 'defaults.num_env': unknown key 'num_env'; allowed keys: env, episodes, max_steps, "
+            "run.yaml: field 'defaults.num_env': unknown key 'num_env'; allowed keys: design, env, episodes, factors, max_steps, "
             "name, num_envs, outcomes, policy, success, vectorization",
         ),
         (BASE, ["jobs.3.episodes=4"], "field '--set': 'jobs.3': index must be 0..0 (the list has 1 items)"),

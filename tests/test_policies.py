@@ -70,5 +70,7 @@ def test_scripted_policies_reject_the_wrong_env() -> None:
 def test_unknown_policy_lists_the_registered_ones() -> None:
     with pytest.raises(ConfigError) as info:
         build_policy("nope", {}, _ctx(gym.make("CartPole-v1")))
-    assert "registered policies: cartpole-balance, pendulum-swingup, random, zero" in str(info.value)
+    assert "registered policies: cartpole-balance, metaworld-expert, pendulum-swingup, random, zero" in str(
+        info.value
+    )
     assert set(available_policies()) >= {"random", "zero", "cartpole-balance", "pendulum-swingup"}

@@ -257,6 +257,44 @@ def list_policies() -> None:
     stdout.print(table)
 
 
+@list_app.command("variations")
+@_guard
+def list_variations(
+    env_id: Annotated[
+        str | None, typer.Argument(help="An env id: show what each variation can change in it.")
+    ] = None,
+) -> None:
+    """Variation types, and for ENV the bodies/geoms/lights/cameras they can target."""
+    from trialrun.envs.build import check_env_id, make_env
+    from trialrun.variations.registry import available_variations
+
+    classes = available_variations()
+    if env_id is None:
+        table = Table("type", "applies at", "parameters", "what it does")
+        for name, cls in sorted(classes.items()):
+            params = ", ".join(cls.Params.model_fields) or "-"
+            doc = (cls.__doc__ or "").strip().split("\n")[0]
+            table.add_row(name, cls.applies_at, params, doc)
+        stdout.print(table)
+        return
+    check_env_id(env_id, field="ENV")
+    env = make_env(env_id, {})
+    try:
+        table = Table("variation", "target", "nominal", "units", "note", title=f"variations for {env_id}")
+        for name, cls in sorted(classes.items()):
+            for target in cls.targets(env):
+                table.add_row(name, target.target, _short(target.nominal), target.units or "", target.note)
+        stdout.print(table)
+    finally:
+        env.close()
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -24,6 +24,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from trialrun.errors import ConfigError
+from trialrun.variations.designs import Design
+from trialrun.variations.samplers import SamplerConfig
 
 _NAME_PATTERN = re.compile(r"^[^/\\\x00]+$")
 
@@ -78,6 +80,21 @@ class OutcomeTermConfig(_Model):
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
+class FactorConfig(_Model):
+    """A factor: a variation (what to change; ``trialrun list variations ENV``)
+    paired with a sampler (how to draw its value per episode)."""
+
+    variation: dict[str, Any]
+    sampler: SamplerConfig
+
+    @field_validator("variation")
+    @classmethod
+    def _has_type(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(value.get("type"), str):
+            raise ValueError("a variation needs a 'type' (see 'trialrun list variations ENV')")
+        return value
+
+
 class JobConfig(_Model):
     """One job: an environment, a policy and how many episodes to run."""
 
@@ -90,6 +107,19 @@ class JobConfig(_Model):
     vectorization: Literal["sync", "async"] = "sync"
     success: SuccessConfig = Field(default_factory=SuccessConfig)
     outcomes: list[OutcomeTermConfig] = Field(default_factory=list)
+    factors: dict[str, FactorConfig] = Field(default_factory=dict)
+    design: Design = "random"
+
+    @field_validator("factors")
+    @classmethod
+    def _factor_names(cls, value: dict[str, FactorConfig]) -> dict[str, FactorConfig]:
+        for name in value:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_.-]*$", name):
+                raise ValueError(
+                    f"factor name '{name}' must start with a letter or '_' and use only "
+                    "letters, digits, '_', '.', '-'"
+                )
+        return value
 
     @field_validator("name")
     @classmethod

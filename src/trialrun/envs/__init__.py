@@ -8,3 +8,7 @@ if "trialrun/SeedProbe-v0" not in gym.registry:
     gym.register(id="trialrun/SeedProbe-v0", entry_point="trialrun.envs.probe:SeedProbeEnv")
 
 __all__ = ["check_env_id", "ensure_headless_rendering", "make_env"]
+
+from trialrun.envs.metaworld import register_metaworld_ids
+
+register_metaworld_ids()

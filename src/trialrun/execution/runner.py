@@ -31,11 +31,12 @@ from typing import Protocol
 
 import trialrun.envs  # noqa: F401  (registers the bundled env ids)
 from trialrun.config import JobConfig, RunConfig, parse_run_config
-from trialrun.envs.build import check_env_id
-from trialrun.errors import ConfigError, InputError
+from trialrun.envs.build import check_env_id, make_env
+from trialrun.envs.metaworld import METAWORLD_MAX_STEPS, is_metaworld_id
+from trialrun.errors import ConfigError, InputError, TrialrunError
 from trialrun.execution.metadata import git_commit, host_info, package_versions
 from trialrun.execution.shard import RunContext, build_outcome_terms, run_shard
-from trialrun.plan import Slot, missing_slots, plan_job
+from trialrun.plan import Slot, missing_slots
 from trialrun.policies.base import Policy
 from trialrun.policies.registry import resolve_policy_factory
 from trialrun.recording.files import (
@@ -50,9 +51,10 @@ from trialrun.recording.files import (
     repair_torn_tail,
     write_json_atomic,
 )
-from trialrun.recording.schema import EpisodeRecord, JobManifest, JobState, Manifest, Summary
+from trialrun.recording.schema import EpisodeRecord, FactorSpec, JobManifest, JobState, Manifest, Summary
 from trialrun.rollout import utc_now
 from trialrun.stats import summarize_run
+from trialrun.variations.factors import FactorSet
 
 logger = logging.getLogger(__name__)
 
@@ -123,14 +125,40 @@ def default_run_dir(output_dir: Path, name: str) -> Path:
     return candidate
 
 
-def preflight(config: RunConfig) -> None:
+def preflight(config: RunConfig) -> dict[str, list[FactorSpec]]:
     """Check what can be checked before running anything (env ids, policy
-    names, outcome terms), so a typo fails in a second with exit code 2
-    instead of marking a job failed after other jobs ran."""
+    names, outcome terms, factors and their targets), so a typo fails in a
+    second with exit code 2 instead of marking a job failed after other jobs
+    ran. Returns each job's factor specs (for the manifest)."""
+    specs: dict[str, list[FactorSpec]] = {}
     for index, job in enumerate(config.jobs):
         check_env_id(job.env.id, field=f"jobs.{index}.env.id")
+        if is_metaworld_id(job.env.id) and job.max_steps is not None and job.max_steps > METAWORLD_MAX_STEPS:
+            raise ConfigError(
+                f"Meta-World episodes are at most {METAWORLD_MAX_STEPS} steps, got {job.max_steps}",
+                field=f"jobs.{index}.max_steps",
+            )
         resolve_policy_factory(job.policy.type, field=f"jobs.{index}.policy.type")
         build_outcome_terms(job)
+        factor_set = FactorSet(job)
+        specs[job.name] = factor_specs(job, factor_set) if factor_set else []
+    return specs
+
+
+def factor_specs(job: JobConfig, factor_set: FactorSet) -> list[FactorSpec]:
+    """Bind the factors to one nominal env: checks every target exists (a
+    VariationError lists the available names) and reads nominal values."""
+    try:
+        env = make_env(job.env.id, job.env.kwargs, job.max_steps)
+    except TrialrunError:
+        raise
+    except Exception as exc:  # the env itself is broken: the job will fail and say why
+        logger.warning("job '%s': could not build its env to check factors: %s", job.name, exc)
+        return []
+    try:
+        return factor_set.specs(env)
+    finally:
+        env.close()
 
 
 class _ManifestWriter:
@@ -215,7 +243,7 @@ def run_evaluation(
     run_dir = Path(run_dir)
     episodes_path = run_dir / EPISODES_FILE
     manifest_path = run_dir / MANIFEST_FILE
-    preflight(config)
+    specs = preflight(config)
     executor = executor or LocalExecutor()
 
     if resume:
@@ -242,6 +270,8 @@ def run_evaluation(
             raise RunWriteError(f"cannot create {run_dir}: {exc}") from exc
         manifest = _new_manifest(config, config_path, argv or [])
 
+    for job in config.jobs:
+        manifest.jobs[job.name].factors = specs[job.name]
     done = _existing_records(episodes_path, config)
     writer = _ManifestWriter(manifest_path, manifest)
     writer.write()
@@ -252,7 +282,7 @@ def run_evaluation(
         for job in config.jobs:
             state = manifest.jobs[job.name]
             job_done = done[job.name]
-            slots = missing_slots(plan_job(config.seed, job.name, job.episodes), set(job_done))
+            slots = missing_slots(FactorSet(job).slots(config.seed), set(job_done))
             if observer:
                 observer.job_started(job.name, job.episodes, len(job_done))
             state.completed = len(job_done)

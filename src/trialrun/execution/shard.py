@@ -16,6 +16,7 @@ from typing import Any
 from trialrun._imports import load_object
 from trialrun.config import JobConfig
 from trialrun.envs.build import make_env
+from trialrun.envs.slot_wrapper import SlotWrapper
 from trialrun.errors import ConfigError
 from trialrun.outcomes import OutcomeTerm, SuccessRule
 from trialrun.plan import Slot
@@ -23,6 +24,7 @@ from trialrun.policies.base import Policy, PolicyContext
 from trialrun.policies.registry import build_policy
 from trialrun.recording.schema import EpisodeRecord
 from trialrun.rollout import EpisodeResult, rollout
+from trialrun.variations.factors import FactorHook, FactorSet, group_slots
 
 
 @dataclass(frozen=True)
@@ -62,9 +64,11 @@ def success_rule(job: JobConfig) -> SuccessRule:
     return SuccessRule(key=job.success.key, survived=job.success.survived, min_return=job.success.min_return)
 
 
-def job_env_fns(job: JobConfig, count: int) -> list[Callable[[], Any]]:
-    """``count`` picklable constructors of the job's env."""
-    return [partial(make_env, job.env.id, job.env.kwargs, job.max_steps) for _ in range(count)]
+def make_factor_env(
+    env_id: str, kwargs: dict[str, Any], max_steps: int | None, hook: FactorHook | None
+) -> SlotWrapper:
+    """One sub-env with its factor hook (module-level, so async workers can unpickle it)."""
+    return SlotWrapper(make_env(env_id, kwargs, max_steps), env_index=0, hooks=[hook] if hook else [])
 
 
 def run_shard(
@@ -102,14 +106,31 @@ def run_shard(
             )
         )
 
-    rollout(
-        slots,
-        job_env_fns(job, job.num_envs),
-        policy_builder,
-        on_episode,
-        env_id=job.env.id,
-        env_kwargs=job.env.kwargs,
-        vectorization=job.vectorization,
-        success=success_rule(job),
-        terms=build_outcome_terms(job),
-    )
+    factor_set = FactorSet(job)
+    # Build-time factors (env kwargs) split the slots into env groups; each
+    # group's env is built once, and its slots keep their own seeds.
+    for group in group_slots(factor_set, slots).values():
+        first = group[0].factors
+        build_values = {name: first[name] for name in factor_set.build_names}
+        kwargs = {**job.env.kwargs, **factor_set.build_kwargs(first)}
+        env_fns = [
+            partial(
+                make_factor_env,
+                job.env.id,
+                kwargs,
+                job.max_steps,
+                factor_set.hook(build_values) if factor_set else None,
+            )
+            for _ in range(job.num_envs)
+        ]
+        rollout(
+            group,
+            env_fns,
+            policy_builder,
+            on_episode,
+            env_id=job.env.id,
+            env_kwargs=kwargs,
+            vectorization=job.vectorization,
+            success=success_rule(job),
+            terms=build_outcome_terms(job),
+        )

@@ -22,6 +22,7 @@ from trialrun._imports import load_object
 from trialrun.errors import ConfigError
 from trialrun.policies.base import CallablePolicy, Policy, PolicyContext
 from trialrun.policies.builtin import RandomPolicy, ZeroPolicy
+from trialrun.policies.metaworld_expert import MetaWorldExpertPolicy
 from trialrun.policies.scripted import CartPoleBalancePolicy, PendulumSwingUpPolicy
 
 PolicyFactory = Callable[..., Any]
@@ -92,3 +93,4 @@ register_policy("random", RandomPolicy, "uniform random actions, seeded per epis
 register_policy("zero", ZeroPolicy, "the zero action (a floor)")
 register_policy("cartpole-balance", CartPoleBalancePolicy, "LQR balance controller for CartPole-v1")
 register_policy("pendulum-swingup", PendulumSwingUpPolicy, "energy swing-up + LQR hold for Pendulum-v1")
+register_policy("metaworld-expert", MetaWorldExpertPolicy, "Meta-World's scripted expert for the env's task")

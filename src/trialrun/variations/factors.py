@@ -1,0 +1,165 @@
+"""A job's factors at run time: values per slot, env groups, and the reset hook.
+
+The config holds, per factor, a variation and a sampler. :class:`FactorSet` is
+the runtime object built from it (a config object paired with the runtime
+object built from it, as Isaac Lab's managers do):
+
+- :meth:`FactorSet.values` gives every slot its factor values, a pure function
+  of ``(run seed, job name, k)`` (and the episode count for LHS/Sobol/grid).
+- Build-time factors (``env_kwarg``) split the slots into groups; each group
+  is one env configuration, built once per worker.
+- :class:`FactorHook` runs inside each sub-env before every reset: it restores
+  every variation to nominal, then applies the slot's values and reports what
+  the simulator really holds.
+
+Example:
+    >>> from trialrun.config import parse_run_config
+    >>> job = parse_run_config({"name": "r", "jobs": [{"name": "j", "env": "CartPole-v1",
+    ...     "policy": "zero", "episodes": 2, "factors": {"length": {
+    ...     "variation": {"type": "attr", "name": "length"},
+    ...     "sampler": {"type": "uniform", "low": 0.4, "high": 0.6}}}}]}).jobs[0]
+    >>> values = FactorSet(job).values(run_seed=0)
+    >>> len(values), 0.4 <= values[0]["length"] <= 0.6
+    (2, True)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import gymnasium as gym
+
+from trialrun.plan import Slot, plan_job
+from trialrun.recording.schema import FactorSpec
+from trialrun.variations.base import FactorValue, Variation
+from trialrun.variations.designs import factor_values
+from trialrun.variations.registry import build_variation
+
+if TYPE_CHECKING:
+    from trialrun.config import JobConfig
+
+
+def _field(job_name: str, factor: str) -> str:
+    return f"jobs[{job_name}].factors.{factor}"
+
+
+class FactorSet:
+    """The factors of one job (validated; variations built but not bound)."""
+
+    def __init__(self, job: JobConfig) -> None:
+        self.job = job
+        self.samplers = {name: f.sampler for name, f in job.factors.items()}
+        self.variation_configs = {name: dict(f.variation) for name, f in job.factors.items()}
+        # Built once here so that bad variation params fail at preflight.
+        self.prototypes: dict[str, Variation] = {
+            name: build_variation(cfg, _field(job.name, name) + ".variation")
+            for name, cfg in self.variation_configs.items()
+        }
+        self.build_names = [n for n, v in self.prototypes.items() if v.applies_at == "build"]
+        self.reset_names = [n for n, v in self.prototypes.items() if v.applies_at == "reset"]
+
+    def __bool__(self) -> bool:
+        return bool(self.prototypes)
+
+    def values(self, run_seed: int) -> list[dict[str, Any]]:
+        """Factor values for every slot of the job, index = episode."""
+        return factor_values(self.samplers, self.job.design, run_seed, self.job.name, self.job.episodes)
+
+    def slots(self, run_seed: int) -> list[Slot]:
+        """Every slot of the job with its factor values."""
+        slots = plan_job(run_seed, self.job.name, self.job.episodes)
+        if not self:
+            return slots
+        values = self.values(run_seed)
+        return [replace(slot, factors=values[slot.episode]) for slot in slots]
+
+    def group_key(self, values: dict[str, Any]) -> str:
+        """The build-time part of a slot's values (slots with equal keys share an env)."""
+        return json.dumps({n: values[n] for n in self.build_names}, sort_keys=True)
+
+    def build_kwargs(self, values: dict[str, Any]) -> dict[str, Any]:
+        """``gymnasium.make`` kwargs contributed by build-time factors."""
+        kwargs: dict[str, Any] = {}
+        for name in self.build_names:
+            kwargs.update(self.prototypes[name].build_kwargs(values[name]))
+        return kwargs
+
+    def hook(self, build_values: dict[str, Any]) -> FactorHook:
+        """A fresh (unbound, picklable) hook for one sub-env."""
+        return FactorHook(self.variation_configs, self.job.name, build_values)
+
+    def specs(self, env: gym.Env[Any, Any]) -> list[FactorSpec]:
+        """Factor specs for the manifest; binds the variations to ``env`` to read
+        nominal values (and to check that every target exists)."""
+        specs = []
+        for name, sampler in self.samplers.items():
+            variation = build_variation(
+                self.variation_configs[name], _field(self.job.name, name) + ".variation"
+            )
+            variation.bind(env)
+            fields = sampler.spec_fields()
+            specs.append(
+                FactorSpec(
+                    name=name,
+                    nominal=variation.nominal(),
+                    variation=variation.describe(),
+                    units=variation.units,
+                    applies_at=variation.applies_at,
+                    **fields,
+                )
+            )
+        return specs
+
+
+class FactorHook:
+    """Runs before every reset of one sub-env: restore all, apply this slot's values.
+
+    Variations are built and bound lazily, on the first reset, inside the
+    process that owns the env (so the hook can travel to async workers).
+    """
+
+    def __init__(
+        self, variation_configs: dict[str, dict[str, Any]], job: str, build_values: dict[str, Any]
+    ) -> None:
+        self.variation_configs = variation_configs
+        self.job = job
+        self.build_values = dict(build_values)
+        self._variations: dict[str, Variation] | None = None
+
+    def _bind(self, env: gym.Env[Any, Any]) -> dict[str, Variation]:
+        variations = {}
+        for name, cfg in self.variation_configs.items():
+            variation = build_variation(cfg, _field(self.job, name) + ".variation")
+            variation.bind(env)
+            variations[name] = variation
+        return variations
+
+    def __call__(self, env: gym.Env[Any, Any], settings: dict[str, Any], seed: int | None) -> dict[str, Any]:
+        if self._variations is None:
+            self._variations = self._bind(env)
+        values: dict[str, FactorValue] = settings.get("factors") or {}
+        reset_time = [(n, v) for n, v in self._variations.items() if v.applies_at == "reset"]
+        for _, variation in reversed(reset_time):
+            variation.restore(env)
+        applied: dict[str, Any] = {}
+        for name, variation in self._variations.items():
+            if name not in values:
+                continue
+            applied[name] = _plain(variation.apply(env, values[name]))
+        return applied
+
+
+def _plain(value: Any) -> Any:
+    """Numpy scalars to Python scalars (records are JSON)."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def group_slots(factor_set: FactorSet, slots: Iterable[Slot]) -> dict[str, list[Slot]]:
+    """Slots grouped by build-time values, groups in first-appearance order."""
+    groups: dict[str, list[Slot]] = {}
+    for slot in slots:
+        groups.setdefault(factor_set.group_key(slot.factors), []).append(slot)
+    return groups
