@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
@@ -40,6 +40,10 @@ from trialrun.envs.vector import ActiveSubsetAsyncVectorEnv, ActiveSubsetSyncVec
 from trialrun.outcomes import OutcomeTerm, OutcomeTracker, SuccessRule
 from trialrun.plan import Slot
 from trialrun.policies.base import Policy, PolicyContext
+from trialrun.recording.video import reported_videos
+
+if TYPE_CHECKING:
+    from trialrun.recording.video import VideoSelection
 
 logger = logging.getLogger(__name__)
 
@@ -103,12 +107,15 @@ def rollout(
     vectorization: str = "sync",
     success: SuccessRule | None = None,
     terms: list[OutcomeTerm] | None = None,
+    video: VideoSelection | None = None,
 ) -> None:
     """Run every slot in ``slots`` exactly once on ``len(env_fns)`` sub-envs
     (fewer when there are fewer slots) and call ``on_episode`` as each ends.
 
     ``env_fns[i]`` builds sub-env ``i``; it may return a :class:`SlotWrapper`
     carrying pre-reset hooks (variations), otherwise one is added.
+    ``video`` decides which episodes the sub-envs record and which of the
+    finished videos the results name (the others are deleted).
     Exceptions from the env or the policy propagate; episodes that ended
     before the exception have already been emitted.
     """
@@ -128,7 +135,7 @@ def rollout(
         )
         policy = policy_builder(context)
         tracker = OutcomeTracker(num_envs, success or SuccessRule(), terms)
-        _loop(vec, policy, tracker, deque(slots), num_envs, on_episode)
+        _loop(vec, policy, tracker, deque(slots), num_envs, on_episode, video)
     finally:
         vec.close()
     if not tracker.success_key_seen and tracker.rule.key is not None:
@@ -146,6 +153,7 @@ def _loop(
     queue: deque[Slot],
     num_envs: int,
     on_episode: Callable[[EpisodeResult], None],
+    video: VideoSelection | None = None,
 ) -> None:
     assigned: list[Slot | None] = [None] * num_envs
     applied: list[dict[str, Any]] = [{} for _ in range(num_envs)]
@@ -162,7 +170,9 @@ def _loop(
             env_seeds[i] = slot.seed
             policy_seeds[i] = slot.policy_seed
             settings[int(i)] = {"slot": slot.episode, "seed": slot.seed, "factors": slot.factors}
-        obs, infos = vec.reset(seed=env_seeds, options={"reset_mask": mask, "trialrun": settings})
+            if video is not None:
+                settings[int(i)]["video"] = video.settings(slot)
+        obs, infos = vec.reset_slots(mask, env_seeds, {"trialrun": settings})
         now = utc_now()
         for i in np.flatnonzero(mask):
             applied[i] = _applied_factors(infos, int(i))
@@ -185,14 +195,17 @@ def _loop(
         for i in np.flatnonzero(done):
             slot = assigned[i]
             assert slot is not None  # an active sub-env always has a slot
+            outcome = tracker.result(int(i))
+            files = reported_videos(infos, int(i))
             on_episode(
                 EpisodeResult(
                     slot=slot,
                     env_index=int(i),
-                    outcome=tracker.result(int(i)),
+                    outcome=outcome,
                     factors=applied[i] or dict(slot.factors),
                     started_at=started[i],
                     ended_at=now,
+                    video=video.settle(slot, outcome, files) if video is not None else files,
                 )
             )
             assigned[i] = None

@@ -49,6 +49,17 @@ METAWORLD_V3_TASKS: tuple[str, ...] = (
 UPSIDE_DOWN_CAMERAS = frozenset({"corner", "corner2", "corner3", "corner4"})
 
 
+def is_metaworld_env(env: gym.Env[Any, Any]) -> bool:
+    """Whether ``env`` (any wrapper of it) is a Meta-World task."""
+    return type(env.unwrapped).__module__.startswith("metaworld.")
+
+
+def camera_is_upside_down(env: gym.Env[Any, Any], camera: str) -> bool:
+    """Whether frames of ``camera`` must be turned 180° to be upright: Meta-World's
+    corner cameras are defined with their image "up" axis pointing down."""
+    return camera in UPSIDE_DOWN_CAMERAS and is_metaworld_env(env)
+
+
 def _import_metaworld() -> Any:
     try:
         from metaworld.env_dict import ALL_V3_ENVIRONMENTS

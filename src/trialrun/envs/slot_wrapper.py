@@ -7,6 +7,12 @@ pre-reset hooks (variations apply factor values there); the values the hooks
 report as applied come back in ``info["trialrun_applied"]`` (JSON text, so the
 vector env can batch it like any other info value).
 
+When the slot's settings carry ``video`` (see
+:class:`trialrun.recording.video.VideoSelection`), the wrapper records the
+episode in this process, whichever process that is (the rollout's, an async
+worker, an executor worker): the post-reset frame, one frame per step, and at
+the terminal step the finished files' names in ``info["trialrun_video"]``.
+
 Example:
     >>> import gymnasium as gym
     >>> env = SlotWrapper(gym.make("CartPole-v1"), env_index=0)
@@ -23,6 +29,9 @@ from typing import Any
 
 import gymnasium as gym
 
+from trialrun.recording.video import INFO_KEY as VIDEO_INFO_KEY
+from trialrun.recording.video import EpisodeRecorder
+
 ResetHook = Callable[[gym.Env[Any, Any], dict[str, Any], int | None], dict[str, Any]]
 """``hook(env, slot_settings, seed) -> applied values`` run before each reset."""
 
@@ -34,6 +43,7 @@ class SlotWrapper(gym.Wrapper[Any, Any, Any, Any]):
         super().__init__(env)
         self.env_index = env_index
         self.hooks = list(hooks or [])
+        self._recorder: EpisodeRecorder | None = None
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -46,7 +56,29 @@ class SlotWrapper(gym.Wrapper[Any, Any, Any, Any]):
         applied: dict[str, Any] = {}
         for hook in self.hooks:
             applied.update(hook(self.env, settings, seed))
+        if self._recorder is not None:
+            self._recorder.abort()  # a reset before the end drops the episode's video
         obs, info = self.env.reset(seed=seed, options=inner_options)
         info = dict(info)
         info["trialrun_applied"] = json.dumps(applied, sort_keys=True)
+        if settings.get("video"):
+            if self._recorder is None:
+                self._recorder = EpisodeRecorder()
+            self._recorder.begin(self.env, settings["video"])
         return obs, info
+
+    def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        recorder = self._recorder
+        if recorder is not None and recorder.recording:
+            recorder.capture(self.env)
+            if terminated or truncated:
+                info = dict(info)
+                info[VIDEO_INFO_KEY] = json.dumps(recorder.finish(), sort_keys=True)
+        return obs, reward, terminated, truncated, info
+
+    def close(self) -> None:
+        if self._recorder is not None:
+            self._recorder.close()
+            self._recorder = None
+        super().close()

@@ -1,1 +1,1 @@
-"""Run files: the episode log, manifest and summary (and, later, videos)."""
+"""Run files: the episode log, manifest, summary and per-episode videos."""
