@@ -1,0 +1,346 @@
+"""Build ``report/index.html``: one self-contained page per run.
+
+The page is rendered with jinja2 (autoescape on) from the run files and
+inlines its stylesheet and script, so it opens from disk and fetches nothing
+from the network. Videos and analysis figures are linked by relative paths
+(``../videos/<job>/ep17-corner.mp4`` from ``RUN_DIR/report/``), so the whole
+run directory can be copied, zipped or served as it is.
+
+Defence in depth against a run whose names or values hold HTML: jinja2 escapes
+every value, the episode data sits in a ``<script type="application/json">``
+with ``<``, ``>`` and ``&`` escaped and is rendered with ``textContent``, and a
+Content-Security-Policy allows only the page's own inline script and style (by
+hash) and no network connections.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from trialrun.report.data import load_run
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> build_report(d)
+    Traceback (most recent call last):
+    ...
+    trialrun.errors.InputError: ... is not a run directory: it has no manifest.json
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import math
+import os
+import shlex
+import tempfile
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
+
+import trialrun
+from trialrun.errors import InputError
+from trialrun.recording.files import EPISODES_FILE, MANIFEST_FILE, SUMMARY_FILE
+from trialrun.report.charts import HATCH_DEFS, factor_chart, interval_bar, pct, short_number
+from trialrun.report.data import ANALYSIS_DIR, RunView, episodes_payload, load_run, parse_time, relative_url
+
+logger = logging.getLogger(__name__)
+
+REPORT_DIR = "report"
+INDEX_FILE = "index.html"
+_PACKAGE = "trialrun.report"
+_STATE_ORDER = {"completed": 0, "failed": 1, "running": 2, "pending": 3}
+
+
+# --------------------------------------------------------------------------- formatting filters
+
+
+def fmt_number(value: Any) -> str:
+    """A number for reading: integers as they are, others with 4 significant
+    digits (``-`` for None)."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return str(value)
+    v = float(value)
+    if not math.isfinite(v):
+        return str(v)
+    if v.is_integer() and abs(v) < 1e15:
+        return str(int(v))
+    if abs(v) >= 1e6 or abs(v) < 1e-3:
+        return f"{v:.3e}"
+    return f"{v:.4g}" if abs(v) < 1000 else f"{v:.1f}"
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """``3725.0`` -> ``'1 h 02 min'``; ``75.2`` -> ``'1 min 15 s'``; ``4.25`` -> ``'4.2 s'``."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def fmt_when(text: str | None) -> str:
+    """A run-file time as ``2026-11-21 19:00:01 UTC``."""
+    parsed = parse_time(text) if isinstance(text, str) else None
+    if parsed is None:
+        return text or "-"
+    return parsed.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def fmt_raw(value: Any) -> str:
+    """The exact value for a ``data-value`` attribute (``repr`` of a float
+    round-trips; empty for None), so tests and scripts can read the numbers."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def fmt_pvalue(value: Any) -> str:
+    """A p-value: ``< 0.001`` below a thousandth, 3 significant digits above."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return "-"
+    if value < 1e-3:
+        return "< 0.001"
+    return f"{value:.3g}"
+
+
+def fmt_effect(value: Any, binary: bool) -> str:
+    """An effect size: percentage points for a binary outcome, else a number."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return "-"
+    return f"{100 * value:.1f} pp" if binary else fmt_number(value)
+
+
+def fmt_pct(value: Any) -> str:
+    """A rate as a percentage (``-`` for anything that is not a number)."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        return "-"
+    return pct(float(value))
+
+
+def fmt_int(value: Any) -> str:
+    """``12345`` -> ``'12,345'``."""
+    return f"{int(value):,}" if isinstance(value, int | float) else "-"
+
+
+def fmt_short(value: Any) -> str:
+    """A bound or tick: 3 significant digits (``-`` for None)."""
+    return short_number(float(value)) if isinstance(value, int | float) else "-"
+
+
+# --------------------------------------------------------------------------- assets
+
+
+def _static(name: str) -> str:
+    return resources.files(_PACKAGE).joinpath("static").joinpath(name).read_text(encoding="utf-8")
+
+
+def _templates_dir() -> Path:
+    return Path(str(resources.files(_PACKAGE).joinpath("templates")))
+
+
+def _sha256(text: str) -> str:
+    return "sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii")
+
+
+def content_security_policy(script: str, style: str) -> str:
+    """The page's CSP: its own inline script and stylesheet (by hash), images
+    and media from the run directory, nothing else: no network connections,
+    no other scripts even if an injected one slipped through escaping."""
+    return "; ".join(
+        [
+            "default-src 'none'",
+            f"script-src '{_sha256(script)}'",
+            f"style-src '{_sha256(style)}'",
+            "img-src 'self' data: file:",
+            "media-src 'self' file: blob:",
+            "connect-src 'none'",
+            "base-uri 'none'",
+            "form-action 'none'",
+        ]
+    )
+
+
+def script_json(data: Any) -> Markup:
+    """JSON that is safe inside ``<script type="application/json">``: ``<``,
+    ``>`` and ``&`` are written as ``\\u003c`` etc., so no value can close the
+    script element (``</script>``) or open a comment.
+
+    Example:
+        >>> str(script_json({"job": "</script><b>"}))
+        '{"job":"\\\\u003c/script\\\\u003e\\\\u003cb\\\\u003e"}'
+    """
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return Markup(text)
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(str(_templates_dir())),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=False,
+        lstrip_blocks=False,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(
+        pct=fmt_pct,
+        num=fmt_number,
+        dur=fmt_duration,
+        when=fmt_when,
+        raw=fmt_raw,
+        pval=fmt_pvalue,
+        effect=fmt_effect,
+        int_sep=fmt_int,
+        g=fmt_short,
+    )
+    return env
+
+
+# --------------------------------------------------------------------------- build
+
+
+def default_out_dir(run_dir: Path) -> Path:
+    """Where the report of ``run_dir`` goes by default: ``RUN_DIR/report``."""
+    return Path(run_dir) / REPORT_DIR
+
+
+def _target(summary: Any) -> dict[str, Any] | None:
+    """The precision target of a job's summary (``target_half_width``), if the
+    run set one: the half-width reached and whether it meets the target."""
+    target = getattr(summary, "target_half_width", None)
+    if target is None:
+        return None
+    return {
+        "target": target,
+        "half_width": getattr(summary, "half_width", None),
+        "met": bool(getattr(summary, "meets_target", False)),
+    }
+
+
+def render_report(view: RunView, out_dir: Path) -> str:
+    """The HTML of the report of ``view``, for a page living in ``out_dir``
+    (links to videos and figures are relative to it)."""
+    run_dir = view.run_dir
+    base = relative_url(run_dir, out_dir)
+    base = "" if base == "." else base
+    m = view.manifest
+    payload = episodes_payload(view)
+    payload["base"] = base
+    payload["runDir"] = str(run_dir.resolve())
+
+    states: dict[str, int] = {}
+    for job in view.jobs:
+        states[job.status] = states.get(job.status, 0) + 1
+    job_states = sorted(states.items(), key=lambda kv: _STATE_ORDER.get(kv[0], len(_STATE_ORDER)))
+    overall = view.summary.overall
+    oci = overall.success_ci
+    css = _static("report.css")
+    js = _static("report.js")
+    context = {
+        "run": view,
+        "m": m,
+        "version": trialrun.__version__,
+        "generated_at": datetime.now(timezone.utc).isoformat(),
+        "css": Markup(css),
+        "js": Markup(js),
+        "csp": content_security_policy(js, css),
+        "hatch_defs": HATCH_DEFS,
+        "data_json": script_json(payload),
+        "base_url": f"{base}/" if base else "",
+        "run_dir_abs": str(run_dir.resolve()),
+        "command": shlex.join(m.command) if m.command else "",
+        "config_yaml": yaml.safe_dump(m.config, sort_keys=False, allow_unicode=True, width=100),
+        "job_states": job_states,
+        "overall_bar": interval_bar(
+            overall.success_rate,
+            oci.low if oci else None,
+            oci.high if oci else None,
+            label="all jobs",
+            width=240,
+        ),
+        "job_bars": [
+            interval_bar(
+                j.summary.success_rate,
+                j.summary.success_ci.low if j.summary.success_ci else None,
+                j.summary.success_ci.high if j.summary.success_ci else None,
+                label=j.name,
+            )
+            for j in view.jobs
+        ],
+        "targets": [_target(j.summary) for j in view.jobs],
+        "charts": [[factor_chart(fb) for fb in j.factor_bins] for j in view.jobs],
+        "any_factors": any(j.factor_bins for j in view.jobs),
+        "any_log": any(fb.spec.scale == "log" for j in view.jobs for fb in j.factor_bins),
+    }
+    return _environment().get_template("index.html.j2").render(**context)
+
+
+def build_report(run_dir: Path | str, out_dir: Path | str | None = None, *, bins: int | None = None) -> Path:
+    """Write the report of ``run_dir`` to ``out_dir/index.html`` (default
+    ``RUN_DIR/report/index.html``) and return its path.
+
+    The file is written atomically (temp file + rename): a browser reloading
+    the page never sees half of it. ``bins`` fixes the number of bins of the
+    continuous factor charts (default: about 20 episodes per bin, 2 to 10).
+
+    Raises:
+        InputError: ``run_dir`` is not a readable run, or ``out_dir`` cannot be
+            written (the message names the file).
+    """
+    run_dir = Path(run_dir)
+    out = Path(out_dir) if out_dir is not None else default_out_dir(run_dir)
+    view = load_run(run_dir, bins=bins)
+    html = render_report(view, out)
+    target = out / INDEX_FILE
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{INDEX_FILE}.", suffix=".tmp", dir=out)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(html)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise InputError(f"cannot write the report to {target}: {exc}") from None
+    logger.info("report of %s written to %s (%d episodes)", run_dir, target, len(view.records))
+    return target
+
+
+def _input_files(run_dir: Path) -> list[Path]:
+    files = [run_dir / MANIFEST_FILE, run_dir / EPISODES_FILE, run_dir / SUMMARY_FILE]
+    analysis = run_dir / ANALYSIS_DIR
+    if analysis.is_dir():
+        files += [p for p in analysis.rglob("*") if p.is_file()]
+    package = Path(str(resources.files(_PACKAGE)))
+    files += [p for p in package.rglob("*") if p.is_file() and p.suffix in (".py", ".j2", ".css", ".js")]
+    return [p for p in files if p.exists()]
+
+
+def report_is_stale(run_dir: Path | str, out_dir: Path | str | None = None) -> bool:
+    """True when the report is missing or older than any file it is built from
+    (the run files, the analysis outputs, or the report code itself)."""
+    run_dir = Path(run_dir)
+    target = (Path(out_dir) if out_dir is not None else default_out_dir(run_dir)) / INDEX_FILE
+    if not target.is_file():
+        return True
+    built = target.stat().st_mtime
+    return any(p.stat().st_mtime > built for p in _input_files(run_dir))

@@ -1,0 +1,382 @@
+"""trialrun.report.builder and ``trialrun report`` / the report at the end of ``trialrun run``."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+import yaml
+from matplotlib.figure import Figure
+
+from helpers import subprocess_env
+from test_report_data import JobSpec, record, write_run
+from trialrun.errors import InputError
+from trialrun.recording.schema import FactorSpec
+from trialrun.report.builder import (
+    build_report,
+    content_security_policy,
+    fmt_duration,
+    fmt_number,
+    report_is_stale,
+    script_json,
+)
+
+TRIALRUN = [sys.executable, "-m", "trialrun.cli"]
+XSS = "<img src=x onerror=alert(1)>"
+
+
+class _Collect(HTMLParser):
+    """Every tag with its attributes, and the text of each <script> and <style>."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.raw: dict[str, list[str]] = {"script": [], "style": []}
+        self._in: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+        if tag in self.raw:
+            self._in = tag
+            self.raw[tag].append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == self._in:
+            self._in = None
+
+    def handle_data(self, data: str) -> None:
+        if self._in:
+            self.raw[self._in][-1] += data
+
+
+def _parse(path: Path) -> _Collect:
+    parser = _Collect()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return parser
+
+
+def _data(path: Path) -> dict:  # type: ignore[type-arg]
+    html = path.read_text(encoding="utf-8")
+    match = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', html, re.S)
+    assert match is not None
+    return json.loads(match.group(1))  # type: ignore[no-any-return]
+
+
+def _trialrun(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*TRIALRUN, *args], capture_output=True, text=True, env=subprocess_env(), timeout=timeout
+    )
+
+
+def _sweep_run(tmp_path: Path, **kw: object) -> Path:
+    spec = FactorSpec(name="g", kind="continuous", low=0.0, high=1.0, units="m", nominal=0.5)
+    recs = [record("a", k, k % 4 != 0, ret=float(k), factors={"g": k / 40}) for k in range(40)]
+    return write_run(tmp_path / "run", [JobSpec("a", recs, [spec])], **kw)  # type: ignore[arg-type]
+
+
+def test_report_is_one_self_contained_file(tmp_path: Path) -> None:
+    run = _sweep_run(tmp_path)
+    path = build_report(run)
+    assert path == run / "report" / "index.html"
+    html = path.read_text(encoding="utf-8")
+    parsed = _parse(path)
+    for tag, attrs in parsed.tags:
+        for name in ("src", "href"):
+            value = attrs.get(name)
+            if value is not None:
+                assert not re.match(r"^(https?:)?//", value), f"<{tag} {name}={value}> reaches the network"
+        if tag == "link":  # only the empty favicon (so the browser asks for none); the CSS is inlined
+            assert attrs == {"rel": "icon", "href": "data:,"}
+    assert "@import" not in html and not re.search(r"url\(\s*['\"]?(https?:)?//", html)
+    # The inline script and style are the only ones the CSP allows, by hash.
+    (code,) = [s for s in parsed.raw["script"] if "use strict" in s]
+    (style,) = parsed.raw["style"]
+    (csp,) = [
+        a["content"]
+        for t, a in parsed.tags
+        if t == "meta" and a.get("http-equiv") == "Content-Security-Policy"
+    ]
+    assert csp == content_security_policy(code, style)
+    digest = base64.b64encode(hashlib.sha256(code.encode()).digest()).decode()
+    assert f"script-src 'sha256-{digest}'" in (csp or "")
+    assert "default-src 'none'" in (csp or "") and "connect-src 'none'" in (csp or "")
+
+
+def test_page_holds_the_run_and_its_numbers(tmp_path: Path) -> None:
+    run = _sweep_run(tmp_path)
+    path = build_report(run)
+    parsed = _parse(path)
+    summary = json.loads((run / "summary.json").read_text())
+    job_cells = {
+        a["data-field"]: a["data-value"]
+        for t, a in parsed.tags
+        if a.get("data-field") and a.get("data-value") is not None
+    }
+    assert float(job_cells["success_rate"]) == summary["overall"]["success_rate"] == 0.75
+    data = _data(path)
+    assert data["n"] == 40 and data["runDir"] == str(run.resolve()) and data["base"] == ".."
+    html = path.read_text()
+    assert "0123456789ab" in html and "testhost" in html and "2 min 06 s" in html
+    assert 'id="config"' in html and "name: hand-run" in html  # config as YAML, in a <details>
+    assert 'id="versions"' in html and "numpy" in html
+    assert 'data-factor="g"' in html and html.count('class="bin"') == 2  # 40 episodes: 2 bins
+
+
+def test_a_precision_target_is_shown_when_the_run_set_one(tmp_path: Path) -> None:
+    run = _sweep_run(tmp_path)
+    assert "target ±" not in build_report(run).read_text()
+    summary = json.loads((run / "summary.json").read_text())
+    job = summary["jobs"]["a"]
+    job["half_width"] = (job["success_ci"]["high"] - job["success_ci"]["low"]) / 2
+    job["target_half_width"] = 0.05
+    job["meets_target"] = False
+    (run / "summary.json").write_text(json.dumps(summary))
+    html = build_report(run).read_text()
+    assert f"±{100 * job['half_width']:.1f}% (target ±5.0%: not met)" in html
+
+
+def test_user_text_is_escaped_everywhere(tmp_path: Path) -> None:
+    job = XSS + "</script><script>alert(2)</script>"
+    spec = FactorSpec(name="obj<b>", kind="categorical", values=["<i>cube</i>", "a&b"])
+    recs = [record(job, k, k % 2 == 0, factors={"obj<b>": ["<i>cube</i>", "a&b"][k % 2]}) for k in range(6)]
+    run = write_run(
+        tmp_path / "run",
+        [
+            JobSpec(
+                job,
+                recs,
+                [spec],
+                status="failed",
+                planned=9,
+                error="Boom <script>x</script>",
+                traceback="tb <b>",
+            )
+        ],
+        config={"name": "<svg onload=alert(3)>"},
+    )
+    path = build_report(run)
+    html = path.read_text()
+    for raw in (
+        "<img src=x",
+        "<script>alert",
+        "<svg onload",
+        "<i>cube",
+        "obj<b>",
+        "tb <b>",
+        "</script><script>",
+    ):
+        assert raw not in html, raw
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "Boom &lt;script&gt;x&lt;/script&gt;" in html and "tb &lt;b&gt;" in html
+    data = _data(path)
+    assert data["jobs"] == [job]
+    assert [f["name"] for f in data["factors"]] == ["obj<b>"]
+    assert data["factors"][0]["levels"] == ["<i>cube</i>", "a&b"]
+
+
+def test_script_json_cannot_close_its_element() -> None:
+    text = str(script_json({"a": "</script><!-- &"}))
+    assert "<" not in text and ">" not in text and "&" not in text
+    assert json.loads(text) == {"a": "</script><!-- &"}
+
+
+def test_out_dir_elsewhere_links_back_to_the_run(tmp_path: Path) -> None:
+    run = _sweep_run(tmp_path)
+    out = tmp_path / "site" / "reports"
+    path = build_report(run, out)
+    assert path == out / "index.html"
+    assert _data(path)["base"] == "../../run"
+    assert not (run / "report").exists()
+
+
+def test_staleness_follows_the_run_files(tmp_path: Path) -> None:
+    run = _sweep_run(tmp_path)
+    assert report_is_stale(run)
+    build_report(run)
+    assert not report_is_stale(run)
+    later = time.time() + 5
+    os.utime(run / "episodes.jsonl", (later, later))
+    assert report_is_stale(run)
+
+
+def test_sensitivity_section_only_when_the_analysis_exists(tmp_path: Path) -> None:
+    run = _sweep_run(tmp_path)
+    html = build_report(run).read_text()
+    assert 'id="sensitivity"' not in html
+    (run / "analysis").mkdir()
+    doc = {
+        "outcome": "success",
+        "outcome_kind": "binary",
+        "n": 40,
+        "base_rate": 0.75,
+        "alpha": 0.05,
+        "notes": ["length analysed among successes"],
+        "some_future_field": [1, 2, 3],
+        "factors": [
+            {
+                "name": "g",
+                "kind": "continuous",
+                "p_value": 0.0004,
+                "p_adjusted": 0.0008,
+                "significant": True,
+                "effect": 0.42,
+                "effect_ci": [0.3, 0.55],
+                "rank": 1,
+                "bins": [
+                    {
+                        "low": 0,
+                        "high": 0.5,
+                        "n": 20,
+                        "successes": 15,
+                        "rate": 0.75,
+                        "ci_low": 0.5,
+                        "ci_high": 0.9,
+                    }
+                ],
+            }
+        ],
+        "interactions": [],
+    }
+    (run / "analysis" / "sensitivity.json").write_text(json.dumps(doc))
+    Figure(figsize=(2, 1)).savefig(run / "analysis" / "sensitivity.png")
+    path = build_report(run)
+    parsed = _parse(path)
+    html = path.read_text()
+    assert 'id="sensitivity"' in html and "length analysed among successes" in html
+    row = html[html.index('<tr data-factor="g"') :]
+    row = row[: row.index("</tr>")]
+    assert "42.0 pp" in row and "[30.0 pp, 55.0 pp]" in row and "&lt; 0.001" in row and ">yes<" in row
+    imgs = [a["src"] for t, a in parsed.tags if t == "img"]
+    assert imgs == ["../analysis/sensitivity.png"]
+
+
+def test_a_sensitivity_file_of_another_shape_still_renders(tmp_path: Path) -> None:
+    run = _sweep_run(tmp_path)
+    (run / "analysis" / "a").mkdir(parents=True)
+    odd = {
+        "outcome": ["not", "a", "string"],
+        "base_rate": "high",
+        "notes": "one note, not a list",
+        "factors": [{"name": "g", "effect": "big", "effect_ci": 0.3, "p_value": None, "rank": "first"}, 7],
+        "interactions": [{"factors": "g", "p_value": "?"}],
+    }
+    (run / "analysis" / "a" / "sensitivity.json").write_text(json.dumps(odd))
+    (run / "analysis" / "b").mkdir()
+    (run / "analysis" / "b" / "sensitivity.json").write_text("[1, 2]")
+    html = build_report(run).read_text()
+    block = html[html.index('id="sensitivity"') : html.index('id="episodes"')]
+    assert "one note, not a list" in block and ">g<" in block
+    assert "could not read analysis/b/sensitivity.json: the file does not hold a JSON object" in block
+
+
+def test_the_report_never_imports_the_rollout_side(tmp_path: Path) -> None:
+    run = _sweep_run(tmp_path)
+    code = (
+        "import sys\n"
+        "from trialrun.report import build_report, make_server\n"
+        f"build_report({str(run)!r})\n"
+        "forbidden = ('trialrun.rollout', 'trialrun.envs', 'trialrun.policies', 'trialrun.execution',\n"
+        "             'trialrun.variations', 'gymnasium', 'mujoco')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(forbidden)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_formats() -> None:
+    assert [fmt_duration(s) for s in (None, 4.25, 75.2, 3725.0)] == ["-", "4.2 s", "1 min 15 s", "1 h 02 min"]
+    assert [fmt_number(v) for v in (None, 3, 2.0, 387.58333, 1234.56, 1e-5, True)] == [
+        "-",
+        "3",
+        "2",
+        "387.6",
+        "1234.6",
+        "1.000e-05",
+        "true",
+    ]
+
+
+def test_build_errors_are_input_errors(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such run directory"):
+        build_report(tmp_path / "nope")
+    run = _sweep_run(tmp_path)
+    (run / "blocked").write_text("a file, not a folder")
+    with pytest.raises(InputError, match=r"cannot write the report to .*blocked/index.html"):
+        build_report(run, run / "blocked")
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def test_trialrun_report_command(tmp_path: Path) -> None:
+    run = _sweep_run(tmp_path)
+    done = _trialrun("report", str(run))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"report in {run / 'report' / 'index.html'}"
+    out = tmp_path / "elsewhere"
+    done = _trialrun("report", str(run), "--out", str(out))
+    assert done.returncode == 0 and (out / "index.html").is_file()
+
+    bad = _trialrun("report", str(tmp_path / "missing"))
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip() == f"trialrun: error: {tmp_path / 'missing'}: no such run directory"
+    (run / "summary.json").write_text('{"run": 3}')
+    bad = _trialrun("report", str(run))
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "summary.json: field 'run'" in bad.stderr
+
+
+PROBE = {
+    "name": "probe-report",
+    "seed": 3,
+    "jobs": [
+        {"name": "probe", "env": "trialrun/SeedProbe-v0", "policy": "zero", "episodes": 6, "num_envs": 2}
+    ],
+}
+
+
+def test_run_builds_the_report_unless_told_not_to(tmp_path: Path) -> None:
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump(PROBE))
+    done = _trialrun("run", str(cfg), "--run-dir", str(tmp_path / "r1"))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "r1" / "report" / "index.html").is_file()
+    assert f"report in {tmp_path / 'r1' / 'report' / 'index.html'}" in done.stdout
+    assert _data(tmp_path / "r1" / "report" / "index.html")["n"] == 6
+
+    done = _trialrun("run", str(cfg), "--run-dir", str(tmp_path / "r2"), "--no-report", "-q")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "r2" / "summary.json").is_file() and not (tmp_path / "r2" / "report").exists()
+
+
+def test_a_report_failure_does_not_change_the_exit_code(tmp_path: Path) -> None:
+    cfg = tmp_path / "run.yaml"
+    doc = json.loads(json.dumps(PROBE))
+    doc["jobs"].append(
+        {"name": "boom", "env": "trialrun/SeedProbe-v0", "policy": "helpers:ExplodingPolicy", "episodes": 4}
+    )
+    cfg.write_text(yaml.safe_dump(doc))
+    for name, expected in (("ok", 0), ("failing", 1)):
+        if name == "ok":
+            cfg.write_text(yaml.safe_dump(PROBE))
+        else:
+            cfg.write_text(yaml.safe_dump(doc))
+        run_dir = tmp_path / name
+        run_dir.mkdir()
+        (run_dir / "report").write_text("in the way")  # building report/index.html must fail
+        done = _trialrun("run", str(cfg), "--run-dir", str(run_dir), "-q")
+        assert done.returncode == expected, done.stderr
+        assert "warning: could not build the report: cannot write the report to" in done.stderr
+        assert f"try again with: trialrun report {run_dir}" in done.stderr
+        assert "Traceback" not in done.stderr
+        assert (run_dir / "summary.json").is_file()

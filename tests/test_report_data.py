@@ -1,0 +1,391 @@
+"""trialrun.report.data: reading a run directory into what the report shows.
+
+``write_run`` (used by the other test_report_* files too) writes the files of a
+run directly with the recording models, so each test states its episodes."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from trialrun.errors import InputError
+from trialrun.recording.files import write_json_atomic
+from trialrun.recording.schema import EpisodeRecord, FactorSpec, JobManifest, Manifest
+from trialrun.report.data import (
+    bin_factor,
+    default_bin_count,
+    episodes_payload,
+    infer_spec,
+    load_run,
+    read_sensitivity,
+    relative_url,
+)
+from trialrun.stats import summarize_run, wilson_interval
+
+T0 = "2026-11-21T19:00:00.000Z"
+
+
+@dataclass
+class JobSpec:
+    """One job of a hand-written run."""
+
+    name: str
+    records: list[EpisodeRecord]
+    factors: list[FactorSpec] = field(default_factory=list)
+    status: str = "completed"
+    planned: int | None = None
+    error: str | None = None
+    traceback: str | None = None
+
+
+def record(
+    job: str,
+    episode: int,
+    success: bool | None,
+    ret: float = 1.0,
+    length: int = 10,
+    factors: dict[str, Any] | None = None,
+    video: dict[str, str] | None = None,
+    run: str = "hand-run",
+    **outcome: Any,
+) -> EpisodeRecord:
+    """An episode record with the usual outcome keys."""
+    return EpisodeRecord(
+        run=run,
+        job=job,
+        episode=episode,
+        seed=1000 + episode,
+        env_index=episode % 4,
+        factors=factors or {},
+        outcome={
+            "success": success,
+            "success_at_end": success,
+            "return": ret,
+            "length": length,
+            "terminated": bool(success),
+            "truncated": not success,
+            "time_to_success": length if success else None,
+            **outcome,
+        },
+        video=video or {},
+        started_at=f"2026-11-21T19:00:{episode % 60:02d}.000Z",
+        ended_at=f"2026-11-21T19:00:{episode % 60:02d}.250Z",
+    )
+
+
+def write_run(
+    run_dir: Path,
+    jobs: list[JobSpec],
+    *,
+    name: str = "hand-run",
+    summary: bool = True,
+    config: dict[str, Any] | None = None,
+    seed: int = 5,
+) -> Path:
+    """Write manifest.json, episodes.jsonl and (optionally) summary.json."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    manifest = Manifest(
+        run=name,
+        seed=seed,
+        config=config or {"name": name, "seed": seed, "jobs": [{"name": j.name} for j in jobs]},
+        versions={"numpy": np.__version__, "trialrun": "0.1.0"},
+        git_commit="0123456789abcdef0123456789abcdef01234567",
+        host="testhost",
+        python="3.11",
+        platform="Linux",
+        command=["trialrun", "run", "run.yaml"],
+        started_at=T0,
+        ended_at="2026-11-21T19:02:05.500Z",
+        jobs={
+            j.name: JobManifest(
+                name=j.name,
+                status=j.status,  # type: ignore[arg-type]
+                planned=j.planned if j.planned is not None else len(j.records),
+                completed=len(j.records),
+                error=j.error,
+                traceback=j.traceback,
+                factors=j.factors,
+                started_at=T0,
+                ended_at="2026-11-21T19:01:00.000Z",
+            )
+            for j in jobs
+        },
+    )
+    write_json_atomic(run_dir / "manifest.json", manifest.model_dump(mode="json", by_alias=True))
+    with open(run_dir / "episodes.jsonl", "w", encoding="utf-8") as f:
+        for j in jobs:
+            for rec in j.records:
+                f.write(rec.to_json_line() + "\n")
+    if summary:
+        s = summarize_run(
+            name,
+            [r for j in jobs for r in j.records],
+            planned={j.name: j.planned if j.planned is not None else len(j.records) for j in jobs},
+            statuses={j.name: j.status for j in jobs},  # type: ignore[misc]
+            seed=seed,
+        )
+        write_json_atomic(run_dir / "summary.json", s.model_dump(mode="json", by_alias=True))
+    return run_dir
+
+
+# --------------------------------------------------------------------------- bins
+
+
+def test_continuous_bins_follow_the_declared_range_not_the_data() -> None:
+    spec = FactorSpec(name="mass", kind="continuous", low=0.0, high=10.0)
+    values = [0.5, 1.0, 2.6, 2.4, 9.9, 10.0]
+    successes = [True, False, True, True, False, False]
+    fb = bin_factor(spec, values, successes, bins=4)
+    assert fb.edges == [0.0, 2.5, 5.0, 7.5, 10.0]
+    assert [(b.n, b.successes) for b in fb.bins] == [(3, 2), (1, 1), (0, 0), (2, 0)]
+    assert fb.bins[0].rate == pytest.approx(2 / 3)
+    assert fb.bins[0].ci == wilson_interval(2, 3)
+    assert fb.bins[2].rate is None and fb.bins[2].ci is None
+    assert fb.excluded == 0 and fb.notes == []
+    assert fb.n == 6
+
+
+def test_log_scale_bins_are_log_spaced() -> None:
+    spec = FactorSpec(name="friction", kind="continuous", low=0.01, high=100.0, scale="log")
+    fb = bin_factor(spec, [0.02, 0.5, 5.0, 50.0, 99.0], [True] * 5, bins=4)
+    assert fb.edges is not None
+    assert np.allclose(fb.edges, [0.01, 0.1, 1.0, 10.0, 100.0])
+    assert [b.n for b in fb.bins] == [1, 1, 1, 2]
+
+
+def test_values_outside_the_range_and_missing_ones_are_left_out_with_notes() -> None:
+    spec = FactorSpec(name="g", kind="continuous", low=1.0, high=2.0)
+    fb = bin_factor(spec, [1.5, 3.0, None, 1.2, "x"], [True, True, True, None, False], bins=2)
+    assert [b.n for b in fb.bins] == [0, 1]
+    assert fb.excluded == 4
+    assert fb.notes == [
+        "1 episode(s) outside the declared range [1, 2] left out",
+        "3 episode(s) without a value or an outcome left out",
+    ]
+
+
+def test_log_scale_touching_zero_falls_back_to_linear_bins() -> None:
+    spec = FactorSpec(name="x", kind="continuous", low=0.0, high=4.0, scale="log")
+    fb = bin_factor(spec, [0.5, 3.5], [True, False], bins=2)
+    assert fb.edges == [0.0, 2.0, 4.0]
+    assert fb.notes == ["scale is log but the range touches 0: linear bins"]
+
+
+def test_open_bounds_use_the_observed_values() -> None:
+    spec = FactorSpec(name="x", kind="continuous")
+    fb = bin_factor(spec, [2.0, 4.0, 6.0], [True, False, True], bins=2)
+    assert fb.edges == [2.0, 4.0, 6.0]
+    assert [b.n for b in fb.bins] == [1, 2]
+    assert fb.notes == ["no declared bounds: bins span the observed values"]
+
+
+def test_categorical_levels_keep_declared_order_and_add_undeclared_ones() -> None:
+    spec = FactorSpec(name="obj", kind="categorical", values=["cube", 1, True])
+    values = ["cube", 1.0, True, "can", 1, "cube"]
+    successes = [True, False, True, True, True, False]
+    fb = bin_factor(spec, values, successes)
+    assert [(b.level, b.n, b.successes) for b in fb.bins] == [
+        ("cube", 2, 1),
+        (1, 2, 1),  # 1.0 and 1 are one level ...
+        (True, 1, 1),  # ... but True is not 1
+        ("can", 1, 1),
+    ]
+    assert fb.notes == ["1 level(s) seen in the episodes but not declared"]
+
+
+def test_default_bin_count_is_about_twenty_episodes_per_bin() -> None:
+    assert [default_bin_count(n) for n in (0, 10, 59, 60, 199, 200, 10_000)] == [2, 2, 2, 3, 9, 10, 10]
+    spec = FactorSpec(name="x", kind="continuous", low=0.0, high=1.0)
+    rng = np.random.default_rng(0)
+    assert len(bin_factor(spec, list(rng.random(100)), [True] * 100).bins) == 5
+
+
+def test_infer_spec_for_factors_missing_from_the_manifest() -> None:
+    assert infer_spec("a", [1.0, 2, None]).kind == "continuous"
+    spec = infer_spec("b", ["x", "y", "x", None])
+    assert spec.kind == "categorical" and spec.values == ["x", "y"]
+
+
+# --------------------------------------------------------------------------- load_run
+
+
+def test_load_run_reads_manifest_records_and_summary(tmp_path: Path) -> None:
+    spec = FactorSpec(name="g", kind="continuous", low=0.0, high=1.0, units="m")
+    a = [record("a", k, k % 3 != 0, factors={"g": k / 10}) for k in range(10)]
+    b = [record("b", k, False, factors={"g": 0.5, "extra_factor": "red"}) for k in range(4)]
+    run = write_run(
+        tmp_path / "run",
+        [JobSpec("a", a, [spec]), JobSpec("b", b, [spec], status="failed", planned=6, error="Boom: x")],
+    )
+    view = load_run(run, bins=2)
+    assert [j.name for j in view.jobs] == ["a", "b"]
+    assert view.status == "failed"
+    assert view.duration_s == pytest.approx(125.5)
+    ja, jb = view.jobs
+    assert ja.summary.episodes == 10 and ja.summary.successes == 6 and ja.failures == 4
+    assert jb.error == "Boom: x" and jb.planned == 6 and jb.status == "failed"
+    assert [fb.spec.name for fb in jb.factor_bins] == ["g", "extra_factor"]
+    assert jb.factor_bins[1].spec.kind == "categorical"
+    assert [(b.n, b.successes) for b in ja.factor_bins[0].bins] == [(5, 3), (5, 3)]
+    assert view.summary_computed is False and view.notes == []
+    assert [(r.job, r.episode) for r in view.records] == [("a", k) for k in range(10)] + [
+        ("b", k) for k in range(4)
+    ]
+
+
+def test_a_run_without_summary_gets_one_computed_with_a_note(tmp_path: Path) -> None:
+    recs = [record("a", k, k < 3) for k in range(5)]
+    run = write_run(tmp_path / "run", [JobSpec("a", recs, status="running", planned=8)], summary=False)
+    view = load_run(run)
+    assert view.summary_computed
+    assert view.summary.jobs["a"].successes == 3 and view.summary.jobs["a"].planned == 8
+    assert view.notes == [
+        "summary.json is missing (the run has not finished): the numbers are computed from episodes.jsonl"
+    ]
+    assert view.status == "incomplete"
+
+
+def test_records_are_sorted_and_duplicates_dropped(tmp_path: Path) -> None:
+    recs = [record("a", 2, True), record("a", 0, False), record("a", 1, True)]
+    run = write_run(tmp_path / "run", [JobSpec("a", recs)])
+    with open(run / "episodes.jsonl", "a") as f:
+        f.write(record("a", 1, False).to_json_line() + "\n")  # a second result for episode 1
+        f.write('{"schema": 1, "run": "hand')  # a torn last line
+    view = load_run(run)
+    assert [(r.episode, r.outcome["success"]) for r in view.records] == [(0, False), (1, True), (2, True)]
+
+
+def test_load_run_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such run directory"):
+        load_run(tmp_path / "missing")
+    with pytest.raises(InputError, match=r"is not a run directory: it has no manifest.json"):
+        load_run(tmp_path)
+    run = write_run(tmp_path / "run", [JobSpec("a", [record("a", 0, True)])])
+    (run / "episodes.jsonl").write_text('{"schema": 1}\n')
+    with pytest.raises(InputError, match=r"episodes.jsonl:1: field 'run': Field required"):
+        load_run(run)
+    (run / "manifest.json").write_text("{}")
+    with pytest.raises(InputError, match=r"manifest.json: field 'run'"):
+        load_run(run)
+
+
+# --------------------------------------------------------------------------- payload
+
+
+def test_episodes_payload_is_columnar_and_compact(tmp_path: Path) -> None:
+    specs = [
+        FactorSpec(name="g", kind="continuous", low=0.0, high=1.0, units="m", scale="linear"),
+        FactorSpec(name="obj", kind="categorical", values=["cube", "can"]),
+    ]
+    run = tmp_path / "run"
+    (run / "videos" / "a").mkdir(parents=True)
+    (run / "videos" / "a" / "ep1-top.mp4").write_bytes(b"\0")
+    recs = [
+        record("a", 0, True, ret=2.5, factors={"g": 0.25, "obj": "cube"}),
+        record(
+            "a",
+            1,
+            False,
+            ret=float("nan"),
+            factors={"g": 0.75, "obj": "can"},
+            video={
+                "top": "videos/a/ep1-top.mp4",
+                "side": "videos/a/ep1-side.mp4",
+                "evil": "../../etc/passwd",
+            },
+        ),
+    ]
+    recs[0].extra["note"] = "x"
+    write_run(run, [JobSpec("a", recs, specs)], summary=False)
+    payload = episodes_payload(load_run(run))
+    assert payload["n"] == 2 and payload["jobs"] == ["a"] and payload["job"] == [0, 0]
+    assert payload["episode"] == [0, 1] and payload["seed"] == [1000, 1001]
+    outcomes = {o["name"]: o for o in payload["outcomes"]}
+    assert [o["name"] for o in payload["outcomes"]] == [
+        "success",
+        "return",
+        "length",
+        "time_to_success",
+        "success_at_end",
+        "terminated",
+        "truncated",
+    ]
+    assert outcomes["success"] == {"name": "success", "type": "bool", "values": [1, 0]}
+    assert outcomes["return"]["values"] == [2.5, None]  # NaN has no JSON form
+    assert outcomes["time_to_success"]["values"] == [10, None]
+    factors = {f["name"]: f for f in payload["factors"]}
+    assert factors["g"]["values"] == [0.25, 0.75] and factors["g"]["units"] == "m"
+    assert factors["obj"]["levels"] == ["cube", "can"] and factors["obj"]["kind"] == "categorical"
+    assert payload["videos"] == [
+        [1, {"top": ["videos/a/ep1-top.mp4", 1], "side": ["videos/a/ep1-side.mp4", 0]}]
+    ]
+    assert payload["extra"] == [[0, {"note": "x"}]]
+    assert payload["t0"] == [0, 1000] and payload["dur"] == [250, 250]
+    json.dumps(payload, allow_nan=False)  # valid strict JSON
+
+
+# --------------------------------------------------------------------------- sensitivity
+
+
+def test_read_sensitivity_is_lenient_and_reports_broken_files(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    (run / "analysis" / "pick").mkdir(parents=True)
+    (run / "analysis" / "push").mkdir(parents=True)
+    doc = {
+        "outcome": "success",
+        "n": 120,
+        "base_rate": 0.4,
+        "alpha": 0.05,
+        "notes": ["a note"],
+        "job": "pick",
+        "brand_new_field": {"nested": [1, 2]},
+        "factors": [
+            {"name": "b", "kind": "continuous", "rank": 2, "p_adjusted": 0.3, "significant": False},
+            {"name": "a", "kind": "categorical", "rank": 1, "p_adjusted": 0.001, "significant": True},
+            "not a dict",
+        ],
+        "interactions": [{"factors": ["a", "b"], "p_value": 0.5}],
+    }
+    (run / "analysis" / "pick" / "sensitivity.json").write_text(json.dumps(doc))
+    (run / "analysis" / "pick" / "sensitivity.png").write_bytes(b"png")
+    (run / "analysis" / "pick" / "interaction.png").write_bytes(b"png")
+    (run / "analysis" / "push" / "sensitivity.json").write_text("{not json")
+    views = read_sensitivity(run)
+    assert [v.path for v in views] == ["analysis/pick/sensitivity.json", "analysis/push/sensitivity.json"]
+    pick, push = views
+    assert pick.title == "pick" and pick.error is None and pick.binary
+    assert [f["name"] for f in pick.factors] == ["a", "b"]
+    assert pick.interactions == [{"factors": ["a", "b"], "p_value": 0.5}]
+    assert pick.notes == ["a note"]
+    assert pick.figures == ["analysis/pick/sensitivity.png", "analysis/pick/interaction.png"]
+    assert push.error is not None and push.title == "push" and push.factors == []
+    assert read_sensitivity(tmp_path / "nothing") == []
+
+
+def test_relative_url() -> None:
+    assert relative_url(Path("/r/run"), Path("/r/run/report")) == ".."
+    assert relative_url(Path("/r/run"), Path("/r/run")) == "."
+    assert relative_url(Path("/r/run"), Path("/elsewhere/out")) == "../../r/run"
+
+
+def test_bins_rates_match_a_direct_count() -> None:
+    rng = np.random.default_rng(3)
+    values = list(rng.uniform(0, 3, 500))
+    successes = [bool(v < 1.5) for v in values]
+    fb = bin_factor(FactorSpec(name="x", kind="continuous", low=0.0, high=3.0), values, successes)
+    assert len(fb.bins) == 10
+    for b in fb.bins:
+        assert b.low is not None and b.high is not None
+        inside = [
+            s
+            for v, s in zip(values, successes, strict=True)
+            if b.low <= v < b.high or (b.high == 3.0 and v == 3.0)
+        ]
+        assert b.n == len(inside) and b.successes == sum(inside)
+        assert math.isclose(b.rate or 0, sum(inside) / len(inside))
