@@ -1,0 +1,212 @@
+"""The ``ray`` executor: shards as Ray generator tasks on an existing or local cluster.
+
+Each shard is one Ray task that streams its records back as it finishes
+episodes (a Ray generator), so the driver writes them as they come and stays
+the only writer of the run files. Ray's own task retries are off: when a
+worker dies, the driver knows which episodes of the shard arrived and
+resubmits only the rest (up to ``max_retries`` times). ``max_shards_per_worker``
+maps to Ray's ``max_calls``, which restarts a worker process after that many
+shards.
+
+Workers get ``MUJOCO_GL``, ``PYTHONPATH`` (including this process's
+``sys.path``, so user modules named as ``module:callable`` import) through the
+job's ``runtime_env``. Video files are written by the workers into the run
+directory, which must therefore be on a filesystem every node sees (see
+``docs/scaling.md``).
+
+Example:
+    >>> executor = RayExecutor(workers=2)       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import sys
+import threading
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trialrun.config import JobConfig
+from trialrun.errors import InputError
+from trialrun.execution.shard import RunContext, run_shard
+from trialrun.execution.sharding import Shard, ShardFailed, WorkersExhausted, default_shard_size, make_shards
+from trialrun.plan import Slot
+from trialrun.recording.schema import EpisodeRecord
+
+logger = logging.getLogger(__name__)
+
+_END = object()
+
+
+def import_ray() -> Any:
+    """Import ray or explain how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise InputError("the ray executor needs Ray; install it with: pip install 'trialrun[ray]'") from None
+    return ray
+
+
+def shard_stream(job_json: str, context: RunContext, slots: list[Slot]) -> Iterator[tuple[str, ...]]:
+    """Run a shard in a thread and yield ``("record", json)`` as episodes end,
+    then ``("done",)`` or ``("error", message, traceback)``."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    import trialrun.envs  # noqa: F401  (registers bundled env ids)
+
+    items: queue.Queue[Any] = queue.Queue()
+
+    def work() -> None:
+        try:
+            job = JobConfig.model_validate_json(job_json)
+            run_shard(
+                job, context, slots, lambda rec: items.put(("record", rec.model_dump_json(by_alias=True)))
+            )
+            items.put(("done",))
+        except Exception as exc:
+            items.put(("error", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+        items.put(_END)
+
+    thread = threading.Thread(target=work, name="trialrun-shard", daemon=True)
+    thread.start()
+    while (item := items.get()) is not _END:
+        yield item
+    thread.join()
+
+
+def _runtime_env() -> dict[str, Any]:
+    paths = [p for p in sys.path if p and Path(p).is_dir()]
+    existing = os.environ.get("PYTHONPATH", "")
+    env_vars = {
+        "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"),
+        "PYTHONPATH": os.pathsep.join([*paths, *([existing] if existing else [])]),
+    }
+    return {"env_vars": env_vars}
+
+
+@dataclass
+class _Running:
+    shard: Shard
+    generator: Any
+
+
+@dataclass
+class RayExecutor:
+    """Runs shards as Ray tasks. ``address``: ``auto``, ``ray://host:port`` or
+    None to start a local Ray with ``workers`` CPUs."""
+
+    address: str | None = None
+    workers: int = 2
+    max_retries: int = 2
+    max_shards_per_worker: int = 0
+    shard_size: int | None = None
+    _ray: Any = field(default=None, init=False, repr=False)
+    _remote: Any = field(default=None, init=False, repr=False)
+    _started_ray: bool = field(default=False, init=False)
+
+    def _ensure_ray(self) -> Any:
+        if self._ray is not None:
+            return self._ray
+        ray = import_ray()
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {
+                "runtime_env": _runtime_env(),
+                "include_dashboard": False,
+                "logging_level": logging.WARNING,
+                "log_to_driver": True,
+            }
+            if self.address:
+                kwargs["address"] = self.address
+            else:
+                kwargs["num_cpus"] = self.workers
+            ray.init(**kwargs)
+            self._started_ray = True
+        # Ray's own retries are off: the driver reruns only the missing episodes.
+        options: dict[str, Any] = {"num_cpus": 1, "max_retries": 0}
+        if self.max_shards_per_worker:
+            options["max_calls"] = self.max_shards_per_worker  # only settable in ray.remote()
+        self._remote = ray.remote(**options)(shard_stream)
+        self._ray = ray
+        return ray
+
+    def close(self) -> None:
+        """Shut Ray down if this executor started it."""
+        if self._ray is not None and self._started_ray:
+            self._ray.shutdown()
+        self._ray = None
+        self._started_ray = False
+
+    def __enter__(self) -> RayExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def run_job(
+        self,
+        job: JobConfig,
+        context: RunContext,
+        slots: list[Slot],
+        emit: Callable[[EpisodeRecord], None],
+    ) -> None:
+        """Run ``slots`` of ``job`` as Ray tasks, at most ``workers`` at once."""
+        ray = self._ensure_ray()
+        size = self.shard_size or default_shard_size(len(slots), self.workers, job.num_envs)
+        pending: deque[Shard] = deque(make_shards(slots, size))
+        job_json = job.model_dump_json()
+        running: list[_Running] = []
+        failure: ShardFailed | WorkersExhausted | None = None
+        while pending or running:
+            while pending and len(running) < self.workers and failure is None:
+                shard = pending.popleft()
+                shard.attempts += 1
+                running.append(_Running(shard, self._remote.remote(job_json, context, shard.remaining)))
+            if failure is not None:
+                pending.clear()
+            if not running:
+                break
+            ready, _ = ray.wait([r.generator for r in running], num_returns=1, timeout=1.0)
+            for task in [r for r in running if r.generator in ready]:
+                outcome = self._advance(ray, task, emit, pending)
+                if outcome is not None:
+                    running.remove(task)
+                    if isinstance(outcome, ShardFailed | WorkersExhausted):
+                        failure = failure or outcome
+        if failure is not None:
+            raise failure
+
+    def _advance(
+        self, ray: Any, task: _Running, emit: Callable[[EpisodeRecord], None], pending: deque[Shard]
+    ) -> Any:
+        """Take the next item of a shard's stream; return non-None when the task ended."""
+        shard = task.shard
+        try:
+            ref = next(task.generator)
+        except StopIteration:
+            return True
+        try:
+            item = ray.get(ref)
+        except Exception as exc:  # the worker died (WorkerCrashedError, node failure...)
+            logger.warning("a Ray worker died running %s: %s", shard.describe(), exc)
+            if not shard.remaining:
+                return True
+            if shard.attempts > self.max_retries:
+                return WorkersExhausted(
+                    f"Ray workers died {shard.attempts} times running {shard.describe()}; "
+                    f"giving up after --max-retries {self.max_retries}: {exc}"
+                )
+            pending.appendleft(shard)
+            return True
+        if item[0] == "record":
+            record = EpisodeRecord.model_validate_json(item[1])
+            shard.received.add(record.episode)
+            emit(record)
+            return None
+        if item[0] == "error":
+            return ShardFailed(item[1], item[2])
+        return None  # "done": the stream ends with StopIteration next

@@ -1,0 +1,78 @@
+"""Shards: contiguous ranges of one job's slots, the unit of work of an executor.
+
+A worker builds the env and the policy once per shard and streams one record
+per finished episode back to the driver. When a worker dies, the part of its
+shard whose records did not arrive is run again elsewhere: the records that
+did arrive are kept, so nothing is duplicated and nothing is missing.
+
+Example:
+    >>> from trialrun.plan import plan_job
+    >>> [len(s.slots) for s in make_shards(plan_job(0, "j", 10), shard_size=4)]
+    [4, 4, 2]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from trialrun.plan import Slot
+
+
+@dataclass
+class Shard:
+    """A contiguous range of one job's (missing) slots."""
+
+    shard_id: int
+    slots: list[Slot]
+    attempts: int = 0
+    received: set[int] = field(default_factory=set)
+
+    @property
+    def remaining(self) -> list[Slot]:
+        """Slots whose records have not arrived yet."""
+        return [s for s in self.slots if s.episode not in self.received]
+
+    def describe(self) -> str:
+        episodes = [s.episode for s in self.slots]
+        return f"shard {self.shard_id} (episodes {episodes[0]}..{episodes[-1]}, {len(episodes)} slots)"
+
+
+def default_shard_size(num_slots: int, workers: int, num_envs: int) -> int:
+    """About three shards per worker: enough that a slow shard does not leave
+    the others idle at the end, few enough that building the env and policy
+    (once per shard; ~0.5 s for Meta-World) stays small next to the episodes.
+    Never fewer slots than the job's sub-envs."""
+    if num_slots <= 0:
+        return 1
+    return max(num_envs, math.ceil(num_slots / (3 * max(1, workers))), 1)
+
+
+def make_shards(slots: Sequence[Slot], shard_size: int, first_id: int = 0) -> list[Shard]:
+    """Split ``slots`` (in order) into shards of at most ``shard_size``."""
+    if shard_size < 1:
+        raise ValueError("shard_size must be >= 1")
+    return [
+        Shard(shard_id=first_id + i, slots=list(slots[start : start + shard_size]))
+        for i, start in enumerate(range(0, len(slots), shard_size))
+    ]
+
+
+class ShardFailed(Exception):
+    """A shard raised in its worker (an env or policy error): the job fails.
+
+    Carries the worker's traceback so the manifest shows where it happened.
+    """
+
+    def __init__(self, message: str, remote_traceback: str) -> None:
+        super().__init__(message)
+        self.remote_traceback = remote_traceback
+
+
+class WorkersExhausted(Exception):
+    """A shard's workers died more often than ``max_retries`` allows."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.remote_traceback = None
