@@ -39,13 +39,20 @@ class Policy(Protocol):
 
 @dataclass(frozen=True)
 class PolicyContext:
-    """What a policy factory may need to know about the env it will drive."""
+    """What a policy factory may need to know about the env it will drive.
+
+    ``instruction`` is the job's language instruction (``instruction:`` in the
+    run file), ``None`` when the job has none. A language-conditioned policy
+    reads it here at build time, or declares ``act(self, obs, instruction)``
+    and receives it with every call (see :func:`trialrun.policies.registry.build_policy`).
+    """
 
     env_id: str
     num_envs: int
     observation_space: gym.Space[Any]
     action_space: gym.Space[Any]
     env_kwargs: dict[str, Any]
+    instruction: str | None = None
 
 
 class CallablePolicy:
@@ -59,3 +66,32 @@ class CallablePolicy:
 
     def reset(self, mask: np.ndarray, seeds: Sequence[int | None] | None = None) -> None:
         """Stateless: nothing to clear."""
+
+
+class InstructedPolicy:
+    """Adapts a policy whose ``act`` takes an ``instruction`` to the plain
+    ``act(obs)`` protocol, passing the job's instruction with every call.
+
+    Example:
+        >>> class Echo:
+        ...     def act(self, obs, instruction): return [instruction] * len(obs)
+        ...     def reset(self, mask, seeds=None): pass
+        >>> InstructedPolicy(Echo(), "open the drawer").act([0, 0])
+        ['open the drawer', 'open the drawer']
+    """
+
+    def __init__(self, inner: Any, instruction: str | None) -> None:
+        self.inner = inner
+        self.instruction = instruction
+
+    def act(self, obs: Any) -> Any:
+        return self.inner.act(obs, instruction=self.instruction)
+
+    def reset(self, mask: np.ndarray, seeds: Sequence[int | None] | None = None) -> None:
+        self.inner.reset(mask, seeds)
+
+    def close(self) -> None:
+        """Close the wrapped policy if it holds resources."""
+        close = getattr(self.inner, "close", None)
+        if callable(close):
+            close()

@@ -20,10 +20,16 @@ from typing import Any
 
 from trialrun._imports import load_object
 from trialrun.errors import ConfigError
-from trialrun.policies.base import CallablePolicy, Policy, PolicyContext
+from trialrun.policies.base import CallablePolicy, InstructedPolicy, Policy, PolicyContext
 from trialrun.policies.builtin import RandomPolicy, ZeroPolicy
+from trialrun.policies.bundled_policies import CartPolePPOPolicy, PendulumPPOPolicy
 from trialrun.policies.metaworld_expert import MetaWorldExpertPolicy
+from trialrun.policies.npz_mlp import NpzMlpPolicy
+from trialrun.policies.onnx import OnnxPolicy
+from trialrun.policies.remote import RemotePolicy
+from trialrun.policies.sb3 import SB3Policy
 from trialrun.policies.scripted import CartPoleBalancePolicy, PendulumSwingUpPolicy
+from trialrun.policies.torchscript import TorchScriptPolicy
 
 PolicyFactory = Callable[..., Any]
 
@@ -82,11 +88,41 @@ def build_policy(type_name: str, kwargs: dict[str, Any], context: PolicyContext)
     policy = factory(context, **kwargs) if takes_context else factory(**kwargs)
     if not hasattr(policy, "act"):
         if callable(policy):
-            return CallablePolicy(policy)
+            return _with_instruction(CallablePolicy(policy), policy, type_name, context)
         raise TypeError(f"policy factory '{type_name}' returned {type(policy).__name__}, which has no act()")
     if not hasattr(policy, "reset"):
         policy.reset = lambda mask, seeds=None: None
-    return policy  # type: ignore[no-any-return]
+    return _with_instruction(policy, policy.act, type_name, context)
+
+
+def takes_instruction(fn: Any) -> bool | None:
+    """``None`` if ``fn`` has no ``instruction`` parameter, else whether it is
+    optional (has a default)."""
+    try:
+        param = inspect.signature(fn).parameters.get("instruction")
+    except (TypeError, ValueError):
+        return None
+    if param is None or param.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.POSITIONAL_ONLY):
+        return None
+    return param.default is not inspect.Parameter.empty
+
+
+def _with_instruction(policy: Any, act: Any, type_name: str, context: PolicyContext) -> Policy:
+    """Pass the job's instruction to a policy whose ``act`` declares an
+    ``instruction`` parameter; refuse to run one that requires it without it."""
+    optional = takes_instruction(act)
+    if optional is None:
+        return policy  # type: ignore[no-any-return]
+    if context.instruction is None and not optional:
+        raise ConfigError(
+            f"policy '{type_name}' is language-conditioned (its act() takes an 'instruction'); "
+            "set the job's 'instruction'",
+            field="instruction",
+        )
+    if isinstance(policy, CallablePolicy):
+        fn = policy._fn
+        return CallablePolicy(lambda obs: fn(obs, instruction=context.instruction))
+    return InstructedPolicy(policy, context.instruction)
 
 
 register_policy("random", RandomPolicy, "uniform random actions, seeded per episode")
@@ -94,3 +130,10 @@ register_policy("zero", ZeroPolicy, "the zero action (a floor)")
 register_policy("cartpole-balance", CartPoleBalancePolicy, "LQR balance controller for CartPole-v1")
 register_policy("pendulum-swingup", PendulumSwingUpPolicy, "energy swing-up + LQR hold for Pendulum-v1")
 register_policy("metaworld-expert", MetaWorldExpertPolicy, "Meta-World's scripted expert for the env's task")
+register_policy("npz", NpzMlpPolicy, "a numpy MLP stored as .npz (path: policy.npz; numpy only)")
+register_policy("sb3", SB3Policy, "a Stable-Baselines3 model zip (path: model.zip; extra 'sb3')")
+register_policy("torchscript", TorchScriptPolicy, "a TorchScript module (path: policy.pt; extra 'torch')")
+register_policy("onnx", OnnxPolicy, "an ONNX model on ONNX Runtime (path: policy.onnx; extra 'onnx')")
+register_policy("remote", RemotePolicy, "a policy served by trialrun serve-policy (url: ws://...)")
+register_policy("cartpole-ppo", CartPolePPOPolicy, "bundled PPO policy for CartPole-v1 (npz, numpy only)")
+register_policy("pendulum-ppo", PendulumPPOPolicy, "bundled PPO policy for Pendulum-v1 (npz, numpy only)")

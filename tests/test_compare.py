@@ -1,0 +1,246 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from helpers import subprocess_env
+from trialrun.compare import (
+    ComparisonRefused,
+    compare_runs,
+    factor_bins,
+    mcnemar_test,
+    newcombe_paired_interval,
+    read_comparison,
+    render_compare_html,
+    write_comparison,
+)
+from trialrun.config import parse_run_config
+from trialrun.errors import InputError
+from trialrun.execution.runner import run_evaluation
+from trialrun.recording.schema import FactorSpec
+from trialrun.stats import wilson_interval
+
+TRIALRUN = [sys.executable, "-m", "trialrun.cli"]
+
+
+def _doc(policy: Any, *, name: str = "cmp", seed: int = 3, episodes: int = 60, **job: Any) -> dict[str, Any]:
+    base = {
+        "name": "pole",
+        "env": "CartPole-v1",
+        "policy": policy,
+        "episodes": episodes,
+        "num_envs": 4,
+        "max_steps": 150,
+        "success": "survived",
+        "factors": {
+            "length": {
+                "variation": {"type": "attr", "name": "length"},
+                "sampler": {"type": "uniform", "low": 0.2, "high": 1.5},
+            }
+        },
+    }
+    base.update(job)
+    return {"name": name, "seed": seed, "jobs": [base]}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("runs")
+    docs = {
+        "lqr": _doc("cartpole-balance"),
+        "lqr2": _doc("cartpole-balance", name="again"),
+        "random": _doc("random"),
+        # The same stochastic policy with different (equivalent) random streams: no true difference.
+        "noisy1": _doc({"type": "test_compare:NoisyBalance", "kwargs": {"stream": 1}}),
+        "noisy2": _doc({"type": "test_compare:NoisyBalance", "kwargs": {"stream": 2}}),
+        "other_seed": _doc("random", seed=4),
+        "other_env": _doc("random", max_steps=100),
+    }
+    for key, doc in docs.items():
+        run_evaluation(parse_run_config(doc), root / key)
+    return {key: root / key for key in docs}
+
+
+class NoisyBalance:
+    """The LQR controller with 60% random actions from its own random stream."""
+
+    def __init__(self, context: Any, stream: int, noise: float = 0.6) -> None:
+        from trialrun.policies.scripted import CartPoleBalancePolicy
+
+        self.inner = CartPoleBalancePolicy(context)
+        self.rngs = [np.random.default_rng() for _ in range(context.num_envs)]
+        self.stream = stream
+        self.noise = noise
+
+    def act(self, obs: Any) -> np.ndarray:
+        actions = self.inner.act(obs)
+        for i, rng in enumerate(self.rngs[: len(actions)]):
+            if rng.random() < self.noise:
+                actions[i] = rng.integers(2)
+        return actions
+
+    def reset(self, mask: np.ndarray, seeds: Any = None) -> None:
+        for i in np.flatnonzero(mask):
+            self.rngs[i] = np.random.default_rng([self.stream, seeds[i]])
+
+
+def test_newcombe_interval_matches_the_published_example() -> None:
+    # Fagerland, Lydersen & Laake (2017), Cavo et al. data: estimate -0.0621, 95% CI (-0.1186, -0.0046).
+    lo, hi = newcombe_paired_interval(59, 6, 16, 80)
+    assert (round(lo, 4), round(hi, 4)) == (-0.1186, -0.0046)
+    assert newcombe_paired_interval(10, 0, 0, 0) == pytest.approx((-0.2775, 0.2775), abs=1e-4)
+    p, method = mcnemar_test(only_a=10, only_b=2)
+    assert method == "exact-binomial" and p == pytest.approx(0.03857, abs=1e-5)
+    assert mcnemar_test(30, 10)[1] == "chi2-continuity-corrected"
+    assert mcnemar_test(0, 0) == (1.0, "exact-binomial")
+
+
+def test_factor_bins_follow_the_spec_not_the_data() -> None:
+    spec = FactorSpec(name="m", kind="continuous", low=1.0, high=100.0, scale="log")
+    bins = factor_bins(spec, [1.0, 5.0, 10.0, 99.0, 100.0], 2)
+    assert [label for label, _, _ in bins] == ["[1, 10)", "[10, 100]"]
+    assert [idx for _, idx, _ in bins] == [[0, 1], [2, 3, 4]]
+    cat = FactorSpec(name="t", kind="categorical", values=["a", "b", "c"])
+    assert [(label, idx) for label, idx, _ in factor_bins(cat, ["b", "b", "a"], 4)] == [
+        ("a", [2]),
+        ("b", [0, 1]),
+        ("c", []),
+    ]
+
+
+def test_a_big_difference_is_found_and_fails_the_gate(runs: dict[str, Path], tmp_path: Path) -> None:
+    comparison = compare_runs(runs["lqr"], runs["random"], margin=0.02)
+    job = comparison.jobs["pole"]
+    assert job.pairs == 60 and job.only_in_a == job.only_in_b == 0
+    assert job.success is not None and job.return_ is not None
+    assert job.success.b_rate == 0.0 and job.success.a_rate > 0.6
+    assert job.success.difference == pytest.approx(-job.success.a_rate)
+    assert job.success.ci.high < -0.4 and job.success.mcnemar_p < 1e-6
+    assert job.return_.difference < -50 and job.return_.ci.high < 0
+    assert job.verdict == "B worse" and job.worse_beyond_margin and comparison.gate_failed
+    assert comparison.failing_jobs == ["pole"]
+    (factor,) = job.factors
+    assert factor.factor == "length" and [b.label for b in factor.bins] == [
+        "[0.2, 0.525)",
+        "[0.525, 0.85)",
+        "[0.85, 1.18)",
+        "[1.18, 1.5]",
+    ]
+    assert sum(b.pairs for b in factor.bins) == 60
+    json_path, html_path = write_comparison(comparison, tmp_path / "out")
+    assert read_comparison(tmp_path / "out") == comparison
+    assert json.loads(json_path.read_text())["jobs"]["pole"]["return"]["difference"] == job.return_.difference
+    html = html_path.read_text()
+    assert "Gate FAILED" in html and html.count("<svg") == 2
+    assert "http" not in html and "<script" not in html  # self-contained: nothing to fetch, nothing to run
+
+
+def test_the_same_policy_twice_shows_no_difference(runs: dict[str, Path]) -> None:
+    comparison = compare_runs(runs["lqr"], runs["lqr2"])  # run names differ; configs do not
+    job = comparison.jobs["pole"]
+    assert job.success is not None and job.return_ is not None
+    assert job.success.difference == 0.0 and job.success.only_a == job.success.only_b == 0
+    assert job.success.mcnemar_p == 1.0 and job.return_.difference == 0.0
+    assert job.verdict == "no clear difference" and not comparison.gate_failed
+
+
+def test_equivalent_random_streams_do_not_false_alarm(runs: dict[str, Path]) -> None:
+    comparison = compare_runs(runs["noisy1"], runs["noisy2"], margin=0.02)
+    job = comparison.jobs["pole"]
+    assert job.success is not None
+    assert job.success.only_a + job.success.only_b > 0  # the streams really differ
+    assert job.success.ci.low < 0 < job.success.ci.high
+    assert not comparison.gate_failed
+
+
+def test_partial_runs_compare_only_shared_episodes(runs: dict[str, Path], tmp_path: Path) -> None:
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / "manifest.json").write_text((runs["random"] / "manifest.json").read_text())
+    lines = (runs["random"] / "episodes.jsonl").read_text().splitlines(keepends=True)
+    (partial / "episodes.jsonl").write_text("".join(lines[:25]))
+    job = compare_runs(runs["lqr"], partial).jobs["pole"]
+    assert (job.pairs, job.only_in_a, job.only_in_b) == (25, 35, 0)
+
+
+def test_runs_with_different_episodes_are_refused(runs: dict[str, Path]) -> None:
+    with pytest.raises(ComparisonRefused, match=r"the run seed differs: 3 \(A\) vs 4 \(B\)"):
+        compare_runs(runs["lqr"], runs["other_seed"])
+    with pytest.raises(ComparisonRefused, match=r"jobs\[pole\].max_steps differs: 150 \(A\) vs 100 \(B\)"):
+        compare_runs(runs["lqr"], runs["other_env"])
+    with pytest.raises(InputError, match=r"run A has no job 'nope'; its jobs: pole"):
+        compare_runs(runs["lqr"], runs["random"], job="nope")
+
+
+def _trialrun(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*TRIALRUN, *args], capture_output=True, text=True, env=subprocess_env(), timeout=120
+    )
+
+
+def test_cli_gate_exit_codes(runs: dict[str, Path], tmp_path: Path) -> None:
+    worse = _trialrun(
+        "compare", str(runs["lqr"]), str(runs["random"]), "--fail-if-worse", "--out", str(tmp_path / "w")
+    )
+    assert worse.returncode == 1, worse.stderr
+    assert "gate failed" in worse.stderr and "pole: 60 shared completed episodes compared" in worse.stdout
+    assert (tmp_path / "w" / "compare.html").is_file() and (tmp_path / "w" / "comparison.json").is_file()
+    better = _trialrun(
+        "compare", str(runs["random"]), str(runs["lqr"]), "--fail-if-worse", "--target-half-width", "0.01"
+    )
+    assert better.returncode == 0, better.stderr
+    assert "gate passed" in better.stdout and "B better" in better.stdout
+    assert "is wider than the target 0.010" in better.stdout
+    assert (runs["lqr"] / "compare" / "vs-random" / "compare.html").is_file()  # the default --out
+    no_gate = _trialrun("compare", str(runs["lqr"]), str(runs["random"]), "--out", str(tmp_path / "n"))
+    assert no_gate.returncode == 0
+    refused = _trialrun("compare", str(runs["lqr"]), str(runs["other_seed"]), "--fail-if-worse")
+    assert (
+        refused.returncode == 2
+        and "the run seed differs" in refused.stderr
+        and "Traceback" not in refused.stderr
+    )
+    missing = _trialrun("compare", str(runs["lqr"]), str(tmp_path / "nope"))
+    assert missing.returncode == 2 and "no such run directory" in missing.stderr
+
+
+def test_html_escapes_user_text(runs: dict[str, Path]) -> None:
+    comparison = compare_runs(runs["lqr"], runs["random"])
+    evil = comparison.model_copy(
+        update={"run_b": comparison.run_b.model_copy(update={"name": "<script>x</script>"})}
+    )
+    html = render_compare_html(evil)
+    assert "<script>" not in html and "&lt;script&gt;x&lt;/script&gt;" in html
+
+
+def test_plan_episodes_and_the_run_target(tmp_path: Path) -> None:
+    proc = _trialrun("plan-episodes", "--rate", "0.8", "--half-width", "0.05")
+    assert proc.returncode == 0 and proc.stdout.startswith("245 episodes give a 95% Wilson interval")
+    lo, hi = wilson_interval(196, 245)
+    lo1, hi1 = wilson_interval(round(0.8 * 244), 244)
+    assert (hi - lo) / 2 <= 0.05 < (hi1 - lo1) / 2
+    bad = _trialrun("plan-episodes", "--rate", "1.5", "--half-width", "0.05")
+    assert bad.returncode == 2 and "rate must be in [0, 1]" in bad.stderr
+    doc = {
+        "name": "t",
+        "seed": 0,
+        "target_half_width": 0.2,
+        "jobs": [
+            {"name": "few", "env": "trialrun/SeedProbe-v0", "policy": "zero", "episodes": 5},
+            {"name": "many", "env": "trialrun/SeedProbe-v0", "policy": "zero", "episodes": 40},
+        ],
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(doc))
+    proc = _trialrun("run", str(tmp_path / "run.yaml"), "--run-dir", str(tmp_path / "r"))
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())["jobs"]
+    assert summary["few"]["meets_target"] is False and summary["many"]["meets_target"] is True
+    assert summary["few"]["target_half_width"] == 0.2 and summary["few"]["half_width"] > 0.2
+    assert "note: job 'few': success interval" in proc.stdout and "job 'many'" not in proc.stdout
