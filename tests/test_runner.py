@@ -179,3 +179,28 @@ def test_a_write_failure_is_reported_as_such(tmp_path: Path, monkeypatch: pytest
     assert manifest.jobs["probe"].status == "failed"
     assert manifest.jobs["probe"].error == "stopped: a run file could not be written (see the run's output)"
     assert manifest.jobs["probe"].traceback is None
+
+
+def test_an_unknown_video_camera_is_a_config_error_before_anything_runs(tmp_path: Path) -> None:
+    cfg = parse_run_config(
+        {
+            "name": "r",
+            "jobs": [
+                {"name": "ok", "env": "trialrun/SeedProbe-v0", "policy": "zero", "episodes": 2},
+                {
+                    "name": "cam",
+                    "env": "metaworld/reach-v3",
+                    "policy": "zero",
+                    "episodes": 1,
+                    "video": {"cameras": ["corrner"]},
+                },
+            ],
+        }
+    )
+    with pytest.raises(ConfigError) as info:
+        run_evaluation(cfg, tmp_path / "run")
+    assert str(info.value) == (
+        "field 'jobs.1.video.cameras': unknown camera 'corrner'; this env's cameras: default, topview, "
+        "corner, corner2, corner3, corner4, behindGripper, gripperPOV"
+    )
+    assert not (tmp_path / "run").exists()

@@ -117,3 +117,15 @@ def test_summarize_run_overall_and_job_independence() -> None:
     assert summary.overall.success_rate == 0.6
     alone = summarize_run("r", recs[:3], {"a": 3}, {"a": "completed"}, seed=1)
     assert alone.jobs["a"].return_ci == summary.jobs["a"].return_ci
+
+
+def test_non_finite_returns_are_left_out_and_counted() -> None:
+    recs = [_rec("a", k, True, float(k), 5) for k in range(4)]
+    recs[1].outcome["return"] = float("nan")
+    recs[2].outcome["return"] = None
+    s = summarize_job("a", recs, planned=4, seed=0)
+    assert s.invalid_returns == 2
+    assert s.return_mean == 1.5  # episodes 0 and 3
+    assert s.episodes == 4 and s.success_rate == 1.0
+    assert s.return_ci is not None
+    assert summarize_job("a", recs[1:3], planned=2, seed=0).return_mean is None

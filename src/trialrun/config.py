@@ -42,12 +42,44 @@ class EnvConfig(_Model):
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
+# Policy keys that may be written next to ``type`` as a shorthand for
+# ``kwargs.<key>``: ``{type: sb3, path: model.zip}``, ``{type: remote, url: ..., timeout: 10}``.
+POLICY_SHORTHAND_KEYS = ("path", "url", "timeout")
+
+
 class PolicyConfig(_Model):
     """A policy: a registered name (``trialrun list policies``) or a
-    ``package.module:factory`` callable, plus keyword arguments."""
+    ``package.module:factory`` callable, plus keyword arguments.
+
+    ``path``, ``url`` and ``timeout`` may be given next to ``type`` and are
+    moved into ``kwargs``. A ``kwargs`` entry named ``path`` or ending in
+    ``_path`` is a file: :func:`load_run_config` resolves a relative one
+    against the run file's directory and rejects a missing one.
+    """
 
     type: str = Field(min_length=1)
     kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not any(k in data for k in POLICY_SHORTHAND_KEYS):
+            return data
+        data = dict(data)
+        kwargs = data.get("kwargs")
+        kwargs = dict(kwargs) if isinstance(kwargs, dict) else {}
+        for key in POLICY_SHORTHAND_KEYS:
+            if key in data:
+                value = data.pop(key)
+                if key in kwargs and kwargs[key] != value:
+                    raise ValueError(f"'{key}' is set both next to 'type' and in 'kwargs'; set it once")
+                kwargs[key] = value
+        data["kwargs"] = kwargs
+        unknown = sorted(set(data) - {"type", "kwargs"})
+        if unknown:
+            allowed = ", ".join(sorted(["type", "kwargs", *POLICY_SHORTHAND_KEYS]))
+            raise ValueError(f"unknown key '{unknown[0]}'; allowed keys: {allowed}")
+        return data
 
 
 class SuccessConfig(_Model):
@@ -95,6 +127,52 @@ class FactorConfig(_Model):
         return value
 
 
+VideoSelect = Literal["first", "failures", "successes", "all"]
+
+
+class VideoConfig(_Model):
+    """Per-episode videos of a job: one mp4 per (episode, camera) under
+    ``videos/<job>/ep<k>-<camera>.mp4`` (see docs/video.md).
+
+    ``cameras`` are MuJoCo camera names (``trialrun list variations ENV``
+    lists them) or ``default``, the env's own ``render()`` image (the only
+    choice for classic-control envs). ``size`` is ``[width, height]`` in
+    pixels. ``select`` picks which episodes keep a video: the ``first``
+    ``episodes`` by episode index, at most ``episodes`` ``failures`` or
+    ``successes``, or ``all`` of them (``episodes`` is then ignored).
+    ``video: true`` records with the defaults.
+    """
+
+    cameras: list[str] = Field(default_factory=lambda: ["default"], min_length=1)
+    episodes: int = Field(default=8, ge=0)
+    select: VideoSelect = "first"
+    size: tuple[int, int] = (224, 224)
+    fps: float = Field(default=30.0, gt=0, le=240)
+
+    @field_validator("cameras")
+    @classmethod
+    def _camera_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.match(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", name):
+                raise ValueError(
+                    f"camera name '{name}' may use only letters, digits, '_', '.', '-' (it names files)"
+                )
+        if len(set(value)) != len(value):
+            raise ValueError("a camera is listed twice")
+        return value
+
+    @field_validator("size")
+    @classmethod
+    def _even_size(cls, value: tuple[int, int]) -> tuple[int, int]:
+        for side in value:
+            if side < 16 or side > 4096 or side % 2:
+                raise ValueError(
+                    f"size is [width, height] in pixels, each even and between 16 and 4096 "
+                    f"(H.264 in yuv420p needs even sides), got {list(value)}"
+                )
+        return value
+
+
 class JobConfig(_Model):
     """One job: an environment, a policy and how many episodes to run."""
 
@@ -109,6 +187,10 @@ class JobConfig(_Model):
     outcomes: list[OutcomeTermConfig] = Field(default_factory=list)
     factors: dict[str, FactorConfig] = Field(default_factory=dict)
     design: Design = "random"
+    video: VideoConfig | None = None
+    """Per-episode videos (``None``: none)."""
+    instruction: str | None = None
+    """A language instruction for language-conditioned policies (PolicyContext.instruction)."""
 
     @field_validator("factors")
     @classmethod
@@ -141,6 +223,15 @@ class JobConfig(_Model):
     def _policy_shorthand(cls, value: Any) -> Any:
         return {"type": value} if isinstance(value, str) else value
 
+    @field_validator("video", mode="before")
+    @classmethod
+    def _video_shorthand(cls, value: Any) -> Any:
+        if value is True:
+            return {}
+        if value is False:
+            return None
+        return value
+
     @field_validator("success", mode="before")
     @classmethod
     def _success_shorthand(cls, value: Any) -> Any:
@@ -166,6 +257,8 @@ class RunConfig(_Model):
 
     name: str = Field(min_length=1, max_length=200)
     seed: int = Field(default=0, ge=0, lt=2**63)
+    target_half_width: float | None = Field(default=None, gt=0, lt=0.5)
+    """Wanted half-width of each job's 95% success interval; summary.json says which jobs meet it."""
     jobs: list[JobConfig] = Field(min_length=1)
 
     @field_validator("name")
@@ -409,5 +502,41 @@ def load_yaml(path: Path) -> Any:
 
 
 def load_run_config(path: Path, overrides: list[str] | None = None) -> RunConfig:
-    """Load, merge, override and validate a run file."""
-    return parse_run_config(load_yaml(path), file=str(path), overrides=overrides)
+    """Load, merge, override and validate a run file.
+
+    Policy file paths (``policy.path`` and ``policy.kwargs.*_path``) that are
+    relative are made absolute against the run file's directory, so a run file
+    works from any working directory and the manifest records which file ran.
+    """
+    config = parse_run_config(load_yaml(path), file=str(path), overrides=overrides)
+    resolve_policy_paths(config, Path(path).resolve().parent, file=str(path))
+    return config
+
+
+def is_path_kwarg(name: str) -> bool:
+    """Whether a policy kwarg names a file (``path`` or ``*_path``)."""
+    return name == "path" or name.endswith("_path")
+
+
+def resolve_policy_paths(config: RunConfig, base_dir: Path, *, file: str | None = None) -> None:
+    """Make every policy file path of ``config`` absolute against ``base_dir``
+    (``~`` is expanded) and check that the file exists.
+
+    Raises:
+        ConfigError: naming ``jobs.<i>.policy.kwargs.<key>`` for a missing file.
+    """
+    for index, job in enumerate(config.jobs):
+        for key, value in list(job.policy.kwargs.items()):
+            if not is_path_kwarg(key) or not isinstance(value, str) or not value:
+                continue
+            resolved = Path(value).expanduser()
+            if not resolved.is_absolute():
+                resolved = base_dir / resolved
+            if not resolved.exists():
+                raise ConfigError(
+                    f"no such file: {resolved} (relative paths are resolved against the run file's "
+                    f"directory {base_dir})",
+                    file=file,
+                    field=f"jobs.{index}.policy.{'' if key == 'path' else 'kwargs.'}{key}",
+                )
+            job.policy.kwargs[key] = str(resolved)

@@ -144,15 +144,16 @@ class OutcomeTracker:
         infos: dict[str, Any],
     ) -> None:
         """Fold one vector step into the accumulators of the active sub-envs."""
-        self.returns[active] += rewards[active]
-        self.lengths[active] += 1
-        self.terminated[active] = terminated[active]
-        self.truncated[active] = truncated[active]
+        # Idle sub-envs report reward 0 and are cleared by start(): no masking needed.
+        self.returns += rewards
+        self.lengths += active
+        np.copyto(self.terminated, terminated, where=active)
+        np.copyto(self.truncated, truncated, where=active)
         if not self.rule.survived and self.rule.min_return is None:
             flags = None
             for key in self._keys:
-                flags = info_flag(infos, key, self.num_envs)
-                if flags is not None:
+                if key in infos:
+                    flags = info_flag(infos, key, self.num_envs)
                     break
             if flags is not None:
                 self.success_key_seen = True

@@ -35,11 +35,17 @@ def stable_hash_words(text: str) -> tuple[int, int]:
     return int.from_bytes(digest[0:4], "little"), int.from_bytes(digest[4:8], "little")
 
 
-def slot_seed_sequence(run_seed: int, job: str, episode: int) -> np.random.SeedSequence:
-    """The root SeedSequence of one slot; every random draw of the slot derives from it."""
+def slot_seed_sequence(
+    run_seed: int, job: str, episode: int, job_words: tuple[int, int] | None = None
+) -> np.random.SeedSequence:
+    """The root SeedSequence of one slot; every random draw of the slot derives from it.
+
+    ``job_words`` (``stable_hash_words(job)``) may be passed to skip re-hashing.
+    """
     if episode < 0:
         raise ValueError("episode index must be >= 0")
-    return np.random.SeedSequence(entropy=run_seed, spawn_key=(*stable_hash_words(job), episode))
+    words = job_words or stable_hash_words(job)
+    return np.random.SeedSequence(entropy=run_seed, spawn_key=(*words, episode))
 
 
 @dataclass(frozen=True)
@@ -59,9 +65,9 @@ class Slot:
     factors: dict[str, Any] = field(default_factory=dict, compare=True, hash=False)
 
 
-def slot_for(run_seed: int, job: str, episode: int) -> Slot:
+def slot_for(run_seed: int, job: str, episode: int, job_words: tuple[int, int] | None = None) -> Slot:
     """The slot ``episode`` of ``job`` (without factors)."""
-    words = slot_seed_sequence(run_seed, job, episode).generate_state(_SEED_WORDS, np.uint32)
+    words = slot_seed_sequence(run_seed, job, episode, job_words).generate_state(_SEED_WORDS, np.uint32)
     return Slot(
         job=job,
         episode=episode,
@@ -73,7 +79,8 @@ def slot_for(run_seed: int, job: str, episode: int) -> Slot:
 
 def plan_job(run_seed: int, job: str, episodes: int) -> list[Slot]:
     """All slots of a job, in episode order."""
-    return [slot_for(run_seed, job, k) for k in range(episodes)]
+    job_words = stable_hash_words(job)
+    return [slot_for(run_seed, job, k, job_words) for k in range(episodes)]
 
 
 def missing_slots(slots: Sequence[Slot], done: set[int]) -> list[Slot]:

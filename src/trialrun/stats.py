@@ -12,12 +12,15 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
 from scipy import stats as _sps
 
 from trialrun.recording.schema import EpisodeRecord, Interval, JobState, JobSummary, Summary
+
+logger = logging.getLogger(__name__)
 
 
 def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -78,11 +81,24 @@ def bootstrap_mean_interval(
     if arr.size == 1 or np.all(arr == arr[0]):
         return float(arr[0]), float(arr[0])
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, arr.size, size=(resamples, arr.size))
-    means = arr[idx].mean(axis=1)
+    # Resample in chunks of about a million draws: one (resamples x n) index
+    # array would take gigabytes for a run of 100,000 episodes. The draws come
+    # from the same stream in the same order, so the interval is unchanged.
+    means = np.empty(resamples)
+    rows = max(1, 2**20 // arr.size)
+    for start in range(0, resamples, rows):
+        count = min(rows, resamples - start)
+        means[start : start + count] = arr[rng.integers(0, arr.size, size=(count, arr.size))].mean(axis=1)
     alpha = (1 - level) / 2
     lo, hi = np.quantile(means, [alpha, 1 - alpha])
     return float(lo), float(hi)
+
+
+def _number(value: object) -> float:
+    """An outcome value as a float; missing values (JSON null) become NaN."""
+    if value is None:
+        return float("nan")
+    return float(value)  # type: ignore[arg-type]
 
 
 def summarize_job(
@@ -91,20 +107,38 @@ def summarize_job(
     planned: int,
     seed: int,
     status: JobState | None = None,
+    target_half_width: float | None = None,
 ) -> JobSummary:
     """Aggregates of one job's records: success rate with a Wilson 95% interval,
-    mean return with a seeded bootstrap 95% interval, IQM of return, mean length."""
+    mean return with a seeded bootstrap 95% interval, IQM of return, mean length.
+
+    ``half_width`` is half the success interval's width; with a
+    ``target_half_width``, ``meets_target`` says whether the job reached it."""
     n = len(records)
     successes = sum(1 for r in records if bool(r.outcome.get("success")))
-    returns = np.array([float(r.outcome.get("return") or 0.0) for r in records])
+    raw_returns = np.array([_number(r.outcome.get("return")) for r in records], dtype=float)
+    finite = np.isfinite(raw_returns)
+    invalid_returns = int((~finite).sum())
+    if invalid_returns:
+        # A diverged simulation can return NaN or inf: leave those episodes out
+        # of the return statistics (and say so) rather than poison the mean.
+        logger.warning(
+            "job '%s': %d episode(s) have no finite return; return statistics leave them out",
+            job,
+            invalid_returns,
+        )
+    returns = raw_returns[finite]
+    m = len(returns)
     lengths = np.array([float(r.outcome.get("length") or 0) for r in records])
     success_ci = None
     return_ci = None
     if n:
         lo, hi = wilson_interval(successes, n)
         success_ci = Interval(low=lo, high=hi, method="wilson")
+    if m:
         blo, bhi = bootstrap_mean_interval(returns, seed=seed)
         return_ci = Interval(low=blo, high=bhi, method="percentile-bootstrap")
+    half_width = (success_ci.high - success_ci.low) / 2 if success_ci is not None else None
     return JobSummary(
         job=job,
         status=status,
@@ -113,13 +147,19 @@ def summarize_job(
         successes=successes,
         success_rate=successes / n if n else None,
         success_ci=success_ci,
-        return_mean=float(returns.mean()) if n else None,
+        return_mean=float(returns.mean()) if m else None,
         return_ci=return_ci,
-        return_iqm=iqm(returns) if n else None,
-        return_std=float(returns.std(ddof=1)) if n > 1 else (0.0 if n else None),
+        return_iqm=iqm(returns) if m else None,
+        return_std=float(returns.std(ddof=1)) if m > 1 else (0.0 if m else None),
+        invalid_returns=invalid_returns,
         length_mean=float(lengths.mean()) if n else None,
         terminated=sum(1 for r in records if r.outcome.get("terminated")),
         truncated=sum(1 for r in records if r.outcome.get("truncated")),
+        half_width=half_width,
+        target_half_width=target_half_width,
+        meets_target=None
+        if target_half_width is None or half_width is None
+        else bool(half_width <= target_half_width + 1e-12),
     )
 
 
@@ -129,10 +169,12 @@ def summarize_run(
     planned: dict[str, int],
     statuses: dict[str, JobState],
     seed: int,
+    target_half_width: float | None = None,
 ) -> Summary:
     """Per-job and overall summaries. Jobs appear in ``planned`` order; the
     bootstrap of each job uses its own seed derived from ``seed`` and the job's
-    position, so adding a job does not change another job's interval."""
+    position, so adding a job does not change another job's interval.
+    ``target_half_width`` (the run config's) is checked for every job."""
     by_job: dict[str, list[EpisodeRecord]] = {name: [] for name in planned}
     for rec in records:
         by_job.setdefault(rec.job, []).append(rec)
@@ -146,6 +188,7 @@ def summarize_run(
             planned.get(name, len(by_job[name])),
             int(seeds[i].generate_state(1)[0]),
             statuses.get(name),
+            target_half_width,
         )
         for i, name in enumerate(by_job)
     }

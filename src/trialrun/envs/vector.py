@@ -33,38 +33,60 @@ from gymnasium.vector.utils import concatenate, iterate
 StepResult = tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]
 
 
+_BATCHED_ACTIONS = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
+
+
 class ActiveSubsetSyncVectorEnv(SyncVectorEnv):
-    """A ``SyncVectorEnv`` (autoreset disabled) whose idle sub-envs are not stepped."""
+    """A ``SyncVectorEnv`` (autoreset disabled) whose idle sub-envs are not stepped.
+
+    It also takes the short paths an evaluation loop can use: observations of
+    a ``Box`` space are written row by row instead of re-concatenated, actions
+    of array spaces are indexed instead of iterated, and :meth:`reset_slots`
+    resets only the given sub-envs (Gymnasium's masked reset loops over all).
+    """
 
     def __init__(self, env_fns: Sequence[Callable[[], gym.Env[Any, Any]]]) -> None:
         super().__init__(env_fns, copy=False, autoreset_mode=AutoresetMode.DISABLED)
+        self._rows = isinstance(self.single_observation_space, gym.spaces.Box)
+        self._indexable_actions = isinstance(self.single_action_space, _BATCHED_ACTIONS)
+
+    def _store(self, i: int, obs: Any) -> None:
+        self._env_obs[i] = obs
+        if self._rows:
+            self._observations[i] = obs
+
+    def _gather(self) -> Any:
+        if not self._rows:
+            self._observations = concatenate(self.single_observation_space, self._env_obs, self._observations)
+        return self._observations
+
+    def reset_slots(
+        self, mask: np.ndarray, seeds: Sequence[int | None], options: dict[str, Any]
+    ) -> tuple[Any, dict[str, Any]]:
+        """Reset the sub-envs where ``mask`` is true with their own seeds."""
+        infos: dict[str, Any] = {}
+        for i in np.flatnonzero(mask):
+            obs, info = self.envs[i].reset(seed=seeds[i], options=options)
+            self._store(int(i), obs)
+            self._terminations[i] = self._truncations[i] = self._autoreset_envs[i] = False
+            if info:
+                infos = self._add_info(infos, info, int(i))
+        return self._gather(), infos
 
     def step_active(self, actions: Any, active: np.ndarray) -> StepResult:
         """Step the sub-envs where ``active`` is true; others keep their last
         observation and report reward 0, not terminated, not truncated."""
-        per_env_actions = list(iterate(self.action_space, actions))
+        per_env = actions if self._indexable_actions else list(iterate(self.action_space, actions))
         infos: dict[str, Any] = {}
-        self._rewards[:] = 0.0
-        for i in np.flatnonzero(active):
-            (
-                self._env_obs[i],
-                self._rewards[i],
-                self._terminations[i],
-                self._truncations[i],
-                env_info,
-            ) = self.envs[i].step(per_env_actions[i])
-            infos = self._add_info(infos, env_info, i)
-        idle = ~np.asarray(active, dtype=bool)
-        self._terminations[idle] = False
-        self._truncations[idle] = False
-        self._observations = concatenate(self.single_observation_space, self._env_obs, self._observations)
-        return (
-            self._observations,
-            np.copy(self._rewards),
-            np.copy(self._terminations),
-            np.copy(self._truncations),
-            infos,
-        )
+        rewards = np.zeros(self.num_envs, dtype=np.float64)
+        terminations = np.zeros(self.num_envs, dtype=np.bool_)
+        truncations = np.zeros(self.num_envs, dtype=np.bool_)
+        for i in np.flatnonzero(active).tolist():
+            obs, rewards[i], terminations[i], truncations[i], env_info = self.envs[i].step(per_env[i])
+            self._store(i, obs)
+            if env_info:
+                infos = self._add_info(infos, env_info, i)
+        return self._gather(), rewards, terminations, truncations, infos
 
 
 class ActiveSubsetAsyncVectorEnv(AsyncVectorEnv):
@@ -73,6 +95,12 @@ class ActiveSubsetAsyncVectorEnv(AsyncVectorEnv):
     def __init__(self, env_fns: Sequence[Callable[[], gym.Env[Any, Any]]]) -> None:
         super().__init__(env_fns, shared_memory=True, copy=True, autoreset_mode="Disabled")
         self._last_obs: list[Any] = [None] * self.num_envs
+
+    def reset_slots(
+        self, mask: np.ndarray, seeds: Sequence[int | None], options: dict[str, Any]
+    ) -> tuple[Any, dict[str, Any]]:
+        """Reset the workers where ``mask`` is true (Gymnasium's masked reset)."""
+        return self.reset(seed=list(seeds), options={**options, "reset_mask": mask})
 
     def step_active(self, actions: Any, active: np.ndarray) -> StepResult:
         """Step the workers where ``active`` is true (they run in parallel)."""

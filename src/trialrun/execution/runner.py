@@ -52,6 +52,7 @@ from trialrun.recording.files import (
     write_json_atomic,
 )
 from trialrun.recording.schema import EpisodeRecord, FactorSpec, JobManifest, JobState, Manifest, Summary
+from trialrun.recording.video import check_video
 from trialrun.rollout import utc_now
 from trialrun.stats import summarize_run
 from trialrun.variations.factors import FactorSet
@@ -88,6 +89,12 @@ class LocalExecutor:
 
     def __init__(self, policy: Policy | None = None) -> None:
         self.policy = policy
+
+    def __enter__(self) -> LocalExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Nothing to stop."""
 
     def run_job(
         self,
@@ -141,22 +148,25 @@ def preflight(config: RunConfig) -> dict[str, list[FactorSpec]]:
         resolve_policy_factory(job.policy.type, field=f"jobs.{index}.policy.type")
         build_outcome_terms(job)
         factor_set = FactorSet(job)
-        specs[job.name] = factor_specs(job, factor_set) if factor_set else []
+        specs[job.name] = check_with_env(job, index, factor_set) if factor_set or job.video else []
     return specs
 
 
-def factor_specs(job: JobConfig, factor_set: FactorSet) -> list[FactorSpec]:
-    """Bind the factors to one nominal env: checks every target exists (a
-    VariationError lists the available names) and reads nominal values."""
+def check_with_env(job: JobConfig, index: int, factor_set: FactorSet) -> list[FactorSpec]:
+    """Build one nominal env and check the job against it: every factor's
+    target exists (a VariationError lists the available names), every video
+    camera exists; return the factor specs with nominal values."""
     try:
         env = make_env(job.env.id, job.env.kwargs, job.max_steps)
     except TrialrunError:
         raise
     except Exception as exc:  # the env itself is broken: the job will fail and say why
-        logger.warning("job '%s': could not build its env to check factors: %s", job.name, exc)
+        logger.warning("job '%s': could not build its env to check factors and cameras: %s", job.name, exc)
         return []
     try:
-        return factor_set.specs(env)
+        if job.video is not None:
+            check_video(env, job.video, field=f"jobs.{index}.video.cameras")
+        return factor_set.specs(env) if factor_set else []
     finally:
         env.close()
 
@@ -319,7 +329,8 @@ def run_evaluation(
             except Exception as exc:  # job isolation: any env/policy error fails only this job
                 state.status = "failed"
                 state.error = f"{type(exc).__name__}: {exc}"
-                state.traceback = traceback.format_exc()
+                # Errors from worker processes carry the worker's own traceback.
+                state.traceback = getattr(exc, "remote_traceback", None) or traceback.format_exc()
                 errors[job.name] = state.error
                 logger.error("job '%s' failed: %s", job.name, state.error)
             else:
@@ -342,6 +353,7 @@ def run_evaluation(
         planned={job.name: job.episodes for job in config.jobs},
         statuses={name: s.status for name, s in manifest.jobs.items()},
         seed=config.seed,
+        target_half_width=config.target_half_width,
     )
     write_json_atomic(run_dir / SUMMARY_FILE, summary.model_dump(mode="json", by_alias=True))
     manifest.ended_at = utc_now()

@@ -8,7 +8,7 @@ rollout. Every executor (local, process pool, Ray) ends up calling
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from trialrun.plan import Slot
 from trialrun.policies.base import Policy, PolicyContext
 from trialrun.policies.registry import build_policy
 from trialrun.recording.schema import EpisodeRecord
+from trialrun.recording.video import DEFAULT_CAMERA, VIDEO_DIR, VideoSelection
 from trialrun.rollout import EpisodeResult, rollout
 from trialrun.variations.factors import FactorHook, FactorSet, group_slots
 
@@ -65,10 +66,15 @@ def success_rule(job: JobConfig) -> SuccessRule:
 
 
 def make_factor_env(
-    env_id: str, kwargs: dict[str, Any], max_steps: int | None, hook: FactorHook | None
+    env_id: str,
+    kwargs: dict[str, Any],
+    max_steps: int | None,
+    hook: FactorHook | None,
+    render_mode: str | None = None,
 ) -> SlotWrapper:
     """One sub-env with its factor hook (module-level, so async workers can unpickle it)."""
-    return SlotWrapper(make_env(env_id, kwargs, max_steps), env_index=0, hooks=[hook] if hook else [])
+    env = make_env(env_id, kwargs, max_steps, render_mode=render_mode)
+    return SlotWrapper(env, env_index=0, hooks=[hook] if hook else [])
 
 
 def run_shard(
@@ -77,17 +83,20 @@ def run_shard(
     slots: Sequence[Slot],
     emit: Callable[[EpisodeRecord], None],
     policy: Policy | None = None,
+    video_dir: Path | None = None,
 ) -> None:
     """Run ``slots`` of ``job`` and ``emit`` one record per finished episode.
 
     ``policy`` overrides the job's policy spec with a live object (used by
     training-time evaluation, which passes the trainer's policy).
+    ``video_dir`` is where the job's videos go (default
+    ``<run_dir>/videos/<job>``; replay writes elsewhere).
     """
 
     def policy_builder(ctx: PolicyContext) -> Policy:
         if policy is not None:
             return policy
-        return build_policy(job.policy.type, job.policy.kwargs, ctx)
+        return build_policy(job.policy.type, job.policy.kwargs, replace(ctx, instruction=job.instruction))
 
     def on_episode(result: EpisodeResult) -> None:
         emit(
@@ -106,6 +115,13 @@ def run_shard(
             )
         )
 
+    video = None
+    render_mode = None
+    if job.video is not None:
+        directory = video_dir or context.run_dir / VIDEO_DIR / job.name
+        video = VideoSelection(job.video, directory, context.run_dir)
+        video.prepare(slot.episode for slot in slots)
+        render_mode = "rgb_array" if DEFAULT_CAMERA in job.video.cameras else None
     factor_set = FactorSet(job)
     # Build-time factors (env kwargs) split the slots into env groups; each
     # group's env is built once, and its slots keep their own seeds.
@@ -120,6 +136,7 @@ def run_shard(
                 kwargs,
                 job.max_steps,
                 factor_set.hook(build_values) if factor_set else None,
+                render_mode,
             )
             for _ in range(job.num_envs)
         ]
@@ -133,4 +150,5 @@ def run_shard(
             vectorization=job.vectorization,
             success=success_rule(job),
             terms=build_outcome_terms(job),
+            video=video,
         )

@@ -43,12 +43,25 @@ class RunWriteError(Exception):
     episodes' outcomes is implied: the rollout itself did not fail."""
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Read once at import: os.umask() is process-wide, so calling it while other
+# threads create files would race.
+_UMASK = _read_umask()
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write ``data`` as indented JSON to ``path`` via a temp file and rename."""
     path = Path(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
+            # mkstemp makes the file owner-only; run files are meant to be shared.
+            os.fchmod(fd, 0o666 & ~_UMASK)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump(data, f, indent=2, allow_nan=False)
                 f.write("\n")

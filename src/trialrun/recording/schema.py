@@ -138,6 +138,13 @@ class JobSummary(_Strict):
     length_mean: float | None
     terminated: int
     truncated: int
+    invalid_returns: int = 0
+    half_width: float | None = None
+    """Half the width of ``success_ci`` (the precision the episodes bought)."""
+    target_half_width: float | None = None
+    """The run config's ``target_half_width`` (None when the user set none)."""
+    meets_target: bool | None = None
+    """Whether ``half_width <= target_half_width`` (None without a target or episodes)."""
 
 
 class Summary(_Strict):

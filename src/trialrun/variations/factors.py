@@ -113,6 +113,25 @@ class FactorSet:
             )
         return specs
 
+    def nominal_values(self, env: gym.Env[Any, Any]) -> dict[str, FactorValue]:
+        """Each factor's nominal value: the variation's own (bound to ``env``,
+        e.g. CartPole's pole length, 1.0 for a ``scale`` mode), or the sampler's
+        :meth:`~trialrun.variations.samplers.Sampler.nominal_hint` when the
+        variation has none (an ``env_kwarg`` the constructor has no default for).
+
+        Used by training-time evaluation's ``nominal: true``, which pins every
+        factor at this value.
+        """
+        values: dict[str, FactorValue] = {}
+        for name, sampler in self.samplers.items():
+            variation = build_variation(
+                self.variation_configs[name], _field(self.job.name, name) + ".variation"
+            )
+            variation.bind(env)
+            nominal = variation.nominal()
+            values[name] = _plain(nominal) if nominal is not None else sampler.nominal_hint()
+        return values
+
 
 class FactorHook:
     """Runs before every reset of one sub-env: restore all, apply this slot's values.
