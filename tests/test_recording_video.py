@@ -368,12 +368,12 @@ def test_camera_errors_name_the_cameras() -> None:
     cartpole.close()
 
 
-def test_a_bad_camera_fails_the_job_with_a_clear_error(tmp_path: Path) -> None:
+def test_a_bad_camera_is_a_config_error_before_anything_runs(tmp_path: Path) -> None:
     config = parse_run_config({"name": "v", "jobs": [_cartpole(episodes=2, video={"cameras": ["corner"]})]})
-    result = run_evaluation(config, tmp_path / "run")
-    assert result.exit_code == 1
-    assert "has no MuJoCo model" in result.errors["cp"]
-    assert _mp4s(tmp_path / "run" / "videos" / "cp") == set()
+    with pytest.raises(ConfigError) as info:
+        run_evaluation(config, tmp_path / "run")
+    assert str(info.value) == "field 'jobs.0.video.cameras': unknown camera 'corner'; this env's cameras: default"
+    assert not (tmp_path / "run").exists()
 
 
 # --------------------------------------------------------------------------- pieces
