@@ -78,6 +78,8 @@ def bootstrap_mean_interval(
     arr = np.asarray(values, dtype=float)
     if arr.size == 0:
         raise ValueError("bootstrap of no values")
+    if arr.size >= 2**32:
+        raise ValueError("bootstrap of more than 2**32 values")
     if arr.size == 1 or np.all(arr == arr[0]):
         return float(arr[0]), float(arr[0])
     rng = np.random.default_rng(seed)
@@ -88,7 +90,8 @@ def bootstrap_mean_interval(
     rows = max(1, 2**20 // arr.size)
     for start in range(0, resamples, rows):
         count = min(rows, resamples - start)
-        means[start : start + count] = arr[rng.integers(0, arr.size, size=(count, arr.size))].mean(axis=1)
+        picks = rng.integers(0, arr.size, size=(count, arr.size), dtype=np.uint32)
+        means[start : start + count] = arr[picks].mean(axis=1)
     alpha = (1 - level) / 2
     lo, hi = np.quantile(means, [alpha, 1 - alpha])
     return float(lo), float(hi)
@@ -192,6 +195,15 @@ def summarize_run(
         )
         for i, name in enumerate(by_job)
     }
-    all_records = [r for name in by_job for r in by_job[name]]
-    overall = summarize_job("(all)", all_records, sum(planned.values()), int(seeds[-1].generate_state(1)[0]))
+    if len(jobs) == 1:
+        # One job: the overall numbers are that job's (no second bootstrap).
+        (only,) = jobs.values()
+        overall = only.model_copy(
+            update={"job": "(all)", "status": None, "target_half_width": None, "meets_target": None}
+        )
+    else:
+        all_records = [r for name in by_job for r in by_job[name]]
+        overall = summarize_job(
+            "(all)", all_records, sum(planned.values()), int(seeds[-1].generate_state(1)[0])
+        )
     return Summary(run=run, jobs=jobs, overall=overall)
