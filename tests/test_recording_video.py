@@ -372,7 +372,10 @@ def test_a_bad_camera_is_a_config_error_before_anything_runs(tmp_path: Path) -> 
     config = parse_run_config({"name": "v", "jobs": [_cartpole(episodes=2, video={"cameras": ["corner"]})]})
     with pytest.raises(ConfigError) as info:
         run_evaluation(config, tmp_path / "run")
-    assert str(info.value) == "field 'jobs.0.video.cameras': unknown camera 'corner'; this env's cameras: default"
+    assert (
+        str(info.value)
+        == "field 'jobs.0.video.cameras': unknown camera 'corner'; this env's cameras: default"
+    )
     assert not (tmp_path / "run").exists()
 
 

@@ -117,6 +117,20 @@ class _ProgressObserver:
         self.progress.update(self.tasks[job], description=label)
 
 
+def _progress_bar(eta: bool) -> Progress:
+    """One bar per job: episodes done / planned, episodes per second, elapsed (and ETA)."""
+    columns: list[Any] = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+    ]
+    if eta:
+        columns.append(TimeRemainingColumn())
+    return Progress(*columns, console=stderr, transient=False)
+
+
 def _fmt_ci(value: float | None, low: float | None, high: float | None, pct: bool) -> str:
     if value is None:
         return "-"
@@ -287,16 +301,7 @@ def _run_with_progress(
             config, directory, resume=resume, config_path=config_path, argv=sys.argv, executor=executor
         )
     stdout.print(f"run [bold]{escape(config.name)}[/] -> {escape(str(directory))}", highlight=False)
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=stderr,
-        transient=False,
-    )
+    progress = _progress_bar(eta=True)
     with progress:
         result = run_evaluation(
             config,
@@ -758,15 +763,7 @@ def suite(
             progress: Any = contextlib.nullcontext()
             if not quiet:
                 stdout.print(f"evaluator [bold]{escape(name)}[/]", highlight=False)
-                progress = Progress(
-                    TextColumn("{task.description}"),
-                    BarColumn(),
-                    MofNCompleteColumn(),
-                    TextColumn("{task.fields[rate]}"),
-                    TimeElapsedColumn(),
-                    console=stderr,
-                    transient=False,
-                )
+                progress = _progress_bar(eta=False)
                 observer = _ProgressObserver(progress)
             with progress:
                 result = manager.run(

@@ -3,6 +3,8 @@ exits with code 2; library callers can catch :class:`TrialrunError`."""
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 
 class TrialrunError(Exception):
     """Base class for errors caused by user input (config, CLI arguments, files)."""
@@ -27,3 +29,10 @@ class ConfigError(TrialrunError):
 
 class InputError(TrialrunError):
     """A command-line argument or input file is invalid."""
+
+
+def first_error(exc: ValidationError, default_field: str = "") -> tuple[str, str]:
+    """``(dotted field, message)`` of the first error of a pydantic ValidationError,
+    for one-line messages that name the field."""
+    err = exc.errors()[0]
+    return ".".join(str(p) for p in err["loc"]) or default_field, str(err["msg"])

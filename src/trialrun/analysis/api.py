@@ -50,7 +50,7 @@ from trialrun.analysis.plots import (
     write_sensitivity_png,
 )
 from trialrun.analysis.posterior import posterior_analysis, require_sbi
-from trialrun.errors import InputError
+from trialrun.errors import InputError, first_error
 from trialrun.recording.files import (
     EPISODES_FILE,
     MANIFEST_FILE,
@@ -494,9 +494,8 @@ def load_sensitivity(path: Path | str) -> SensitivityResult:
     try:
         return SensitivityResult.model_validate_json(path.read_text(encoding="utf-8"))
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "(file)"
-        raise InputError(f"{path}: field '{field}': {err['msg']}") from None
+        field, message = first_error(exc, "(file)")
+        raise InputError(f"{path}: field '{field}': {message}") from None
 
 
 def load_run_analyses(run_dir: Path | str) -> dict[str, SensitivityResult]:

@@ -42,7 +42,7 @@ from typing import Any
 
 from trialrun.config import JobConfig
 from trialrun.execution.shard import RunContext, run_shard
-from trialrun.execution.sharding import Shard, ShardFailed, WorkersExhausted, default_shard_size, make_shards
+from trialrun.execution.sharding import Shard, ShardFailed, WorkersExhausted, job_shards
 from trialrun.plan import Slot
 from trialrun.recording.schema import EpisodeRecord
 
@@ -165,8 +165,7 @@ class ProcessExecutor:
         emit: Callable[[EpisodeRecord], None],
     ) -> None:
         """Run ``slots`` of ``job`` on the pool; ``emit`` each record as it arrives."""
-        size = self.shard_size or default_shard_size(len(slots), self.workers, job.num_envs)
-        pending: deque[Shard] = deque(make_shards(slots, size))
+        pending: deque[Shard] = deque(job_shards(slots, self.workers, job.num_envs, self.shard_size))
         job_json = job.model_dump_json()
         context = RunContext(context.run_name, context.run_seed, Path(context.run_dir))
         failure: ShardFailed | WorkersExhausted | None = None

@@ -35,7 +35,7 @@ from typing import Any
 from trialrun.config import JobConfig
 from trialrun.errors import InputError
 from trialrun.execution.shard import RunContext, run_shard
-from trialrun.execution.sharding import Shard, ShardFailed, WorkersExhausted, default_shard_size, make_shards
+from trialrun.execution.sharding import Shard, ShardFailed, WorkersExhausted, job_shards
 from trialrun.plan import Slot
 from trialrun.recording.schema import EpisodeRecord
 
@@ -156,8 +156,7 @@ class RayExecutor:
     ) -> None:
         """Run ``slots`` of ``job`` as Ray tasks, at most ``workers`` at once."""
         ray = self._ensure_ray()
-        size = self.shard_size or default_shard_size(len(slots), self.workers, job.num_envs)
-        pending: deque[Shard] = deque(make_shards(slots, size))
+        pending: deque[Shard] = deque(job_shards(slots, self.workers, job.num_envs, self.shard_size))
         job_json = job.model_dump_json()
         running: list[_Running] = []
         failure: ShardFailed | WorkersExhausted | None = None

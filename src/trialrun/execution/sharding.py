@@ -49,6 +49,11 @@ def default_shard_size(num_slots: int, workers: int, num_envs: int) -> int:
     return max(num_envs, math.ceil(num_slots / (3 * max(1, workers))), 1)
 
 
+def job_shards(slots: Sequence[Slot], workers: int, num_envs: int, shard_size: int | None) -> list[Shard]:
+    """A job's slots as shards of ``shard_size`` (or the default size)."""
+    return make_shards(slots, shard_size or default_shard_size(len(slots), workers, num_envs))
+
+
 def make_shards(slots: Sequence[Slot], shard_size: int, first_id: int = 0) -> list[Shard]:
     """Split ``slots`` (in order) into shards of at most ``shard_size``."""
     if shard_size < 1:

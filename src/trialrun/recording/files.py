@@ -25,6 +25,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from trialrun.errors import first_error
 from trialrun.recording.schema import EpisodeRecord, Manifest, Summary
 
 logger = logging.getLogger(__name__)
@@ -54,8 +55,9 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as indented JSON to ``path`` via a temp file and rename."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temp file in the same folder and a
+    rename, so a reader sees the old file or the new one, never half of one."""
     path = Path(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -63,8 +65,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
             # mkstemp makes the file owner-only; run files are meant to be shared.
             os.fchmod(fd, 0o666 & ~_UMASK)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f, indent=2, allow_nan=False)
-                f.write("\n")
+                f.write(text)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
@@ -73,6 +74,11 @@ def write_json_atomic(path: Path, data: Any) -> None:
             raise
     except OSError as exc:
         raise RunWriteError(f"cannot write {path}: {exc}") from exc
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write ``data`` as indented JSON to ``path`` atomically (NaN refused)."""
+    write_text_atomic(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
 def iter_episode_lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -102,9 +108,8 @@ def read_episodes(path: Path) -> list[EpisodeRecord]:
         try:
             records.append(EpisodeRecord.model_validate_json(line))
         except ValidationError as exc:
-            err = exc.errors()[0]
-            field = ".".join(str(p) for p in err["loc"]) or "(line)"
-            raise RunFileError(f"{path}:{number}: field '{field}': {err['msg']}") from None
+            field, message = first_error(exc, "(line)")
+            raise RunFileError(f"{path}:{number}: field '{field}': {message}") from None
     return records
 
 
@@ -161,9 +166,8 @@ def _read_model(path: Path, model: type[Manifest] | type[Summary]) -> Any:
     try:
         return model.model_validate_json(path.read_text(encoding="utf-8"))
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "(file)"
-        raise RunFileError(f"{path}: field '{field}': {err['msg']}") from None
+        field, message = first_error(exc, "(file)")
+        raise RunFileError(f"{path}: field '{field}': {message}") from None
 
 
 def read_manifest(run_dir: Path) -> Manifest:

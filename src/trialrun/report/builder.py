@@ -29,9 +29,7 @@ import hashlib
 import json
 import logging
 import math
-import os
 import shlex
-import tempfile
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -43,7 +41,13 @@ from markupsafe import Markup
 
 import trialrun
 from trialrun.errors import InputError
-from trialrun.recording.files import EPISODES_FILE, MANIFEST_FILE, SUMMARY_FILE
+from trialrun.recording.files import (
+    EPISODES_FILE,
+    MANIFEST_FILE,
+    SUMMARY_FILE,
+    RunWriteError,
+    write_text_atomic,
+)
 from trialrun.report.charts import HATCH_DEFS, factor_chart, interval_bar, pct, short_number
 from trialrun.report.data import ANALYSIS_DIR, RunView, episodes_payload, load_run, parse_time, relative_url
 
@@ -310,17 +314,10 @@ def build_report(run_dir: Path | str, out_dir: Path | str | None = None, *, bins
     target = out / INDEX_FILE
     try:
         out.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{INDEX_FILE}.", suffix=".tmp", dir=out)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(html)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    except OSError as exc:
-        raise InputError(f"cannot write the report to {target}: {exc}") from None
+        write_text_atomic(target, html)
+    except (OSError, RunWriteError) as exc:
+        cause = exc.__cause__ if isinstance(exc, RunWriteError) and exc.__cause__ else exc
+        raise InputError(f"cannot write the report to {target}: {cause}") from None
     logger.info("report of %s written to %s (%d episodes)", run_dir, target, len(view.records))
     return target
 

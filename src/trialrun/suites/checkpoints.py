@@ -29,7 +29,7 @@ import yaml
 from pydantic import ValidationError
 
 from trialrun.config import PolicyConfig
-from trialrun.errors import InputError
+from trialrun.errors import InputError, first_error
 from trialrun.policies.loaders import SUFFIX_TYPES
 from trialrun.policies.registry import available_policies
 
@@ -114,9 +114,8 @@ def policy_config(raw: Any) -> dict[str, Any]:
     try:
         config: dict[str, Any] = PolicyConfig.model_validate(raw).model_dump(mode="json")
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise InputError(f"--policy: {where + ': ' if where else ''}{err['msg']}") from None
+        where, message = first_error(exc)
+        raise InputError(f"--policy: {where + ': ' if where else ''}{message}") from None
     return config
 
 
