@@ -17,12 +17,13 @@ noise. Every marginal is therefore drawn against a noise floor, the same
 estimator trained on shuffled labels ``n_null`` times, and its shift from the
 design (total-variation distance) gets a shuffled-label p-value.
 
-Example (needs sbi; slow, so skipped by doctest):
-    >>> from trialrun.analysis.synthetic import make_sweep  # doctest: +SKIP
-    >>> from trialrun.analysis.dataset import prepare_dataset  # doctest: +SKIP
-    >>> ds = prepare_dataset(*make_sweep(n=300).as_inputs(), "success")  # doctest: +SKIP
-    >>> posterior_analysis(ds, seed=0, n_null=1).method  # doctest: +SKIP
-    'MNPE'
+Example (needs sbi; about a minute, so shown as code, and run by
+tests/test_analysis_posterior.py)::
+
+    from trialrun.analysis.synthetic import make_sweep
+    from trialrun.analysis.dataset import prepare_dataset
+    ds = prepare_dataset(*make_sweep(n=300).as_inputs(), "success")
+    posterior_analysis(ds, seed=0, n_null=1).method   # 'MNPE'
 """
 
 from __future__ import annotations

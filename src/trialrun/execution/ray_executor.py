@@ -14,8 +14,10 @@ job's ``runtime_env``. Video files are written by the workers into the run
 directory, which must therefore be on a filesystem every node sees (see
 ``docs/scaling.md``).
 
-Example:
-    >>> executor = RayExecutor(workers=2)       # doctest: +SKIP
+Example (Ray starts on the first job, not here):
+    >>> executor = RayExecutor(workers=2, max_shards_per_worker=10)
+    >>> executor.workers, executor.address is None
+    (2, True)
 """
 
 from __future__ import annotations

@@ -4,10 +4,11 @@ The report reads run files only (``manifest.json``, ``episodes.jsonl``,
 ``summary.json``, ``videos/``, ``analysis/``) and never imports the rollout
 side, so it can be built anywhere the run directory is copied.
 
-Example:
-    >>> from trialrun.report import build_report, make_server  # doctest: +SKIP
-    >>> build_report("runs/cartpole-sweep-20261121T190000Z")     # doctest: +SKIP
-    PosixPath('runs/cartpole-sweep-20261121T190000Z/report/index.html')
+Example (a run directory made by ``trialrun run``)::
+
+    from trialrun.report import build_report
+    build_report("runs/cartpole-sweep-20261121T190000Z")
+    # -> runs/cartpole-sweep-20261121T190000Z/report/index.html
 """
 
 from trialrun.report.builder import build_report, default_out_dir, render_report, report_is_stale
