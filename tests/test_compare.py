@@ -14,6 +14,7 @@ from helpers import subprocess_env
 from trialrun.compare import (
     ComparisonRefused,
     compare_runs,
+    default_out_dir,
     factor_bins,
     mcnemar_test,
     newcombe_paired_interval,
@@ -244,3 +245,26 @@ def test_plan_episodes_and_the_run_target(tmp_path: Path) -> None:
     assert summary["few"]["meets_target"] is False and summary["many"]["meets_target"] is True
     assert summary["few"]["target_half_width"] == 0.2 and summary["few"]["half_width"] > 0.2
     assert "note: job 'few': success interval" in proc.stdout and "job 'many'" not in proc.stdout
+
+
+def test_the_report_of_run_b_shows_its_comparisons(runs: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    from trialrun.report import build_report
+    from trialrun.report.data import read_comparisons
+
+    run_b = tmp_path / "b"
+    shutil.copytree(runs["random"], run_b)
+    write_comparison(compare_runs(runs["lqr"], run_b), default_out_dir(runs["lqr"], run_b))
+    (view,) = read_comparisons(run_b)
+    assert view.against == "cmp" and view.page == "compare/vs-lqr/compare.html"
+    (row,) = view.rows
+    assert row["job"] == "pole" and row["pairs"] == 60 and row["b_rate"] == 0.0
+    assert row["verdict"] == "B worse" and row["worse"] is True
+    html = build_report(run_b).read_text()
+    assert 'href="../compare/vs-lqr/compare.html"' in html
+    assert '<tr data-job="pole" class="sig">' in html and "B worse, beyond the margin" in html
+    (run_b / "compare" / "vs-lqr" / "comparison.json").write_text("{not json")
+    (broken,) = read_comparisons(run_b)
+    assert broken.error is not None and broken.rows == []
+    assert "could not read compare/vs-lqr/comparison.json" in build_report(run_b).read_text()

@@ -664,6 +664,9 @@ def compare(
         if names:
             stdout.print(f"not compared (only in run {side}): {escape(', '.join(names))}", highlight=False)
     stdout.print(f"comparison in {escape(str(html_path))} and {escape(str(json_path.name))}", highlight=False)
+    if out is None and (run_b / "report" / "index.html").exists():
+        # The comparison is stored in run B: keep B's report in step with it.
+        _report_after_run(run_b, quiet=True)
     if fail_if_worse:
         if comparison.gate_failed:
             stderr.print(

@@ -341,6 +341,82 @@ def read_sensitivity(run_dir: Path) -> list[SensitivityView]:
     return views
 
 
+# --------------------------------------------------------------------------- comparisons
+
+COMPARE_DIR = "compare"
+
+
+@dataclass
+class ComparisonView:
+    """One ``compare/*/comparison.json`` written by ``trialrun compare`` into
+    this run (the run is B), read leniently: one row per compared job."""
+
+    path: str
+    page: str | None
+    against: str
+    margin: float | None
+    rows: list[dict[str, Any]]
+    error: str | None = None
+
+
+def _number_or_none(value: Any) -> float | None:
+    return float(value) if _is_number(value) else None
+
+
+def read_comparisons(run_dir: Path) -> list[ComparisonView]:
+    """Every paired comparison stored in the run, sorted by path."""
+    run_dir = Path(run_dir)
+    root = run_dir / COMPARE_DIR
+    if not root.is_dir():
+        return []
+    views = []
+    for path in sorted(root.glob("*/comparison.json")):
+        rel = path.relative_to(run_dir).as_posix()
+        html = path.parent / "compare.html"
+        page = html.relative_to(run_dir).as_posix() if html.is_file() else None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError("the file does not hold a JSON object")
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            logger.warning("%s: cannot read the comparison: %s", path, exc)
+            views.append(ComparisonView(rel, page, path.parent.name, None, [], str(exc)))
+            continue
+        run_a = data.get("run_a") if isinstance(data.get("run_a"), dict) else {}
+        rows = []
+        jobs = data.get("jobs") if isinstance(data.get("jobs"), dict) else {}
+        for name, job in jobs.items():
+            if not isinstance(job, dict):
+                continue
+            success = job.get("success") if isinstance(job.get("success"), dict) else {}
+            ci = success.get("ci") if isinstance(success.get("ci"), dict) else {}
+            rows.append(
+                {
+                    "job": str(name),
+                    "pairs": job.get("pairs"),
+                    "a_rate": _number_or_none(success.get("a_rate")),
+                    "b_rate": _number_or_none(success.get("b_rate")),
+                    "difference": _number_or_none(success.get("difference")),
+                    "ci_low": _number_or_none(ci.get("low")),
+                    "ci_high": _number_or_none(ci.get("high")),
+                    "p": _number_or_none(success.get("mcnemar_p")),
+                    "verdict": str(job.get("verdict", "")),
+                    "worse": bool(job.get("worse_beyond_margin", False)),
+                }
+            )
+        margin = data.get("margin")
+        views.append(
+            ComparisonView(
+                rel,
+                page,
+                str(run_a.get("name") or path.parent.name),
+                float(margin) if _is_number(margin) else None,
+                rows,
+            )
+        )
+    return views
+
+
 # --------------------------------------------------------------------------- the run
 
 
@@ -383,6 +459,7 @@ class RunView:
     records: list[EpisodeRecord]
     sensitivity: list[SensitivityView]
     notes: list[str] = field(default_factory=list)
+    comparisons: list[ComparisonView] = field(default_factory=list)
 
     @property
     def status(self) -> str:
@@ -542,6 +619,7 @@ def load_run(run_dir: Path | str, bins: int | None = None) -> RunView:
         records=records,
         sensitivity=read_sensitivity(run_dir),
         notes=notes,
+        comparisons=read_comparisons(run_dir),
     )
 
 
