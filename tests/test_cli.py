@@ -193,3 +193,39 @@ def test_list_variations_for_an_env() -> None:
         assert name in types.stdout
     bad = _trialrun("list", "variations", "NoSuch-v0")
     assert bad.returncode == 2 and "unknown environment 'NoSuch-v0'" in " ".join(bad.stderr.split())
+
+
+def test_resume_while_the_run_goes_on_is_refused(tmp_path: Path) -> None:
+    doc = {
+        "name": "busy",
+        "seed": 4,
+        "jobs": [
+            {
+                "name": "slow",
+                "env": "trialrun/SeedProbe-v0",
+                "episodes": 400,
+                "num_envs": 2,
+                "policy": {"type": "helpers:SlowPolicy", "kwargs": {"delay": 0.01}},
+            }
+        ],
+    }
+    cfg = _write(tmp_path / "run.yaml", doc)
+    run_dir = tmp_path / "run"
+    child = subprocess.Popen(
+        [*TRIALRUN, "run", str(cfg), "--run-dir", str(run_dir), "-q"],
+        env=subprocess_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (run_dir / "episodes.jsonl").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second = _trialrun("run", "--resume", str(run_dir), "-q")
+        assert second.returncode == 2
+        assert f"is in use by another trialrun process (pid {child.pid})" in " ".join(second.stderr.split())
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+    lines = (run_dir / "episodes.jsonl").read_text().splitlines()
+    assert len({json.loads(line)["episode"] for line in lines if line}) == len([x for x in lines if x])

@@ -204,3 +204,17 @@ def test_an_unknown_video_camera_is_a_config_error_before_anything_runs(tmp_path
         "corner, corner2, corner3, corner4, behindGripper, gripperPOV"
     )
     assert not (tmp_path / "run").exists()
+
+
+def test_a_run_directory_in_use_is_refused(tmp_path: Path) -> None:
+    from trialrun.recording.files import LOCK_FILE, RunDirBusy, RunDirLock
+
+    run_evaluation(_config(), tmp_path / "run")
+    assert not (tmp_path / "run" / LOCK_FILE).exists()  # released and removed at the end
+    with RunDirLock(tmp_path / "run"), pytest.raises(RunDirBusy) as info:
+        run_evaluation(_config(), tmp_path / "run", resume=True)
+    assert str(info.value) == (
+        f"{tmp_path / 'run'} is in use by another trialrun process (pid {os.getpid()}); "
+        "wait for it to finish or stop it before resuming"
+    )
+    assert len(read_episodes(tmp_path / "run" / "episodes.jsonl")) == 36  # nothing was appended

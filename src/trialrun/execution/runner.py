@@ -44,6 +44,7 @@ from trialrun.recording.files import (
     MANIFEST_FILE,
     SUMMARY_FILE,
     EpisodeLogWriter,
+    RunDirLock,
     RunFileError,
     RunWriteError,
     read_episodes,
@@ -245,15 +246,45 @@ def run_evaluation(
 ) -> RunResult:
     """Run (or resume) every job of ``config`` into ``run_dir``.
 
+    The run directory is locked while the run writes to it: a second process
+    on the same directory (say, a resume while the run still goes on) gets a
+    clear error instead of recording episodes twice.
+
     Raises:
         ConfigError / InputError: bad config or run directory (nothing ran).
         RunWriteError: a run file could not be written; episodes already
             appended are valid and ``--resume`` continues from them.
     """
     run_dir = Path(run_dir)
+    specs = preflight(config)
+    if resume:
+        if not run_dir.is_dir():
+            raise InputError(f"cannot resume {run_dir}: no such run directory")
+    else:
+        if (run_dir / MANIFEST_FILE).exists() or (run_dir / EPISODES_FILE).exists():
+            raise InputError(
+                f"{run_dir} already holds a run; use --resume to continue it or choose another --run-dir"
+            )
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunWriteError(f"cannot create {run_dir}: {exc}") from exc
+    with RunDirLock(run_dir):
+        return _run_locked(config, run_dir, specs, resume, config_path, observer, executor, argv)
+
+
+def _run_locked(
+    config: RunConfig,
+    run_dir: Path,
+    specs: dict[str, list[FactorSpec]],
+    resume: bool,
+    config_path: Path | None,
+    observer: RunObserver | None,
+    executor: Executor | None,
+    argv: list[str] | None,
+) -> RunResult:
     episodes_path = run_dir / EPISODES_FILE
     manifest_path = run_dir / MANIFEST_FILE
-    specs = preflight(config)
     executor = executor or LocalExecutor()
 
     if resume:
@@ -270,14 +301,8 @@ def run_evaluation(
         manifest = stored
         manifest.ended_at = None
     else:
-        if manifest_path.exists() or episodes_path.exists():
-            raise InputError(
-                f"{run_dir} already holds a run; use --resume to continue it or choose another --run-dir"
-            )
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise RunWriteError(f"cannot create {run_dir}: {exc}") from exc
+        if manifest_path.exists() or episodes_path.exists():  # appeared while we took the lock
+            raise InputError(f"{run_dir} already holds a run; use --resume to continue it")
         manifest = _new_manifest(config, config_path, argv or [])
 
     for job in config.jobs:
