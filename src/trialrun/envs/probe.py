@@ -20,7 +20,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -46,7 +46,7 @@ class SeedProbeEnv(gym.Env[np.ndarray, np.int64]):
     Observation: ``[seed mod 2**20, step, steps_left]`` as float32.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 30}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 30}  # noqa: RUF012 (gymnasium's own convention)
 
     def __init__(self, render_mode: str | None = None, frame_size: int = 32) -> None:
         self.observation_space = gym.spaces.Box(0.0, float(2**20), shape=(3,), dtype=np.float32)
@@ -80,7 +80,7 @@ class SeedProbeEnv(gym.Env[np.ndarray, np.int64]):
         done = self._t >= self._length
         return self._obs(), 1.0, done, False, {"success": bool(done and self._success)}
 
-    def render(self) -> np.ndarray | None:  # type: ignore[override]
+    def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":
             return None
         frame = np.zeros((self.frame_size, self.frame_size, 3), dtype=np.uint8)

@@ -66,7 +66,7 @@ class ActiveSubsetSyncVectorEnv(SyncVectorEnv):
         """Reset the sub-envs where ``mask`` is true with their own seeds."""
         infos: dict[str, Any] = {}
         for i in np.flatnonzero(mask):
-            obs, info = self.envs[i].reset(seed=seeds[i], options=options)
+            obs, info = self.envs[i].reset(seed=seeds[int(i)], options=options)
             self._store(int(i), obs)
             self._terminations[i] = self._truncations[i] = self._autoreset_envs[i] = False
             if info:

@@ -60,7 +60,7 @@ class RandomPolicy:
         if not self._fast:
             actions = [space.sample() for space in self._spaces]
             return np.stack(actions) if isinstance(actions[0], np.ndarray | np.generic | int) else actions
-        out = np.empty((self.num_envs, *self._space.shape), dtype=self._space.dtype)
+        out = np.empty((self.num_envs, *tuple(self._space.shape or ())), dtype=self._space.dtype)
         for i in range(self.num_envs):
             if self._pos[i] >= self._BLOCK:
                 self._blocks[i] = self._draw_block(self._rngs[i])
@@ -71,7 +71,7 @@ class RandomPolicy:
 
     def reset(self, mask: np.ndarray, seeds: Sequence[int | None] | None = None) -> None:
         for i in np.flatnonzero(mask):
-            seed = None if seeds is None else seeds[i]
+            seed = None if seeds is None else seeds[int(i)]
             if self._fast:
                 self._rngs[i] = np.random.default_rng(seed)
                 self._pos[i] = self._BLOCK

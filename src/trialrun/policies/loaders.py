@@ -127,14 +127,14 @@ def postprocess_actions(
         if logits:
             if arr.ndim != 2 or arr.shape[1] != n:
                 raise ValueError(f"expected logits of shape ({num}, {n}), got {arr.shape}")
-            return np.argmax(arr, axis=1).astype(np.int64) + start
+            return np.asarray(np.argmax(arr, axis=1) + start, dtype=np.int64)
         flat = arr.reshape(num, -1)
         if flat.shape[1] != 1:
             raise ValueError(
                 f"for a Discrete({n}) action space the model must return one action or {n} logits "
                 f"per row, got shape {arr.shape}"
             )
-        return np.rint(flat[:, 0]).astype(np.int64)
+        return np.asarray(np.rint(flat[:, 0]), dtype=np.int64)
     if isinstance(action_space, gym.spaces.MultiDiscrete):
         nvec = np.asarray(action_space.nvec).reshape(-1)
         flat = arr.reshape(num, -1)
@@ -145,7 +145,8 @@ def postprocess_actions(
             actions = np.rint(flat).astype(np.int64)
         else:
             raise ValueError(f"for {action_space} the model must return {nvec.size} actions per row")
-        return (actions + np.asarray(action_space.start).reshape(-1)).reshape(num, *action_space.shape)
+        shifted = actions + np.asarray(action_space.start).reshape(-1)
+        return np.asarray(shifted.reshape(num, *action_space.shape))
     if isinstance(action_space, gym.spaces.Box):
         size = int(np.prod(action_space.shape))
         if arr.size != num * size:

@@ -108,14 +108,14 @@ class NpzMlp:
         """Actions for a batch: argmax for ``discrete``, bounded values otherwise."""
         out = self.forward(obs)
         if self.head == "discrete":
-            return np.argmax(out, axis=1).astype(np.int64)
+            return np.asarray(np.argmax(out, axis=1), dtype=np.int64)
         low = self.action_low if self.action_low is not None else low
         high = self.action_high if self.action_high is not None else high
         if low is None or high is None:
             raise ValueError("a continuous head needs action bounds")
         if self.head == "continuous":
-            return low + (np.tanh(out) + 1.0) * 0.5 * (high - low)
-        return np.clip(out, low, high)
+            return np.asarray(low + (np.tanh(out) + 1.0) * 0.5 * (high - low))
+        return np.asarray(np.clip(out, low, high))
 
 
 def save_npz_mlp(
@@ -283,7 +283,8 @@ class NpzMlpPolicy:
         if self.net.head == "discrete":
             return self.net.actions(flat) + self.start
         actions = self.net.actions(flat, self.low, self.high)
-        return actions.reshape(obs.shape[0], *self.action_space.shape).astype(self.action_space.dtype)
+        shape = tuple(self.action_space.shape or ())
+        return np.asarray(actions.reshape(obs.shape[0], *shape), dtype=self.action_space.dtype)
 
     def reset(self, mask: np.ndarray, seeds: Sequence[int | None] | None = None) -> None:
         """Stateless."""

@@ -80,7 +80,7 @@ class CartPoleBalancePolicy:
 
     def act(self, obs: Any) -> np.ndarray:
         force = -np.asarray(obs, dtype=np.float64) @ self.gain
-        return (force > 0).astype(np.int64)
+        return np.asarray(force > 0, dtype=np.int64)
 
     def reset(self, mask: np.ndarray, seeds: Sequence[int | None] | None = None) -> None:
         """Stateless."""
@@ -119,7 +119,8 @@ class PendulumSwingUpPolicy:
         pump = self.max_torque * direction * np.sign(self.top_energy - energy)
         hold = -(np.stack([theta, theta_dot], axis=1) @ self.gain)
         torque = np.where(np.abs(theta) < self.capture_angle, hold, pump)
-        return np.clip(torque, -self.max_torque, self.max_torque).astype(np.float32)[:, None]
+        clipped = np.clip(torque, -self.max_torque, self.max_torque)
+        return np.asarray(clipped, dtype=np.float32)[:, None]
 
     def reset(self, mask: np.ndarray, seeds: Sequence[int | None] | None = None) -> None:
         """Stateless."""

@@ -363,6 +363,11 @@ def _number_or_none(value: Any) -> float | None:
     return float(value) if _is_number(value) else None
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else an empty one (lenient reading)."""
+    return value if isinstance(value, dict) else {}
+
+
 def read_comparisons(run_dir: Path) -> list[ComparisonView]:
     """Every paired comparison stored in the run, sorted by path."""
     run_dir = Path(run_dir)
@@ -382,14 +387,13 @@ def read_comparisons(run_dir: Path) -> list[ComparisonView]:
             logger.warning("%s: cannot read the comparison: %s", path, exc)
             views.append(ComparisonView(rel, page, path.parent.name, None, [], str(exc)))
             continue
-        run_a = data.get("run_a") if isinstance(data.get("run_a"), dict) else {}
+        run_a = _mapping(data.get("run_a"))
         rows = []
-        jobs = data.get("jobs") if isinstance(data.get("jobs"), dict) else {}
-        for name, job in jobs.items():
+        for name, job in _mapping(data.get("jobs")).items():
             if not isinstance(job, dict):
                 continue
-            success = job.get("success") if isinstance(job.get("success"), dict) else {}
-            ci = success.get("ci") if isinstance(success.get("ci"), dict) else {}
+            success = _mapping(job.get("success"))
+            ci = _mapping(success.get("ci"))
             rows.append(
                 {
                     "job": str(name),
@@ -410,7 +414,7 @@ def read_comparisons(run_dir: Path) -> list[ComparisonView]:
                 rel,
                 page,
                 str(run_a.get("name") or path.parent.name),
-                float(margin) if _is_number(margin) else None,
+                _number_or_none(margin),
                 rows,
             )
         )
