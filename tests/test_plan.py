@@ -3,9 +3,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
-from trialrun.plan import Slot, missing_slots, plan_job, slot_for, stable_hash_words
+from trialrun.plan import Slot, missing_slots, plan_job, slot_for, slot_seed_words, stable_hash_words
 
 
 def test_seeds_are_a_pure_function_of_run_seed_job_and_index() -> None:
@@ -68,3 +69,24 @@ def test_slot_is_frozen() -> None:
     assert isinstance(slot, Slot)
     with pytest.raises(AttributeError):
         slot.seed = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("run_seed", [0, 1, 7, 2**31, 2**32 - 1, 2**32, 2**64 + 5, 2**130 + 3])
+def test_vectorized_slot_words_equal_numpy_seed_sequence(run_seed: int) -> None:
+    for job in ("nominal", "heavy pole", ""):
+        words = stable_hash_words(job)
+        ks = np.array([0, 1, 2, 3, 17, 999, 65535, 2**31, 2**32 - 1])
+        fast = slot_seed_words(run_seed, words, ks)
+        reference = [
+            np.random.SeedSequence(entropy=run_seed, spawn_key=(*words, int(k))).generate_state(4, np.uint32)
+            for k in ks
+        ]
+        assert fast.tolist() == [r.tolist() for r in reference]
+        assert plan_job(run_seed, job, 40) == [slot_for(run_seed, job, k) for k in range(40)]
+
+
+def test_slot_words_reject_out_of_range_inputs() -> None:
+    with pytest.raises(ValueError, match="run seed must be >= 0"):
+        slot_seed_words(-1, (0, 0), np.arange(2))
+    with pytest.raises(ValueError, match=r"episode indices must be in \[0, 2\*\*32\)"):
+        slot_seed_words(0, (0, 0), np.array([2**32]))

@@ -129,3 +129,17 @@ def test_non_finite_returns_are_left_out_and_counted() -> None:
     assert s.episodes == 4 and s.success_rate == 1.0
     assert s.return_ci is not None
     assert summarize_job("a", recs[1:3], planned=2, seed=0).return_mean is None
+
+
+def test_bootstrap_of_repeated_values_matches_the_resampling_distribution() -> None:
+    # 3 distinct values in 100 episodes: drawn as multinomial counts. The mean is 7.0 and the
+    # bootstrap standard error sqrt(61 / 100) = 0.781, so the interval is ~7 +- 1.53.
+    values = np.repeat([0.0, 10.0, 20.0], [50, 30, 20])
+    lo, hi = bootstrap_mean_interval(values, seed=11, resamples=20000)
+    assert lo == pytest.approx(7.0 - 1.959964 * 0.781, abs=0.12)
+    assert hi == pytest.approx(7.0 + 1.959964 * 0.781, abs=0.12)
+    assert (lo, hi) == bootstrap_mean_interval(values, seed=11, resamples=20000)
+    # The same data with every value distinct (index resampling) gives the same interval.
+    jittered = values + np.linspace(0.0, 1e-6, values.size)
+    jlo, jhi = bootstrap_mean_interval(jittered, seed=11, resamples=20000)
+    assert (jlo, jhi) == pytest.approx((lo, hi), abs=0.12)

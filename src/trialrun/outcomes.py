@@ -125,13 +125,13 @@ class OutcomeTracker:
 
     def start(self, env_mask: np.ndarray) -> None:
         """Clear the accumulators of the sub-envs starting a new episode."""
-        self.returns[env_mask] = 0.0
-        self.lengths[env_mask] = 0
-        self.ever_success[env_mask] = False
-        self.last_success[env_mask] = False
-        self.time_to_success[env_mask] = -1
-        self.terminated[env_mask] = False
-        self.truncated[env_mask] = False
+        # Usually one or two sub-envs start at a time: element writes beat masked ones.
+        for i in np.asarray(env_mask).nonzero()[0].tolist():
+            self.returns[i] = 0.0
+            self.lengths[i] = 0
+            self.ever_success[i] = self.last_success[i] = False
+            self.time_to_success[i] = -1
+            self.terminated[i] = self.truncated[i] = False
         for term in self.terms:
             term.start(env_mask)
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -51,9 +52,27 @@ EnvFn = Callable[[], gym.Env[Any, Any]]
 PolicyBuilder = Callable[[PolicyContext], Policy]
 
 
-def utc_now() -> str:
-    """The current UTC time as ISO 8601 with milliseconds and a ``Z``."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+class _UtcClock:
+    """The current UTC time as ISO 8601 with milliseconds and a ``Z``.
+
+    The text is made once per millisecond: a fast env ends several episodes
+    per millisecond and formatting a datetime costs more than a CartPole step.
+    """
+
+    def __init__(self) -> None:
+        self._cached: tuple[int, str] = (-1, "")
+
+    def __call__(self) -> str:
+        ms = time.time_ns() // 1_000_000
+        cached_ms, text = self._cached  # one tuple: consistent across threads
+        if ms != cached_ms:
+            moment = datetime.fromtimestamp(ms // 1000, timezone.utc).replace(microsecond=(ms % 1000) * 1000)
+            text = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            self._cached = (ms, text)
+        return text
+
+
+utc_now = _UtcClock()
 
 
 @dataclass
@@ -164,18 +183,19 @@ def _loop(
         env_seeds: list[int | None] = [None] * num_envs
         policy_seeds: list[int | None] = [None] * num_envs
         settings: dict[int, dict[str, Any]] = {}
-        for i in np.flatnonzero(mask):
+        indices = mask.nonzero()[0].tolist()
+        for i in indices:
             slot = queue.popleft()
             assigned[i] = slot
             env_seeds[i] = slot.seed
             policy_seeds[i] = slot.policy_seed
-            settings[int(i)] = {"slot": slot.episode, "seed": slot.seed, "factors": slot.factors}
+            settings[i] = {"slot": slot.episode, "seed": slot.seed, "factors": slot.factors}
             if video is not None:
-                settings[int(i)]["video"] = video.settings(slot)
+                settings[i]["video"] = video.settings(slot)
         obs, infos = vec.reset_slots(mask, env_seeds, {"trialrun": settings})
         now = utc_now()
-        for i in np.flatnonzero(mask):
-            applied[i] = _applied_factors(infos, int(i))
+        for i in indices:
+            applied[i] = _applied_factors(infos, i)
             started[i] = now
         policy.reset(mask, policy_seeds)
         tracker.start(mask)
@@ -183,24 +203,27 @@ def _loop(
         return obs
 
     obs = start_episodes(np.ones(num_envs, dtype=bool))
-    while active.any():
+    running = num_envs
+    while running:
         actions = policy.act(obs)
         obs, rewards, terminated, truncated, infos = vec.step_active(actions, active)
         tracker.step(active, rewards, terminated, truncated, infos)
-        done = (terminated | truncated) & active
-        if not done.any():
+        # Idle sub-envs are not stepped and report neither flag.
+        ended = (terminated | truncated).nonzero()[0].tolist()
+        if not ended:
             continue
         now = utc_now()
         refill = np.zeros(num_envs, dtype=bool)
-        for i in np.flatnonzero(done):
+        refills = 0
+        for i in ended:
             slot = assigned[i]
             assert slot is not None  # an active sub-env always has a slot
-            outcome = tracker.result(int(i))
-            files = reported_videos(infos, int(i))
+            outcome = tracker.result(i)
+            files = reported_videos(infos, i)
             on_episode(
                 EpisodeResult(
                     slot=slot,
-                    env_index=int(i),
+                    env_index=i,
                     outcome=outcome,
                     factors=applied[i] or dict(slot.factors),
                     started_at=started[i],
@@ -210,7 +233,9 @@ def _loop(
             )
             assigned[i] = None
             active[i] = False
-            if queue and refill.sum() < len(queue):
+            if refills < len(queue):
                 refill[i] = True
-        if refill.any():
+                refills += 1
+        running -= len(ended) - refills
+        if refills:
             obs = start_episodes(refill)

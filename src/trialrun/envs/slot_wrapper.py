@@ -5,7 +5,8 @@ per-slot settings travel in ``options["trialrun"][env_index]`` and each
 wrapper picks its own entry. Before resetting the inner env it runs its
 pre-reset hooks (variations apply factor values there); the values the hooks
 report as applied come back in ``info["trialrun_applied"]`` (JSON text, so the
-vector env can batch it like any other info value).
+vector env can batch it like any other info value). A wrapper without hooks
+adds nothing to ``info``.
 
 When the slot's settings carry ``video`` (see
 :class:`trialrun.recording.video.VideoSelection`), the wrapper records the
@@ -15,10 +16,15 @@ the terminal step the finished files' names in ``info["trialrun_video"]``.
 
 Example:
     >>> import gymnasium as gym
-    >>> env = SlotWrapper(gym.make("CartPole-v1"), env_index=0)
-    >>> obs, info = env.reset(seed=3, options={"trialrun": {0: {"factors": {}}}})
+    >>> def long_pole(env, settings, seed):
+    ...     env.unwrapped.length = settings["factors"]["length"]
+    ...     return {"length": env.unwrapped.length}
+    >>> env = SlotWrapper(gym.make("CartPole-v1"), env_index=0, hooks=[long_pole])
+    >>> obs, info = env.reset(seed=3, options={"trialrun": {0: {"factors": {"length": 0.75}}}})
     >>> info["trialrun_applied"]
-    '{}'
+    '{"length": 0.75}'
+    >>> env.step_target == env.env.step   # nothing recorded: the vector env skips this layer
+    True
 """
 
 from __future__ import annotations
@@ -59,13 +65,27 @@ class SlotWrapper(gym.Wrapper[Any, Any, Any, Any]):
         if self._recorder is not None:
             self._recorder.abort()  # a reset before the end drops the episode's video
         obs, info = self.env.reset(seed=seed, options=inner_options)
-        info = dict(info)
-        info["trialrun_applied"] = json.dumps(applied, sort_keys=True)
+        if self.hooks:
+            info = dict(info)
+            info["trialrun_applied"] = json.dumps(applied, sort_keys=True)
         if settings.get("video"):
             if self._recorder is None:
                 self._recorder = EpisodeRecorder()
             self._recorder.begin(self.env, settings["video"])
         return obs, info
+
+    @property
+    def step_target(self) -> Callable[[Any], tuple[Any, Any, bool, bool, dict[str, Any]]]:
+        """What steps the current episode: :meth:`step` while it is recorded,
+        otherwise the inner env's ``step``.
+
+        Why: the vector env calls this once per reset instead of going through
+        this wrapper at every step; on a fast env such as CartPole one wrapper
+        layer is ~5% of the step time.
+        """
+        if self._recorder is not None and self._recorder.recording:
+            return self.step
+        return self.env.step
 
     def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)

@@ -49,6 +49,13 @@ class ActiveSubsetSyncVectorEnv(SyncVectorEnv):
         super().__init__(env_fns, copy=False, autoreset_mode=AutoresetMode.DISABLED)
         self._rows = isinstance(self.single_observation_space, gym.spaces.Box)
         self._indexable_actions = isinstance(self.single_action_space, _BATCHED_ACTIONS)
+        self._step_fns = [self._step_target(env) for env in self.envs]
+
+    @staticmethod
+    def _step_target(env: gym.Env[Any, Any]) -> Callable[[Any], Any]:
+        # A SlotWrapper that records nothing hands out its inner env's step.
+        target: Callable[[Any], Any] = getattr(env, "step_target", env.step)
+        return target
 
     def _store(self, i: int, obs: Any) -> None:
         self._env_obs[i] = obs
@@ -60,17 +67,26 @@ class ActiveSubsetSyncVectorEnv(SyncVectorEnv):
             self._observations = concatenate(self.single_observation_space, self._env_obs, self._observations)
         return self._observations
 
+    def reset(
+        self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        result = super().reset(seed=seed, options=options)
+        self._step_fns = [self._step_target(env) for env in self.envs]
+        return result
+
     def reset_slots(
         self, mask: np.ndarray, seeds: Sequence[int | None], options: dict[str, Any]
     ) -> tuple[Any, dict[str, Any]]:
         """Reset the sub-envs where ``mask`` is true with their own seeds."""
         infos: dict[str, Any] = {}
-        for i in np.flatnonzero(mask):
-            obs, info = self.envs[i].reset(seed=seeds[int(i)], options=options)
-            self._store(int(i), obs)
+        for i in mask.nonzero()[0].tolist():
+            env = self.envs[i]
+            obs, info = env.reset(seed=seeds[i], options=options)
+            self._step_fns[i] = self._step_target(env)
+            self._store(i, obs)
             self._terminations[i] = self._truncations[i] = self._autoreset_envs[i] = False
             if info:
-                infos = self._add_info(infos, info, int(i))
+                infos = self._add_info(infos, info, i)
         return self._gather(), infos
 
     def step_active(self, actions: Any, active: np.ndarray) -> StepResult:
@@ -81,8 +97,9 @@ class ActiveSubsetSyncVectorEnv(SyncVectorEnv):
         rewards = np.zeros(self.num_envs, dtype=np.float64)
         terminations = np.zeros(self.num_envs, dtype=np.bool_)
         truncations = np.zeros(self.num_envs, dtype=np.bool_)
-        for i in np.flatnonzero(active).tolist():
-            obs, rewards[i], terminations[i], truncations[i], env_info = self.envs[i].step(per_env[i])
+        step_fns = self._step_fns
+        for i in active.nonzero()[0].tolist():
+            obs, rewards[i], terminations[i], truncations[i], env_info = step_fns[i](per_env[i])
             self._store(i, obs)
             if env_info:
                 infos = self._add_info(infos, env_info, i)

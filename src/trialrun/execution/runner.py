@@ -55,7 +55,7 @@ from trialrun.recording.files import (
 from trialrun.recording.schema import EpisodeRecord, FactorSpec, JobManifest, JobState, Manifest, Summary
 from trialrun.recording.video import check_video
 from trialrun.rollout import utc_now
-from trialrun.stats import summarize_run
+from trialrun.stats import EpisodeOutcome, summarize_run
 from trialrun.variations.factors import FactorSet
 
 logger = logging.getLogger(__name__)
@@ -215,8 +215,8 @@ def load_for_resume(run_dir: Path) -> tuple[RunConfig, Manifest]:
     return config, manifest
 
 
-def _existing_records(path: Path, config: RunConfig) -> dict[str, dict[int, EpisodeRecord]]:
-    done: dict[str, dict[int, EpisodeRecord]] = {job.name: {} for job in config.jobs}
+def _existing_records(path: Path, config: RunConfig) -> dict[str, dict[int, EpisodeOutcome]]:
+    done: dict[str, dict[int, EpisodeOutcome]] = {job.name: {} for job in config.jobs}
     if not path.exists():
         return done
     repair_torn_tail(path)
@@ -230,7 +230,7 @@ def _existing_records(path: Path, config: RunConfig) -> dict[str, dict[int, Epis
         if rec.episode in done[rec.job]:
             logger.warning("%s: duplicate record for (%s, %d); keeping the first", path, rec.job, rec.episode)
             continue
-        done[rec.job][rec.episode] = rec
+        done[rec.job][rec.episode] = EpisodeOutcome.of(rec)
     return done
 
 
@@ -338,7 +338,7 @@ def _run_locked(
                     logger.warning("ignoring a second result for (%s, %d)", _job, record.episode)
                     return
                 log.append(record)
-                done[_job][record.episode] = record
+                done[_job][record.episode] = EpisodeOutcome.of(record)
                 _state.completed = len(done[_job])
                 if observer:
                     observer.episode_finished(record)
