@@ -27,6 +27,7 @@ Usage:
     python benchmarks/video.py               # full run (~3-4 min on 2 cores)
     python benchmarks/video.py --quick       # smoke run (~30 s)
     python benchmarks/video.py --only memory
+    python benchmarks/video.py --only overhead --case CartPole --rounds 7
 """
 
 from __future__ import annotations
@@ -280,7 +281,7 @@ def cases(quick: bool) -> tuple[list[Case], Case]:
     return [
         # pygame draws CartPole at 600x400 in ~1 ms: the cheapest renderer, so
         # the hardest case for the ratio (the frames are also scaled to 224x224).
-        Case("CartPole default 224x224", size=(224, 224), episodes=8, num_envs=2, max_steps=200, **CARTPOLE),
+        Case("CartPole default 224x224", size=(224, 224), episodes=16, num_envs=2, max_steps=200, **CARTPOLE),
         # Meta-World through MuJoCo's software renderer (EGL on llvmpipe here).
         Case("pick-place corner 224x224", cameras=("corner",), size=(224, 224), episodes=4, num_envs=2,
              max_steps=150, **PICK_PLACE),
@@ -296,6 +297,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small smoke run")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5, quick 2)")
     parser.add_argument("--only", choices=["overhead", "memory"], default=None)
+    parser.add_argument("--case", default=None, help="only the overhead cases whose label contains this")
     parser.add_argument("--memory-child", nargs=2, metavar=("CASE", "EPISODES"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("MUJOCO_GL", "egl")
@@ -303,6 +305,8 @@ def main() -> None:
         memory_child(args.memory_child[0], int(args.memory_child[1]))
         return
     overhead_cases, memory_case = cases(args.quick)
+    if args.case is not None:
+        overhead_cases = [c for c in overhead_cases if args.case in c.label]
     rounds = args.rounds or (2 if args.quick else 5)
     print(f"python {platform.python_version()}, {os.cpu_count()} cores, MUJOCO_GL={os.environ['MUJOCO_GL']}")
     if args.only in (None, "overhead"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -93,3 +94,67 @@ def test_one_encoder_per_process_restarted_when_gone() -> None:
     assert second is not first and second.alive
     shutdown_encoder()
     assert encoder_module._encoder is None and not second.alive
+
+
+def _decoded_levels(path: Path) -> list[int]:
+    import av
+
+    with av.open(str(path)) as container:
+        return [round(float(frame.to_ndarray(format="rgb24").mean())) for frame in container.decode(video=0)]
+
+
+def _levels(count: int) -> list[int]:
+    return [(37 * k) % 200 + 20 for k in range(count)]
+
+
+@pytest.mark.parametrize("ring_bytes", [10_000, 1 << 20])
+def test_frames_through_a_small_ring_arrive_intact_and_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ring_bytes: int
+) -> None:
+    # 40x60 frames are 7200 bytes: a 10,000-byte ring holds one at a time, so
+    # every frame wraps and must wait for the encoder to free the previous one.
+    monkeypatch.setattr(encoder_module, "RING_BYTES", ring_bytes)
+    proc = EncoderProcess()
+    try:
+        assert proc._ring is not None and proc._ring.capacity == ring_bytes
+        stream = proc.open(tmp_path / "g.mp4", tmp_path / ".g.part", 60, 40, Fraction(30))
+        for level in _levels(30):
+            proc.frame(stream, np.full((40, 60, 3), level, dtype=np.uint8))
+        # larger than the small ring: goes through the pipe, scaled to 60x40
+        proc.frame(stream, np.full((80, 120, 3), 99, dtype=np.uint8))
+        assert proc.close(stream) is None
+    finally:
+        proc.shutdown()
+    decoded = _decoded_levels(tmp_path / "g.mp4")
+    assert len(decoded) == 31
+    assert all(abs(got - want) <= 3 for got, want in zip(decoded, [*_levels(30), 99], strict=True))
+
+
+def test_without_memfd_frames_go_through_the_pipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(encoder_module._FrameRing, "create", classmethod(lambda cls, capacity: None))
+    proc = EncoderProcess()
+    try:
+        assert proc._ring is None
+        stream = proc.open(tmp_path / "h.mp4", tmp_path / ".h.part", 60, 40, Fraction(30))
+        for level in _levels(12):
+            proc.frame(stream, np.full((40, 60, 3), level, dtype=np.uint8))
+        assert proc.close(stream) is None
+    finally:
+        proc.shutdown()
+    decoded = _decoded_levels(tmp_path / "h.mp4")
+    assert len(decoded) == 12 and all(abs(g - w) <= 3 for g, w in zip(decoded, _levels(12), strict=True))
+
+
+def test_a_renderer_waiting_for_ring_space_sees_the_encoder_die(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(encoder_module, "RING_BYTES", 10_000)
+    proc = EncoderProcess()
+    stream = proc.open(tmp_path / "i.mp4", tmp_path / ".i.part", 60, 40, Fraction(30))
+    proc.proc.send_signal(signal.SIGSTOP)  # it stops acknowledging
+    proc.frame(stream, np.zeros((40, 60, 3), dtype=np.uint8))  # fits: no wait
+    proc.proc.kill()
+    proc.proc.wait()
+    with pytest.raises(EncoderError, match=r"the video encoder process stopped \(code -9\)"):
+        proc.frame(stream, np.zeros((40, 60, 3), dtype=np.uint8))  # must wait for the first frame's slot
+    proc.shutdown()

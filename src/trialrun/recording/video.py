@@ -5,11 +5,11 @@ run directory: H.264, yuv420p, ``movflags=faststart`` (the index comes first,
 so a browser starts playing before the whole file has arrived), written with
 PyAV. The pieces and why they are split this way:
 
-- :class:`VideoWriter` encodes one file. Frames go through a bounded pipe to
-  an encoder process (:mod:`trialrun.recording.encoder`, one per rendering
-  process), so encoding runs on another core while the simulation goes on,
-  and at most about a megabyte of frames is in flight, whatever the episode
-  length. The file is written under a hidden ``.part`` name and renamed when
+- :class:`VideoWriter` encodes one file. Frames go through a bounded ring of
+  shared memory to an encoder process (:mod:`trialrun.recording.encoder`, one
+  per rendering process), so encoding runs on another core while the
+  simulation goes on, and at most the ring's 8 MB of frames is in flight,
+  whatever the episode length. The file is written under a hidden ``.part`` name and renamed when
   complete, so a killed run never leaves a half-written video under a final
   name (and the encoder deletes its partial files when the renderer dies).
 - :class:`FrameSource` renders the cameras of one env: named MuJoCo cameras
@@ -102,9 +102,9 @@ class VideoWriter:
     :meth:`write` sends an RGB ``uint8`` image (``H x W x 3``; RGBA and
     grayscale are converted, other sizes are scaled to ``width x height``) to
     the encoder process (:mod:`trialrun.recording.encoder`) and returns once
-    the frame is in the pipe: encoding runs on another core, and at most about
-    a megabyte of frames is in flight (a renderer faster than the encoder
-    waits). :meth:`close` waits for the encoder to finish the file, which it
+    the frame is in the encoder's ring: encoding runs on another core, and at
+    most the ring's 8 MB of frames is in flight (a renderer faster than the
+    encoder waits). :meth:`close` waits for the encoder to finish the file, which it
     writes under a hidden ``.part`` name and renames to ``path`` when complete;
     :meth:`abort` discards it. Encoder failures (disk full...) raise
     :class:`~trialrun.recording.files.RunWriteError`.
@@ -133,7 +133,7 @@ class VideoWriter:
             raise RunWriteError(f"cannot write video {self.path}: {exc}") from None
 
     def write(self, image: np.ndarray) -> None:
-        """Send one frame (blocks only while the pipe to the encoder is full)."""
+        """Send one frame (blocks only while the encoder's ring is full)."""
         if self._finished:
             raise RuntimeError(f"{self.path}: write after close")
         pixels = _as_rgb24(image)
