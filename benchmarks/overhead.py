@@ -22,7 +22,7 @@ and the median of the per-round ratios trialrun/baseline (wall clock,
 per CPU-second of this process) is less disturbed by other tenants.
 
 Usage:
-    python benchmarks/overhead.py            # full run (~1-2 min)
+    python benchmarks/overhead.py            # full run (~3 min)
     python benchmarks/overhead.py --quick    # smoke run (a few seconds)
     python benchmarks/overhead.py --rounds 5 --only CartPole-v1
 """
@@ -256,11 +256,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
     parser.add_argument(
-        "--rounds", type=int, default=None, help="interleaved rounds (default 3, 1 with --quick)"
+        "--rounds", type=int, default=None, help="interleaved rounds (default 5, 1 with --quick)"
     )
     parser.add_argument("--only", default=None, help="run only the configurations whose env id contains this")
     args = parser.parse_args()
-    rounds = args.rounds if args.rounds is not None else (1 if args.quick else 3)
+    rounds = args.rounds if args.rounds is not None else (1 if args.quick else 5)
     if rounds < 1:
         parser.error("--rounds must be >= 1")
     logging.basicConfig(level=logging.ERROR)  # the CartPole/HalfCheetah "no success key" warning

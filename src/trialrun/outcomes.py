@@ -131,7 +131,6 @@ class OutcomeTracker:
             self.lengths[i] = 0
             self.ever_success[i] = self.last_success[i] = False
             self.time_to_success[i] = -1
-            self.terminated[i] = self.truncated[i] = False
         for term in self.terms:
             term.start(env_mask)
 
@@ -147,8 +146,10 @@ class OutcomeTracker:
         # Idle sub-envs report reward 0 and are cleared by start(): no masking needed.
         self.returns += rewards
         self.lengths += active
-        np.copyto(self.terminated, terminated, where=active)
-        np.copyto(self.truncated, truncated, where=active)
+        # result() is asked only about episodes that ended at this step, so the
+        # step's own flags are the ones it needs (no per-env copy kept).
+        self.terminated = np.asarray(terminated, dtype=bool)
+        self.truncated = np.asarray(truncated, dtype=bool)
         if not self.rule.survived and self.rule.min_return is None:
             flags = None
             for key in self._keys:
@@ -166,7 +167,8 @@ class OutcomeTracker:
             term.step(active, rewards, terminated, truncated, infos)
 
     def result(self, env_index: int) -> dict[str, Any]:
-        """The outcome dict of the episode that just ended in ``env_index``."""
+        """The outcome dict of the episode that ended in ``env_index`` at the
+        last :meth:`step`."""
         i = env_index
         if self.rule.survived:
             success = bool(self.truncated[i] and not self.terminated[i])
