@@ -24,7 +24,7 @@
    what holding the frames of all episodes would take.
 
 Usage:
-    python benchmarks/video.py               # full run (~3-4 min on 2 cores)
+    python benchmarks/video.py               # full run (~5-6 min on 2 cores)
     python benchmarks/video.py --quick       # smoke run (~30 s)
     python benchmarks/video.py --only memory
     python benchmarks/video.py --only overhead --case CartPole --rounds 7
@@ -295,7 +295,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="small smoke run")
-    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5, quick 2)")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 7, quick 2)")
     parser.add_argument("--only", choices=["overhead", "memory"], default=None)
     parser.add_argument("--case", default=None, help="only the overhead cases whose label contains this")
     parser.add_argument("--memory-child", nargs=2, metavar=("CASE", "EPISODES"), help=argparse.SUPPRESS)
@@ -307,7 +307,7 @@ def main() -> None:
     overhead_cases, memory_case = cases(args.quick)
     if args.case is not None:
         overhead_cases = [c for c in overhead_cases if args.case in c.label]
-    rounds = args.rounds or (2 if args.quick else 5)
+    rounds = args.rounds or (2 if args.quick else 7)
     print(f"python {platform.python_version()}, {os.cpu_count()} cores, MUJOCO_GL={os.environ['MUJOCO_GL']}")
     if args.only in (None, "overhead"):
         with tempfile.TemporaryDirectory() as tmp:

@@ -158,3 +158,19 @@ def test_a_renderer_waiting_for_ring_space_sees_the_encoder_die(
     with pytest.raises(EncoderError, match=r"the video encoder process stopped \(code -9\)"):
         proc.frame(stream, np.zeros((40, 60, 3), dtype=np.uint8))  # must wait for the first frame's slot
     proc.shutdown()
+
+
+def test_at_most_ring_frames_are_in_flight(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(encoder_module, "RING_FRAMES", 4)
+    proc = EncoderProcess()
+    try:
+        assert proc._ring is not None
+        stream = proc.open(tmp_path / "j.mp4", tmp_path / ".j.part", 16, 16, Fraction(30))
+        for level in _levels(150):
+            proc.frame(stream, np.full((16, 16, 3), level, dtype=np.uint8))
+            assert len(proc._ring.pending) <= 4
+        assert proc.close(stream) is None
+    finally:
+        proc.shutdown()
+    decoded = _decoded_levels(tmp_path / "j.mp4")
+    assert len(decoded) == 150 and all(abs(g - w) <= 3 for g, w in zip(decoded, _levels(150), strict=True))

@@ -13,8 +13,8 @@ processes map, Linux): the renderer copies a frame into the ring (~10 us for a
 600x400 image, where writing it into a pipe cost ~130 us, 15% of the time
 pygame takes to draw it) and sends only its offset. The encoder acknowledges
 each ring frame on a second pipe once it has copied it out; the ring is the
-bounded queue (``RING_BYTES`` of frames in flight, a renderer faster than the
-encoder waits). Without ``memfd`` (not Linux), or for a frame larger than the
+bounded queue (at most ``RING_BYTES`` and ``RING_FRAMES`` frames in flight; a
+renderer faster than the encoder waits). Without ``memfd`` (not Linux), or for a frame larger than the
 ring, the pixels go through the pipe itself.
 
 Protocol (renderer -> encoder, on the encoder's stdin): a fixed header
@@ -59,6 +59,7 @@ HEADER = struct.Struct("<BIIIII")
 OFFSET = struct.Struct("<Q")
 OPEN, FRAME, CLOSE, ABORT, RING_FRAME = 1, 2, 3, 4, 5
 RING_BYTES = 8 << 20
+RING_FRAMES = 64
 
 # x264 ``veryfast``: ~0.2 ms per 224x224 frame on one core; CRF 23 is x264's
 # default quality. Scaling (only for frames rendered at another size, e.g.
@@ -342,7 +343,11 @@ class EncoderProcess:
 
     def _send_locked(self, kind: int, stream_id: int, a: int, b: int, c: int, payload: Any) -> None:
         try:
-            self._stdin.write(HEADER.pack(kind, stream_id, a, b, c, len(payload)))
+            header = HEADER.pack(kind, stream_id, a, b, c, len(payload))
+            if len(payload) <= 4096:  # header and small payload in one write
+                payload = header + bytes(payload)
+            else:
+                self._stdin.write(header)
             view = memoryview(payload)
             while len(view):
                 written = self._stdin.write(view)
@@ -418,7 +423,10 @@ class _FrameRing:
         size = len(data)
         start = self.head if self.head + size <= self.capacity else 0
         self._collect_acks(block=False)
-        while any(lo < start + size and start < hi for lo, hi in self.pending):
+        # At most RING_FRAMES in flight keeps this overlap scan short for small frames.
+        while len(self.pending) >= RING_FRAMES or any(
+            lo < start + size and start < hi for lo, hi in self.pending
+        ):
             self._collect_acks(block=True)
         self.map[start : start + size] = data
         self.head = start + size
@@ -426,8 +434,10 @@ class _FrameRing:
         return start
 
     def _collect_acks(self, block: bool) -> None:
-        if block:
-            select.select([self.ack_read], [], [])
+        if block:  # poll, not select: fd numbers can exceed select's 1024 in busy processes
+            waiter = select.poll()
+            waiter.register(self.ack_read, select.POLLIN)
+            waiter.poll()
         try:
             acks = os.read(self.ack_read, 4096)
         except BlockingIOError:
