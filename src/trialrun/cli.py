@@ -539,7 +539,11 @@ def serve_policy(
         raise _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     if host not in ("127.0.0.1", "localhost", "::1"):
         stderr.print(f"warning: serving on {escape(host)} without authentication", highlight=False)
-    print(f"serving policy '{type_name}' on {server.url} (Ctrl-C to stop)", flush=True)  # noqa: T201
+    stdout.print(
+        f"serving policy '{escape(type_name)}' on {server.url} (Ctrl-C to stop)",
+        highlight=False,
+        soft_wrap=True,
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -13,7 +13,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
@@ -123,23 +123,29 @@ def bootstrap_mean_interval(
         return float(arr[0]), float(arr[0])
     rng = np.random.default_rng(seed)
     distinct, counts = np.unique(arr, return_counts=True)
-    # Resample in chunks of about a million draws: one (resamples x n) index
-    # array would take gigabytes for a run of 100,000 episodes. The draws come
-    # from the same stream in the same order, so the interval is unchanged.
-    means = np.empty(resamples)
+    draw: Callable[[int], np.ndarray]
     if distinct.size * 8 <= arr.size:
-        rows = max(1, 2**20 // distinct.size)
+        columns = distinct.size
         shares = counts / arr.size
-        for start in range(0, resamples, rows):
-            count = min(rows, resamples - start)
+
+        def draw(count: int) -> np.ndarray:
             weights = rng.multinomial(arr.size, shares, size=count)
-            means[start : start + count] = weights @ distinct / arr.size
+            return np.asarray(weights @ distinct / arr.size, dtype=float)
     else:
-        rows = max(1, 2**20 // arr.size)
-        for start in range(0, resamples, rows):
-            count = min(rows, resamples - start)
+        columns = arr.size
+
+        def draw(count: int) -> np.ndarray:
             picks = rng.integers(0, arr.size, size=(count, arr.size), dtype=np.uint32)
-            means[start : start + count] = arr[picks].mean(axis=1)
+            return np.asarray(arr[picks].mean(axis=1), dtype=float)
+
+    # Resample in chunks of about a million draws: one (resamples x n) array
+    # would take gigabytes for a run of 100,000 episodes. The draws come from
+    # the same stream in the same order, so the interval is unchanged.
+    means = np.empty(resamples)
+    rows = max(1, 2**20 // columns)
+    for start in range(0, resamples, rows):
+        count = min(rows, resamples - start)
+        means[start : start + count] = draw(count)
     alpha = (1 - level) / 2
     lo, hi = np.quantile(means, [alpha, 1 - alpha])
     return float(lo), float(hi)

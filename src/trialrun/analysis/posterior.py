@@ -187,19 +187,19 @@ class _NullTracker:
     log_dir = None
 
     def log_metric(self, name: str, value: float, step: int | None = None) -> None:
-        pass
+        """Dropped."""
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        pass
+        """Dropped."""
 
     def log_params(self, params: dict[str, Any]) -> None:
-        pass
+        """Dropped."""
 
     def add_figure(self, name: str, figure: Any, step: int | None = None) -> None:
-        pass
+        """Dropped."""
 
     def flush(self) -> None:
-        pass
+        """Dropped."""
 
 
 def _no_logging_options(cls: Any, logdir: str) -> dict[str, Any]:

@@ -223,7 +223,7 @@ class PolicyServer:
                         )
                     )
         except exceptions.ConnectionClosed:
-            pass
+            logger.debug("client disconnected")
         finally:
             if session is not None:
                 session.detached_at = time.monotonic()

@@ -118,32 +118,42 @@ class _Output:
         self._discard()
 
     def frame(self, pixels: Any, done_reading: Callable[[], None] | None = None) -> None:
-        """Encode one frame; ``done_reading`` is called as soon as ``pixels``
-        are no longer needed (a ring slot is free before the encoding)."""
-        if self.error is not None:
+        """Encode one frame; ``done_reading`` is called once, as soon as
+        ``pixels`` are no longer needed (a ring slot is free before the encoding)."""
+        converted = self._convert(pixels)
+        if done_reading is not None:
+            done_reading()
+        if converted is None:
             return
+        try:
+            converted.pts = self.index
+            converted.time_base = self.time_base
+            self.index += 1
+            for packet in self.stream.encode(converted):
+                self.container.mux(packet)
+        except Exception as exc:
+            self.fail(exc)
+
+    def _convert(self, pixels: Any) -> Any:
+        """``pixels`` as a ``yuv420p`` frame of the file's size, or None after a failure."""
+        if self.error is not None:
+            return None
         import av
 
         try:
             # Wrapping the pixels instead of copying them (from_ndarray copies
             # line by line) makes a 600x400 frame ~3x cheaper to convert.
             wrap = getattr(av.VideoFrame, "from_numpy_buffer", av.VideoFrame.from_ndarray)
-            frame = self.reformatter.reformat(
+            return self.reformatter.reformat(
                 wrap(pixels, format="rgb24"),
                 width=self.width,
                 height=self.height,
                 format="yuv420p",
                 interpolation=SCALING,
             )
-            if done_reading is not None:
-                done_reading()
-            frame.pts = self.index
-            frame.time_base = self.time_base
-            self.index += 1
-            for packet in self.stream.encode(frame):
-                self.container.mux(packet)
         except Exception as exc:
             self.fail(exc)
+            return None
 
     def close(self) -> str | None:
         if self.error is not None:
@@ -189,6 +199,12 @@ def serve(stdin: BinaryIO, stdout: BinaryIO, ring: Any = None, ack_fd: int | Non
     import numpy as np
 
     ring_pixels = np.frombuffer(ring, dtype=np.uint8) if ring is not None else None
+    ack = None
+    if ack_fd is not None:
+
+        def ack(fd: int = ack_fd) -> None:
+            os.write(fd, b"\x01")
+
     outputs: dict[int, _Output] = {}
     header = bytearray(HEADER.size)
     buffer = bytearray(1 << 20)
@@ -215,23 +231,14 @@ def serve(stdin: BinaryIO, stdout: BinaryIO, ring: Any = None, ack_fd: int | Non
                 if output is not None:
                     output.frame(np.frombuffer(payload, dtype=np.uint8).reshape(a, b, c))
             elif kind == RING_FRAME:
-                if ring_pixels is None or ack_fd is None:
+                if ring_pixels is None or ack is None:
                     raise RuntimeError("a ring frame, but no ring was set up")
                 (offset,) = OFFSET.unpack(payload)
                 output = outputs.get(stream_id)
-                acked = False
-
-                def ack(fd: int = ack_fd) -> None:
-                    nonlocal acked
-                    os.write(fd, b"\x01")
-                    acked = True
-
-                try:
-                    if output is not None:
-                        output.frame(ring_pixels[offset : offset + a * b * c].reshape(a, b, c), ack)
-                finally:
-                    if not acked:  # a failed or unknown stream: the slot is free all the same
-                        ack()
+                if output is not None:
+                    output.frame(ring_pixels[offset : offset + a * b * c].reshape(a, b, c), ack)
+                else:
+                    ack()  # an unknown stream: its slot is free all the same
             elif kind == CLOSE:
                 output = outputs.pop(stream_id, None)
                 reply(stream_id, output.close() if output is not None else f"unknown stream {stream_id}")
