@@ -22,8 +22,8 @@ from trialrun.config import parse_run_config
 from trialrun.execution.process import ProcessExecutor
 from trialrun.execution.ray_executor import RayExecutor
 from trialrun.execution.runner import LocalExecutor, run_evaluation
-from trialrun.recording.files import EpisodeLogWriter
-from trialrun.recording.schema import EpisodeRecord
+from trialrun.runfiles import EpisodeLogWriter
+from trialrun.runfiles.schema import EpisodeRecord
 
 
 def sweep_config(episodes: int, max_steps: int) -> dict:  # type: ignore[type-arg]

@@ -24,7 +24,7 @@ from trialrun.analysis import (
     make_sweep,
 )
 from trialrun.errors import InputError, TrialrunError
-from trialrun.recording.schema import EpisodeRecord
+from trialrun.runfiles.schema import EpisodeRecord
 
 FACTOR_KEYS = {
     "name",

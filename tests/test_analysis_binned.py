@@ -11,7 +11,7 @@ import pytest
 from trialrun.analysis.binned import bin_factor, bin_pair, independence_test, n_bins_for
 from trialrun.analysis.dataset import prepare_dataset
 from trialrun.analysis.synthetic import make_sweep
-from trialrun.recording.schema import FactorSpec
+from trialrun.runfiles.schema import FactorSpec
 from trialrun.stats import wilson_interval
 
 

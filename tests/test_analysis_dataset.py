@@ -13,7 +13,7 @@ import pytest
 from trialrun.analysis.dataset import available_outcomes, prepare_dataset
 from trialrun.analysis.synthetic import make_sweep
 from trialrun.errors import InputError
-from trialrun.recording.schema import EpisodeRecord, FactorSpec
+from trialrun.runfiles.schema import EpisodeRecord, FactorSpec
 
 SRC = "runs/x/episodes.jsonl"
 SPEC = "factors.yaml"

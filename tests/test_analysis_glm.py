@@ -18,7 +18,7 @@ from trialrun.analysis.glm import (
     spline_basis,
 )
 from trialrun.analysis.synthetic import make_sweep
-from trialrun.recording.schema import EpisodeRecord
+from trialrun.runfiles.schema import EpisodeRecord
 
 PLANTED = {"mass", "friction", "object"}
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from trialrun.analysis.api import load_factors_yaml
 from trialrun.analysis.synthetic import MAX_STEPS, make_sweep
-from trialrun.recording.files import read_episodes, read_manifest
+from trialrun.runfiles import read_episodes, read_manifest
 
 
 def test_same_seed_gives_identical_records_and_other_seed_differs() -> None:

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from helpers import subprocess_env
-from trialrun.recording.files import read_episodes, read_manifest
+from trialrun.runfiles import read_episodes, read_manifest
 
 TRIALRUN = [sys.executable, "-m", "trialrun.cli"]
 

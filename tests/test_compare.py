@@ -25,7 +25,7 @@ from trialrun.compare import (
 from trialrun.config import parse_run_config
 from trialrun.errors import InputError
 from trialrun.execution.runner import run_evaluation
-from trialrun.recording.schema import FactorSpec
+from trialrun.runfiles.schema import FactorSpec
 from trialrun.stats import wilson_interval
 
 TRIALRUN = [sys.executable, "-m", "trialrun.cli"]

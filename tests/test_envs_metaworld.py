@@ -11,7 +11,7 @@ from trialrun.envs.metaworld import METAWORLD_V3_TASKS, make_metaworld_env
 from trialrun.errors import ConfigError
 from trialrun.execution.runner import preflight, run_evaluation
 from trialrun.policies.metaworld_expert import expert_class_name
-from trialrun.recording.files import read_episodes, read_manifest
+from trialrun.runfiles import read_episodes, read_manifest
 from trialrun.variations.metaworld import MetaWorldObjectRange
 
 

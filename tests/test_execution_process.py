@@ -15,8 +15,8 @@ from trialrun.execution.process import ProcessExecutor
 from trialrun.execution.runner import run_evaluation
 from trialrun.execution.sharding import default_shard_size, make_shards
 from trialrun.plan import plan_job
-from trialrun.recording.files import read_episodes, read_manifest
-from trialrun.recording.schema import EpisodeRecord
+from trialrun.runfiles import read_episodes, read_manifest
+from trialrun.runfiles.schema import EpisodeRecord
 
 SWEEP = {
     "l": {

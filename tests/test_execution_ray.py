@@ -13,7 +13,7 @@ from trialrun.config import parse_run_config
 from trialrun.execution.process import ProcessExecutor
 from trialrun.execution.ray_executor import RayExecutor
 from trialrun.execution.runner import run_evaluation
-from trialrun.recording.files import read_episodes
+from trialrun.runfiles import read_episodes
 
 THREE_KINDS = {
     "name": "same",

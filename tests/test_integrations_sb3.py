@@ -13,7 +13,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from trialrun.integrations import as_policy
 from trialrun.integrations.sb3 import EvalSuiteCallback, SB3ModelPolicy
-from trialrun.recording.files import read_manifest
+from trialrun.runfiles import read_manifest
 from trialrun.suites import EvalManager
 
 torch.set_num_threads(1)

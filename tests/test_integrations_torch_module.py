@@ -10,7 +10,7 @@ import torch
 
 from trialrun.integrations import as_policy
 from trialrun.integrations.torch_module import TorchModulePolicy
-from trialrun.recording.files import read_episodes
+from trialrun.runfiles import read_episodes
 from trialrun.suites import EvalManager
 
 torch.set_num_threads(1)

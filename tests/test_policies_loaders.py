@@ -19,7 +19,7 @@ from trialrun.policies.loaders import (
     resolve_policy_file,
     to_model_input,
 )
-from trialrun.recording.files import read_episodes
+from trialrun.runfiles import read_episodes
 
 
 def test_postprocess_discrete_logits_integers_and_errors() -> None:

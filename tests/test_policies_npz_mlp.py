@@ -13,7 +13,7 @@ from trialrun.errors import ConfigError
 from trialrun.execution.runner import run_evaluation
 from trialrun.policies import PolicyContext, build_policy
 from trialrun.policies.npz_mlp import NpzMlpPolicy, load_npz_mlp, save_npz_mlp
-from trialrun.recording.files import read_episodes
+from trialrun.runfiles import read_episodes
 
 
 def _ctx(obs: gym.Space, act: gym.Space, n: int = 3) -> PolicyContext:  # type: ignore[type-arg]

@@ -13,7 +13,7 @@ from trialrun.config import parse_run_config
 from trialrun.errors import ConfigError
 from trialrun.execution.runner import run_evaluation
 from trialrun.policies import PolicyContext, build_policy
-from trialrun.recording.files import read_episodes
+from trialrun.runfiles import read_episodes
 
 torch.set_num_threads(1)
 OBS = gym.spaces.Box(-5, 5, (3,), dtype=np.float32)

@@ -23,7 +23,7 @@ from trialrun.execution.runner import run_evaluation
 from trialrun.policies import PolicyContext, build_policy
 from trialrun.policies.remote import RemotePolicyError, packb, space_from_wire, space_to_wire, unpackb
 from trialrun.policies.server import PolicyServer
-from trialrun.recording.files import read_episodes, read_manifest
+from trialrun.runfiles import read_episodes, read_manifest
 
 CARTPOLE_CTX = PolicyContext(
     "CartPole-v1", 2, gym.spaces.Box(-5, 5, (4,), dtype=np.float32), gym.spaces.Discrete(2), {}

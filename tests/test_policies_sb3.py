@@ -18,7 +18,7 @@ from trialrun.execution.runner import run_evaluation
 from trialrun.policies import PolicyContext, build_policy
 from trialrun.policies.npz_mlp import load_npz_mlp
 from trialrun.policies.sb3 import detect_algorithm, export_sb3_to_npz
-from trialrun.recording.files import read_episodes
+from trialrun.runfiles import read_episodes
 
 torch.set_num_threads(1)
 CARTPOLE = gym.make("CartPole-v1")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from trialrun.recording.files import (
+from trialrun.runfiles import (
     EpisodeLogWriter,
     RunFileError,
     read_episodes,
@@ -14,7 +14,7 @@ from trialrun.recording.files import (
     repair_torn_tail,
     write_json_atomic,
 )
-from trialrun.recording.schema import EpisodeRecord
+from trialrun.runfiles.schema import EpisodeRecord
 
 
 def _record(k: int) -> EpisodeRecord:

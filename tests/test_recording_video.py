@@ -24,8 +24,8 @@ from trialrun.config import VideoConfig, parse_run_config
 from trialrun.errors import ConfigError
 from trialrun.execution.runner import run_evaluation
 from trialrun.plan import slot_for
-from trialrun.recording.files import RunWriteError, read_episodes, read_manifest
-from trialrun.recording.schema import EpisodeRecord
+from trialrun.runfiles import RunWriteError, read_episodes, read_manifest
+from trialrun.runfiles.schema import EpisodeRecord
 from trialrun.recording.video import (
     EpisodeRecorder,
     FrameSource,

@@ -29,8 +29,8 @@ from helpers import subprocess_env
 from test_report_data import JobSpec, record, write_run
 from trialrun.config import parse_run_config
 from trialrun.execution.runner import run_evaluation
-from trialrun.recording.files import read_episodes
-from trialrun.recording.schema import EpisodeRecord, FactorSpec
+from trialrun.runfiles import read_episodes
+from trialrun.runfiles.schema import EpisodeRecord, FactorSpec
 from trialrun.report import build_report, make_server
 
 CHROMIUM = "/usr/bin/chromium"

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from helpers import subprocess_env
 from test_report_data import JobSpec, record, write_run
 from trialrun.errors import InputError
-from trialrun.recording.schema import FactorSpec
+from trialrun.runfiles.schema import FactorSpec
 from trialrun.report.builder import (
     build_report,
     content_security_policy,

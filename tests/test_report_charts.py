@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from trialrun.recording.schema import FactorSpec
+from trialrun.runfiles.schema import FactorSpec
 from trialrun.report.charts import factor_chart, interval_bar, pct, short_number
 from trialrun.report.data import bin_factor
 

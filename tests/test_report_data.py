@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from trialrun.errors import InputError
-from trialrun.recording.files import write_json_atomic
-from trialrun.recording.schema import EpisodeRecord, FactorSpec, JobManifest, Manifest
+from trialrun.runfiles import write_json_atomic
+from trialrun.runfiles.schema import EpisodeRecord, FactorSpec, JobManifest, Manifest
 from trialrun.report.data import (
     bin_factor,
     default_bin_count,

@@ -14,7 +14,7 @@ from trialrun.envs.probe import probe_length, probe_success
 from trialrun.errors import ConfigError, InputError
 from trialrun.execution.runner import run_evaluation
 from trialrun.plan import slot_for
-from trialrun.recording.files import RunWriteError, read_episodes, read_manifest, read_summary
+from trialrun.runfiles import RunWriteError, read_episodes, read_manifest, read_summary
 
 
 def _config(**overrides: Any) -> Any:
@@ -172,7 +172,7 @@ class _FillingFile(io.StringIO):
 
 def test_a_write_failure_is_reported_as_such(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run_dir = tmp_path / "run"
-    monkeypatch.setattr("trialrun.recording.files.open", lambda *a, **k: _FillingFile(4), raising=False)
+    monkeypatch.setattr("trialrun.runfiles.open", lambda *a, **k: _FillingFile(4), raising=False)
     with pytest.raises(RunWriteError, match="No space left on device"):
         run_evaluation(_config(), run_dir)
     manifest = read_manifest(run_dir)
@@ -207,7 +207,7 @@ def test_an_unknown_video_camera_is_a_config_error_before_anything_runs(tmp_path
 
 
 def test_a_run_directory_in_use_is_refused(tmp_path: Path) -> None:
-    from trialrun.recording.files import LOCK_FILE, RunDirBusy, RunDirLock
+    from trialrun.runfiles import LOCK_FILE, RunDirBusy, RunDirLock
 
     run_evaluation(_config(), tmp_path / "run")
     assert not (tmp_path / "run" / LOCK_FILE).exists()  # released and removed at the end

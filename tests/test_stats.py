@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from trialrun.recording.schema import EpisodeRecord
+from trialrun.runfiles.schema import EpisodeRecord
 from trialrun.stats import (
     bootstrap_mean_interval,
     iqm,

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from helpers import subprocess_env
 from trialrun.cli import app
-from trialrun.recording.files import read_episodes, read_manifest
+from trialrun.runfiles import read_episodes, read_manifest
 
 
 def _suites(tmp_path: Path, evaluators: dict[str, Any], **top: Any) -> Path:

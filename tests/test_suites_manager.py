@@ -16,7 +16,7 @@ import helpers  # noqa: F401  (registers helpers/Broken-v0)
 from trialrun.envs.probe import probe_success
 from trialrun.errors import ConfigError
 from trialrun.policies.base import PolicyContext
-from trialrun.recording.files import read_episodes, read_manifest
+from trialrun.runfiles import read_episodes, read_manifest
 from trialrun.suites import EvalManager, EvalResult
 from trialrun.suites.config import TRAINER_POLICY
 from trialrun.suites.manager import trainer_policy

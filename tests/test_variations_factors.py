@@ -11,7 +11,7 @@ import pytest
 from trialrun.config import parse_run_config
 from trialrun.errors import ConfigError
 from trialrun.execution.runner import preflight, run_evaluation
-from trialrun.recording.files import read_episodes, read_manifest
+from trialrun.runfiles import read_episodes, read_manifest
 from trialrun.variations.factors import FactorSet, group_slots
 
 LENGTH = {

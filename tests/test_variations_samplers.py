@@ -13,7 +13,7 @@ from scipy import stats
 
 import trialrun.variations.samplers as samplers_module
 from trialrun.config import format_validation_error
-from trialrun.recording.schema import FactorSpec
+from trialrun.runfiles.schema import FactorSpec
 from trialrun.variations.samplers import (
     ChoiceSampler,
     ConstantSampler,

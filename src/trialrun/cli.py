@@ -31,9 +31,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from trialrun.errors import TrialrunError
-from trialrun.recording.files import RunWriteError
-from trialrun.recording.schema import EpisodeRecord, JobState, Summary
+from trialrun.errors import InputError, RunWriteError, TrialrunError
+from trialrun.runfiles.schema import EpisodeRecord, JobState, Summary
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -63,14 +62,14 @@ def _guard(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except TrialrunError as exc:
-            raise _fail(str(exc)) from None
         except RunWriteError as exc:
             raise _fail(
                 f"{exc}\nEpisodes recorded so far are kept; fix the problem and continue with: "
                 "trialrun run --resume RUN_DIR",
                 EXIT_FAILED,
             ) from None
+        except TrialrunError as exc:
+            raise _fail(str(exc)) from None
         except KeyboardInterrupt:
             stderr.print("interrupted; continue with: trialrun run --resume RUN_DIR")
             raise typer.Exit(130) from None
@@ -360,7 +359,7 @@ def replay(
         result = replay_episode(
             run_dir, job, episode, video=video or out is not None or bool(cameras), out=out, cameras=cameras
         )
-    except TrialrunError:
+    except InputError:
         raise
     except Exception as exc:  # the env or policy raised: the episode cannot be replayed
         if verbose:
@@ -420,7 +419,6 @@ def analyze(
 ) -> None:
     """Which factors break the policy: tested effects with intervals (sensitivity.json, sensitivity.png)."""
     from trialrun.analysis import analyze_records, analyze_run, format_analysis_table
-    from trialrun.errors import InputError
 
     _setup_logging(verbose)
     if run_dir is not None and (episodes is not None or factors is not None):

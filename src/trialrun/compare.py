@@ -52,15 +52,15 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from trialrun.errors import InputError
-from trialrun.recording.files import (
+from trialrun.errors import ComparisonRefused, InputError
+from trialrun.runfiles import (
     EPISODES_FILE,
     RunFileError,
     read_episodes,
     read_manifest,
     write_json_atomic,
 )
-from trialrun.recording.schema import EpisodeRecord, FactorSpec, FactorValue, Interval, Manifest
+from trialrun.runfiles.schema import EpisodeRecord, FactorSpec, FactorValue, Interval, Manifest
 from trialrun.stats import bootstrap_mean_interval, wilson_interval
 
 logger = logging.getLogger(__name__)
@@ -72,10 +72,6 @@ COMPARISON_SCHEMA = 1
 # Job keys that define which episodes run: they must match for pairs to be pairs.
 IDENTITY_KEYS = ("env", "episodes", "max_steps", "success", "factors", "design")
 EXACT_MCNEMAR_BELOW = 25
-
-
-class ComparisonRefused(InputError):
-    """The two runs cannot be compared pair by pair (the message says why)."""
 
 
 class _Strict(BaseModel):

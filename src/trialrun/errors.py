@@ -1,34 +1,139 @@
-"""Exceptions a user can cause. The CLI prints their message (no traceback) and
-exits with code 2; library callers can catch :class:`TrialrunError`."""
+"""Every exception trialrun raises on purpose, in one place.
+
+Two families sit under :class:`TrialrunError`:
+
+- :class:`InputError` and its subclasses: the user gave something that cannot
+  work (a config field, a CLI argument, a file). The CLI prints the message,
+  no traceback, and exits with code 2.
+- The others describe a failure while running: a run file that could not be
+  written (:class:`RunWriteError`, exit 1, resumable), a worker that failed or
+  died (:class:`ShardFailed`, :class:`WorkersExhausted`), the video encoder
+  (:class:`EncoderError`), a remote policy server (:class:`RemotePolicyError`).
+  Inside a run these fail one job; the others still run.
+
+:class:`ConfigError` carries its parts (``file``, ``field``, ``message``) so
+code that nests one config inside another (a suites file holds run-file jobs)
+re-locates an error with :meth:`ConfigError.located` instead of parsing text.
+
+Example:
+    >>> err = ConfigError("must be >= 1", file="run.yaml", field="jobs.0.episodes")
+    >>> str(err)
+    "run.yaml: field 'jobs.0.episodes': must be >= 1"
+    >>> str(err.located(prefix="evaluators.nominal", file="suites.yaml"))
+    "suites.yaml: field 'evaluators.nominal.jobs.0.episodes': must be >= 1"
+"""
 
 from __future__ import annotations
+
+import copy
 
 from pydantic import ValidationError
 
 
 class TrialrunError(Exception):
-    """Base class for errors caused by user input (config, CLI arguments, files)."""
+    """Base class of every error trialrun raises on purpose."""
 
 
-class ConfigError(TrialrunError):
-    """A config file or override is invalid.
-
-    The message names the file, the field (dotted path) and what is allowed.
-    """
-
-    def __init__(self, message: str, *, file: str | None = None, field: str | None = None) -> None:
-        self.file = file
-        self.field = field
-        where = ""
-        if file:
-            where += f"{file}: "
-        if field:
-            where += f"field '{field}': "
-        super().__init__(f"{where}{message}")
+# --------------------------------------------------------------------------- bad input (exit 2)
 
 
 class InputError(TrialrunError):
-    """A command-line argument or input file is invalid."""
+    """A command-line argument, input file or setting is invalid (exit code 2)."""
+
+
+class ConfigError(InputError):
+    """A config file or override is invalid.
+
+    The message names the file, the field (dotted path) and what is allowed;
+    the three parts stay available as attributes.
+    """
+
+    def __init__(self, message: str, *, file: str | None = None, field: str | None = None) -> None:
+        self.message = message
+        self.file = file
+        self.field = field
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        where = f"{self.file}: " if self.file else ""
+        if self.field:
+            where += f"field '{self.field}': "
+        return f"{where}{self.message}"
+
+    def located(self, *, prefix: str | None = None, file: str | None = None) -> ConfigError:
+        """The same error with its field moved under ``prefix`` and its file set
+        (the original file is kept when ``file`` is None)."""
+        field = self.field
+        if prefix:
+            field = f"{prefix}.{field}" if field else prefix
+        clone = copy.copy(self)
+        clone.field, clone.file = field, file or self.file
+        clone.args = (clone._text(),)
+        return clone
+
+
+class VariationError(ConfigError):
+    """A variation cannot be applied to this env (unknown target, bad value)."""
+
+
+class VideoError(InputError):
+    """A job's video settings do not fit its environment (unknown camera,
+    no MuJoCo model, no ``rgb_array`` rendering)."""
+
+
+class RunFileError(InputError):
+    """A run file is missing, unreadable or not in the expected format."""
+
+
+class RunDirBusy(InputError):
+    """Another process holds the run directory's lock."""
+
+
+class ComparisonRefused(InputError):
+    """The two runs cannot be compared pair by pair (the message says why)."""
+
+
+class PortInUseError(InputError):
+    """The port asked for is taken by another process."""
+
+
+class EvaluatorError(InputError):
+    """An evaluator could not run (no policy given, the child process failed...)."""
+
+
+# --------------------------------------------------------------------------- failures while running
+
+
+class RunWriteError(TrialrunError):
+    """Writing a run file failed (disk full, permissions...). Nothing about the
+    episodes' outcomes is implied: the rollout itself did not fail."""
+
+
+class EncoderError(TrialrunError):
+    """The video encoder process failed or went away."""
+
+
+class RemotePolicyError(TrialrunError):
+    """The remote policy server failed, timed out or could not be reached."""
+
+
+class ShardFailed(TrialrunError):
+    """A shard raised in its worker (an env or policy error): the job fails.
+
+    Carries the worker's traceback so the manifest shows where it happened.
+    """
+
+    def __init__(self, message: str, remote_traceback: str) -> None:
+        super().__init__(message)
+        self.remote_traceback: str | None = remote_traceback
+
+
+class WorkersExhausted(TrialrunError):
+    """A shard's workers died more often than ``max_retries`` allows."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.remote_traceback: str | None = None
 
 
 def first_error(exc: ValidationError, default_field: str = "") -> tuple[str, str]:

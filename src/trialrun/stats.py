@@ -19,7 +19,7 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 from scipy import stats as _sps
 
-from trialrun.recording.schema import EpisodeRecord, Interval, JobState, JobSummary, Summary
+from trialrun.runfiles.schema import EpisodeRecord, Interval, JobState, JobSummary, Summary
 
 logger = logging.getLogger(__name__)
 

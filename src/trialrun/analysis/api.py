@@ -51,7 +51,7 @@ from trialrun.analysis.plots import (
 )
 from trialrun.analysis.posterior import posterior_analysis, require_sbi
 from trialrun.errors import InputError, first_error
-from trialrun.recording.files import (
+from trialrun.runfiles import (
     EPISODES_FILE,
     MANIFEST_FILE,
     RunFileError,
@@ -59,7 +59,7 @@ from trialrun.recording.files import (
     read_manifest,
     write_json_atomic,
 )
-from trialrun.recording.schema import EpisodeRecord, FactorSpec
+from trialrun.runfiles.schema import EpisodeRecord, FactorSpec
 
 logger = logging.getLogger(__name__)
 

@@ -27,7 +27,8 @@ import numpy as np
 from scipy import stats
 
 from trialrun.analysis.dataset import FactorColumn, OutcomeKind
-from trialrun.analysis.models import AxisBin, Bin, level_key
+from trialrun.analysis.models import AxisBin, Bin
+from trialrun.binning import level_key
 from trialrun.stats import wilson_interval
 
 logger = logging.getLogger(__name__)

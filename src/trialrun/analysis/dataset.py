@@ -26,9 +26,9 @@ from typing import Literal
 
 import numpy as np
 
-from trialrun.analysis.models import level_key
+from trialrun.binning import level_key
 from trialrun.errors import InputError
-from trialrun.recording.schema import EpisodeRecord, FactorSpec, FactorValue
+from trialrun.runfiles.schema import EpisodeRecord, FactorSpec, FactorValue
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from trialrun.recording.schema import FactorSpec, FactorValue
+from trialrun.binning import level_key
+from trialrun.runfiles.schema import FactorSpec, FactorValue
 
 ANALYSIS_SCHEMA_VERSION = 1
 
@@ -102,17 +103,6 @@ class FactorsFile(_Strict):
                     )
                 )
         return specs
-
-
-def level_key(value: FactorValue) -> str:
-    """A stable key for a categorical level, so that ``1``, ``1.0`` and the spec's
-    ``1`` match while ``True`` and ``1`` (or ``"1"`` and ``1``) stay distinct."""
-    if isinstance(value, bool):
-        return f"b:{value}"
-    if isinstance(value, int | float):
-        f = float(value)
-        return f"n:{int(f)}" if f.is_integer() else f"n:{f!r}"
-    return f"s:{value}"
 
 
 # --------------------------------------------------------------------------- sensitivity.json

@@ -34,8 +34,8 @@ import numpy as np
 import yaml
 from scipy.special import expit
 
-from trialrun.recording.files import EPISODES_FILE, EpisodeLogWriter, write_json_atomic
-from trialrun.recording.schema import (
+from trialrun.runfiles import EPISODES_FILE, EpisodeLogWriter, write_json_atomic
+from trialrun.runfiles.schema import (
     EpisodeRecord,
     FactorSpec,
     FactorValue,

@@ -37,9 +37,10 @@ from typing import Any
 from trialrun.config import JobConfig
 from trialrun.errors import InputError
 from trialrun.execution.shard import RunContext, run_shard
-from trialrun.execution.sharding import Shard, ShardFailed, WorkersExhausted, job_shards
+from trialrun.errors import ShardFailed, WorkersExhausted
+from trialrun.execution.sharding import Shard, job_shards
 from trialrun.plan import Slot
-from trialrun.recording.schema import EpisodeRecord
+from trialrun.runfiles.schema import EpisodeRecord
 
 logger = logging.getLogger(__name__)
 

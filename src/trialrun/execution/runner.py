@@ -39,7 +39,7 @@ from trialrun.execution.shard import RunContext, build_outcome_terms, run_shard
 from trialrun.plan import Slot, missing_slots
 from trialrun.policies.base import Policy
 from trialrun.policies.registry import resolve_policy_factory
-from trialrun.recording.files import (
+from trialrun.runfiles import (
     EPISODES_FILE,
     MANIFEST_FILE,
     SUMMARY_FILE,
@@ -52,7 +52,7 @@ from trialrun.recording.files import (
     repair_torn_tail,
     write_json_atomic,
 )
-from trialrun.recording.schema import EpisodeRecord, FactorSpec, JobManifest, JobState, Manifest, Summary
+from trialrun.runfiles.schema import EpisodeRecord, FactorSpec, JobManifest, JobState, Manifest, Summary
 from trialrun.recording.video import check_video
 from trialrun.rollout import utc_now
 from trialrun.stats import EpisodeOutcome, summarize_run
@@ -159,7 +159,7 @@ def check_with_env(job: JobConfig, index: int, factor_set: FactorSet) -> list[Fa
     camera exists; return the factor specs with nominal values."""
     try:
         env = make_env(job.env.id, job.env.kwargs, job.max_steps)
-    except TrialrunError:
+    except InputError:
         raise
     except Exception as exc:  # the env itself is broken: the job will fail and say why
         logger.warning("job '%s': could not build its env to check factors and cameras: %s", job.name, exc)

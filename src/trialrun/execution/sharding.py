@@ -62,22 +62,3 @@ def make_shards(slots: Sequence[Slot], shard_size: int, first_id: int = 0) -> li
         Shard(shard_id=first_id + i, slots=list(slots[start : start + shard_size]))
         for i, start in enumerate(range(0, len(slots), shard_size))
     ]
-
-
-class ShardFailed(Exception):
-    """A shard raised in its worker (an env or policy error): the job fails.
-
-    Carries the worker's traceback so the manifest shows where it happened.
-    """
-
-    def __init__(self, message: str, remote_traceback: str) -> None:
-        super().__init__(message)
-        self.remote_traceback = remote_traceback
-
-
-class WorkersExhausted(Exception):
-    """A shard's workers died more often than ``max_retries`` allows."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.remote_traceback = None

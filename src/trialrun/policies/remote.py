@@ -55,7 +55,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from trialrun.errors import ConfigError
+from trialrun.errors import ConfigError, RemotePolicyError
 from trialrun.policies.base import PolicyContext
 from trialrun.policies.loaders import require_extra
 
@@ -64,10 +64,6 @@ logger = logging.getLogger(__name__)
 PROTOCOL = 1
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 _ND = "__ndarray__"
-
-
-class RemotePolicyError(RuntimeError):
-    """The remote policy server failed, timed out or could not be reached."""
 
 
 # --------------------------------------------------------------------------- encoding

@@ -55,6 +55,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from trialrun.errors import EncoderError
+
 HEADER = struct.Struct("<BIIIII")
 OFFSET = struct.Struct("<Q")
 OPEN, FRAME, CLOSE, ABORT, RING_FRAME = 1, 2, 3, 4, 5
@@ -70,10 +72,6 @@ SCALING = "AREA"
 PIPE_BYTES = 1 << 20
 
 _F_SETPIPE_SZ = 1031  # Linux fcntl: grow a pipe's buffer
-
-
-class EncoderError(Exception):
-    """The encoder process failed or went away."""
 
 
 # --------------------------------------------------------------------------- encoder side

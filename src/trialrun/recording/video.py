@@ -57,9 +57,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from trialrun.errors import ConfigError, TrialrunError
-from trialrun.recording.encoder import EncoderError, encoder
-from trialrun.recording.files import RunWriteError
+from trialrun.errors import ConfigError, EncoderError, RunWriteError, VideoError
+from trialrun.recording.encoder import encoder
 
 if TYPE_CHECKING:
     import gymnasium as gym
@@ -77,11 +76,6 @@ INFO_KEY = "trialrun_video"
 """Terminal-step info key holding the finished files (JSON ``{camera: name}``)."""
 
 _FILE_PATTERN = re.compile(r"^\.?ep(\d+)-.+\.mp4(\.part)?$")
-
-
-class VideoError(TrialrunError):
-    """A job's video settings do not fit its environment (unknown camera,
-    no MuJoCo model, no ``rgb_array`` rendering)."""
 
 
 def video_file_name(episode: int, camera: str) -> str:
@@ -107,7 +101,7 @@ class VideoWriter:
     encoder waits). :meth:`close` waits for the encoder to finish the file, which it
     writes under a hidden ``.part`` name and renames to ``path`` when complete;
     :meth:`abort` discards it. Encoder failures (disk full...) raise
-    :class:`~trialrun.recording.files.RunWriteError`.
+    :class:`~trialrun.runfiles.RunWriteError`.
 
     Example:
         >>> import tempfile, pathlib, numpy as np

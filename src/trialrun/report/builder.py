@@ -41,7 +41,7 @@ from markupsafe import Markup
 
 import trialrun
 from trialrun.errors import InputError
-from trialrun.recording.files import (
+from trialrun.runfiles import (
     EPISODES_FILE,
     MANIFEST_FILE,
     SUMMARY_FILE,

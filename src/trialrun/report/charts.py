@@ -213,7 +213,7 @@ def factor_chart(fb: FactorBins) -> Markup:
     factors: one bar per level, the nominal level marked with a triangle.
 
     Example:
-        >>> from trialrun.recording.schema import FactorSpec
+        >>> from trialrun.runfiles.schema import FactorSpec
         >>> from trialrun.report.data import bin_factor
         >>> spec = FactorSpec(name="g", kind="continuous", low=1.0, high=3.0)
         >>> svg = factor_chart(bin_factor(spec, [1.5, 2.5], [True, False], bins=2))

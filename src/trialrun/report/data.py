@@ -17,7 +17,7 @@ It turns those files into plain objects the template renders:
   schema may gain fields; unknown ones are ignored, missing ones shown as "-").
 
 Example:
-    >>> from trialrun.recording.schema import FactorSpec
+    >>> from trialrun.runfiles.schema import FactorSpec
     >>> spec = FactorSpec(name="mass", kind="continuous", low=0.0, high=2.0)
     >>> fb = bin_factor(spec, [0.1, 0.4, 1.5, 1.9], [True, True, False, False], bins=2)
     >>> [(b.low, b.high, b.n, b.successes) for b in fb.bins]
@@ -38,8 +38,9 @@ from typing import Any
 
 import numpy as np
 
+from trialrun.binning import level_key
 from trialrun.errors import InputError
-from trialrun.recording.files import (
+from trialrun.runfiles import (
     EPISODES_FILE,
     MANIFEST_FILE,
     SUMMARY_FILE,
@@ -48,7 +49,7 @@ from trialrun.recording.files import (
     read_manifest,
     read_summary,
 )
-from trialrun.recording.schema import EpisodeRecord, FactorSpec, FactorValue, JobSummary, Manifest, Summary
+from trialrun.runfiles.schema import EpisodeRecord, FactorSpec, FactorValue, JobSummary, Manifest, Summary
 from trialrun.stats import summarize_run, wilson_interval
 
 logger = logging.getLogger(__name__)
@@ -115,17 +116,6 @@ def default_bin_count(n: int) -> int:
     """Bins for ``n`` episodes: about 20 episodes per bin, between 2 and 10, so
     each bin's Wilson interval is informative (±20 points at worst)."""
     return max(MIN_BINS, min(MAX_BINS, n // EPISODES_PER_BIN))
-
-
-def level_key(value: Any) -> str:
-    """A key under which ``1``, ``1.0`` and the spec's ``1`` are one level while
-    ``True`` and ``1`` (or ``"1"`` and ``1``) stay distinct."""
-    if isinstance(value, bool):
-        return f"b:{value}"
-    if isinstance(value, int | float):
-        f = float(value)
-        return f"n:{int(f)}" if f.is_integer() else f"n:{f!r}"
-    return f"s:{value}"
 
 
 def _is_number(value: Any) -> bool:

@@ -44,7 +44,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from trialrun.errors import InputError
+from trialrun.errors import InputError, PortInUseError
 
 logger = logging.getLogger(__name__)
 
@@ -68,10 +68,6 @@ _TYPES = {
 }
 _NO_CACHE = {".html", ".htm", ".json", ".jsonl"}
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-
-
-class PortInUseError(InputError):
-    """The port asked for is taken by another process."""
 
 
 def content_type(path: Path) -> str:

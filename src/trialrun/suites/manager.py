@@ -48,10 +48,10 @@ import yaml
 
 from trialrun.config import RunConfig
 from trialrun.envs.build import make_env
-from trialrun.errors import ConfigError, TrialrunError
+from trialrun.errors import ConfigError, EvaluatorError, TrialrunError
 from trialrun.execution.runner import LocalExecutor, RunObserver, preflight, run_evaluation
 from trialrun.policies.base import Policy, PolicyContext
-from trialrun.recording.files import EPISODES_FILE, SUMMARY_FILE, read_episodes, read_manifest, read_summary
+from trialrun.runfiles import EPISODES_FILE, SUMMARY_FILE, read_episodes, read_manifest, read_summary
 from trialrun.suites.checkpoints import (
     checkpoint_spec,
     newest_checkpoint,
@@ -76,10 +76,6 @@ logger = logging.getLogger(__name__)
 
 _STDERR_TAIL_LINES = 30
 _KILL_GRACE_S = 3.0
-
-
-class EvaluatorError(TrialrunError):
-    """An evaluator could not run (no policy given, the child process failed...)."""
 
 
 def trainer_policy(

@@ -37,14 +37,10 @@ from typing import Any, ClassVar, Literal
 import gymnasium as gym
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from trialrun.errors import ConfigError
+from trialrun.errors import ConfigError, VariationError
 
 FactorValue = float | int | str | bool
 AppliesAt = Literal["reset", "build"]
-
-
-class VariationError(ConfigError):
-    """A variation cannot be applied to this env (unknown target, bad value)."""
 
 
 class NoParams(BaseModel):

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import gymnasium as gym
 
 from trialrun.plan import Slot, plan_job
-from trialrun.recording.schema import FactorSpec
+from trialrun.runfiles.schema import FactorSpec
 from trialrun.variations.base import FactorValue, Variation
 from trialrun.variations.designs import factor_values
 from trialrun.variations.registry import build_variation

@@ -171,7 +171,7 @@ class Sampler(BaseModel, ABC):
 
     @abstractmethod
     def spec_fields(self) -> dict[str, Any]:
-        """The :class:`~trialrun.recording.schema.FactorSpec` fields the sampler
+        """The :class:`~trialrun.runfiles.schema.FactorSpec` fields the sampler
         determines: ``kind``, ``low``, ``high``, ``values``, ``scale``."""
 
     @abstractmethod
