@@ -24,8 +24,6 @@ from trialrun.config import VideoConfig, parse_run_config
 from trialrun.errors import ConfigError
 from trialrun.execution.runner import run_evaluation
 from trialrun.plan import slot_for
-from trialrun.runfiles import RunWriteError, read_episodes, read_manifest
-from trialrun.runfiles.schema import EpisodeRecord
 from trialrun.recording.video import (
     EpisodeRecorder,
     FrameSource,
@@ -37,6 +35,8 @@ from trialrun.recording.video import (
     probe_video,
     video_file_name,
 )
+from trialrun.runfiles import RunWriteError, read_episodes, read_manifest
+from trialrun.runfiles.schema import EpisodeRecord
 
 
 def _run(tmp_path: Path, *jobs: dict[str, Any], seed: int = 5, name: str = "run") -> Path:

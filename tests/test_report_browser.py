@@ -29,9 +29,9 @@ from helpers import subprocess_env
 from test_report_data import JobSpec, record, write_run
 from trialrun.config import parse_run_config
 from trialrun.execution.runner import run_evaluation
+from trialrun.report import build_report, make_server
 from trialrun.runfiles import read_episodes
 from trialrun.runfiles.schema import EpisodeRecord, FactorSpec
-from trialrun.report import build_report, make_server
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [

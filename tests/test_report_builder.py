@@ -20,7 +20,6 @@ from matplotlib.figure import Figure
 from helpers import subprocess_env
 from test_report_data import JobSpec, record, write_run
 from trialrun.errors import InputError
-from trialrun.runfiles.schema import FactorSpec
 from trialrun.report.builder import (
     build_report,
     content_security_policy,
@@ -29,6 +28,7 @@ from trialrun.report.builder import (
     report_is_stale,
     script_json,
 )
+from trialrun.runfiles.schema import FactorSpec
 
 TRIALRUN = [sys.executable, "-m", "trialrun.cli"]
 XSS = "<img src=x onerror=alert(1)>"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from trialrun.runfiles.schema import FactorSpec
 from trialrun.report.charts import factor_chart, interval_bar, pct, short_number
 from trialrun.report.data import bin_factor
+from trialrun.runfiles.schema import FactorSpec
 
 SVG = "{http://www.w3.org/2000/svg}"
 

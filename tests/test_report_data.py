@@ -15,8 +15,6 @@ import numpy as np
 import pytest
 
 from trialrun.errors import InputError
-from trialrun.runfiles import write_json_atomic
-from trialrun.runfiles.schema import EpisodeRecord, FactorSpec, JobManifest, Manifest
 from trialrun.report.data import (
     bin_factor,
     default_bin_count,
@@ -26,6 +24,8 @@ from trialrun.report.data import (
     read_sensitivity,
     relative_url,
 )
+from trialrun.runfiles import write_json_atomic
+from trialrun.runfiles.schema import EpisodeRecord, FactorSpec, JobManifest, Manifest
 from trialrun.stats import summarize_run, wilson_interval
 
 T0 = "2026-11-21T19:00:00.000Z"

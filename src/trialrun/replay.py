@@ -35,9 +35,9 @@ from trialrun.config import JobConfig, RunConfig, VideoConfig, parse_run_config
 from trialrun.errors import InputError
 from trialrun.execution.shard import RunContext, run_shard
 from trialrun.plan import Slot
+from trialrun.recording.video import REPLAY_DIR
 from trialrun.runfiles import EPISODES_FILE, MANIFEST_FILE, RunFileError, read_episodes, read_manifest
 from trialrun.runfiles.schema import EpisodeRecord
-from trialrun.recording.video import REPLAY_DIR
 from trialrun.variations.factors import FactorSet
 
 logger = logging.getLogger(__name__)

@@ -35,9 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from trialrun.config import JobConfig
-from trialrun.errors import InputError
+from trialrun.errors import InputError, ShardFailed, WorkersExhausted
 from trialrun.execution.shard import RunContext, run_shard
-from trialrun.errors import ShardFailed, WorkersExhausted
 from trialrun.execution.sharding import Shard, job_shards
 from trialrun.plan import Slot
 from trialrun.runfiles.schema import EpisodeRecord

@@ -33,12 +33,14 @@ import trialrun.envs  # noqa: F401  (registers the bundled env ids)
 from trialrun.config import JobConfig, RunConfig, parse_run_config
 from trialrun.envs.build import check_env_id, make_env
 from trialrun.envs.metaworld import METAWORLD_MAX_STEPS, is_metaworld_id
-from trialrun.errors import ConfigError, InputError, TrialrunError
+from trialrun.errors import ConfigError, InputError
 from trialrun.execution.metadata import git_commit, host_info, package_versions
 from trialrun.execution.shard import RunContext, build_outcome_terms, run_shard
 from trialrun.plan import Slot, missing_slots
 from trialrun.policies.base import Policy
 from trialrun.policies.registry import resolve_policy_factory
+from trialrun.recording.video import check_video
+from trialrun.rollout import utc_now
 from trialrun.runfiles import (
     EPISODES_FILE,
     MANIFEST_FILE,
@@ -53,8 +55,6 @@ from trialrun.runfiles import (
     write_json_atomic,
 )
 from trialrun.runfiles.schema import EpisodeRecord, FactorSpec, JobManifest, JobState, Manifest, Summary
-from trialrun.recording.video import check_video
-from trialrun.rollout import utc_now
 from trialrun.stats import EpisodeOutcome, summarize_run
 from trialrun.variations.factors import FactorSet
 

@@ -22,9 +22,9 @@ from trialrun.outcomes import OutcomeTerm, SuccessRule
 from trialrun.plan import Slot
 from trialrun.policies.base import Policy, PolicyContext
 from trialrun.policies.registry import build_policy
-from trialrun.runfiles.schema import EpisodeRecord
 from trialrun.recording.video import DEFAULT_CAMERA, VIDEO_DIR, VideoSelection
 from trialrun.rollout import EpisodeResult, rollout
+from trialrun.runfiles.schema import EpisodeRecord
 from trialrun.variations.factors import FactorHook, FactorSet, group_slots
 
 

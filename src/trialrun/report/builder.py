@@ -41,6 +41,8 @@ from markupsafe import Markup
 
 import trialrun
 from trialrun.errors import InputError
+from trialrun.report.charts import HATCH_DEFS, factor_chart, interval_bar, pct, short_number
+from trialrun.report.data import ANALYSIS_DIR, RunView, episodes_payload, load_run, parse_time, relative_url
 from trialrun.runfiles import (
     EPISODES_FILE,
     MANIFEST_FILE,
@@ -48,8 +50,6 @@ from trialrun.runfiles import (
     RunWriteError,
     write_text_atomic,
 )
-from trialrun.report.charts import HATCH_DEFS, factor_chart, interval_bar, pct, short_number
-from trialrun.report.data import ANALYSIS_DIR, RunView, episodes_payload, load_run, parse_time, relative_url
 
 logger = logging.getLogger(__name__)
 

@@ -48,7 +48,7 @@ import yaml
 
 from trialrun.config import RunConfig
 from trialrun.envs.build import make_env
-from trialrun.errors import ConfigError, EvaluatorError, TrialrunError
+from trialrun.errors import ConfigError, EvaluatorError
 from trialrun.execution.runner import LocalExecutor, RunObserver, preflight, run_evaluation
 from trialrun.policies.base import Policy, PolicyContext
 from trialrun.runfiles import EPISODES_FILE, SUMMARY_FILE, read_episodes, read_manifest, read_summary
