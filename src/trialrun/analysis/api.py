@@ -50,25 +50,29 @@ from trialrun.analysis.plots import (
     write_sensitivity_png,
 )
 from trialrun.analysis.posterior import posterior_analysis, require_sbi
-from trialrun.errors import InputError, first_error
+from trialrun.errors import InputError
 from trialrun.runfiles import (
-    EPISODES_FILE,
-    MANIFEST_FILE,
-    RunFileError,
+    ANALYSIS_DIR,
+    INTERACTION_FIGURE,
+    POSTERIOR_FIGURE,
+    SENSITIVITY_FIGURE,
+    SENSITIVITY_FILE,
+    RunLayout,
     read_episodes,
     read_manifest,
     write_json_atomic,
 )
 from trialrun.runfiles.schema import EpisodeRecord, FactorSpec
+from trialrun.runfiles.sensitivity import read_sensitivity
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("glm", "posterior")
-ANALYSIS_DIR = "analysis"
-RESULT_FILE = "sensitivity.json"
-FIGURE_FILE = "sensitivity.png"
-INTERACTION_FILE = "interaction.png"
-POSTERIOR_FILE = "posterior.png"
+Method = Literal["glm", "posterior"]
+METHODS: tuple[Method, ...] = ("glm", "posterior")
+RESULT_FILE = SENSITIVITY_FILE
+FIGURE_FILE = SENSITIVITY_FIGURE
+INTERACTION_FILE = INTERACTION_FIGURE
+POSTERIOR_FILE = POSTERIOR_FIGURE
 
 
 def _check_args(method: str, alpha: float) -> None:
@@ -325,15 +329,6 @@ def _describe(err: Any) -> str:
     return f"field '{field}': {msg}"
 
 
-def _read_records(path: Path) -> list[EpisodeRecord]:
-    try:
-        return read_episodes(path)
-    except RunFileError as exc:
-        raise InputError(str(exc)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read: {exc}") from None
-
-
 def analyze_records(
     episodes_path: Path | str,
     factors_yaml_path: Path | str,
@@ -360,7 +355,7 @@ def analyze_records(
     episodes_path, factors_yaml_path = Path(episodes_path), Path(factors_yaml_path)
     _check_args(method, alpha)
     specs = load_factors_yaml(factors_yaml_path)
-    records = _read_records(episodes_path)
+    records = read_episodes(episodes_path)
     jobs = sorted({r.job for r in records})
     if job is not None:
         if job not in jobs:
@@ -412,11 +407,9 @@ def analyze_run(
     _check_args(method, alpha)
     if not run_dir.is_dir():
         raise InputError(f"{run_dir}: no such run directory")
-    try:
-        manifest = read_manifest(run_dir)
-    except RunFileError as exc:
-        raise InputError(str(exc)) from None
-    manifest_path = run_dir / MANIFEST_FILE
+    layout = RunLayout(run_dir)
+    manifest = read_manifest(run_dir)
+    manifest_path = layout.manifest
     with_factors = [name for name, jm in manifest.jobs.items() if jm.factors]
     if job is not None:
         if job not in manifest.jobs:
@@ -436,9 +429,9 @@ def analyze_run(
                 f"(jobs: {', '.join(manifest.jobs) or '(none)'})"
             )
         selected = with_factors
-    episodes_path = run_dir / EPISODES_FILE
-    records = _read_records(episodes_path)
-    root = Path(out_dir) if out_dir is not None else run_dir / ANALYSIS_DIR
+    episodes_path = layout.episodes
+    records = read_episodes(episodes_path)
+    root = Path(out_dir) if out_dir is not None else layout.analysis_dir
     nested = len(with_factors) > 1
 
     results: dict[str, SensitivityResult] = {}
@@ -491,11 +484,7 @@ def load_sensitivity(path: Path | str) -> SensitivityResult:
         path = path / RESULT_FILE
     if not path.is_file():
         raise InputError(f"{path}: no such analysis file (run 'trialrun analyze' first)")
-    try:
-        return SensitivityResult.model_validate_json(path.read_text(encoding="utf-8"))
-    except ValidationError as exc:
-        field, message = first_error(exc, "(file)")
-        raise InputError(f"{path}: field '{field}': {message}") from None
+    return read_sensitivity(path)
 
 
 def load_run_analyses(run_dir: Path | str) -> dict[str, SensitivityResult]:

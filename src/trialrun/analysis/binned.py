@@ -1,8 +1,10 @@
 """The model-free view: outcome rate per bin of each factor, with intervals.
 
 This is what a reader can check by hand, so it assumes nothing about the shape
-of an effect: bins are equal-width over the *declared* range (equal-width in
-log space for log-scale factors), categorical factors get one bin per level,
+of an effect: the bins are :mod:`trialrun.binning`'s, the same as the report's
+and ``compare``'s (equal-width over the *declared* range, equal-width in log
+space for log-scale factors, about 25 episodes per bin, 3 to 10 of them),
+categorical factors get one bin per level,
 every bin reports its episode count, and binary rates carry Wilson 95%
 intervals (from :func:`trialrun.stats.wilson_interval`). A chi-square test of
 independence on the bins x {success, failure} table gives a model-free p-value
@@ -24,47 +26,41 @@ import logging
 import math
 
 import numpy as np
+import numpy.typing as npt
 from scipy import stats
 
 from trialrun.analysis.dataset import FactorColumn, OutcomeKind
 from trialrun.analysis.models import AxisBin, Bin
-from trialrun.binning import level_key
+from trialrun.binning import assign_bins
+from trialrun.binning import n_bins_for as n_bins_for  # re-exported: the analysis' bin count
 from trialrun.stats import wilson_interval
 
 logger = logging.getLogger(__name__)
 
-#: Bins per continuous factor: about 25 episodes per bin, between 3 and 10.
-MIN_BINS, MAX_BINS, EPISODES_PER_BIN = 3, 10, 25
 #: Bins per continuous axis of the 2-D interaction view.
 BINS_2D = 5
 
 
-def n_bins_for(n: int) -> int:
-    """Number of bins for ``n`` episodes (about 25 per bin, 3 to 10).
+def bin_index(col: FactorColumn, n_bins: int) -> tuple[npt.NDArray[np.int64], list[AxisBin]]:
+    """Bin of each episode and the bins' edges (factor units) or levels.
 
-    Example:
-        >>> n_bins_for(100), n_bins_for(10_000)
-        (4, 10)
+    The bins are :func:`trialrun.binning.assign_bins`'s, the ones the report
+    and ``compare`` show. A categorical factor gets one bin per *declared*
+    level, so a level that never occurred shows n = 0. Continuous values are
+    clipped to the declared range first (the dataset let values within
+    rounding of a bound through), so every episode is in a bin.
     """
-    return int(np.clip(n // EPISODES_PER_BIN, MIN_BINS, MAX_BINS))
-
-
-def bin_index(col: FactorColumn, n_bins: int) -> tuple[np.ndarray, list[AxisBin]]:
-    """Bin of each episode and the bins' edges (factor units) or levels."""
     if col.kind == "categorical":
-        # one bin per *declared* level, so a level that never occurred shows n = 0
-        assert col.codes is not None
-        declared = list(col.spec.values or col.levels)
-        position = {level_key(lv): i for i, lv in enumerate(declared)}
-        mapping = np.array([position[level_key(lv)] for lv in col.levels], dtype=int)
-        return mapping[col.codes], [AxisBin(level=lv) for lv in declared]
-    assert col.u is not None
-    if col.spec.low == col.spec.high:
-        v = float(col.spec.low)  # type: ignore[arg-type]
-        return np.zeros(col.u.size, dtype=int), [AxisBin(low=v, high=v)]
-    edges = col.from_unit(np.linspace(0.0, 1.0, n_bins + 1))
-    idx = np.minimum((col.u * n_bins).astype(int), n_bins - 1)
-    return idx, [AxisBin(low=float(edges[i]), high=float(edges[i + 1])) for i in range(n_bins)]
+        assigned = assign_bins(col.spec, list(col.values))
+        return assigned.index, [AxisBin(level=level) for level in assigned.levels]
+    low, high = col.spec.low, col.spec.high
+    values = np.asarray(col.values, dtype=float)
+    if low is not None and high is not None:
+        values = np.clip(values, low, high)
+    assigned = assign_bins(col.spec, values, n_bins)
+    edges = assigned.edges if assigned.edges is not None else np.zeros(0)
+    axis = [AxisBin(low=float(edges[i]), high=float(edges[i + 1])) for i in range(len(edges) - 1)]
+    return assigned.index, axis
 
 
 def summarize_cell(

@@ -43,8 +43,8 @@ from trialrun.analysis.models import (
     InteractionView,
     PosteriorResult,
     SensitivityResult,
-    level_key,
 )
+from trialrun.binning import level_key
 
 logger = logging.getLogger(__name__)
 

@@ -34,13 +34,14 @@ import numpy as np
 import yaml
 from scipy.special import expit
 
-from trialrun.runfiles import EPISODES_FILE, EpisodeLogWriter, write_json_atomic
+from trialrun.runfiles import EPISODES_FILE, EpisodeLogWriter, RunLayout, write_json_atomic
 from trialrun.runfiles.schema import (
     EpisodeRecord,
     FactorSpec,
     FactorValue,
     JobManifest,
     Manifest,
+    Outcome,
 )
 
 #: Success logit at the design's centre (about a 60% base rate).
@@ -115,7 +116,7 @@ class SyntheticSweep:
             ended_at="2026-01-01T00:01:00Z",
             jobs=jobs,
         )
-        write_json_atomic(run_dir / "manifest.json", manifest.model_dump(mode="json", by_alias=True))
+        write_json_atomic(RunLayout(run_dir).manifest, manifest.model_dump(mode="json", by_alias=True))
         with EpisodeLogWriter(run_dir / EPISODES_FILE) as w:
             for name, s in sweeps.items():
                 for r in s.records:
@@ -204,15 +205,17 @@ def make_sweep(
                 seed=int(seeds[k]),
                 env_index=k % 4,
                 factors={name: vals[k] for name, vals in values.items()},
-                outcome={
-                    "success": ok,
-                    "success_at_end": bool(at_end[k]),
-                    "return": float(returns[k]),
-                    "length": length,
-                    "terminated": ok,
-                    "truncated": not ok,
-                    "time_to_success": length if ok else None,
-                },
+                outcome=Outcome.model_validate(
+                    {
+                        "success": ok,
+                        "success_at_end": bool(at_end[k]),
+                        "return": float(returns[k]),
+                        "length": length,
+                        "terminated": ok,
+                        "truncated": not ok,
+                        "time_to_success": length if ok else None,
+                    }
+                ),
                 started_at="2026-01-01T00:00:00.000Z",
                 ended_at="2026-01-01T00:00:01.000Z",
             )

@@ -43,7 +43,7 @@ from typing import Any
 from trialrun.config import JobConfig
 from trialrun.errors import ShardFailed, WorkersExhausted
 from trialrun.execution.shard import RunContext, run_shard
-from trialrun.execution.sharding import Shard, job_shards
+from trialrun.execution.sharding import Shard, ShardingExecutor, job_shards, requeue_after_worker_death
 from trialrun.plan import Slot
 from trialrun.runfiles.schema import EpisodeRecord
 
@@ -95,7 +95,7 @@ class _Worker:
 
 
 @dataclass
-class ProcessExecutor:
+class ProcessExecutor(ShardingExecutor):
     """Runs shards on ``workers`` processes; use as a context manager (or call
     :meth:`close`) so the workers are stopped at the end."""
 
@@ -149,12 +149,6 @@ class ProcessExecutor:
                 worker.conn.send(None)
         for worker in list(self._pool):
             self._discard(worker)
-
-    def __enter__(self) -> ProcessExecutor:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # ------------------------------------------------------------------ jobs
 
@@ -249,12 +243,6 @@ class ProcessExecutor:
             shard.describe(),
             len(shard.received),
         )
-        if not shard.remaining:
-            return None
-        if shard.attempts > self.max_retries:
-            return WorkersExhausted(
-                f"workers died {shard.attempts} times running {shard.describe()} "
-                f"(last exit code {code}); giving up after --max-retries {self.max_retries}"
-            )
-        pending.appendleft(shard)
-        return None
+        return requeue_after_worker_death(
+            shard, pending, self.max_retries, f"worker {worker.pid}, exit code {code}"
+        )

@@ -37,7 +37,7 @@ from typing import Any
 from trialrun.config import JobConfig
 from trialrun.errors import InputError, ShardFailed, WorkersExhausted
 from trialrun.execution.shard import RunContext, run_shard
-from trialrun.execution.sharding import Shard, job_shards
+from trialrun.execution.sharding import Shard, ShardingExecutor, job_shards, requeue_after_worker_death
 from trialrun.plan import Slot
 from trialrun.runfiles.schema import EpisodeRecord
 
@@ -98,7 +98,7 @@ class _Running:
 
 
 @dataclass
-class RayExecutor:
+class RayExecutor(ShardingExecutor):
     """Runs shards as Ray tasks. ``address``: ``auto``, ``ray://host:port`` or
     None to start a local Ray with ``workers`` CPUs."""
 
@@ -143,12 +143,6 @@ class RayExecutor:
         self._ray = None
         self._started_ray = False
 
-    def __enter__(self) -> RayExecutor:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def run_job(
         self,
         job: JobConfig,
@@ -173,41 +167,34 @@ class RayExecutor:
                 break
             ready, _ = ray.wait([r.generator for r in running], num_returns=1, timeout=1.0)
             for task in [r for r in running if r.generator in ready]:
-                outcome = self._advance(ray, task, emit, pending)
-                if outcome is not None:
+                ended, task_failure = self._advance(ray, task, emit, pending)
+                if ended:
                     running.remove(task)
-                    if isinstance(outcome, ShardFailed | WorkersExhausted):
-                        failure = failure or outcome
+                    failure = failure or task_failure
         if failure is not None:
             raise failure
 
     def _advance(
         self, ray: Any, task: _Running, emit: Callable[[EpisodeRecord], None], pending: deque[Shard]
-    ) -> Any:
-        """Take the next item of a shard's stream; return non-None when the task ended."""
+    ) -> tuple[bool, ShardFailed | WorkersExhausted | None]:
+        """Take the next item of a shard's stream: ``(ended, failure)``, where
+        ``ended`` says the task is over (its stream ended, it failed, or its
+        worker died and the rest of the shard went back to ``pending``)."""
         shard = task.shard
         try:
             ref = next(task.generator)
         except StopIteration:
-            return True
+            return True, None
         try:
             item = ray.get(ref)
         except Exception as exc:  # the worker died (WorkerCrashedError, node failure...)
             logger.warning("a Ray worker died running %s: %s", shard.describe(), exc)
-            if not shard.remaining:
-                return True
-            if shard.attempts > self.max_retries:
-                return WorkersExhausted(
-                    f"Ray workers died {shard.attempts} times running {shard.describe()}; "
-                    f"giving up after --max-retries {self.max_retries}: {exc}"
-                )
-            pending.appendleft(shard)
-            return True
+            return True, requeue_after_worker_death(shard, pending, self.max_retries, f"a Ray worker: {exc}")
         if item[0] == "record":
             record = EpisodeRecord.model_validate_json(item[1])
             shard.received.add(record.episode)
             emit(record)
-            return None
+            return False, None
         if item[0] == "error":
-            return ShardFailed(item[1], item[2])
-        return None  # "done": the stream ends with StopIteration next
+            return True, ShardFailed(item[1], item[2])
+        return False, None  # "done": the stream ends with StopIteration next

@@ -14,9 +14,13 @@ Example:
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from typing_extensions import Self
+
+from trialrun.errors import WorkersExhausted
 from trialrun.plan import Slot
 
 
@@ -37,6 +41,20 @@ class Shard:
     def describe(self) -> str:
         episodes = [s.episode for s in self.slots]
         return f"shard {self.shard_id} (episodes {episodes[0]}..{episodes[-1]}, {len(episodes)} slots)"
+
+
+class ShardingExecutor:
+    """What the process and Ray executors share: a context manager whose exit
+    calls ``close()`` (stop the workers, or the Ray it started)."""
+
+    def close(self) -> None:
+        """Release the executor's workers."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def default_shard_size(num_slots: int, workers: int, num_envs: int) -> int:
@@ -62,3 +80,35 @@ def make_shards(slots: Sequence[Slot], shard_size: int, first_id: int = 0) -> li
         Shard(shard_id=first_id + i, slots=list(slots[start : start + shard_size]))
         for i, start in enumerate(range(0, len(slots), shard_size))
     ]
+
+
+def requeue_after_worker_death(
+    shard: Shard, pending: deque[Shard], max_retries: int, what_died: str
+) -> WorkersExhausted | None:
+    """Put the part of ``shard`` whose records did not arrive back at the front
+    of ``pending`` after its worker died, or give up once the shard's workers
+    died more than ``max_retries`` times.
+
+    Both executors (process pool, Ray) call this, so a shard is retried the
+    same way whichever ran it: the records that did arrive are kept (nothing
+    duplicated), the rest runs again (nothing missing). ``what_died`` ends the
+    message (``"worker 123 (exit code -9)"``, ``"a Ray worker: ..."``).
+
+    Example:
+        >>> from trialrun.plan import plan_job
+        >>> shard, pending = Shard(0, plan_job(0, "j", 3), attempts=1, received={0}), deque()
+        >>> requeue_after_worker_death(shard, pending, 2, "worker 1") is None, len(pending[0].remaining)
+        (True, 2)
+        >>> shard.attempts = 3
+        >>> print(requeue_after_worker_death(shard, deque(), 2, "worker 1"))  # doctest: +ELLIPSIS
+        workers died 3 times running shard 0 (...); giving up after --max-retries 2 (last: worker 1)
+    """
+    if not shard.remaining:
+        return None
+    if shard.attempts > max_retries:
+        return WorkersExhausted(
+            f"workers died {shard.attempts} times running {shard.describe()}; "
+            f"giving up after --max-retries {max_retries} (last: {what_died})"
+        )
+    pending.appendleft(shard)
+    return None
