@@ -11,7 +11,7 @@ Example:
     ...     ' "started_at": "2026-11-21T19:00:01.123Z", "ended_at": "2026-11-21T19:00:01.541Z"}')
     >>> rec.outcome.return_, rec.outcome.success, rec.outcome.success_at_end
     (1.0, True, None)
-    >>> rec.to_json_line()[80:140]   # only what was given is written back
+    >>> rec.to_json_line()[80:141]   # only what was given is written back
     '"outcome":{"success":true,"return":1.0,"length":3},"video":{}'
 """
 
