@@ -1,4 +1,7 @@
-"""The code stays ruff-clean, formatted and strictly typed: checked like any behaviour."""
+"""The code stays ruff-clean and formatted: checked like any behaviour.
+
+mypy (strict) and the import contracts run as their own CI steps (.ci/run).
+"""
 
 from __future__ import annotations
 
@@ -24,9 +27,3 @@ def test_ruff_finds_nothing() -> None:
 def test_code_is_formatted() -> None:
     proc = _run("ruff", "format", "--check", *CODE)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-
-
-def test_the_package_is_strictly_typed() -> None:
-    proc = _run("mypy", "src/trialrun")
-    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
-    assert "Success: no issues found" in proc.stdout
