@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 
-from trialrun.config import deep_merge, load_run_config, parse_override, parse_run_config
+from trialrun.config import load_run_config, parse_override, parse_run_config
 from trialrun.errors import ConfigError
 from trialrun.execution.runner import preflight
+from trialrun.inherits import deep_merge
 
 BASE: dict[str, Any] = {
     "name": "r",

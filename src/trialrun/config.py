@@ -2,9 +2,10 @@
 
 A run file lists jobs. Before validation, ``defaults`` are merged into every
 job (the job's own keys win), named ``templates`` are merged into the jobs that
-name them with ``inherits:``, and command-line overrides (``--set a.b=3``) are
-applied to the raw document. Validation rejects unknown keys and wrong types
-and names the file and the dotted field path.
+name them with ``inherits:`` (:mod:`trialrun.inherits`), and command-line
+overrides (``--set a.b=3``, :mod:`trialrun.documents`) are applied to the raw
+document. Validation rejects unknown keys and wrong types and names the file
+and the dotted field path.
 
 Example:
     >>> cfg = parse_run_config({"name": "demo", "jobs": [
@@ -18,12 +19,19 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+# ``deep_merge``, ``load_yaml``, ``parse_override`` and ``set_dotted`` live in trialrun.inherits and
+# trialrun.documents; ``x as x`` re-exports them for the modules that import them from here.
+from trialrun.documents import YamlDocument, expand_run_shorthands
+from trialrun.documents import load_yaml as load_yaml
+from trialrun.documents import parse_override as parse_override
+from trialrun.documents import set_dotted as set_dotted
 from trialrun.errors import ConfigError
+from trialrun.inherits import INHERITS, inheritance_chain, merge_chain
+from trialrun.inherits import deep_merge as deep_merge
 from trialrun.variations.designs import Design
 from trialrun.variations.samplers import SamplerConfig
 
@@ -39,7 +47,7 @@ class EnvConfig(_Model):
     first) plus keyword arguments for ``gymnasium.make``."""
 
     id: str = Field(min_length=1)
-    kwargs: dict[str, Any] = Field(default_factory=dict)
+    kwargs: dict[str, YamlDocument] = Field(default_factory=dict)
 
 
 # Policy keys that may be written next to ``type`` as a shorthand for
@@ -58,11 +66,11 @@ class PolicyConfig(_Model):
     """
 
     type: str = Field(min_length=1)
-    kwargs: dict[str, Any] = Field(default_factory=dict)
+    kwargs: dict[str, YamlDocument] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
-    def _shorthand_keys(cls, data: Any) -> Any:
+    def _shorthand_keys(cls, data: YamlDocument) -> YamlDocument:
         if not isinstance(data, dict) or not any(k in data for k in POLICY_SHORTHAND_KEYS):
             return data
         data = dict(data)
@@ -109,25 +117,29 @@ class OutcomeTermConfig(_Model):
 
     type: str = Field(min_length=1)
     name: str | None = None
-    kwargs: dict[str, Any] = Field(default_factory=dict)
+    kwargs: dict[str, YamlDocument] = Field(default_factory=dict)
 
 
 class FactorConfig(_Model):
     """A factor: a variation (what to change; ``trialrun list variations ENV``)
     paired with a sampler (how to draw its value per episode)."""
 
-    variation: dict[str, Any]
+    variation: dict[str, YamlDocument]
     sampler: SamplerConfig
 
     @field_validator("variation")
     @classmethod
-    def _has_type(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _has_type(cls, value: dict[str, YamlDocument]) -> dict[str, YamlDocument]:
         if not isinstance(value.get("type"), str):
             raise ValueError("a variation needs a 'type' (see 'trialrun list variations ENV')")
         return value
 
 
 VideoSelect = Literal["first", "failures", "successes", "all"]
+"""Which episodes of a job keep a video (see :class:`VideoConfig`)."""
+
+Vectorization = Literal["sync", "async"]
+"""How a job's ``num_envs`` sub-envs step: in this process or in worker processes."""
 
 
 class VideoConfig(_Model):
@@ -182,7 +194,7 @@ class JobConfig(_Model):
     episodes: int = Field(ge=1)
     num_envs: int = Field(default=1, ge=1, le=1024)
     max_steps: int | None = Field(default=None, ge=1)
-    vectorization: Literal["sync", "async"] = "sync"
+    vectorization: Vectorization = "sync"
     success: SuccessConfig = Field(default_factory=SuccessConfig)
     outcomes: list[OutcomeTermConfig] = Field(default_factory=list)
     factors: dict[str, FactorConfig] = Field(default_factory=dict)
@@ -215,17 +227,17 @@ class JobConfig(_Model):
 
     @field_validator("env", mode="before")
     @classmethod
-    def _env_shorthand(cls, value: Any) -> Any:
+    def _env_shorthand(cls, value: YamlDocument) -> YamlDocument:
         return {"id": value} if isinstance(value, str) else value
 
     @field_validator("policy", mode="before")
     @classmethod
-    def _policy_shorthand(cls, value: Any) -> Any:
+    def _policy_shorthand(cls, value: YamlDocument) -> YamlDocument:
         return {"type": value} if isinstance(value, str) else value
 
     @field_validator("video", mode="before")
     @classmethod
-    def _video_shorthand(cls, value: Any) -> Any:
+    def _video_shorthand(cls, value: YamlDocument) -> YamlDocument:
         if value is True:
             return {}
         if value is False:
@@ -234,14 +246,14 @@ class JobConfig(_Model):
 
     @field_validator("success", mode="before")
     @classmethod
-    def _success_shorthand(cls, value: Any) -> Any:
+    def _success_shorthand(cls, value: YamlDocument) -> YamlDocument:
         if value == "survived":
             return {"survived": True}
         return value
 
     @model_validator(mode="before")
     @classmethod
-    def _success_key_alias(cls, data: Any) -> Any:
+    def _success_key_alias(cls, data: YamlDocument) -> YamlDocument:
         # ``success_key: name`` is the documented shorthand for ``success: {key: name}``.
         if isinstance(data, dict) and "success_key" in data:
             data = dict(data)
@@ -287,70 +299,13 @@ class RunConfig(_Model):
 # --------------------------------------------------------------------------- raw document
 
 
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """A new dict: ``override`` merged into ``base`` recursively (override wins).
-
-    Neither input is modified and the result shares no mutable state with them.
-    """
-    result = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(result.get(key), dict):
-            result[key] = deep_merge(result[key], value)
-        else:
-            result[key] = copy.deepcopy(value)
-    return result
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """``a.b=3`` -> ``("a.b", 3)``; the value is parsed as YAML (so ``true``,
-    ``[1, 2]`` and ``{x: 1}`` work)."""
-    if "=" not in text:
-        raise ConfigError(f"override '{text}' is not of the form key=value", field="--set")
-    key, raw = text.split("=", 1)
-    key = key.strip()
-    if not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"override '{text}' has an empty key part", field="--set")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"override '{text}': value is not valid YAML ({exc})", field="--set") from None
-    return key, value
-
-
-def set_dotted(document: Any, key: str, value: Any, *, source: str = "--set") -> None:
-    """Set ``document[a][b]...`` for ``key="a.b..."``; integer parts index lists.
-
-    Missing dict levels are created; a list index out of range is an error.
-    """
-    parts = key.split(".")
-    node = document
-    for depth, part in enumerate(parts):
-        last = depth == len(parts) - 1
-        where = ".".join(parts[: depth + 1])
-        if isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
-                raise ConfigError(
-                    f"'{where}': index must be 0..{len(node) - 1} (the list has {len(node)} items)",
-                    field=source,
-                )
-            if last:
-                node[int(part)] = value
-            else:
-                node = node[int(part)]
-        elif isinstance(node, dict):
-            if last:
-                node[part] = value
-            else:
-                if node.get(part) is None:
-                    node[part] = {}
-                node = node[part]
-        else:
-            raise ConfigError(f"'{where}': cannot set a key inside a {type(node).__name__}", field=source)
-
-
-def resolve_document(raw: dict[str, Any], file: str | None = None) -> dict[str, Any]:
+def resolve_document(raw: dict[str, YamlDocument], file: str | None = None) -> dict[str, YamlDocument]:
     """Merge ``defaults`` and ``templates`` into the jobs; return a document in
-    the shape :class:`RunConfig` validates (no ``defaults``/``templates`` keys)."""
+    the shape :class:`RunConfig` validates (no ``defaults``/``templates`` keys).
+
+    A job's own keys win over its templates' (root ancestor first, see
+    :mod:`trialrun.inherits`), which win over ``defaults``.
+    """
     doc = copy.deepcopy(raw)
     defaults = doc.pop("defaults", None) or {}
     templates = doc.pop("templates", None) or {}
@@ -360,7 +315,7 @@ def resolve_document(raw: dict[str, Any], file: str | None = None) -> dict[str, 
         raise ConfigError("must be a mapping of template name to job keys", file=file, field="templates")
     for where, body in [("defaults", defaults)] + [(f"templates.{k}", v) for k, v in templates.items()]:
         if isinstance(body, dict):
-            unknown = sorted(set(body) - set(JobConfig.model_fields) - {"inherits", "success_key"})
+            unknown = sorted(set(body) - set(JobConfig.model_fields) - {INHERITS, "success_key"})
             if unknown:
                 raise ConfigError(
                     f"unknown key '{unknown[0]}'; allowed keys: {', '.join(sorted(JobConfig.model_fields))}",
@@ -374,36 +329,16 @@ def resolve_document(raw: dict[str, Any], file: str | None = None) -> dict[str, 
     for index, job in enumerate(jobs):
         if not isinstance(job, dict):
             raise ConfigError("must be a mapping", file=file, field=f"jobs.{index}")
-        merged = deep_merge(defaults, {})
-        chain = _template_chain(job.get("inherits"), templates, file, f"jobs.{index}.inherits")
-        for template_name in chain:
-            merged = deep_merge(merged, _strip_inherits(templates[template_name]))
-        body = {k: v for k, v in job.items() if k != "inherits"}
-        resolved.append(deep_merge(merged, body))
+        chain: list[str] = []
+        if job.get(INHERITS) is not None:
+            at = f"jobs.{index}.{INHERITS}"
+            chain = inheritance_chain(
+                templates, job[INHERITS], noun="template", path="templates", file=file, referenced_at=at
+            )
+        merged = merge_chain(templates, chain, base=defaults)
+        resolved.append(deep_merge(merged, {k: v for k, v in job.items() if k != INHERITS}))
     doc["jobs"] = resolved
     return doc
-
-
-def _template_chain(name: Any, templates: dict[str, Any], file: str | None, field: str) -> list[str]:
-    """Template names from the root ancestor down to ``name`` (cycle-checked)."""
-    chain: list[str] = []
-    while name is not None:
-        if not isinstance(name, str) or name not in templates:
-            known = ", ".join(sorted(templates)) or "(none defined)"
-            raise ConfigError(f"unknown template '{name}'; templates: {known}", file=file, field=field)
-        if name in chain:
-            loop = " -> ".join([*chain, name])
-            raise ConfigError(f"template inheritance cycle: {loop}", file=file, field=field)
-        chain.append(name)
-        body = templates[name]
-        if not isinstance(body, dict):
-            raise ConfigError("must be a mapping", file=file, field=f"templates.{name}")
-        name = body.get("inherits")
-    return list(reversed(chain))
-
-
-def _strip_inherits(template: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in template.items() if k != "inherits"}
 
 
 def format_validation_error(exc: ValidationError, file: str | None) -> ConfigError:
@@ -426,7 +361,7 @@ def format_validation_error(exc: ValidationError, file: str | None) -> ConfigErr
     return ConfigError(msg, file=file, field=field or None)
 
 
-def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
     """Field names of the model at ``loc`` in a RunConfig (best effort)."""
     model: type[BaseModel] | None = RunConfig
     for part in loc:
@@ -441,7 +376,7 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     return sorted(model.model_fields) if model is not None else []
 
 
-def _inner_model(annotation: Any) -> type[BaseModel] | None:
+def _inner_model(annotation: object) -> type[BaseModel] | None:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     for arg in getattr(annotation, "__args__", ()):
@@ -451,11 +386,13 @@ def _inner_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def parse_run_config(raw: Any, *, file: str | None = None, overrides: list[str] | None = None) -> RunConfig:
+def parse_run_config(
+    raw: YamlDocument, *, file: str | None = None, overrides: list[str] | None = None
+) -> RunConfig:
     """Validate a raw run document (after applying ``overrides``)."""
     if not isinstance(raw, dict):
         raise ConfigError("the run file must be a YAML mapping with 'name' and 'jobs'", file=file)
-    doc = _expand_shorthands(copy.deepcopy(raw))
+    doc = expand_run_shorthands(copy.deepcopy(raw))
     for text in overrides or []:
         key, value = parse_override(text)
         set_dotted(doc, key, value)
@@ -464,41 +401,6 @@ def parse_run_config(raw: Any, *, file: str | None = None, overrides: list[str] 
         return RunConfig.model_validate(doc)
     except ValidationError as exc:
         raise format_validation_error(exc, file) from None
-
-
-def _expand_shorthands(doc: dict[str, Any]) -> dict[str, Any]:
-    """``env: X`` -> ``env: {id: X}`` (and likewise ``policy``) everywhere a job
-    body appears, so that overrides like ``jobs.0.env.kwargs.g=9`` find a mapping."""
-    bodies: list[Any] = list(doc.get("jobs") or []) if isinstance(doc.get("jobs"), list) else []
-    bodies.append(doc.get("defaults"))
-    templates = doc.get("templates")
-    if isinstance(templates, dict):
-        bodies.extend(templates.values())
-    for body in bodies:
-        if isinstance(body, dict):
-            if isinstance(body.get("env"), str):
-                body["env"] = {"id": body["env"]}
-            if isinstance(body.get("policy"), str):
-                body["policy"] = {"type": body["policy"]}
-    return doc
-
-
-def load_yaml(path: Path) -> Any:
-    """Read a YAML file, turning I/O and syntax errors into a ConfigError."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("no such file", file=str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read: {exc}", file=str(path)) from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"invalid YAML{where}: {problem}", file=str(path)) from None
 
 
 def load_run_config(path: Path, overrides: list[str] | None = None) -> RunConfig:

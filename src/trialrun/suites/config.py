@@ -19,7 +19,8 @@ a run file) plus when and how to run them::
         jobs: [...]
         job_overrides: {episodes: 40, factors.object_mass.sampler.low: 10}
 
-Resolution of one evaluator, in order:
+Resolution of one evaluator, in order (steps 1 and 2 here, with
+:mod:`trialrun.inherits`; steps 3 to 5 in :mod:`trialrun.suites.jobs`):
 
 1. ``inherits`` chains are deep-merged, root ancestor first (a child's keys
    win; lists such as ``jobs`` are replaced, not concatenated). Every merge
@@ -62,22 +63,37 @@ import copy
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from trialrun.config import (
-    RunConfig,
-    deep_merge,
-    format_validation_error,
-    load_yaml,
-    set_dotted,
-)
+from trialrun.config import RunConfig, format_validation_error
+from trialrun.documents import YamlDocument, load_yaml
 from trialrun.errors import ConfigError
+from trialrun.inherits import INHERITS, inheritance_chain, merge_chain
+from trialrun.suites.jobs import TRAINER_POLICY, pinned_factors, resolve_jobs, validate_jobs
 
-# A job without ``policy`` evaluates the trainer's policy; until one is given,
-# it names this factory, which explains that when built.
-TRAINER_POLICY = "trialrun.suites.manager:trainer_policy"
+__all__ = [
+    "LOGGER_TYPES",
+    "RESERVED_NAMES",
+    "TRAINER_POLICY",
+    "AnyLoggerConfig",
+    "Evaluator",
+    "EvaluatorConfig",
+    "JsonlLoggerConfig",
+    "LoggerConfig",
+    "MlflowLoggerConfig",
+    "SuitesConfig",
+    "TensorBoardLoggerConfig",
+    "WandbLoggerConfig",
+    "load_suites",
+    "parse_suites",
+    "pinned_factors",
+    "resolve_jobs",
+    "validate_jobs",
+]
+# ``TRAINER_POLICY``, ``pinned_factors``, ``resolve_jobs`` and ``validate_jobs``
+# live in trialrun.suites.jobs; they stay importable from here.
 
 RESERVED_NAMES = frozenset(
     {"checkpoints", "tensorboard", "wandb", "mlruns", "mlflow.db", "mlartifacts", "metrics.jsonl"}
@@ -134,20 +150,23 @@ class MlflowLoggerConfig(_Model):
     run_name: str | None = None
 
 
-LoggerConfig = Annotated[
-    Union[JsonlLoggerConfig, TensorBoardLoggerConfig, WandbLoggerConfig, MlflowLoggerConfig],  # noqa: UP007
-    Field(discriminator="type"),
+AnyLoggerConfig = Union[  # noqa: UP007
+    JsonlLoggerConfig, TensorBoardLoggerConfig, WandbLoggerConfig, MlflowLoggerConfig
 ]
+"""The config of one logger, whichever its type."""
+
+LoggerConfig = Annotated[AnyLoggerConfig, Field(discriminator="type")]
+"""A logger config in a suites file, told apart by its ``type``."""
 
 
 class _TopLevel(_Model):
     output_dir: Path = Path("evals")
     loggers: list[LoggerConfig] = Field(default_factory=list)
-    evaluators: dict[str, Any] = Field(min_length=1)
+    evaluators: dict[str, YamlDocument] = Field(min_length=1)
 
     @field_validator("loggers", mode="before")
     @classmethod
-    def _logger_shorthand(cls, value: Any) -> Any:
+    def _logger_shorthand(cls, value: YamlDocument) -> YamlDocument:
         if value is None:
             return []
         if not isinstance(value, list):
@@ -173,7 +192,7 @@ class EvaluatorConfig(_Model):
     """One evaluator after inheritance (see the module docstring for the order
     in which its keys are applied)."""
 
-    jobs: list[dict[str, Any]] = Field(default_factory=list)
+    jobs: list[dict[str, YamlDocument]] = Field(default_factory=list)
     interval: int = Field(default=1, ge=1)
     """Runs at every epoch that this divides (epoch 0 included)."""
     enabled: bool = True
@@ -183,14 +202,14 @@ class EvaluatorConfig(_Model):
     (default 3600); inline evaluations cannot be interrupted, so they reject it."""
     seed: int = Field(default=0, ge=0, lt=2**63)
     nominal: bool = False
-    video: dict[str, Any] | None = None
-    job_overrides: dict[str, Any] = Field(default_factory=dict)
+    video: dict[str, YamlDocument] | None = None
+    job_overrides: dict[str, YamlDocument] = Field(default_factory=dict)
     checkpoint_type: str | None = Field(default=None, min_length=1)
     """Policy type that loads this evaluator's checkpoints (default: from the file suffix)."""
 
     @field_validator("job_overrides")
     @classmethod
-    def _dotted_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _dotted_keys(cls, value: dict[str, YamlDocument]) -> dict[str, YamlDocument]:
         for key in value:
             if not key or any(not part for part in key.split(".")):
                 raise ValueError(f"job_overrides key '{key}' has an empty part (write a.b.c)")
@@ -232,11 +251,11 @@ class SuitesConfig:
     """A parsed suites file."""
 
     output_dir: Path
-    loggers: list[Any]
+    loggers: list[AnyLoggerConfig]
     evaluators: dict[str, Evaluator]
     """Runnable evaluators (templates excluded), in file order."""
     templates: list[str]
-    raw: dict[str, Any]
+    raw: dict[str, YamlDocument]
     """The document as written (used to hand the same file to a child process)."""
     file: Path | None = None
 
@@ -259,30 +278,6 @@ class SuitesConfig:
 
 def _str(path: Path | None) -> str | None:
     return None if path is None else str(path)
-
-
-def _reprefix(exc: ConfigError, prefix: str, file: str | None) -> ConfigError:
-    """The same error with its field moved under ``prefix`` (and the file set)."""
-    message = str(exc)
-    head = ""
-    if exc.file:
-        head += f"{exc.file}: "
-    if exc.field:
-        head += f"field '{exc.field}': "
-    if message.startswith(head):
-        message = message[len(head) :]
-    inner = exc.field
-    return ConfigError(message, file=file, field=f"{prefix}.{inner}" if inner else prefix)
-
-
-def _validation_error(exc: ValidationError, prefix: str, file: str | None) -> ConfigError:
-    return _reprefix(format_validation_error(exc, None), prefix, file)
-
-
-def _bare(exc: ConfigError) -> str:
-    message = str(exc)
-    head = f"field '{exc.field}': " if exc.field else ""
-    return message[len(head) :] if message.startswith(head) else message
 
 
 _LOGGER_MODELS: dict[str, type[BaseModel]] = {
@@ -314,141 +309,7 @@ def _top_level_error(exc: ValidationError, file: str | None) -> ConfigError:
     return ConfigError(message, file=file, field=field or None)
 
 
-def _chain(name: str, sections: dict[str, dict[str, Any]], file: str | None) -> list[str]:
-    """Names from the root ancestor down to ``name`` (cycle- and existence-checked)."""
-    chain = [name]
-    current = name
-    while True:
-        parent = sections[current].get("inherits")
-        if parent is None:
-            break
-        if not isinstance(parent, str):
-            raise ConfigError(
-                "must be the name of another evaluator", file=file, field=f"evaluators.{current}.inherits"
-            )
-        if parent not in sections:
-            known = ", ".join(sections)
-            raise ConfigError(
-                f"evaluator '{current}' inherits from '{parent}', which is not defined "
-                f"(inheritance chain: {' -> '.join([*chain, parent])}); evaluators: {known}",
-                file=file,
-                field=f"evaluators.{current}.inherits",
-            )
-        if parent in chain:
-            loop = " -> ".join([*chain, parent])
-            raise ConfigError(
-                f"evaluator inheritance cycle: {loop}", file=file, field=f"evaluators.{current}.inherits"
-            )
-        chain.append(parent)
-        current = parent
-    return list(reversed(chain))
-
-
-def _expand_job_shorthands(job: dict[str, Any]) -> dict[str, Any]:
-    for key, inner in (("env", "id"), ("policy", "type")):
-        if isinstance(job.get(key), str):
-            job[key] = {inner: job[key]}
-    return job
-
-
-def _override_factor(key: str) -> str | None:
-    """The factor a ``factors.<name>...`` override key targets (None otherwise)."""
-    parts = key.split(".")
-    return parts[1] if parts[0] == "factors" and len(parts) > 1 else None
-
-
-def _sets_sampler(key: str, factor: str) -> bool:
-    """Whether override ``key`` explicitly sets ``factor``'s sampler."""
-    return key in {"factors", f"factors.{factor}", f"factors.{factor}.sampler"} or key.startswith(
-        f"factors.{factor}.sampler."
-    )
-
-
-def pinned_factors(config: EvaluatorConfig, job: dict[str, Any]) -> list[str]:
-    """The factors of a resolved raw ``job`` that ``nominal: true`` pins (all
-    but those set explicitly: constant samplers and ``job_overrides`` targets)."""
-    factors = job.get("factors") or {}
-    pinned = []
-    for name, body in factors.items():
-        sampler = body.get("sampler") if isinstance(body, dict) else None
-        if isinstance(sampler, dict) and sampler.get("type") == "constant":
-            continue
-        if any(_sets_sampler(key, name) for key in config.job_overrides):
-            continue
-        pinned.append(name)
-    return pinned
-
-
-def resolve_jobs(
-    name: str,
-    config: EvaluatorConfig,
-    *,
-    policy: dict[str, Any] | None = None,
-    nominal_values: dict[str, dict[str, Any]] | None = None,
-    file: str | None = None,
-) -> dict[str, Any]:
-    """The raw run document of an evaluator: steps 3 to 5 of the module docstring.
-
-    ``policy`` replaces every job's policy (the checkpoint or spec under
-    evaluation); jobs with no policy get :data:`TRAINER_POLICY` otherwise.
-    ``nominal_values[job][factor]`` pins factors when ``config.nominal`` is
-    true; without it factors are left as they are (validation only).
-    """
-    prefix = f"evaluators.{name}"
-    jobs: list[dict[str, Any]] = []
-    for index, raw in enumerate(config.jobs):
-        if not isinstance(raw, dict):
-            raise ConfigError("must be a mapping (a job)", file=file, field=f"{prefix}.jobs.{index}")
-        job = _expand_job_shorthands(copy.deepcopy(raw))
-        if config.video is not None:
-            own = job.get("video")
-            job["video"] = (
-                deep_merge(config.video, own)
-                if isinstance(own, dict)
-                else (copy.deepcopy(config.video) if own is None else own)
-            )
-        if policy is not None:
-            job["policy"] = copy.deepcopy(policy)
-        elif "policy" not in job:
-            job["policy"] = {"type": TRAINER_POLICY}
-        jobs.append(job)
-
-    for key, value in config.job_overrides.items():
-        factor = _override_factor(key)
-        targets = [j for j in jobs if factor is None or factor in (j.get("factors") or {})]
-        if factor is not None and not targets:
-            have = sorted({f for j in jobs for f in (j.get("factors") or {})})
-            raise ConfigError(
-                f"no job of evaluator '{name}' has a factor '{factor}'; "
-                f"factors: {', '.join(have) or '(none)'}",
-                file=file,
-                field=f"{prefix}.job_overrides.{key}",
-            )
-        for job in targets:
-            try:
-                set_dotted(job, key, copy.deepcopy(value), source=f"{prefix}.job_overrides")
-            except ConfigError as exc:
-                raise ConfigError(_bare(exc), file=file, field=f"{prefix}.job_overrides.{key}") from None
-
-    if config.nominal and nominal_values is not None:
-        for job in jobs:
-            values = nominal_values.get(str(job.get("name")), {})
-            for factor in pinned_factors(config, job):
-                if factor in values:
-                    job["factors"][factor]["sampler"] = {"type": "constant", "value": values[factor]}
-    return {"name": name, "seed": config.seed, "jobs": jobs}
-
-
-def validate_jobs(name: str, document: dict[str, Any], file: str | None) -> RunConfig:
-    """Validate a document from :func:`resolve_jobs` as a run file; errors name
-    ``evaluators.<name>.<field>``."""
-    try:
-        return RunConfig.model_validate(document)
-    except ValidationError as exc:
-        raise _validation_error(exc, f"evaluators.{name}", file) from None
-
-
-def parse_suites(raw: Any, *, file: str | Path | None = None) -> SuitesConfig:
+def parse_suites(raw: YamlDocument, *, file: str | Path | None = None) -> SuitesConfig:
     """Validate a suites document (see the module docstring)."""
     file_str = None if file is None else str(file)
     if not isinstance(raw, dict):
@@ -464,8 +325,8 @@ def parse_suites(raw: Any, *, file: str | Path | None = None) -> SuitesConfig:
     except ValidationError as exc:
         raise _top_level_error(exc, file_str) from None
 
-    sections: dict[str, dict[str, Any]] = {}
-    allowed = sorted([*EvaluatorConfig.model_fields, "inherits"])
+    sections: dict[str, dict[str, YamlDocument]] = {}
+    allowed = sorted([*EvaluatorConfig.model_fields, INHERITS])
     for name, body in top.evaluators.items():
         where = f"evaluators.{name}"
         if not isinstance(name, str) or not _EVALUATOR_NAME.match(name):
@@ -495,18 +356,17 @@ def parse_suites(raw: Any, *, file: str | Path | None = None) -> SuitesConfig:
             )
         sections[name] = body
 
-    parents = {body.get("inherits") for body in sections.values()}
+    parents = {body.get(INHERITS) for body in sections.values()}
     evaluators: dict[str, Evaluator] = {}
     templates: list[str] = []
     for name, body in sections.items():
-        chain = _chain(name, sections, file_str)
-        merged: dict[str, Any] = {}
-        for link in chain:
-            merged = deep_merge(merged, {k: v for k, v in sections[link].items() if k != "inherits"})
+        chain = inheritance_chain(sections, name, noun="evaluator", path="evaluators", file=file_str)
+        merged = merge_chain(sections, chain)
         try:
             config = EvaluatorConfig.model_validate(merged)
         except ValidationError as exc:
-            raise _validation_error(exc, f"evaluators.{name}", file_str) from None
+            located = format_validation_error(exc, None).located(prefix=f"evaluators.{name}", file=file_str)
+            raise located from None
         own_jobs = bool(body.get("jobs"))
         if (not own_jobs and name in parents) or not config.jobs:
             templates.append(name)
