@@ -4,7 +4,7 @@
    ways, interleaved over ``--rounds`` rounds (the order alternates):
 
    - **render**: every sub-env renders each camera's frame after each reset
-     and step (the same :class:`trialrun.recording.video.FrameSource` the
+     and step (the same :class:`trialrun.recording.capture.FrameSource` the
      recorder uses) and drops it: the cost of rendering alone;
    - **video**: the real recording path (``SlotWrapper`` + ``EpisodeRecorder``
      + ``VideoWriter``): render, pipe the frame to the encoder process, which
@@ -58,8 +58,9 @@ from trialrun.envs.build import make_env
 from trialrun.envs.slot_wrapper import SlotWrapper
 from trialrun.plan import plan_job
 from trialrun.policies.registry import build_policy
+from trialrun.recording.capture import EpisodeRecorder, FrameSource
 from trialrun.recording.encoder import encoder
-from trialrun.recording.video import FrameSource, VideoSelection
+from trialrun.recording.selection import VideoSelection
 from trialrun.rollout import EpisodeResult, rollout
 
 SEED = 2026
@@ -116,7 +117,8 @@ def _make_render_only(case: Case) -> SlotWrapper:
 
 
 def _make_plain(case: Case) -> SlotWrapper:
-    return SlotWrapper(make_env(case.env_id, {}, case.max_steps, render_mode=_render_mode(case)), env_index=0)
+    env = make_env(case.env_id, {}, case.max_steps, render_mode=_render_mode(case))
+    return SlotWrapper(env, env_index=0, recorder_factory=EpisodeRecorder)
 
 
 def encoder_cpu_seconds() -> float:

@@ -13,7 +13,7 @@ import pytest
 
 from trialrun.recording import encoder as encoder_module
 from trialrun.recording.encoder import EncoderError, EncoderProcess, encoder, shutdown_encoder
-from trialrun.recording.video import probe_video
+from trialrun.recording.writer import probe_video
 
 
 def _frames(count: int, height: int = 40, width: int = 60) -> list[np.ndarray]:

@@ -8,8 +8,9 @@ import pytest
 
 from helpers import CountingWrapper, StepCountingPolicy
 from trialrun.envs.probe import probe_length, probe_success
+from trialrun.envs.slot_wrapper import SlotWrapper
 from trialrun.outcomes import SuccessRule
-from trialrun.plan import plan_job
+from trialrun.plan import Slot, plan_job
 from trialrun.policies import build_policy
 from trialrun.rollout import EpisodeResult, rollout
 
@@ -125,3 +126,81 @@ def test_timestamps_are_utc_iso() -> None:
     (result,) = _run(1, episodes=1)
     assert result.started_at.endswith("Z") and result.ended_at.endswith("Z")
     assert result.started_at <= result.ended_at
+
+
+class _CountingCapture:
+    """An episode capture that writes nothing: its "file" names the episode
+    and how many frames it was given (module-level: async workers unpickle it)."""
+
+    def __init__(self) -> None:
+        self.episode: int | None = None
+        self.frames = 0
+
+    @property
+    def recording(self) -> bool:
+        return self.episode is not None
+
+    def begin(self, env: gym.Env[Any, Any], settings: dict[str, Any]) -> None:
+        self.episode, self.frames = int(settings["episode"]), 1
+
+    def capture(self, env: gym.Env[Any, Any]) -> None:
+        self.frames += 1
+
+    def finish(self) -> dict[str, str]:
+        files = {"fake": f"ep{self.episode}-{self.frames}"}
+        self.episode = None
+        return files
+
+    def abort(self) -> None:
+        self.episode = None
+
+    def close(self) -> None:
+        self.abort()
+
+
+def _probe_with_capture() -> SlotWrapper:
+    return SlotWrapper(_probe(), env_index=0, recorder_factory=_CountingCapture)
+
+
+class _EvenEpisodes:
+    """A video plan: record even episodes, keep those whose number is a multiple of 4."""
+
+    def __init__(self) -> None:
+        self.settled: list[int] = []
+
+    def settings(self, slot: Slot) -> dict[str, Any] | None:
+        return {"episode": slot.episode} if slot.episode % 2 == 0 else None
+
+    def settle(self, slot: Slot, outcome: dict[str, Any], files: dict[str, str]) -> dict[str, str]:
+        self.settled.append(slot.episode)
+        return files if slot.episode % 4 == 0 else {}
+
+
+@pytest.mark.parametrize("vectorization", ["sync", "async"])
+def test_the_video_plan_drives_the_injected_capture(vectorization: str) -> None:
+    plan = _EvenEpisodes()
+    results: list[EpisodeResult] = []
+    rollout(
+        plan_job(11, "probe", 12),
+        [_probe_with_capture] * 3,
+        lambda ctx: build_policy("random", {}, ctx),
+        results.append,
+        vectorization=vectorization,
+        video=plan,
+    )
+    assert sorted(plan.settled) == list(range(12))
+    for r in results:
+        length = r.outcome["length"]
+        expected = {"fake": f"ep{r.slot.episode}-{length + 1}"} if r.slot.episode % 4 == 0 else {}
+        assert r.video == expected  # post-reset frame + one per step, only for recorded, kept episodes
+
+
+def test_a_sub_env_without_a_recorder_refuses_to_record() -> None:
+    with pytest.raises(RuntimeError, match="asked to record a video but has no recorder"):
+        rollout(
+            plan_job(11, "probe", 2),
+            [_probe],
+            lambda ctx: build_policy("random", {}, ctx),
+            lambda r: None,
+            video=_EvenEpisodes(),
+        )

@@ -51,7 +51,7 @@ def _identity(path: Path) -> list[tuple[Any, ...]]:
             r.episode,
             r.seed,
             json.dumps(r.factors, sort_keys=True),
-            json.dumps(r.outcome, sort_keys=True),
+            json.dumps(r.outcome.as_dict(), sort_keys=True),
         )
         for r in read_episodes(path)
     )
@@ -172,7 +172,7 @@ class _FillingFile(io.StringIO):
 
 def test_a_write_failure_is_reported_as_such(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run_dir = tmp_path / "run"
-    monkeypatch.setattr("trialrun.runfiles.open", lambda *a, **k: _FillingFile(4), raising=False)
+    monkeypatch.setattr("trialrun.runfiles.episodes.open", lambda *a, **k: _FillingFile(4), raising=False)
     with pytest.raises(RunWriteError, match="No space left on device"):
         run_evaluation(_config(), run_dir)
     manifest = read_manifest(run_dir)

@@ -35,8 +35,14 @@ from trialrun.config import JobConfig, RunConfig, VideoConfig, parse_run_config
 from trialrun.errors import InputError
 from trialrun.execution.shard import RunContext, run_shard
 from trialrun.plan import Slot
-from trialrun.recording.video import REPLAY_DIR
-from trialrun.runfiles import EPISODES_FILE, MANIFEST_FILE, RunFileError, read_episodes, read_manifest
+from trialrun.runfiles import (
+    EPISODES_FILE,
+    MANIFEST_FILE,
+    REPLAY_DIR,
+    RunFileError,
+    read_episodes,
+    read_manifest,
+)
 from trialrun.runfiles.schema import EpisodeRecord
 from trialrun.variations.factors import FactorSet
 

@@ -24,32 +24,41 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
 
+from trialrun.envs.info import APPLIED_KEY, VIDEO_KEY, sub_env_json
 from trialrun.envs.slot_wrapper import SlotWrapper
 from trialrun.envs.vector import ActiveSubsetAsyncVectorEnv, ActiveSubsetSyncVectorEnv
 from trialrun.outcomes import OutcomeTerm, OutcomeTracker, SuccessRule
 from trialrun.plan import Slot
 from trialrun.policies.base import Policy, PolicyContext
-from trialrun.recording.video import reported_videos
-
-if TYPE_CHECKING:
-    from trialrun.recording.video import VideoSelection
 
 logger = logging.getLogger(__name__)
 
 EnvFn = Callable[[], gym.Env[Any, Any]]
 PolicyBuilder = Callable[[PolicyContext], Policy]
+
+
+class VideoPlan(Protocol):
+    """Which episodes the sub-envs record, and which finished videos are kept
+    (:class:`trialrun.recording.selection.VideoSelection` is one)."""
+
+    def settings(self, slot: Slot) -> dict[str, Any] | None:
+        """What the sub-env needs to record ``slot`` (None: do not record)."""
+        ...
+
+    def settle(self, slot: Slot, outcome: dict[str, Any], files: dict[str, str]) -> dict[str, str]:
+        """The videos the result names, once the outcome is known (others are deleted)."""
+        ...
 
 
 class _UtcClock:
@@ -104,17 +113,6 @@ class _WrappedEnvFn:
         return SlotWrapper(env, self.env_index)
 
 
-def _applied_factors(infos: dict[str, Any], index: int) -> dict[str, Any]:
-    texts = infos.get("trialrun_applied")
-    if texts is None:
-        return {}
-    present = infos.get("_trialrun_applied")
-    if present is not None and not present[index]:
-        return {}
-    value: dict[str, Any] = json.loads(texts[index])
-    return value
-
-
 def rollout(
     slots: Sequence[Slot],
     env_fns: Sequence[EnvFn],
@@ -126,13 +124,14 @@ def rollout(
     vectorization: str = "sync",
     success: SuccessRule | None = None,
     terms: list[OutcomeTerm] | None = None,
-    video: VideoSelection | None = None,
+    video: VideoPlan | None = None,
 ) -> None:
     """Run every slot in ``slots`` exactly once on ``len(env_fns)`` sub-envs
     (fewer when there are fewer slots) and call ``on_episode`` as each ends.
 
     ``env_fns[i]`` builds sub-env ``i``; it may return a :class:`SlotWrapper`
-    carrying pre-reset hooks (variations), otherwise one is added.
+    carrying pre-reset hooks (variations) and a recorder factory, otherwise
+    one is added (without either: it cannot record videos).
     ``video`` decides which episodes the sub-envs record and which of the
     finished videos the results name (the others are deleted).
     Exceptions from the env or the policy propagate; episodes that ended
@@ -172,7 +171,7 @@ def _loop(
     queue: deque[Slot],
     num_envs: int,
     on_episode: Callable[[EpisodeResult], None],
-    video: VideoSelection | None = None,
+    video: VideoPlan | None = None,
 ) -> None:
     assigned: list[Slot | None] = [None] * num_envs
     applied: list[dict[str, Any]] = [{} for _ in range(num_envs)]
@@ -195,7 +194,7 @@ def _loop(
         obs, infos = vec.reset_slots(mask, env_seeds, {"trialrun": settings})
         now = utc_now()
         for i in indices:
-            applied[i] = _applied_factors(infos, i)
+            applied[i] = sub_env_json(infos, APPLIED_KEY, i)
             started[i] = now
         policy.reset(mask, policy_seeds)
         tracker.start(mask)
@@ -219,7 +218,7 @@ def _loop(
             slot = assigned[i]
             assert slot is not None  # an active sub-env always has a slot
             outcome = tracker.result(i)
-            files = reported_videos(infos, i)
+            files: dict[str, str] = sub_env_json(infos, VIDEO_KEY, i)
             on_episode(
                 EpisodeResult(
                     slot=slot,

@@ -8,11 +8,17 @@ report as applied come back in ``info["trialrun_applied"]`` (JSON text, so the
 vector env can batch it like any other info value). A wrapper without hooks
 adds nothing to ``info``.
 
-When the slot's settings carry ``video`` (see
-:class:`trialrun.recording.video.VideoSelection`), the wrapper records the
-episode in this process, whichever process that is (the rollout's, an async
-worker, an executor worker): the post-reset frame, one frame per step, and at
-the terminal step the finished files' names in ``info["trialrun_video"]``.
+When the slot's settings carry ``video`` (what the rollout's video plan, e.g.
+:class:`trialrun.recording.selection.VideoSelection`, decided), the wrapper
+records the episode in this process, whichever process that is (the
+rollout's, an async worker, an executor worker): the post-reset frame, one
+frame per step, and at the terminal step the finished files' names in
+``info["trialrun_video"]``. The recorder is injected: whoever builds the
+sub-env passes ``recorder_factory`` (for example
+:class:`trialrun.recording.capture.EpisodeRecorder`; a module-level class or
+function, so async workers can unpickle the env fn), and the wrapper makes
+one :class:`EpisodeCapture` from it the first time an episode is recorded.
+This package never imports :mod:`trialrun.recording`.
 
 Example:
     >>> import gymnasium as gym
@@ -31,25 +37,60 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import gymnasium as gym
 
-from trialrun.recording.video import INFO_KEY as VIDEO_INFO_KEY
-from trialrun.recording.video import EpisodeRecorder
+from trialrun.envs.info import APPLIED_KEY, VIDEO_KEY
 
 ResetHook = Callable[[gym.Env[Any, Any], dict[str, Any], int | None], dict[str, Any]]
 """``hook(env, slot_settings, seed) -> applied values`` run before each reset."""
 
 
+class EpisodeCapture(Protocol):
+    """Records episodes inside a sub-env (the hook a :class:`SlotWrapper` is given).
+
+    ``begin`` right after a reset, with the episode's video settings (it
+    captures the post-reset frame); ``capture`` after every step; ``finish``
+    after the terminal step completes the files and returns
+    ``{camera: file name}``; ``abort`` drops the episode being recorded;
+    ``close`` releases everything. ``recording`` is true between ``begin``
+    and ``finish``/``abort``.
+    """
+
+    @property
+    def recording(self) -> bool: ...
+
+    def begin(self, env: gym.Env[Any, Any], settings: dict[str, Any]) -> None: ...
+
+    def capture(self, env: gym.Env[Any, Any]) -> None: ...
+
+    def finish(self) -> dict[str, str]: ...
+
+    def abort(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+CaptureFactory = Callable[[], EpisodeCapture]
+"""Makes a sub-env's :class:`EpisodeCapture` (picklable: a module-level class or function)."""
+
+
 class SlotWrapper(gym.Wrapper[Any, Any, Any, Any]):
     """Applies a slot's settings before each reset and reports what was applied."""
 
-    def __init__(self, env: gym.Env[Any, Any], env_index: int, hooks: list[ResetHook] | None = None) -> None:
+    def __init__(
+        self,
+        env: gym.Env[Any, Any],
+        env_index: int,
+        hooks: list[ResetHook] | None = None,
+        recorder_factory: CaptureFactory | None = None,
+    ) -> None:
         super().__init__(env)
         self.env_index = env_index
         self.hooks = list(hooks or [])
-        self._recorder: EpisodeRecorder | None = None
+        self.recorder_factory = recorder_factory
+        self._recorder: EpisodeCapture | None = None
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -67,10 +108,15 @@ class SlotWrapper(gym.Wrapper[Any, Any, Any, Any]):
         obs, info = self.env.reset(seed=seed, options=inner_options)
         if self.hooks:
             info = dict(info)
-            info["trialrun_applied"] = json.dumps(applied, sort_keys=True)
+            info[APPLIED_KEY] = json.dumps(applied, sort_keys=True)
         if settings.get("video"):
             if self._recorder is None:
-                self._recorder = EpisodeRecorder()
+                if self.recorder_factory is None:
+                    raise RuntimeError(
+                        f"sub-env {self.env_index} was asked to record a video but has no recorder: "
+                        "build it with SlotWrapper(..., recorder_factory=EpisodeRecorder)"
+                    )
+                self._recorder = self.recorder_factory()
             self._recorder.begin(self.env, settings["video"])
         return obs, info
 
@@ -94,7 +140,7 @@ class SlotWrapper(gym.Wrapper[Any, Any, Any, Any]):
             recorder.capture(self.env)
             if terminated or truncated:
                 info = dict(info)
-                info[VIDEO_INFO_KEY] = json.dumps(recorder.finish(), sort_keys=True)
+                info[VIDEO_KEY] = json.dumps(recorder.finish(), sort_keys=True)
         return obs, reward, terminated, truncated, info
 
     def close(self) -> None:

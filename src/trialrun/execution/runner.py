@@ -39,7 +39,7 @@ from trialrun.execution.shard import RunContext, build_outcome_terms, run_shard
 from trialrun.plan import Slot, missing_slots
 from trialrun.policies.base import Policy
 from trialrun.policies.registry import resolve_policy_factory
-from trialrun.recording.video import check_video
+from trialrun.recording.capture import check_video
 from trialrun.rollout import utc_now
 from trialrun.runfiles import (
     EPISODES_FILE,

@@ -16,15 +16,17 @@ from typing import Any
 from trialrun._imports import load_object
 from trialrun.config import JobConfig
 from trialrun.envs.build import make_env
-from trialrun.envs.slot_wrapper import SlotWrapper
+from trialrun.envs.slot_wrapper import CaptureFactory, SlotWrapper
 from trialrun.errors import ConfigError
 from trialrun.outcomes import OutcomeTerm, SuccessRule
 from trialrun.plan import Slot
 from trialrun.policies.base import Policy, PolicyContext
 from trialrun.policies.registry import build_policy
-from trialrun.recording.video import DEFAULT_CAMERA, VIDEO_DIR, VideoSelection
+from trialrun.recording.capture import DEFAULT_CAMERA, EpisodeRecorder
+from trialrun.recording.selection import VideoSelection
 from trialrun.rollout import EpisodeResult, rollout
-from trialrun.runfiles.schema import EpisodeRecord
+from trialrun.runfiles import RunLayout
+from trialrun.runfiles.schema import EpisodeRecord, Outcome
 from trialrun.variations.factors import FactorHook, FactorSet, group_slots
 
 
@@ -71,10 +73,13 @@ def make_factor_env(
     max_steps: int | None,
     hook: FactorHook | None,
     render_mode: str | None = None,
+    recorder_factory: CaptureFactory | None = None,
 ) -> SlotWrapper:
-    """One sub-env with its factor hook (module-level, so async workers can unpickle it)."""
+    """One sub-env with its factor hook and, for a job with video, its
+    recorder factory (module-level, as is ``recorder_factory``, so async
+    workers can unpickle it)."""
     env = make_env(env_id, kwargs, max_steps, render_mode=render_mode)
-    return SlotWrapper(env, env_index=0, hooks=[hook] if hook else [])
+    return SlotWrapper(env, env_index=0, hooks=[hook] if hook else [], recorder_factory=recorder_factory)
 
 
 def run_shard(
@@ -107,7 +112,7 @@ def run_shard(
                 seed=result.slot.seed,
                 env_index=result.env_index,
                 factors=result.factors,
-                outcome=result.outcome,
+                outcome=Outcome.model_validate(result.outcome),
                 video=result.video,
                 started_at=result.started_at,
                 ended_at=result.ended_at,
@@ -117,11 +122,13 @@ def run_shard(
 
     video = None
     render_mode = None
+    recorder_factory: CaptureFactory | None = None
     if job.video is not None:
-        directory = video_dir or context.run_dir / VIDEO_DIR / job.name
+        directory = video_dir or RunLayout(context.run_dir).video_dir(job.name)
         video = VideoSelection(job.video, directory, context.run_dir)
         video.prepare(slot.episode for slot in slots)
         render_mode = "rgb_array" if DEFAULT_CAMERA in job.video.cameras else None
+        recorder_factory = EpisodeRecorder
     factor_set = FactorSet(job)
     # Build-time factors (env kwargs) split the slots into env groups; each
     # group's env is built once, and its slots keep their own seeds.
@@ -137,6 +144,7 @@ def run_shard(
                 job.max_steps,
                 factor_set.hook(build_values) if factor_set else None,
                 render_mode,
+                recorder_factory,
             )
             for _ in range(job.num_envs)
         ]

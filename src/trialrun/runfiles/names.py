@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,27 @@ COMPARE_HTML = "compare.html"
 def video_file_name(episode: int, camera: str) -> str:
     """``ep<k>-<camera>.mp4``, the file name of one episode's video."""
     return f"ep{episode}-{camera}.mp4"
+
+
+def partial_file(path: Path) -> Path:
+    """The hidden name a file is written under until it is complete
+    (``.ep3-top.mp4.part`` for ``ep3-top.mp4``): a killed writer never leaves
+    a half-written file under a final name."""
+    return path.with_name(f".{path.name}.part")
+
+
+_VIDEO_FILE = re.compile(r"^\.?ep(\d+)-.+\.mp4(\.part)?$")
+
+
+def video_file_episode(name: str) -> int | None:
+    """The episode a video file (complete or partial) belongs to, or None.
+
+    Example:
+        >>> [video_file_episode(n) for n in ("ep12-corner.mp4", ".ep3-top.mp4.part", "x")]
+        [12, 3, None]
+    """
+    match = _VIDEO_FILE.match(name)
+    return int(match.group(1)) if match else None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,168 @@
+"""Which episodes are recorded and which of their videos are kept.
+
+:class:`VideoSelection` runs where the rollout loop runs and knows the
+outcomes: it tells each sub-env whether to record an episode (the settings it
+returns travel to the sub-env's :class:`~trialrun.recording.capture.EpisodeRecorder`)
+and, for ``select: failures | successes``, keeps at most ``episodes`` videos
+per job (claims are files, so the quota holds across worker processes) and
+deletes the rest as soon as the outcome is known.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trialrun.errors import RunWriteError
+from trialrun.runfiles import RunLayout
+from trialrun.runfiles.names import video_file_episode
+
+if TYPE_CHECKING:
+    from trialrun.config import VideoConfig
+    from trialrun.plan import Slot
+
+logger = logging.getLogger(__name__)
+
+"""A video of episode ``k``, complete or partial (see ``video_file_name``)."""
+
+
+class VideoSelection:
+    """Decides which episodes of a job are recorded and which videos are kept.
+
+    ``directory`` is where the files go (``<run>/videos/<job>``); names in
+    records are relative to ``root`` (the run directory) when the directory is
+    inside it. ``select: first`` records slot ``k`` when ``k < episodes`` (a
+    pure function of the slot, whatever ``num_envs``); ``all`` records every
+    slot; ``failures``/``successes`` record every episode while fewer than
+    ``episodes`` videos of that kind are kept, and delete a finished video
+    that is of the other kind or over the quota. Quota places are claimed as
+    files in ``<directory>/.claims``, so shards in other processes share them.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> from trialrun.config import VideoConfig
+        >>> from trialrun.plan import slot_for
+        >>> run = pathlib.Path(tempfile.mkdtemp())
+        >>> sel = VideoSelection(VideoConfig(episodes=2), run / "videos" / "j", run)
+        >>> [sel.settings(slot_for(0, "j", k)) is not None for k in range(3)]
+        [True, True, False]
+    """
+
+    def __init__(self, config: VideoConfig, directory: Path, root: Path) -> None:
+        self.config = config
+        self.directory = Path(directory).absolute()
+        self.root = Path(root).absolute()
+        try:
+            relative = self.directory.relative_to(self.root).as_posix()
+            self.prefix = f"{relative}/"
+        except ValueError:
+            self.prefix = f"{self.directory.as_posix()}/"
+        self.claims = self.directory / ".claims"
+
+    @classmethod
+    def for_job(cls, config: VideoConfig, job: str, run_dir: Path) -> VideoSelection:
+        """The selection writing to ``<run_dir>/videos/<job>``."""
+        return cls(config, RunLayout(run_dir).video_dir(job), run_dir)
+
+    @property
+    def quota(self) -> bool:
+        return self.config.select in ("failures", "successes")
+
+    def prepare(self, episodes: Iterable[int]) -> None:
+        """Remove what a killed run may have left for these (unrecorded)
+        episodes: partial and complete files, and quota claims. Call it
+        before running them, with the episodes the shard will run."""
+        wanted = {int(k) for k in episodes}
+        if not wanted or not self.directory.is_dir():
+            return
+        removed = 0
+        for entry in os.scandir(self.directory):
+            if video_file_episode(entry.name) in wanted:
+                Path(entry.path).unlink(missing_ok=True)
+                removed += 1
+        if self.claims.is_dir():
+            for entry in os.scandir(self.claims):
+                if entry.name.startswith("."):
+                    continue
+                if _read_claim(Path(entry.path)) in wanted:
+                    Path(entry.path).unlink(missing_ok=True)
+                    removed += 1
+        if removed:
+            logger.info(
+                "%s: removed %d leftover video file(s) of episodes to re-run", self.directory, removed
+            )
+
+    def settings(self, slot: Slot) -> dict[str, Any] | None:
+        """What the sub-env needs to record ``slot`` (None: do not record)."""
+        cfg = self.config
+        if cfg.select == "first" and slot.episode >= cfg.episodes:
+            return None
+        if self.quota and self._claimed() >= cfg.episodes:
+            return None
+        return {
+            "dir": str(self.directory),
+            "prefix": self.prefix,
+            "episode": slot.episode,
+            "cameras": list(cfg.cameras),
+            "size": [int(cfg.size[0]), int(cfg.size[1])],
+            "fps": float(cfg.fps),
+        }
+
+    def settle(self, slot: Slot, outcome: dict[str, Any], files: dict[str, str]) -> dict[str, str]:
+        """The videos the record names: ``files``, or ``{}`` after deleting
+        them when the episode's outcome is not wanted or the quota is full."""
+        if not files or not self.quota:
+            return dict(files)
+        success = bool(outcome.get("success"))
+        wanted = success if self.config.select == "successes" else not success
+        if wanted and self._claim(slot.episode):
+            return dict(files)
+        for name in files.values():
+            (self.root / name).unlink(missing_ok=True)
+        return {}
+
+    def _claimed(self) -> int:
+        if not self.claims.is_dir():
+            return 0
+        places = {str(i) for i in range(self.config.episodes)}
+        return sum(1 for name in os.listdir(self.claims) if name in places)
+
+    def _claim(self, episode: int) -> bool:
+        """Take a free quota place for ``episode`` (atomic across processes)."""
+        try:
+            self.claims.mkdir(parents=True, exist_ok=True)
+            tmp = self.claims / f".{os.getpid()}-{threading.get_ident()}-{episode}"
+            tmp.write_text(str(episode), encoding="utf-8")
+        except OSError as exc:
+            raise RunWriteError(f"cannot write in {self.claims}: {exc}") from exc
+        try:
+            for place in range(self.config.episodes):
+                target = self.claims / str(place)
+                if _read_claim(target) == episode:
+                    return True
+                try:
+                    os.link(tmp, target)
+                    return True
+                except FileExistsError:
+                    continue
+                except OSError:  # no hard links on this filesystem: exclusive create
+                    try:
+                        with open(target, "x", encoding="utf-8") as f:
+                            f.write(str(episode))
+                        return True
+                    except FileExistsError:
+                        continue
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+def _read_claim(path: Path) -> int | None:
+    try:
+        return int(path.read_text(encoding="utf-8").strip())
+    except (OSError, ValueError):
+        return None
