@@ -108,6 +108,11 @@ def test_factor_bins_follow_the_spec_not_the_data() -> None:
     bins = factor_bins(spec, [1.0, 5.0, 10.0, 99.0, 100.0], 2)
     assert [label for label, _, _ in bins] == ["[1, 10)", "[10, 100]"]
     assert [idx for _, idx, _ in bins] == [[0, 1], [2, 3, 4]]
+    assert [label for label, _, _ in factor_bins(spec, [1.0, 5.0, 10.0, 99.0, 100.0])] == [
+        "[1, 4.64)",
+        "[4.64, 21.5)",
+        "[21.5, 100]",
+    ]  # by default, the shared rule: 3 bins at least
     cat = FactorSpec(name="t", kind="categorical", values=["a", "b", "c"])
     assert [(label, idx) for label, idx, _ in factor_bins(cat, ["b", "b", "a"], 4)] == [
         ("a", [2]),
@@ -128,13 +133,14 @@ def test_a_big_difference_is_found_and_fails_the_gate(runs: dict[str, Path], tmp
     assert job.verdict == "B worse" and job.worse_beyond_margin and comparison.gate_failed
     assert comparison.failing_jobs == ["pole"]
     (factor,) = job.factors
+    # 60 pairs: the shared rule (trialrun.binning.n_bins_for) gives 3 bins
     assert factor.factor == "length" and [b.label for b in factor.bins] == [
-        "[0.2, 0.525)",
-        "[0.525, 0.85)",
-        "[0.85, 1.18)",
-        "[1.18, 1.5]",
+        "[0.2, 0.633)",
+        "[0.633, 1.07)",
+        "[1.07, 1.5]",
     ]
     assert sum(b.pairs for b in factor.bins) == 60
+    assert job.return_.pairs == 60 and job.return_.left_out == 0
     json_path, html_path = write_comparison(comparison, tmp_path / "out")
     assert read_comparison(tmp_path / "out") == comparison
     assert json.loads(json_path.read_text())["jobs"]["pole"]["return"]["difference"] == job.return_.difference
@@ -169,6 +175,35 @@ def test_partial_runs_compare_only_shared_episodes(runs: dict[str, Path], tmp_pa
     (partial / "episodes.jsonl").write_text("".join(lines[:25]))
     job = compare_runs(runs["lqr"], partial).jobs["pole"]
     assert (job.pairs, job.only_in_a, job.only_in_b) == (25, 35, 0)
+
+
+def test_missing_returns_are_left_out_not_zero(runs: dict[str, Path], tmp_path: Path) -> None:
+    partial = tmp_path / "no-returns"
+    partial.mkdir()
+    (partial / "manifest.json").write_text((runs["random"] / "manifest.json").read_text())
+    lines = []
+    for k, line in enumerate((runs["random"] / "episodes.jsonl").read_text().splitlines()):
+        rec = json.loads(line)
+        if k < 10:
+            del rec["outcome"]["return"]
+        lines.append(json.dumps(rec) + "\n")
+    (partial / "episodes.jsonl").write_text("".join(lines))
+    full = compare_runs(runs["lqr"], runs["random"]).jobs["pole"].return_
+    job = compare_runs(runs["lqr"], partial).jobs["pole"]
+    assert full is not None and job.return_ is not None
+    assert (job.return_.pairs, job.return_.left_out) == (50, 10)
+    assert job.pairs == 60 and job.success is not None  # success still uses every pair
+    a = {
+        r["episode"]: r["outcome"]["return"]
+        for r in map(json.loads, (runs["lqr"] / "episodes.jsonl").read_text().splitlines())
+    }
+    b = {r["episode"]: r["outcome"].get("return") for r in map(json.loads, lines)}
+    kept = [(a[k], b[k]) for k in sorted(a) if b[k] is not None]
+    assert job.return_.difference == pytest.approx(np.mean([y - x for x, y in kept]))
+    assert job.return_.a_mean == pytest.approx(np.mean([x for x, _ in kept]))
+    assert "10 pair(s) lacking a return in A or B left out" in render_compare_html(
+        compare_runs(runs["lqr"], partial)
+    )
 
 
 def test_runs_with_different_episodes_are_refused(runs: dict[str, Path]) -> None:

@@ -128,7 +128,7 @@ def test_page_holds_the_run_and_its_numbers(tmp_path: Path) -> None:
     assert "0123456789ab" in html and "testhost" in html and "2 min 06 s" in html
     assert 'id="config"' in html and "name: hand-run" in html  # config as YAML, in a <details>
     assert 'id="versions"' in html and "numpy" in html
-    assert 'data-factor="g"' in html and html.count('class="bin"') == 2  # 40 episodes: 2 bins
+    assert 'data-factor="g"' in html and html.count('class="bin"') == 3  # 40 episodes: 3 bins
 
 
 def test_a_precision_target_is_shown_when_the_run_set_one(tmp_path: Path) -> None:

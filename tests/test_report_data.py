@@ -17,7 +17,6 @@ import pytest
 from trialrun.errors import InputError
 from trialrun.report.data import (
     bin_factor,
-    default_bin_count,
     episodes_payload,
     infer_spec,
     load_run,
@@ -199,11 +198,13 @@ def test_categorical_levels_keep_declared_order_and_add_undeclared_ones() -> Non
     assert fb.notes == ["1 level(s) seen in the episodes but not declared"]
 
 
-def test_default_bin_count_is_about_twenty_episodes_per_bin() -> None:
-    assert [default_bin_count(n) for n in (0, 10, 59, 60, 199, 200, 10_000)] == [2, 2, 2, 3, 9, 10, 10]
+def test_default_bin_count_is_the_shared_rule() -> None:
+    # trialrun.binning.n_bins_for: about 25 episodes per bin, 3 to 10 bins
     spec = FactorSpec(name="x", kind="continuous", low=0.0, high=1.0)
     rng = np.random.default_rng(0)
-    assert len(bin_factor(spec, list(rng.random(100)), [True] * 100).bins) == 5
+    assert len(bin_factor(spec, list(rng.random(100)), [True] * 100).bins) == 4
+    assert len(bin_factor(spec, list(rng.random(10)), [True] * 10).bins) == 3
+    assert len(bin_factor(spec, list(rng.random(1000)), [True] * 1000).bins) == 10
 
 
 def test_infer_spec_for_factors_missing_from_the_manifest() -> None:

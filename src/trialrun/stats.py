@@ -13,13 +13,15 @@ Example:
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 from scipy import stats as _sps
 
-from trialrun.runfiles.schema import EpisodeRecord, Interval, JobState, JobSummary, Summary
+from trialrun.runfiles.comparison import McNemarMethod
+from trialrun.runfiles.schema import EpisodeRecord, Interval, JobState, JobSummary, Outcome, Summary
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +37,7 @@ class HasOutcome(Protocol):
     def episode(self) -> int: ...
 
     @property
-    def outcome(self) -> dict[str, Any]: ...
+    def outcome(self) -> Outcome: ...
 
 
 class EpisodeOutcome(NamedTuple):
@@ -48,7 +50,7 @@ class EpisodeOutcome(NamedTuple):
 
     job: str
     episode: int
-    outcome: dict[str, Any]
+    outcome: Outcome
 
     @classmethod
     def of(cls, record: EpisodeRecord) -> EpisodeOutcome:
@@ -151,11 +153,94 @@ def bootstrap_mean_interval(
     return float(lo), float(hi)
 
 
-def _number(value: object) -> float:
+# --------------------------------------------------------------------------- paired comparisons
+
+#: McNemar's test is exact (binomial) below this many discordant pairs.
+EXACT_MCNEMAR_BELOW = 25
+
+
+def newcombe_paired_interval(
+    both: int, only_b: int, only_a: int, neither: int, level: float = 0.95
+) -> tuple[float, float]:
+    """Newcombe's paired score interval (method 10) for ``rate_B - rate_A``.
+
+    Arguments are the counts of the paired 2x2 table: both succeeded, only B,
+    only A, neither. Chosen over the Wald interval because it stays in [-1, 1]
+    and keeps near-nominal coverage at rates near 0 or 1 and at small n.
+
+    Example:
+        >>> lo, hi = newcombe_paired_interval(59, 6, 16, 80)
+        >>> round(lo, 4), round(hi, 4)
+        (-0.1186, -0.0046)
+    """
+    n = both + only_b + only_a + neither
+    if n <= 0:
+        raise ValueError("no pairs")
+    b_succ, a_succ = both + only_b, both + only_a
+    p1, p2 = b_succ / n, a_succ / n
+    l1, u1 = wilson_interval(b_succ, n, level)
+    l2, u2 = wilson_interval(a_succ, n, level)
+    margins = [b_succ, n - b_succ, a_succ, n - a_succ]
+    psi = 0.0
+    if all(margins):
+        cross = both * neither - only_b * only_a
+        if cross > n / 2:
+            psi = (cross - n / 2) / math.sqrt(math.prod(margins))
+        elif cross < 0:
+            psi = cross / math.sqrt(math.prod(margins))
+    d = p1 - p2
+    low = d - math.sqrt(max(0.0, (p1 - l1) ** 2 + (u2 - p2) ** 2 - 2 * psi * (p1 - l1) * (u2 - p2)))
+    high = d + math.sqrt(max(0.0, (p2 - l2) ** 2 + (u1 - p1) ** 2 - 2 * psi * (p2 - l2) * (u1 - p1)))
+    return max(-1.0, low), min(1.0, high)
+
+
+def mcnemar_test(only_a: int, only_b: int) -> tuple[float, McNemarMethod]:
+    """McNemar's p-value for the discordant counts and the method used: the
+    exact binomial test below 25 discordant pairs, else chi-square with
+    continuity correction (statsmodels).
+
+    Example:
+        >>> p, method = mcnemar_test(only_a=10, only_b=2)
+        >>> round(p, 5), method
+        (0.03857, 'exact-binomial')
+    """
+    from statsmodels.stats.contingency_tables import mcnemar
+
+    discordant = only_a + only_b
+    if discordant == 0:
+        return 1.0, "exact-binomial"
+    exact = discordant < EXACT_MCNEMAR_BELOW
+    result = mcnemar([[0, only_a], [only_b, 0]], exact=exact, correction=True)
+    return float(min(1.0, result.pvalue)), "exact-binomial" if exact else "chi2-continuity-corrected"
+
+
+def paired_mean_difference(
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    seed: int,
+    level: float = 0.95,
+    resamples: int = 2000,
+) -> tuple[float, tuple[float, float]]:
+    """Mean of the paired differences ``b - a`` and its paired percentile
+    bootstrap interval (the pairs are resampled, so their correlation is kept).
+
+    Example:
+        >>> diff, (lo, hi) = paired_mean_difference([1.0, 2.0, 3.0], [2.0, 3.0, 4.0], seed=0)
+        >>> diff, lo, hi
+        (1.0, 1.0, 1.0)
+    """
+    diffs = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
+    if diffs.size == 0:
+        raise ValueError("no pairs")
+    return float(diffs.mean()), bootstrap_mean_interval(diffs, seed=seed, level=level, resamples=resamples)
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+def _number(value: float | None) -> float:
     """An outcome value as a float; missing values (JSON null) become NaN."""
-    if value is None:
-        return float("nan")
-    return float(value)  # type: ignore[arg-type]
+    return float("nan") if value is None else float(value)
 
 
 def summarize_job(
@@ -172,8 +257,8 @@ def summarize_job(
     ``half_width`` is half the success interval's width; with a
     ``target_half_width``, ``meets_target`` says whether the job reached it."""
     n = len(records)
-    successes = sum(1 for r in records if bool(r.outcome.get("success")))
-    raw_returns = np.array([_number(r.outcome.get("return")) for r in records], dtype=float)
+    successes = sum(1 for r in records if r.outcome.success)
+    raw_returns = np.array([_number(r.outcome.return_) for r in records], dtype=float)
     finite = np.isfinite(raw_returns)
     invalid_returns = int((~finite).sum())
     if invalid_returns:
@@ -186,7 +271,7 @@ def summarize_job(
         )
     returns = raw_returns[finite]
     m = len(returns)
-    lengths = np.array([float(r.outcome.get("length") or 0) for r in records])
+    lengths = np.array([float(r.outcome.length or 0) for r in records])
     success_ci = None
     return_ci = None
     if n:
@@ -210,8 +295,8 @@ def summarize_job(
         return_std=float(returns.std(ddof=1)) if m > 1 else (0.0 if m else None),
         invalid_returns=invalid_returns,
         length_mean=float(lengths.mean()) if n else None,
-        terminated=sum(1 for r in records if r.outcome.get("terminated")),
-        truncated=sum(1 for r in records if r.outcome.get("truncated")),
+        terminated=sum(1 for r in records if r.outcome.terminated),
+        truncated=sum(1 for r in records if r.outcome.truncated),
         half_width=half_width,
         target_half_width=target_half_width,
         meets_target=None

@@ -26,17 +26,13 @@ from typing import Literal
 
 import numpy as np
 
-from trialrun.binning import level_key
+from trialrun.binning import RANGE_TOLERANCE, level_key
 from trialrun.errors import InputError
 from trialrun.runfiles.schema import EpisodeRecord, FactorSpec, FactorValue
 
 logger = logging.getLogger(__name__)
 
 OutcomeKind = Literal["binary", "continuous"]
-
-#: Relative tolerance when checking values against a declared range, so that
-#: a log-uniform draw that rounds to ``high + 1 ulp`` is not an error.
-RANGE_TOLERANCE = 1e-9
 
 
 @dataclass

@@ -11,9 +11,10 @@ Example (a run directory made by ``trialrun run``)::
     # -> runs/cartpole-sweep-20261121T190000Z/report/index.html
 """
 
+from trialrun.errors import PortInUseError
 from trialrun.report.builder import build_report, default_out_dir, render_report, report_is_stale
 from trialrun.report.data import RunView, load_run
-from trialrun.report.server import PortInUseError, RunServer, is_loopback, make_server
+from trialrun.report.server import RunServer, is_loopback, make_server
 
 __all__ = [
     "PortInUseError",

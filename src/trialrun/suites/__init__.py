@@ -7,9 +7,10 @@ Example:
     ['e']
 """
 
+from trialrun.errors import EvaluatorError
 from trialrun.suites.config import EvaluatorConfig, SuitesConfig, load_suites, parse_suites
 from trialrun.suites.loggers import EvalLogger
-from trialrun.suites.manager import EvalManager, EvaluatorError
+from trialrun.suites.manager import EvalManager
 from trialrun.suites.result import EvalResult, JobResult
 
 __all__ = [

@@ -53,7 +53,8 @@ import mujoco
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from trialrun.variations.base import FactorValue, TargetInfo, Variation, VariationError, require_mujoco
+from trialrun.errors import VariationError
+from trialrun.variations.base import FactorValue, TargetInfo, Variation, require_mujoco
 from trialrun.variations.registry import register_variation
 
 logger = logging.getLogger(__name__)
