@@ -149,7 +149,7 @@ class EvalSuiteCallback(BaseCallback):
         self.model.save(str(path))
         vec_normalize = self.model.get_vec_normalize_env()
         if vec_normalize is not None:
-            # Found by trialrun.suites.checkpoints.checkpoint_spec for subprocess evaluators.
+            # Found by trialrun.policies.spec.checkpoint_spec for subprocess evaluators.
             vec_normalize.save(str(path.with_suffix(".vecnormalize.pkl")))
         return path
 

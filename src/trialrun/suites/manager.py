@@ -51,14 +51,10 @@ from trialrun.envs.build import make_env
 from trialrun.errors import ConfigError, EvaluatorError
 from trialrun.execution.runner import LocalExecutor, RunObserver, preflight, run_evaluation
 from trialrun.policies.base import Policy, PolicyContext
+from trialrun.policies.spec import checkpoint_spec, newest_checkpoint, spec_to_text
+from trialrun.policies.spec import spec_from_mapping as policy_config
+from trialrun.policies.spec import spec_from_text as parse_policy_spec
 from trialrun.runfiles import EPISODES_FILE, SUMMARY_FILE, read_episodes, read_manifest, read_summary
-from trialrun.suites.checkpoints import (
-    checkpoint_spec,
-    newest_checkpoint,
-    parse_policy_spec,
-    policy_config,
-    spec_to_text,
-)
 from trialrun.suites.config import (
     TRAINER_POLICY,
     Evaluator,
