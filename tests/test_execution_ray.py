@@ -106,3 +106,45 @@ def test_missing_ray_extra_is_a_clear_error(tmp_path: Path) -> None:
         proc.stderr.split()
     )
     assert "Traceback" not in proc.stderr
+
+
+def test_native_jobs_give_the_local_records_on_ray(tmp_path: Path, ray_executor: RayExecutor) -> None:
+    cfg = parse_run_config(
+        {
+            "name": "native",
+            "seed": 3,
+            "jobs": [
+                {
+                    "name": "exact",
+                    "env": "trialrun/SeedProbe-v0",
+                    "policy": "random",
+                    "episodes": 20,
+                    "num_envs": 4,
+                    "vectorization": "native",
+                },
+                {
+                    "name": "wave",
+                    "env": {"id": "CartPole-v1"},
+                    "policy": "random",
+                    "episodes": 20,
+                    "num_envs": 4,
+                    "vectorization": "native",
+                },
+            ],
+        }
+    )
+    assert run_evaluation(cfg, tmp_path / "local").exit_code == 0
+    assert run_evaluation(cfg, tmp_path / "ray", executor=ray_executor).exit_code == 0
+    reference = identity(tmp_path / "local")
+    assert len(reference) == 40
+    assert identity(tmp_path / "ray") == reference
+    waves = {
+        (r.episode, r.env_index, r.extra["wave"]["seed"])
+        for r in read_episodes(tmp_path / "ray" / "episodes.jsonl")
+        if r.job == "wave"
+    }
+    assert waves == {
+        (r.episode, r.env_index, r.extra["wave"]["seed"])
+        for r in read_episodes(tmp_path / "local" / "episodes.jsonl")
+        if r.job == "wave"
+    }

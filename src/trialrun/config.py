@@ -21,7 +21,15 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 # ``deep_merge``, ``load_yaml``, ``parse_override`` and ``set_dotted`` live in trialrun.inherits and
 # trialrun.documents; ``x as x`` re-exports them for the modules that import them from here.
@@ -138,8 +146,14 @@ class FactorConfig(_Model):
 VideoSelect = Literal["first", "failures", "successes", "all"]
 """Which episodes of a job keep a video (see :class:`VideoConfig`)."""
 
-Vectorization = Literal["sync", "async"]
-"""How a job's ``num_envs`` sub-envs step: in this process or in worker processes."""
+Vectorization = Literal["sync", "async", "native"]
+"""How a job's ``num_envs`` worlds step: separate env copies in this process
+(``sync``) or in worker processes (``async``), or one natively batched simulator
+(``native``, docs/batched.md)."""
+NativeMode = Literal["auto", "exact", "wave"]
+"""How a native simulator's worlds are reset (docs/batched.md); ``auto`` detects it."""
+MAX_ENV_COPIES = 1024
+MAX_WORLDS = 1 << 20
 
 
 class VideoConfig(_Model):
@@ -192,9 +206,10 @@ class JobConfig(_Model):
     env: EnvConfig
     policy: PolicyConfig
     episodes: int = Field(ge=1)
-    num_envs: int = Field(default=1, ge=1, le=1024)
+    num_envs: int = Field(default=1, ge=1, le=MAX_WORLDS)
     max_steps: int | None = Field(default=None, ge=1)
     vectorization: Vectorization = "sync"
+    native_mode: NativeMode = "auto"
     success: SuccessConfig = Field(default_factory=SuccessConfig)
     outcomes: list[OutcomeTermConfig] = Field(default_factory=list)
     factors: dict[str, FactorConfig] = Field(default_factory=dict)
@@ -203,6 +218,24 @@ class JobConfig(_Model):
     """Per-episode videos (``None``: none)."""
     instruction: str | None = None
     """A language instruction for language-conditioned policies (PolicyContext.instruction)."""
+
+    @field_validator("vectorization")
+    @classmethod
+    def _copies_limit(cls, value: Vectorization, info: ValidationInfo) -> Vectorization:
+        num_envs = info.data.get("num_envs")
+        if value != "native" and isinstance(num_envs, int) and num_envs > MAX_ENV_COPIES:
+            raise ValueError(
+                f"num_envs {num_envs} needs vectorization: native (one simulator stepping every world); "
+                f"'{value}' builds one env copy per world, at most {MAX_ENV_COPIES}"
+            )
+        return value
+
+    @field_validator("native_mode")
+    @classmethod
+    def _native_only(cls, value: NativeMode, info: ValidationInfo) -> NativeMode:
+        if value != "auto" and info.data.get("vectorization") != "native":
+            raise ValueError(f"native_mode '{value}' needs vectorization: native")
+        return value
 
     @field_validator("factors")
     @classmethod

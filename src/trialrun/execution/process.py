@@ -160,7 +160,11 @@ class ProcessExecutor(ShardingExecutor):
         emit: Callable[[EpisodeRecord], None],
     ) -> None:
         """Run ``slots`` of ``job`` on the pool; ``emit`` each record as it arrives."""
-        pending: deque[Shard] = deque(job_shards(slots, self.workers, job.num_envs, self.shard_size))
+        pending: deque[Shard] = deque(
+            job_shards(
+                slots, self.workers, job.num_envs, self.shard_size, native=job.vectorization == "native"
+            )
+        )
         job_json = job.model_dump_json()
         context = RunContext(context.run_name, context.run_seed, Path(context.run_dir))
         failure: ShardFailed | WorkersExhausted | None = None

@@ -152,7 +152,11 @@ class RayExecutor(ShardingExecutor):
     ) -> None:
         """Run ``slots`` of ``job`` as Ray tasks, at most ``workers`` at once."""
         ray = self._ensure_ray()
-        pending: deque[Shard] = deque(job_shards(slots, self.workers, job.num_envs, self.shard_size))
+        pending: deque[Shard] = deque(
+            job_shards(
+                slots, self.workers, job.num_envs, self.shard_size, native=job.vectorization == "native"
+            )
+        )
         job_json = job.model_dump_json()
         running: list[_Running] = []
         failure: ShardFailed | WorkersExhausted | None = None

@@ -31,6 +31,7 @@ from typing import Protocol
 
 import trialrun.envs  # noqa: F401  (registers the bundled env ids)
 from trialrun.config import JobConfig, RunConfig, parse_run_config
+from trialrun.envs.batched import make_batched_env
 from trialrun.envs.build import check_env_id, make_env
 from trialrun.envs.metaworld import METAWORLD_MAX_STEPS, is_metaworld_id
 from trialrun.errors import ConfigError, InputError
@@ -54,7 +55,15 @@ from trialrun.runfiles import (
     repair_torn_tail,
     write_json_atomic,
 )
-from trialrun.runfiles.schema import EpisodeRecord, FactorSpec, JobManifest, JobState, Manifest, Summary
+from trialrun.runfiles.schema import (
+    EpisodeRecord,
+    FactorSpec,
+    JobManifest,
+    JobState,
+    Manifest,
+    NativeRun,
+    Summary,
+)
 from trialrun.stats import EpisodeOutcome, summarize_run
 from trialrun.variations.factors import FactorSet
 
@@ -133,12 +142,21 @@ def default_run_dir(output_dir: Path, name: str) -> Path:
     return candidate
 
 
-def preflight(config: RunConfig) -> dict[str, list[FactorSpec]]:
+@dataclass
+class Preflight:
+    """What preflight learned about each job, for the manifest."""
+
+    specs: dict[str, list[FactorSpec]] = field(default_factory=dict)
+    native: dict[str, NativeRun] = field(default_factory=dict)
+
+
+def preflight(config: RunConfig) -> Preflight:
     """Check what can be checked before running anything (env ids, policy
-    names, outcome terms, factors and their targets), so a typo fails in a
-    second with exit code 2 instead of marking a job failed after other jobs
-    ran. Returns each job's factor specs (for the manifest)."""
-    specs: dict[str, list[FactorSpec]] = {}
+    names, outcome terms, factors and their targets, what a native simulator
+    can do), so a typo fails in a second with exit code 2 instead of marking a
+    job failed after other jobs ran. Returns each job's factor specs and, for
+    native jobs, how their worlds are reset (for the manifest)."""
+    checked = Preflight()
     for index, job in enumerate(config.jobs):
         check_env_id(job.env.id, field=f"jobs.{index}.env.id")
         if is_metaworld_id(job.env.id) and job.max_steps is not None and job.max_steps > METAWORLD_MAX_STEPS:
@@ -149,8 +167,47 @@ def preflight(config: RunConfig) -> dict[str, list[FactorSpec]]:
         resolve_policy_factory(job.policy.type, field=f"jobs.{index}.policy.type")
         build_outcome_terms(job)
         factor_set = FactorSet(job)
-        specs[job.name] = check_with_env(job, index, factor_set) if factor_set or job.video else []
-    return specs
+        if job.vectorization == "native":
+            checked.native[job.name] = check_native(job, index, factor_set)
+        needs_env = factor_set or job.video
+        checked.specs[job.name] = check_with_env(job, index, factor_set) if needs_env else []
+    return checked
+
+
+def check_native(job: JobConfig, index: int, factor_set: FactorSet) -> NativeRun:
+    """Check a ``vectorization: native`` job before anything runs: the env has a
+    vector entry point and can do the forced mode (a one-world env is built to
+    find out), and nothing asks for what native mode cannot do yet. Returns
+    how its worlds will be reset (for the manifest).
+
+    Raises:
+        ConfigError: naming the job's field and what the env supports.
+    """
+    if factor_set.reset_names:
+        name = factor_set.reset_names[0]
+        raise ConfigError(
+            f"factor '{name}' applies at reset, one value per episode, but a native simulator's worlds share "
+            "one env object: use a build-time variation (env_kwarg), which groups the slots so that each "
+            "group's simulator is built with its value, or vectorization: sync",
+            field=f"jobs.{index}.factors.{name}",
+        )
+    if job.video is not None:
+        raise ConfigError(
+            "videos are not recorded with vectorization: native yet; record them with a sync job "
+            "(or replay chosen episodes with trialrun replay --video)",
+            field=f"jobs.{index}.video",
+        )
+    mode = None if job.native_mode == "auto" else job.native_mode
+    try:
+        env = make_batched_env(
+            job.env.id, job.env.kwargs, 1, max_steps=job.max_steps, mode=mode, job=job.name
+        )
+    except ConfigError as exc:
+        raise exc.located(prefix=f"jobs.{index}") from None
+    try:
+        return NativeRun(mode=env.mode, num_envs=job.num_envs, depends_on_num_envs=env.mode == "wave")
+    finally:
+        env.close()
 
 
 def check_with_env(job: JobConfig, index: int, factor_set: FactorSet) -> list[FactorSpec]:
@@ -256,7 +313,7 @@ def run_evaluation(
             appended are valid and ``--resume`` continues from them.
     """
     run_dir = Path(run_dir)
-    specs = preflight(config)
+    checked = preflight(config)
     if resume:
         if not run_dir.is_dir():
             raise InputError(f"cannot resume {run_dir}: no such run directory")
@@ -270,13 +327,13 @@ def run_evaluation(
         except OSError as exc:
             raise RunWriteError(f"cannot create {run_dir}: {exc}") from exc
     with RunDirLock(run_dir):
-        return _run_locked(config, run_dir, specs, resume, config_path, observer, executor, argv)
+        return _run_locked(config, run_dir, checked, resume, config_path, observer, executor, argv)
 
 
 def _run_locked(
     config: RunConfig,
     run_dir: Path,
-    specs: dict[str, list[FactorSpec]],
+    checked: Preflight,
     resume: bool,
     config_path: Path | None,
     observer: RunObserver | None,
@@ -306,7 +363,8 @@ def _run_locked(
         manifest = _new_manifest(config, config_path, argv or [])
 
     for job in config.jobs:
-        manifest.jobs[job.name].factors = specs[job.name]
+        manifest.jobs[job.name].factors = checked.specs[job.name]
+        manifest.jobs[job.name].native = checked.native.get(job.name)
     done = _existing_records(episodes_path, config)
     writer = _ManifestWriter(manifest_path, manifest)
     writer.write()

@@ -15,6 +15,7 @@ from typing import Any
 
 from trialrun._imports import load_object
 from trialrun.config import JobConfig
+from trialrun.envs.batched import make_batched_env
 from trialrun.envs.build import make_env
 from trialrun.envs.slot_wrapper import CaptureFactory, SlotWrapper
 from trialrun.errors import ConfigError
@@ -25,6 +26,7 @@ from trialrun.policies.registry import build_policy
 from trialrun.recording.capture import DEFAULT_CAMERA, EpisodeRecorder
 from trialrun.recording.selection import VideoSelection
 from trialrun.rollout import EpisodeResult, rollout
+from trialrun.rollout_native import rollout_native
 from trialrun.runfiles import RunLayout
 from trialrun.runfiles.schema import EpisodeRecord, Outcome
 from trialrun.variations.factors import FactorHook, FactorSet, group_slots
@@ -120,6 +122,9 @@ def run_shard(
             )
         )
 
+    if job.vectorization == "native":
+        _run_native(job, context, slots, policy_builder, on_episode)
+        return
     video = None
     render_mode = None
     recorder_factory: CaptureFactory | None = None
@@ -160,3 +165,39 @@ def run_shard(
             terms=build_outcome_terms(job),
             video=video,
         )
+
+
+def _run_native(
+    job: JobConfig,
+    context: RunContext,
+    slots: Sequence[Slot],
+    policy_builder: Callable[[PolicyContext], Policy],
+    on_episode: Callable[[EpisodeResult], None],
+) -> None:
+    """``vectorization: native``: one batched simulator per build-time group.
+
+    Waves (wave mode) are cut from the group's full plan, not from the slots
+    this shard runs, so a wave is the same whichever shard or resume runs it.
+    """
+    factor_set = FactorSet(job)
+    plans = group_slots(factor_set, factor_set.slots(context.run_seed))
+    mode = None if job.native_mode == "auto" else job.native_mode
+    for key, group in group_slots(factor_set, slots).items():
+        kwargs = {**job.env.kwargs, **factor_set.build_kwargs(group[0].factors)}
+        env = make_batched_env(
+            job.env.id, kwargs, job.num_envs, max_steps=job.max_steps, mode=mode, job=job.name
+        )
+        try:
+            rollout_native(
+                group,
+                env,
+                policy_builder,
+                on_episode,
+                plan=plans[key],
+                env_id=job.env.id,
+                env_kwargs=kwargs,
+                success=success_rule(job),
+                terms=build_outcome_terms(job),
+            )
+        finally:
+            env.close()

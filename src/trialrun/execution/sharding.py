@@ -67,9 +67,23 @@ def default_shard_size(num_slots: int, workers: int, num_envs: int) -> int:
     return max(num_envs, math.ceil(num_slots / (3 * max(1, workers))), 1)
 
 
-def job_shards(slots: Sequence[Slot], workers: int, num_envs: int, shard_size: int | None) -> list[Shard]:
-    """A job's slots as shards of ``shard_size`` (or the default size)."""
-    return make_shards(slots, shard_size or default_shard_size(len(slots), workers, num_envs))
+def job_shards(
+    slots: Sequence[Slot], workers: int, num_envs: int, shard_size: int | None, *, native: bool = False
+) -> list[Shard]:
+    """A job's slots as shards of ``shard_size`` (or the default size).
+
+    A native job's default shards hold whole multiples of ``num_envs`` slots,
+    so a wave (``num_envs`` consecutive slots) is not run by two shards.
+
+    Example:
+        >>> from trialrun.plan import plan_job
+        >>> [len(s.slots) for s in job_shards(plan_job(0, "j", 100), 2, 8, None, native=True)]
+        [24, 24, 24, 24, 4]
+    """
+    size = shard_size or default_shard_size(len(slots), workers, num_envs)
+    if native and shard_size is None:
+        size = math.ceil(size / num_envs) * num_envs
+    return make_shards(slots, size)
 
 
 def make_shards(slots: Sequence[Slot], shard_size: int, first_id: int = 0) -> list[Shard]:

@@ -157,6 +157,16 @@ class FactorSpec(_Strict):
     applies_at: Literal["reset", "build"] | None = None
 
 
+class NativeRun(_Strict):
+    """How a ``vectorization: native`` job's simulator resets its worlds
+    (docs/batched.md). In ``wave`` mode an episode depends on the wave it ran
+    in, so results depend on ``num_envs``."""
+
+    mode: Literal["exact", "wave"]
+    num_envs: int = Field(ge=1)
+    depends_on_num_envs: bool
+
+
 class JobManifest(_Strict):
     """Per-job state in the manifest."""
 
@@ -167,6 +177,7 @@ class JobManifest(_Strict):
     error: str | None = None
     traceback: str | None = None
     factors: list[FactorSpec] = Field(default_factory=list)
+    native: NativeRun | None = None
     started_at: str | None = None
     ended_at: str | None = None
 

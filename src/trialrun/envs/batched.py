@@ -1,0 +1,219 @@
+"""Natively batched simulators: one env object that steps many worlds.
+
+The rollout drives any batched simulator through :class:`BatchedEnv`, a small
+protocol that says how its worlds are reset (see ``docs/batched.md``):
+
+- **exact mode**: :meth:`BatchedEnv.reset_worlds` resets a subset of worlds,
+  each with its own seed, and leaves the others untouched. Each world runs one
+  slot at a time and is refilled with the next slot's seed, exactly like the
+  per-env loop: results are identical for any ``num_envs``.
+- **wave mode**: the simulator can only reset all worlds together (or
+  autoresets them itself from a shared generator). :meth:`BatchedEnv.reset_all`
+  starts a wave from one seed; each world's first episode is its slot and
+  whatever it does after that episode ends is discarded. Counting stays exact
+  and unbiased, but a world's episode depends on the wave, so results depend
+  on ``num_envs`` (records and the manifest say so).
+
+:class:`GymnasiumBatchedEnv` adapts a ``gymnasium.vector.VectorEnv`` (what
+``gymnasium.make_vec(..., vectorization_mode="vector_entry_point")`` returns)
+and detects the mode from its ``autoreset_mode``: autoreset disabled means the
+env resets by mask with a list of seeds (exact), anything else means it resets
+worlds by itself (wave). A forced mode the env cannot do fails loudly.
+
+Observations and actions stay whatever array type the simulator uses (numpy
+here; torch or JAX arrays pass through untouched).
+
+Example:
+    >>> import gymnasium as gym, numpy as np
+    >>> import trialrun.envs
+    >>> vec = gym.make_vec("trialrun/SeedProbe-v0", 3, vectorization_mode="vector_entry_point")
+    >>> env = GymnasiumBatchedEnv(vec)
+    >>> env.mode, env.num_worlds
+    ('exact', 3)
+    >>> obs, _ = env.reset_worlds(np.array([True, False, True]), [11, None, 13])
+    >>> env.close()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+
+from trialrun.errors import ConfigError
+
+ResetMode = Literal["exact", "wave"]
+BatchStep = tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]
+
+
+@runtime_checkable
+class BatchedEnv(Protocol):
+    """What the batched rollout needs from a simulator that steps many worlds.
+
+    ``step`` returns, per world, the reward, ``terminated`` and ``truncated``
+    of the step just taken and the infos of that step *for the episode that
+    step belongs to*: an adapter of a simulator that autoresets inside
+    ``step`` (Isaac Lab, ManiSkill's autoreset wrapper) takes the terminal
+    infos (success) before the reset overwrites them.
+    """
+
+    mode: ResetMode
+    num_worlds: int
+    single_observation_space: gym.Space[Any]
+    single_action_space: gym.Space[Any]
+
+    def reset_worlds(self, mask: np.ndarray, seeds: Sequence[int | None]) -> tuple[Any, dict[str, Any]]:
+        """Exact mode: reset the worlds where ``mask`` is true, world ``i`` with
+        ``seeds[i]``; return the observations of all worlds."""
+        ...
+
+    def reset_all(self, seed: int) -> tuple[Any, dict[str, Any]]:
+        """Wave mode: reset every world from one seed."""
+        ...
+
+    def step(self, actions: Any) -> BatchStep:
+        """Step every world with its action."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def _autoreset_mode(vec: VectorEnv[Any, Any, Any]) -> AutoresetMode | None:
+    mode = (vec.metadata or {}).get("autoreset_mode")
+    if mode is None:
+        return None
+    try:
+        return AutoresetMode(mode)
+    except ValueError:
+        return None
+
+
+class GymnasiumBatchedEnv:
+    """A :class:`BatchedEnv` over a Gymnasium ``VectorEnv``.
+
+    ``mode=None`` detects it: an env whose ``metadata["autoreset_mode"]`` is
+    ``AutoresetMode.DISABLED`` resets by mask with per-world seeds (exact);
+    any other mode means the env restarts worlds by itself (wave). With
+    ``SAME_STEP`` autoreset the terminal infos come from ``final_info``.
+    """
+
+    def __init__(
+        self, vec: VectorEnv[Any, Any, Any], mode: ResetMode | None = None, *, job: str = ""
+    ) -> None:
+        self.vec = vec
+        self.num_worlds = int(vec.num_envs)
+        self.single_observation_space = vec.single_observation_space
+        self.single_action_space = vec.single_action_space
+        self.autoreset = _autoreset_mode(vec)
+        name = type(vec.unwrapped).__name__ if hasattr(vec, "unwrapped") else type(vec).__name__
+        can_exact = self.autoreset == AutoresetMode.DISABLED
+        supports = (
+            "exact (resets chosen worlds with their own seeds)"
+            if can_exact
+            else f"wave only (it autoresets worlds itself: autoreset_mode={self._mode_name()})"
+        )
+        if mode == "exact" and not can_exact:
+            raise ConfigError(
+                f"job '{job}': native_mode 'exact' needs an env that resets a subset of worlds with "
+                f"per-world seeds (autoreset disabled, reset(seed=[...], options={{'reset_mask': ...}})); "
+                f"{name} supports {supports}. Use native_mode: wave (or auto).",
+                field="native_mode",
+            )
+        if mode == "wave" and can_exact:
+            raise ConfigError(
+                f"job '{job}': native_mode 'wave' needs an env that restarts finished worlds by itself; "
+                f"{name} has autoreset disabled and supports {supports}: use native_mode: exact (or auto)",
+                field="native_mode",
+            )
+        self.mode: ResetMode = mode or ("exact" if can_exact else "wave")
+        self.env_name = name
+
+    def _mode_name(self) -> str:
+        return self.autoreset.name if self.autoreset is not None else "not declared"
+
+    def reset_worlds(self, mask: np.ndarray, seeds: Sequence[int | None]) -> tuple[Any, dict[str, Any]]:
+        try:
+            # Gymnasium's VectorEnv.reset is typed for one seed; vector envs take a list too.
+            reset: Any = self.vec.reset
+            obs, infos = reset(seed=list(seeds), options={"reset_mask": np.asarray(mask, dtype=np.bool_)})
+            return obs, infos
+        except (TypeError, ValueError, gym.error.Error) as exc:
+            raise ConfigError(
+                f"{self.env_name} cannot reset a subset of its worlds with per-world seeds ({exc}); "
+                "set native_mode: wave",
+                field="native_mode",
+            ) from exc
+
+    def reset_all(self, seed: int) -> tuple[Any, dict[str, Any]]:
+        return self.vec.reset(seed=seed)
+
+    def step(self, actions: Any) -> BatchStep:
+        obs, rewards, terminated, truncated, infos = self.vec.step(actions)
+        if self.autoreset == AutoresetMode.SAME_STEP and "final_info" in infos:
+            infos = _terminal_infos(infos, np.asarray(terminated) | np.asarray(truncated))
+        return (
+            obs,
+            np.asarray(rewards),
+            np.asarray(terminated, dtype=bool),
+            np.asarray(truncated, dtype=bool),
+            infos,
+        )
+
+    def close(self) -> None:
+        self.vec.close()
+
+
+def _terminal_infos(infos: dict[str, Any], ended: np.ndarray) -> dict[str, Any]:
+    """Infos where each ended world's entries come from ``final_info`` (the
+    episode that ended), not from the reset that followed in the same step."""
+    final = infos["final_info"]
+    merged = {
+        k: v for k, v in infos.items() if k not in ("final_info", "_final_info", "final_obs", "_final_obs")
+    }
+    for key, values in final.items():
+        if key.startswith("_"):
+            continue
+        column = np.array(merged.get(key, values), copy=True)
+        present = np.asarray(merged.get(f"_{key}", np.zeros(len(ended), dtype=bool)), dtype=bool).copy()
+        column[ended] = np.asarray(values)[ended]
+        present[ended] = np.asarray(final.get(f"_{key}", ended))[ended]
+        merged[key], merged[f"_{key}"] = column, present
+    return merged
+
+
+def make_batched_env(
+    env_id: str,
+    kwargs: dict[str, Any],
+    num_worlds: int,
+    *,
+    max_steps: int | None = None,
+    mode: ResetMode | None = None,
+    job: str = "",
+) -> BatchedEnv:
+    """``gymnasium.make_vec(env_id, num_worlds, vectorization_mode="vector_entry_point", **kwargs)``
+    wrapped in a :class:`GymnasiumBatchedEnv` (``module:Env-v0`` ids import ``module`` first).
+
+    Raises:
+        ConfigError: the id has no vector entry point (naming the job and what
+            the env supports), or ``mode`` is one the env cannot do.
+    """
+    from trialrun.envs.build import check_env_id, ensure_headless_rendering
+
+    ensure_headless_rendering()
+    spec = check_env_id(env_id, field="env.id")
+    if spec.vector_entry_point is None:
+        raise ConfigError(
+            f"job '{job}': vectorization 'native' needs an env with a vector entry point (one object that "
+            f"steps many worlds); '{env_id}' has none, it only builds single envs: use vectorization: sync "
+            "or async, or register a vector_entry_point (see docs/batched.md)",
+            field="vectorization",
+        )
+    make_kwargs = dict(kwargs)
+    if max_steps is not None:
+        make_kwargs["max_episode_steps"] = max_steps
+    name = env_id.split(":", 1)[1] if ":" in env_id else env_id
+    vec = gym.make_vec(name, num_envs=num_worlds, vectorization_mode="vector_entry_point", **make_kwargs)
+    return GymnasiumBatchedEnv(vec, mode, job=job)

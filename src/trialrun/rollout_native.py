@@ -1,0 +1,207 @@
+"""The batched rollout: one simulator object steps every world (``vectorization: native``).
+
+The loop drives a :class:`~trialrun.envs.batched.BatchedEnv` in one of its two modes:
+
+- **exact**: each world runs one slot at a time and is reset alone, with the
+  slot's seed, when its episode ends (worlds left without a slot are reset to
+  a valid state and never recorded). The episode count is exact, nothing in
+  flight is dropped, and a slot's result does not depend on ``num_envs``,
+  exactly as in the per-env loop of :mod:`trialrun.rollout`.
+- **wave**: the simulator resets all worlds together from one seed. Waves are
+  fixed chunks of ``num_envs`` consecutive slots of the job's plan (so a wave
+  is a pure function of the run seed, the job and ``num_envs``): world ``i``
+  of a wave runs its ``i``-th slot, the wave is seeded with the seed of its
+  first slot, and everything a world does after its first episode ends is
+  discarded (Brax's evaluation rule): counts stay exact and unbiased toward
+  short episodes. A wave with only some of its slots missing (resume, a
+  shard) runs whole and emits only the missing ones. Records carry the wave
+  (seed, first episode, world, ``num_envs``) under ``extra.wave``, since the
+  result of a slot depends on ``num_envs`` in this mode.
+
+Per finished episode there is a little Python (the result); the step path is
+array operations only. Observations and actions are passed between the
+simulator and the policy untouched.
+
+Example:
+    >>> import trialrun.envs
+    >>> from trialrun.envs.batched import make_batched_env
+    >>> from trialrun.plan import plan_job
+    >>> from trialrun.policies import build_policy
+    >>> results = []
+    >>> env = make_batched_env("trialrun/SeedProbe-v0", {}, 3)
+    >>> rollout_native(plan_job(0, "demo", 7), env, lambda ctx: build_policy("zero", {}, ctx), results.append)
+    >>> env.close()
+    >>> sorted(r.slot.episode for r in results)
+    [0, 1, 2, 3, 4, 5, 6]
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from trialrun.envs.batched import BatchedEnv
+from trialrun.outcomes import OutcomeTerm, OutcomeTracker, SuccessRule
+from trialrun.plan import Slot
+from trialrun.policies.base import Policy, PolicyContext
+from trialrun.rollout import EpisodeResult, PolicyBuilder, utc_now
+
+logger = logging.getLogger(__name__)
+
+#: The seed a world without a slot is reset with (its episodes are never recorded).
+IDLE_SEED = 0
+
+
+def rollout_native(
+    slots: Sequence[Slot],
+    env: BatchedEnv,
+    policy_builder: PolicyBuilder,
+    on_episode: Callable[[EpisodeResult], None],
+    *,
+    plan: Sequence[Slot] | None = None,
+    env_id: str = "",
+    env_kwargs: dict[str, Any] | None = None,
+    success: SuccessRule | None = None,
+    terms: list[OutcomeTerm] | None = None,
+) -> None:
+    """Run every slot in ``slots`` exactly once on the worlds of ``env`` and call
+    ``on_episode`` as each ends.
+
+    ``plan`` is the ordered list of all slots the waves are cut from (the
+    job's, or its build-time group's); it defaults to ``slots`` and matters
+    only in wave mode. The env is not closed here. Exceptions from the env or
+    the policy propagate; episodes that ended before have been emitted.
+    """
+    if not slots:
+        return
+    context = PolicyContext(
+        env_id=env_id,
+        num_envs=env.num_worlds,
+        observation_space=env.single_observation_space,
+        action_space=env.single_action_space,
+        env_kwargs=dict(env_kwargs or {}),
+    )
+    policy = policy_builder(context)
+    tracker = OutcomeTracker(env.num_worlds, success or SuccessRule(), terms)
+    if env.mode == "exact":
+        _run_exact(env, policy, tracker, deque(slots), on_episode)
+    else:
+        _run_waves(env, policy, tracker, slots, plan or slots, on_episode)
+    if not tracker.success_key_seen and tracker.rule.key is not None:
+        logger.warning(
+            "env '%s' never reported info['%s']: every episode is recorded as a failure",
+            env_id,
+            tracker.rule.key,
+        )
+
+
+def _run_exact(
+    env: BatchedEnv,
+    policy: Policy,
+    tracker: OutcomeTracker,
+    queue: deque[Slot],
+    on_episode: Callable[[EpisodeResult], None],
+) -> None:
+    n = env.num_worlds
+    assigned: list[Slot | None] = [None] * n
+    started = [""] * n
+    active = np.zeros(n, dtype=bool)
+
+    def start(mask: np.ndarray) -> Any:
+        seeds: list[int | None] = [None] * n
+        policy_seeds: list[int | None] = [None] * n
+        starting = np.zeros(n, dtype=bool)
+        for i in mask.nonzero()[0].tolist():
+            if queue:
+                slot = queue.popleft()
+                assigned[i], seeds[i], policy_seeds[i] = slot, slot.seed, slot.policy_seed
+                starting[i] = True
+            else:  # no slot left: keep the world valid, never record it
+                assigned[i], seeds[i] = None, IDLE_SEED
+        obs, _ = env.reset_worlds(mask, seeds)
+        now = utc_now()
+        for i in starting.nonzero()[0].tolist():
+            started[i] = now
+        policy.reset(mask, policy_seeds)
+        tracker.start(starting)
+        active[mask] = starting[mask]
+        return obs
+
+    obs = start(np.ones(n, dtype=bool))
+    while active.any():
+        obs, rewards, terminated, truncated, infos = env.step(policy.act(obs))
+        tracker.step(active, rewards, terminated, truncated, infos)
+        done = terminated | truncated
+        ended = (done & active).nonzero()[0].tolist()
+        if ended:
+            now = utc_now()
+            for i in ended:
+                slot = assigned[i]
+                if slot is None:  # an active world always has a slot
+                    raise RuntimeError(f"world {i} ended an episode without a slot")
+                on_episode(_result(slot, i, tracker.result(i), started[i], now))
+        if done.any():
+            obs = start(done)
+
+
+def _run_waves(
+    env: BatchedEnv,
+    policy: Policy,
+    tracker: OutcomeTracker,
+    slots: Sequence[Slot],
+    plan: Sequence[Slot],
+    on_episode: Callable[[EpisodeResult], None],
+) -> None:
+    n = env.num_worlds
+    position = {slot.episode: index for index, slot in enumerate(plan)}
+    wanted = {slot.episode for slot in slots}
+    missing = [s.episode for s in slots if s.episode not in position]
+    if missing:
+        raise ValueError(f"slots {missing[:5]} are not in the plan the waves are cut from")
+    for wave in sorted({position[e] // n for e in wanted}):
+        members = list(plan[wave * n : (wave + 1) * n])
+        wave_seed = members[0].seed
+        obs, _ = env.reset_all(wave_seed)
+        started = utc_now()
+        mask = np.zeros(n, dtype=bool)
+        mask[: len(members)] = True
+        policy.reset(np.ones(n, dtype=bool), [m.policy_seed for m in members] + [None] * (n - len(members)))
+        tracker.start(mask)
+        active = mask.copy()
+        while active.any():
+            obs, rewards, terminated, truncated, infos = env.step(policy.act(obs))
+            tracker.step(active, rewards, terminated, truncated, infos)
+            ended = ((terminated | truncated) & active).nonzero()[0].tolist()
+            if not ended:
+                continue
+            active[ended] = False
+            now = utc_now()
+            for i in ended:
+                slot = members[i]
+                if slot.episode not in wanted:
+                    continue
+                wave_info = {
+                    "seed": wave_seed,
+                    "first_episode": members[0].episode,
+                    "world": i,
+                    "num_envs": n,
+                }
+                result = _result(replace(slot, seed=wave_seed), i, tracker.result(i), started, now)
+                result.extra["wave"] = wave_info
+                on_episode(result)
+
+
+def _result(slot: Slot, world: int, outcome: dict[str, Any], started: str, ended: str) -> EpisodeResult:
+    return EpisodeResult(
+        slot=slot,
+        env_index=world,
+        outcome=outcome,
+        factors=dict(slot.factors),
+        started_at=started,
+        ended_at=ended,
+    )

@@ -1,0 +1,317 @@
+"""``vectorization: native``: one simulator object steps every world (trialrun.rollout_native)."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import yaml
+
+import trialrun.envs  # noqa: F401  (registers the probe's vector entry point)
+from helpers import subprocess_env
+from trialrun.config import parse_run_config
+from trialrun.envs.batched import GymnasiumBatchedEnv, make_batched_env
+from trialrun.envs.probe import probe_length, probe_success
+from trialrun.errors import ConfigError
+from trialrun.execution.process import ProcessExecutor
+from trialrun.execution.runner import RunResult, run_evaluation
+from trialrun.plan import plan_job
+from trialrun.policies import build_policy
+from trialrun.replay import replay_episode
+from trialrun.rollout import EpisodeResult
+from trialrun.rollout_native import rollout_native
+from trialrun.runfiles import read_episodes, read_manifest
+from trialrun.runfiles.schema import EpisodeRecord
+
+TRIALRUN = [sys.executable, "-m", "trialrun.cli"]
+WAVE_PROBE = {"id": "trialrun/SeedProbe-v0", "kwargs": {"autoreset_mode": "next_step"}}
+
+
+def _job(**overrides: Any) -> dict[str, Any]:
+    job: dict[str, Any] = {
+        "name": "probe",
+        "env": "trialrun/SeedProbe-v0",
+        "policy": "zero",
+        "episodes": 40,
+        "num_envs": 4,
+        "vectorization": "native",
+    }
+    job.update(overrides)
+    return job
+
+
+def _run(tmp_path: Path, name: str, *jobs: dict[str, Any], seed: int = 5, **kwargs: Any) -> RunResult:
+    cfg = parse_run_config({"name": "native", "seed": seed, "jobs": list(jobs)})
+    return run_evaluation(cfg, tmp_path / name, **kwargs)
+
+
+def _identity(path: Path, *, keep_world: bool = True) -> list[str]:
+    """Each record without its timestamps (and without the world that ran it
+    unless ``keep_world``), as sorted JSON lines."""
+    drop = {"started_at", "ended_at"} | (set() if keep_world else {"env_index"})
+    return sorted(
+        json.dumps(rec.model_dump(mode="json", by_alias=True, exclude=drop), sort_keys=True)
+        for rec in read_episodes(path)
+    )
+
+
+# --------------------------------------------------------------------------- exact mode
+
+
+def test_exact_mode_every_seed_explains_its_outcome_and_num_envs_does_not_matter(tmp_path: Path) -> None:
+    identities = []
+    for n in (1, 3, 8, 64):
+        result = _run(tmp_path, f"n{n}", _job(episodes=50, num_envs=n))
+        assert result.statuses == {"probe": "completed"}
+        records = read_episodes(tmp_path / f"n{n}" / "episodes.jsonl")
+        assert sorted(r.episode for r in records) == list(range(50))
+        for rec in records:
+            assert rec.outcome.length == probe_length(rec.seed)
+            assert rec.outcome.success is probe_success(rec.seed)
+            assert rec.outcome.return_ == float(probe_length(rec.seed))
+            assert rec.extra == {}
+        manifest = read_manifest(tmp_path / f"n{n}")
+        native = manifest.jobs["probe"].native
+        assert native is not None and (native.mode, native.num_envs, native.depends_on_num_envs) == (
+            "exact",
+            n,
+            False,
+        )
+        # env_index is the world that ran the episode: the only field allowed to differ.
+        identities.append(
+            sorted((r.episode, r.seed, json.dumps(r.outcome.as_dict(), sort_keys=True)) for r in records)
+        )
+    assert identities[0] == identities[1] == identities[2] == identities[3]
+
+
+def test_exact_mode_equals_the_per_env_loop(tmp_path: Path) -> None:
+    _run(tmp_path, "native", _job(episodes=30, num_envs=5))
+    _run(tmp_path, "sync", _job(episodes=30, num_envs=5, vectorization="sync"))
+
+    def outcomes(name: str) -> list[tuple[int, int, str]]:
+        recs = read_episodes(tmp_path / name / "episodes.jsonl")
+        return sorted((r.episode, r.seed, json.dumps(r.outcome.as_dict())) for r in recs)
+
+    assert outcomes("native") == outcomes("sync")
+
+
+def test_exact_mode_never_steps_a_finished_world() -> None:
+    # The probe raises when a finished world is stepped without a reset: worlds
+    # left without a slot at the end must be reset too, not stepped past their end.
+    env = make_batched_env("trialrun/SeedProbe-v0", {}, 8)
+    results: list[EpisodeResult] = []
+    rollout_native(plan_job(1, "j", 3), env, lambda ctx: build_policy("zero", {}, ctx), results.append)
+    env.close()
+    assert sorted(r.slot.episode for r in results) == [0, 1, 2]
+
+
+# --------------------------------------------------------------------------- wave mode
+
+
+def test_wave_mode_on_cartpoles_vector_env_is_exact_repeatable_and_unbiased(tmp_path: Path) -> None:
+    wave = _job(name="cp", env="CartPole-v1", policy="random", episodes=2048, num_envs=256, max_steps=500)
+    sync = {**wave, "vectorization": "sync", "num_envs": 16}
+    assert _run(tmp_path, "wave1", wave).statuses == {"cp": "completed"}
+    _run(tmp_path, "wave2", wave)
+    _run(tmp_path, "sync", sync)
+    first = read_episodes(tmp_path / "wave1" / "episodes.jsonl")
+    assert sorted(r.episode for r in first) == list(range(2048))
+    assert _identity(tmp_path / "wave1" / "episodes.jsonl") == _identity(
+        tmp_path / "wave2" / "episodes.jsonl"
+    )
+    native = read_manifest(tmp_path / "wave1").jobs["cp"].native
+    assert native is not None and (native.mode, native.depends_on_num_envs) == ("wave", True)
+    waves = {(r.extra["wave"]["first_episode"], r.extra["wave"]["seed"]) for r in first}
+    assert len(waves) == 8 and {r.extra["wave"]["num_envs"] for r in first} == {256}
+    assert all(r.extra["wave"]["world"] == r.episode % 256 for r in first)
+    # No bias toward short episodes: the mean length equals the per-env loop's
+    # (a random CartPole episode lasts ~22 steps, sd ~12: 4 standard errors).
+    a = np.array([r.outcome.length for r in first], dtype=float)
+    b = np.array([r.outcome.length for r in read_episodes(tmp_path / "sync" / "episodes.jsonl")], dtype=float)
+    se = math.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)
+    assert abs(a.mean() - b.mean()) < 4 * se, (a.mean(), b.mean(), se)
+    assert 18 < a.mean() < 27
+
+
+def test_a_wave_episode_replays_exactly(tmp_path: Path) -> None:
+    job = _job(env=WAVE_PROBE, episodes=20, num_envs=6)
+    _run(tmp_path, "run", job)
+    for episode in (0, 7, 19):
+        result = replay_episode(tmp_path / "run", "probe", episode)
+        assert result.matches, result.mismatches
+        assert result.replayed.extra["wave"] == result.recorded.extra["wave"]
+
+
+def test_wave_mode_reports_each_worlds_first_episode_only() -> None:
+    # Each world's episode is the probe episode of the seed the wave's shared
+    # generator gave it; what a world does after that is discarded.
+    env = make_batched_env("trialrun/SeedProbe-v0", {"autoreset_mode": "next_step"}, 5)
+    slots = plan_job(2, "j", 12)
+    results: list[EpisodeResult] = []
+    rollout_native(slots, env, lambda ctx: build_policy("zero", {}, ctx), results.append)
+    assert sorted(r.slot.episode for r in results) == list(range(12))
+    probe = env.vec  # type: ignore[attr-defined]
+    for result in results:
+        wave = result.extra["wave"]
+        assert wave["seed"] == slots[wave["first_episode"]].seed == result.slot.seed
+        env.reset_all(wave["seed"])
+        world_seed = int(probe.world_seeds[wave["world"]])
+        assert result.outcome["length"] == probe_length(world_seed)
+        assert result.outcome["success"] is probe_success(world_seed)
+    env.close()
+
+
+# --------------------------------------------------------------------------- executors and resume
+
+
+def test_process_executor_gives_the_local_records(tmp_path: Path) -> None:
+    jobs = [_job(episodes=30, num_envs=4), _job(name="wave", env=WAVE_PROBE, episodes=30, num_envs=4)]
+    _run(tmp_path, "local", *jobs)
+    with ProcessExecutor(workers=2, shard_size=8) as executor:
+        result = _run(tmp_path, "process", *jobs, executor=executor)
+    assert result.exit_code == 0
+    # Exact mode: which world ran a slot depends on the shard; wave mode: the world is the slot's place in its wave.
+    local, process = tmp_path / "local" / "episodes.jsonl", tmp_path / "process" / "episodes.jsonl"
+    assert _identity(local, keep_world=False) == _identity(process, keep_world=False)
+    waves = {(r.episode, r.env_index) for r in read_episodes(local) if r.job == "wave"}
+    assert waves == {(r.episode, r.env_index) for r in read_episodes(process) if r.job == "wave"}
+
+
+def test_resume_after_kill_9_completes_without_duplicates(tmp_path: Path) -> None:
+    doc = {
+        "name": "killed",
+        "seed": 9,
+        "jobs": [
+            _job(
+                name="slow",
+                env=WAVE_PROBE,
+                episodes=60,
+                num_envs=4,
+                policy={"type": "helpers:SlowPolicy", "kwargs": {"delay": 0.004}},
+            )
+        ],
+    }
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump(doc))
+    reference = subprocess.run(
+        [*TRIALRUN, "run", str(cfg), "--run-dir", str(tmp_path / "reference"), "-q", "--no-report"],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert reference.returncode == 0, reference.stderr
+    run_dir = tmp_path / "killed"
+    child = subprocess.Popen(
+        [*TRIALRUN, "run", str(cfg), "--run-dir", str(run_dir), "-q", "--no-report"],
+        env=subprocess_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    episodes = run_dir / "episodes.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if episodes.exists() and episodes.read_text().count("\n") >= 10:
+            break
+        time.sleep(0.02)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    done_before = episodes.read_text().count("\n")
+    assert 10 <= done_before < 60
+    resumed = subprocess.run(
+        [*TRIALRUN, "run", "--resume", str(run_dir), "-q", "--no-report"],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    records = read_episodes(episodes)
+    assert sorted(r.episode for r in records) == list(range(60))
+
+    # A resumed wave runs whole, so even the world that ran each episode is the same.
+    assert _identity(episodes) == _identity(tmp_path / "reference" / "episodes.jsonl")
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def _cli(tmp_path: Path, job: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(yaml.safe_dump({"name": "bad", "jobs": [job]}))
+    return subprocess.run(
+        [*TRIALRUN, "run", str(cfg), "--run-dir", str(tmp_path / "bad-run"), "-q"],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_native_on_an_env_without_a_vector_entry_point_is_a_clear_error(tmp_path: Path) -> None:
+    proc = _cli(tmp_path, _job(env="Pendulum-v1"))
+    message = " ".join(proc.stderr.split())
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert (
+        "field 'jobs.0.vectorization': job 'probe': vectorization 'native' needs an env with a vector entry "
+        "point (one object that steps many worlds); 'Pendulum-v1' has none" in message
+    )
+    assert not (tmp_path / "bad-run").exists()
+
+
+def test_a_mode_the_env_cannot_do_is_a_clear_error(tmp_path: Path) -> None:
+    proc = _cli(tmp_path, _job(env="CartPole-v1", native_mode="exact"))
+    message = " ".join(proc.stderr.split())
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "field 'jobs.0.native_mode': job 'probe': native_mode 'exact' needs an env that resets" in message
+    assert (
+        "CartPoleVectorEnv supports wave only (it autoresets worlds itself: autoreset_mode=NEXT_STEP)"
+        in message
+    )
+    exact_only = gym.make_vec("trialrun/SeedProbe-v0", 2, vectorization_mode="vector_entry_point")
+    with pytest.raises(ConfigError, match="native_mode 'wave' needs an env that restarts finished worlds"):
+        GymnasiumBatchedEnv(exact_only, "wave", job="j")
+
+
+def test_settings_native_mode_cannot_do_are_refused_before_running(tmp_path: Path) -> None:
+    reset_factor = {
+        "pole": {
+            "variation": {"type": "attr", "name": "length"},
+            "sampler": {"type": "uniform", "low": 0.4, "high": 0.6},
+        }
+    }
+    proc = _cli(tmp_path, _job(env="CartPole-v1", factors=reset_factor))
+    assert proc.returncode == 2
+    assert "field 'jobs.0.factors.pole': factor 'pole' applies at reset" in " ".join(proc.stderr.split())
+    too_many = parse_run_config
+    with pytest.raises(ConfigError, match="num_envs 2048 needs vectorization: native"):
+        too_many({"name": "x", "jobs": [_job(num_envs=2048, vectorization="sync")]})
+    with pytest.raises(ConfigError, match="native_mode 'wave' needs vectorization: native"):
+        too_many({"name": "x", "jobs": [_job(vectorization="sync", native_mode="wave")]})
+
+
+def test_build_time_factors_group_worlds_and_record_their_values(tmp_path: Path) -> None:
+    factor = {
+        "steps": {
+            "variation": {"type": "env_kwarg", "key": "max_episode_steps"},
+            "sampler": {"type": "choice", "values": [5, 12]},
+        }
+    }
+    result = _run(tmp_path, "run", _job(episodes=40, num_envs=4, factors=factor))
+    assert result.exit_code == 0
+    records: list[EpisodeRecord] = read_episodes(tmp_path / "run" / "episodes.jsonl")
+    assert sorted(r.episode for r in records) == list(range(40))
+    for rec in records:
+        cap = rec.factors["steps"]
+        assert cap in (5, 12)
+        assert rec.outcome.length == min(probe_length(rec.seed), cap)
+        assert rec.outcome.truncated is (probe_length(rec.seed) > cap)
