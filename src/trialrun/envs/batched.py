@@ -41,6 +41,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.envs.registration import load_env_creator
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 from trialrun.errors import ConfigError
@@ -193,8 +194,14 @@ def make_batched_env(
     mode: ResetMode | None = None,
     job: str = "",
 ) -> BatchedEnv:
-    """``gymnasium.make_vec(env_id, num_worlds, vectorization_mode="vector_entry_point", **kwargs)``
-    wrapped in a :class:`GymnasiumBatchedEnv` (``module:Env-v0`` ids import ``module`` first).
+    """The batched simulator of ``env_id``: its registered ``vector_entry_point``
+    called with ``num_envs=num_worlds`` and ``kwargs`` (as
+    ``gymnasium.make_vec(..., vectorization_mode="vector_entry_point")`` does;
+    ``module:Env-v0`` ids import ``module`` first).
+
+    A Gymnasium ``VectorEnv`` is wrapped in a :class:`GymnasiumBatchedEnv`; an
+    entry point that returns a :class:`BatchedEnv` itself (an adapter of
+    Isaac Lab, ManiSkill or PufferLib, see ``docs/batched.md``) is used as it is.
 
     Raises:
         ConfigError: the id has no vector entry point (naming the job and what
@@ -211,9 +218,26 @@ def make_batched_env(
             "or async, or register a vector_entry_point (see docs/batched.md)",
             field="vectorization",
         )
-    make_kwargs = dict(kwargs)
+    make_kwargs = {**spec.kwargs, **kwargs}
     if max_steps is not None:
         make_kwargs["max_episode_steps"] = max_steps
-    name = env_id.split(":", 1)[1] if ":" in env_id else env_id
-    vec = gym.make_vec(name, num_envs=num_worlds, vectorization_mode="vector_entry_point", **make_kwargs)
-    return GymnasiumBatchedEnv(vec, mode, job=job)
+    elif spec.max_episode_steps is not None and "max_episode_steps" not in make_kwargs:
+        make_kwargs["max_episode_steps"] = spec.max_episode_steps
+    entry = spec.vector_entry_point
+    creator = entry if callable(entry) else load_env_creator(entry)
+    built = creator(num_envs=num_worlds, **make_kwargs)
+    if isinstance(built, VectorEnv):
+        return GymnasiumBatchedEnv(built, mode, job=job)
+    if not isinstance(built, BatchedEnv):
+        raise ConfigError(
+            f"job '{job}': the vector entry point of '{env_id}' returned a {type(built).__name__}, which is "
+            "neither a gymnasium.vector.VectorEnv nor a trialrun BatchedEnv (docs/batched.md)",
+            field="env.id",
+        )
+    if mode is not None and built.mode != mode:
+        raise ConfigError(
+            f"job '{job}': native_mode '{mode}' was asked for, but {type(built).__name__} resets its worlds "
+            f"in {built.mode} mode",
+            field="native_mode",
+        )
+    return built

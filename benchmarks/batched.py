@@ -1,0 +1,201 @@
+"""Natively batched simulators: trialrun's batched loop next to a plain loop.
+
+Measured side by side in one run (interleaved rounds, medians), with the same
+env, random actions and episode count:
+
+- **plain loop**: ``gymnasium.make_vec("CartPole-v1", N, vectorization_mode=
+  "vector_entry_point")`` stepped with random actions, counting every episode
+  that ends (Gymnasium's own autoreset; nothing recorded);
+- **rollout**: :func:`trialrun.rollout_native.rollout_native` over the same
+  vector env (wave mode: the env autoresets worlds itself), results kept in a
+  list;
+- **trialrun run**: :func:`trialrun.execution.runner.run_evaluation` of the
+  same job (records validated, appended and flushed to ``episodes.jsonl``,
+  summary, manifest).
+
+Env-steps/s counts every world-step the simulator computed. In wave mode a
+world that finished its episode keeps stepping (its result is discarded) until
+the wave's longest episode ends, so episodes/s of the rollout is below its
+env-steps/s share: that is the price of counting episodes without a bias
+toward short ones on a simulator that cannot reset a chosen world. Also
+printed: the driver's record rate (records validated and appended per
+second) and peak RSS.
+
+    python benchmarks/batched.py [--worlds 1024] [--episodes 65536] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import gymnasium as gym
+import numpy as np
+
+import trialrun.envs  # noqa: F401
+from trialrun.config import parse_run_config
+from trialrun.envs.batched import make_batched_env
+from trialrun.execution.runner import run_evaluation
+from trialrun.plan import plan_job
+from trialrun.policies import build_policy
+from trialrun.rollout import EpisodeResult
+from trialrun.rollout_native import rollout_native
+from trialrun.runfiles import EpisodeLogWriter
+from trialrun.runfiles.schema import EpisodeRecord
+
+
+def plain_loop(worlds: int, episodes: int, seed: int) -> tuple[float, int, int]:
+    """Seconds, env-steps and episodes of a plain autoreset loop."""
+    vec = gym.make_vec("CartPole-v1", worlds, vectorization_mode="vector_entry_point")
+    rng = np.random.default_rng(seed)
+    vec.reset(seed=seed)
+    done_episodes = steps = 0
+    start = time.perf_counter()
+    while done_episodes < episodes:
+        _, _, terminated, truncated, _ = vec.step(rng.integers(0, 2, size=worlds))
+        steps += worlds
+        done_episodes += int(np.count_nonzero(terminated | truncated))
+    elapsed = time.perf_counter() - start
+    vec.close()
+    return elapsed, steps, done_episodes
+
+
+class _CountingEnv:
+    """Counts the world-steps a batched env computes."""
+
+    def __init__(self, env: object) -> None:
+        self.env = env
+        self.steps = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.env, name)
+
+    def step(self, actions: object) -> object:
+        self.steps += self.env.num_worlds  # type: ignore[attr-defined]
+        return self.env.step(actions)  # type: ignore[attr-defined]
+
+
+def trialrun_rollout(worlds: int, episodes: int, seed: int) -> tuple[float, int, int]:
+    """Seconds, env-steps and episodes of trialrun's batched loop."""
+    env = _CountingEnv(make_batched_env("CartPole-v1", {}, worlds))
+    results: list[EpisodeResult] = []
+    slots = plan_job(seed, "bench", episodes)
+    start = time.perf_counter()
+    rollout_native(slots, env, lambda ctx: build_policy("random", {}, ctx), results.append)  # type: ignore[arg-type]
+    elapsed = time.perf_counter() - start
+    env.close()
+    return elapsed, env.steps, len(results)
+
+
+def trialrun_run(worlds: int, episodes: int, seed: int, root: Path) -> tuple[float, int]:
+    """Seconds and episodes of ``run_evaluation`` (records on disk)."""
+    config = parse_run_config(
+        {
+            "name": "bench",
+            "seed": seed,
+            "jobs": [
+                {
+                    "name": "cartpole",
+                    "env": "CartPole-v1",
+                    "policy": "random",
+                    "episodes": episodes,
+                    "num_envs": worlds,
+                    "vectorization": "native",
+                }
+            ],
+        }
+    )
+    run_dir = Path(tempfile.mkdtemp(dir=root)) / "run"
+    start = time.perf_counter()
+    result = run_evaluation(config, run_dir)
+    elapsed = time.perf_counter() - start
+    return elapsed, result.summary.overall.episodes
+
+
+def record_rate(count: int, root: Path) -> float:
+    """Records per second through the driver's path: a validated record, its
+    JSON line appended and flushed (what the runner does per episode)."""
+    start = time.perf_counter()
+    with EpisodeLogWriter(root / "rate.jsonl") as log:
+        for k in range(count):
+            log.append(
+                EpisodeRecord(
+                    run="bench",
+                    job="cartpole",
+                    episode=k,
+                    seed=123456 + k,
+                    env_index=k % 1024,
+                    factors={},
+                    outcome={
+                        "success": False,
+                        "success_at_end": False,
+                        "return": 22.0,
+                        "length": 22,
+                        "terminated": True,
+                        "truncated": False,
+                        "time_to_success": None,
+                    },
+                    started_at="2026-11-30T12:00:00.000Z",
+                    ended_at="2026-11-30T12:00:00.001Z",
+                )
+            )
+    return count / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--worlds", type=int, default=1024)
+    parser.add_argument("--episodes", type=int, default=65536)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="trialrun-batched-"))
+    plain, rollout, full = [], [], []
+    for r in range(args.rounds):
+        seed = 100 + r
+        plain.append(plain_loop(args.worlds, args.episodes, seed))
+        rollout.append(trialrun_rollout(args.worlds, args.episodes, seed))
+        full.append(trialrun_run(args.worlds, args.episodes, seed, root))
+
+    def med(values: list[float]) -> float:
+        return statistics.median(values)
+
+    plain_sps = med([s / t for t, s, _ in plain])
+    plain_eps = med([e / t for t, _, e in plain])
+    roll_sps = med([s / t for t, s, _ in rollout])
+    roll_eps = med([e / t for t, _, e in rollout])
+    full_eps = med([e / t for t, e in full])
+    waste = med([e / (s / args.worlds) for _, s, e in rollout]) / args.worlds
+    rate = record_rate(100_000, root)
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"CartPole-v1 vector env, {args.worlds} worlds, {args.episodes} episodes, random actions, {args.rounds} rounds")
+    print(f"plain loop     : {plain_sps:12,.0f} env-steps/s  {plain_eps:10,.0f} episodes/s")
+    print(f"trialrun rollout: {roll_sps:12,.0f} env-steps/s  {roll_eps:10,.0f} episodes/s")
+    print(f"trialrun run   :                          {full_eps:10,.0f} episodes/s")
+    print(f"rollout / plain: env-steps/s {roll_sps / plain_sps:.3f}, episodes/s {roll_eps / plain_eps:.3f}")
+    print(f"run / plain    : episodes/s {full_eps / plain_eps:.3f}")
+    print(f"recorded episodes per world-episode slot computed (wave use): {waste:.3f}")
+    print(f"driver record rate: {rate:,.0f} records/s; peak RSS {rss_mb:.0f} MB")
+    print(
+        json.dumps(
+            {
+                "plain_steps_per_s": plain_sps,
+                "rollout_steps_per_s": roll_sps,
+                "plain_episodes_per_s": plain_eps,
+                "rollout_episodes_per_s": roll_eps,
+                "run_episodes_per_s": full_eps,
+                "records_per_s": rate,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
