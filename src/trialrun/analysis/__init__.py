@@ -16,11 +16,10 @@ from trialrun.analysis.api import (
     analyze,
     analyze_records,
     analyze_run,
-    format_analysis_table,
-    load_factors_yaml,
     load_run_analyses,
     load_sensitivity,
 )
+from trialrun.analysis.factors_file import load_factors_yaml
 from trialrun.analysis.models import (
     FactorResult,
     FactorsFile,
@@ -29,6 +28,7 @@ from trialrun.analysis.models import (
     SensitivityResult,
 )
 from trialrun.analysis.synthetic import SyntheticSweep, make_sweep
+from trialrun.analysis.table import format_analysis_table
 
 __all__ = [
     "FactorResult",

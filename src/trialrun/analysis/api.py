@@ -5,7 +5,9 @@
   sub-folder per job when several jobs have factors).
 * :func:`analyze_records` — an episode log made elsewhere plus a factors YAML.
 * :func:`analyze` — the same on in-memory records and specs.
-* :func:`format_analysis_table` — a rich table of a result, for the CLI.
+
+The factors YAML reader lives in :mod:`trialrun.analysis.factors_file` and the
+CLI's table in :mod:`trialrun.analysis.table`.
 
 Outputs: ``sensitivity.json`` (:class:`SensitivityResult`), ``sensitivity.png``,
 ``interaction.png`` (top screened pair) and, with ``method="posterior"``,
@@ -29,18 +31,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import yaml
-from pydantic import ValidationError
-from rich.table import Table
 from threadpoolctl import threadpool_limits
 
 from trialrun.analysis.binned import bin_factor, bin_pair
 from trialrun.analysis.dataset import Dataset, prepare_dataset
-from trialrun.analysis.glm import GlmAnalysis, analyze_glm, interaction_surface
+from trialrun.analysis.factors_file import load_factors_yaml
+from trialrun.analysis.glm import GlmAnalysis, analyze_glm
+from trialrun.analysis.glm_interactions import interaction_surface
 from trialrun.analysis.importance import FactorImportance, permutation_importance_check
 from trialrun.analysis.models import (
     FactorResult,
-    FactorsFile,
     InteractionView,
     SensitivityResult,
 )
@@ -261,74 +261,6 @@ def write_outputs(result: SensitivityResult, ds: Dataset, out_dir: Path) -> dict
     return written
 
 
-# --------------------------------------------------------------------------- files
-
-
-def load_factors_yaml(path: Path | str) -> list[FactorSpec]:
-    """Read and validate a factors YAML (see :class:`FactorsFile`).
-
-    Raises:
-        InputError: missing file, bad YAML, or a field that is not allowed,
-            naming the file and the field.
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> p = pathlib.Path(tempfile.mkdtemp()) / "f.yaml"
-        >>> _ = p.write_text("factors:\\n  m: {type: continuous, range: [0, 1]}\\n")
-        >>> [s.name for s in load_factors_yaml(p)]
-        ['m']
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such factors file")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise InputError(f"{path}: not valid YAML{where}: {problem}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read: {exc}") from None
-    if not isinstance(data, dict):
-        raise InputError(
-            f"{path}: expected a mapping with a 'factors' key, e.g. "
-            "'factors: {light: {type: continuous, range: [0, 2000]}}'"
-        )
-    try:
-        return FactorsFile.model_validate(data).to_specs()
-    except ValidationError as exc:
-        raise InputError(f"{path}: " + "; ".join(_describe(e) for e in exc.errors()[:3])) from None
-
-
-_ALLOWED_KEYS = {
-    "continuous": "type, range, scale, nominal, units",
-    "categorical": "type, choices, nominal, units",
-}
-
-
-def _describe(err: Any) -> str:
-    """One pydantic error as "field 'a.b': what is wrong; what is allowed"."""
-    loc = [str(p) for p in err["loc"]]
-    tag = next((p for p in loc if p in _ALLOWED_KEYS), None)
-    field = ".".join(p for p in loc if p not in _ALLOWED_KEYS) or "(top level)"
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        allowed = f"allowed keys for a {tag} factor: {_ALLOWED_KEYS[tag]}" if tag else "allowed: factors"
-        return f"field '{field}': unknown key; {allowed}"
-    if kind == "union_tag_not_found":
-        return f"field '{field}': missing 'type'; allowed: continuous, categorical"
-    if kind == "union_tag_invalid":
-        return (
-            f"field '{field}.type': {err['input'].get('type')!r} is not allowed; "
-            "allowed: continuous, categorical"
-        )
-    if kind == "missing":
-        return f"field '{field}': required" + (f" for a {tag} factor" if tag else "")
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    return f"field '{field}': {msg}"
-
-
 def analyze_records(
     episodes_path: Path | str,
     factors_yaml_path: Path | str,
@@ -497,77 +429,3 @@ def load_run_analyses(run_dir: Path | str) -> dict[str, SensitivityResult]:
             res = load_sensitivity(path)
             found[res.job or path.parent.name] = res
     return found
-
-
-# --------------------------------------------------------------------------- CLI table
-
-
-def _p(p: float | None) -> str:
-    if p is None:
-        return "–"
-    return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
-
-
-def format_analysis_table(result: SensitivityResult) -> Table:
-    """The per-factor results as a rich table, strongest factor first; notes and
-    the top interaction go in the caption.
-
-    Example:
-        >>> from trialrun.analysis.synthetic import make_sweep
-        >>> table = format_analysis_table(analyze(*make_sweep(n=100).as_inputs()))
-        >>> table.row_count
-        6
-    """
-    what = "success rate" if result.outcome_kind == "binary" else f"mean {result.outcome}"
-    base = f"{result.base_rate:.3g}" if result.base_rate is not None else "–"
-    title = f"Sensitivity of '{result.outcome}'"
-    if result.job:
-        title += f" (job {result.job})"
-    title += f": n = {result.n}, {what} = {base}"
-    table = Table(title=title, title_justify="left")
-    test = result.model.test if result.model else "likelihood-ratio"
-    table.add_column("#", justify="right")
-    table.add_column("factor")
-    table.add_column("kind")
-    table.add_column("p (LRT)" if test == "likelihood-ratio" else "p (F)", justify="right")
-    table.add_column("p adj. (Holm)", justify="right")
-    table.add_column("signif.", justify="center")
-    table.add_column(f"effect on {what} [95% CI]", justify="right")
-    table.add_column("chi² p (bins)", justify="right")
-    table.add_column("GBT importance (null p)", justify="right")
-    for f in sorted(result.factors, key=lambda f: f.rank):
-        effect = "–"
-        if f.effect is not None:
-            effect = f"{f.effect:.3g}"
-            if f.effect_ci is not None:
-                effect += f" [{f.effect_ci[0]:.3g}, {f.effect_ci[1]:.3g}]"
-        imp = "–"
-        if f.importance is not None:
-            imp = f"{f.importance:.3g} ({_p(f.importance_null_p)})"
-        kind = f.kind + (", log" if f.scale == "log" else "")
-        if f.status == "constant":
-            kind += ", constant"
-        table.add_row(
-            str(f.rank),
-            f"[bold]{f.name}[/bold]" if f.significant else f.name,
-            kind,
-            _p(f.p_value),
-            _p(f.p_adjusted),
-            "[bold red]yes[/bold red]" if f.significant else "no",
-            effect,
-            _p(f.chi2_p),
-            imp,
-        )
-    caption = []
-    if result.interactions:
-        top = result.interactions[0]
-        caption.append(
-            f"top interaction: {top.factors[0]} x {top.factors[1]} "
-            f"(p = {_p(top.p_value)}, Holm {_p(top.p_adjusted)}"
-            + (", significant)" if top.significant else ")")
-        )
-    caption += [f"note: {n}" for n in result.notes]
-    if caption:
-        table.caption = "\n".join(caption)
-        table.caption_justify = "left"
-    return table

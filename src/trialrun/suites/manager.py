@@ -13,7 +13,8 @@ loggers at the trainer's step.
 - ``mode: subprocess`` runs ``trialrun suite SUITES.yaml --name EVALUATOR
   --policy CHECKPOINT ...`` on the newest checkpoint (a file, or the newest
   checkpoint file in a directory), in its own process group that is killed
-  when ``timeout`` passes, and reads the run directory the child wrote.
+  when ``timeout`` passes, and reads the run directory the child wrote
+  (:mod:`trialrun.suites.subprocess_mode`).
 
 An evaluator that fails (its env or policy raises, the child exits non-zero,
 times out) is logged with its message and traceback and reported as a
@@ -32,11 +33,7 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import signal
-import subprocess
 import sys
 import time
 import traceback
@@ -51,10 +48,9 @@ from trialrun.envs.build import make_env
 from trialrun.errors import ConfigError, EvaluatorError
 from trialrun.execution.runner import LocalExecutor, RunObserver, preflight, run_evaluation
 from trialrun.policies.base import Policy, PolicyContext
-from trialrun.policies.spec import checkpoint_spec, newest_checkpoint, spec_to_text
+from trialrun.policies.spec import checkpoint_spec, newest_checkpoint
 from trialrun.policies.spec import spec_from_mapping as policy_config
 from trialrun.policies.spec import spec_from_text as parse_policy_spec
-from trialrun.runfiles import EPISODES_FILE, SUMMARY_FILE, read_episodes, read_manifest, read_summary
 from trialrun.suites.config import (
     TRAINER_POLICY,
     Evaluator,
@@ -65,13 +61,12 @@ from trialrun.suites.config import (
     validate_jobs,
 )
 from trialrun.suites.loggers import EvalLogger, build_logger, check_logger_available
-from trialrun.suites.result import EvalResult, JobResult
+from trialrun.suites.result import EvalResult
+from trialrun.suites.run_reader import result_from_run_dir
+from trialrun.suites.subprocess_mode import policy_args, run_child, suite_command
 from trialrun.variations.factors import FactorSet
 
 logger = logging.getLogger(__name__)
-
-_STDERR_TAIL_LINES = 30
-_KILL_GRACE_S = 3.0
 
 
 def trainer_policy(
@@ -103,11 +98,6 @@ def _unique(path: Path) -> Path:
         suffix += 1
         candidate = path.with_name(f"{path.name}-{suffix}")
     return candidate
-
-
-def _tail(text: str, lines: int = _STDERR_TAIL_LINES) -> str:
-    kept = [line for line in text.strip().splitlines() if line.strip()][-lines:]
-    return "\n".join(kept)
 
 
 class EvalManager:
@@ -423,160 +413,11 @@ class EvalManager:
         global_step: int | None,
         run_dir: Path,
     ) -> EvalResult:
-        config = evaluator.config
-        if isinstance(policy, str | dict) and checkpoint is None:
-            policy_args = ["--policy", policy if isinstance(policy, str) else spec_to_text(policy)]
-            file = None
-        else:
-            if checkpoint is None:
-                raise EvaluatorError(
-                    f"evaluator '{evaluator.name}' runs in a subprocess, which evaluates a saved checkpoint: "
-                    "pass checkpoint=PATH (a file, or a directory whose newest checkpoint is used)"
-                )
-            file = newest_checkpoint(checkpoint, any_suffix=config.checkpoint_type is not None)
-            policy_args = ["--policy", str(file)]
-            if config.checkpoint_type:
-                policy_args += ["--policy-type", config.checkpoint_type]
-        command = [
-            sys.executable,
-            "-m",
-            "trialrun.cli",
-            "suite",
-            str(self._suites_file()),
-            "--name",
-            evaluator.name,
-            *policy_args,
-            "--run-dir",
-            str(run_dir),
-            "--output-dir",
-            str(self.output_dir),
-            "--no-log",
-            "--quiet",
-        ]
-        if epoch is not None:
-            command += ["--epoch", str(epoch)]
-        if global_step is not None:
-            command += ["--global-step", str(global_step)]
-        timeout = config.effective_timeout
-        started = time.monotonic()
+        args, file = policy_args(evaluator, policy, checkpoint)
+        command = suite_command(
+            self._suites_file(), evaluator.name, args, run_dir, self.output_dir, epoch, global_step
+        )
         logger.info("evaluator '%s': running %s", evaluator.name, " ".join(command))
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-            env=_child_env(),
-        )
-        try:
-            _, stderr = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(process)
-            _, stderr = process.communicate()
-            raise EvaluatorError(
-                f"evaluator '{evaluator.name}' timed out after {timeout:g} s; killed its process group "
-                f"(pid {process.pid})"
-                + (f"; its stderr ended with:\n{_tail(stderr)}" if stderr.strip() else "")
-            ) from None
-        seconds = time.monotonic() - started
-        if not (run_dir / SUMMARY_FILE).exists():
-            raise EvaluatorError(
-                f"evaluator '{evaluator.name}': the child process exited with code {process.returncode} "
-                f"and wrote no results; its stderr ended with:\n{_tail(stderr) or '(nothing)'}"
-            )
-        result = result_from_run_dir(evaluator.name, run_dir, seconds)
+        result = run_child(evaluator.name, command, evaluator.config.effective_timeout, run_dir)
         result.checkpoint = file
-        if process.returncode != 0 and result.ok:
-            result.status = "failed"
-            result.error = f"the child process exited with code {process.returncode}: {_tail(stderr)}"
-        elif not result.ok and stderr.strip():
-            result.error = f"{result.error}\nchild stderr:\n{_tail(stderr)}"
         return result
-
-
-def _child_env() -> dict[str, str]:
-    """The child's environment: ours, plus our import path (so ``module:factory``
-    specs and envs importable here are importable there)."""
-    env = dict(os.environ)
-    prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
-    extra = [os.getcwd()]
-    for entry in sys.path:
-        if not entry or not os.path.isdir(entry):
-            continue
-        real = os.path.realpath(entry)
-        if any(real == p or real.startswith(p + os.sep) for p in prefixes):
-            continue
-        extra.append(entry)
-    existing = env.get("PYTHONPATH")
-    parts = list(dict.fromkeys(extra + ([existing] if existing else [])))
-    env["PYTHONPATH"] = os.pathsep.join(parts)
-    env.setdefault("MUJOCO_GL", "egl")
-    return env
-
-
-def _kill_group(process: subprocess.Popen[str]) -> None:
-    """SIGTERM the child's process group, then SIGKILL what is left after a grace period."""
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=_KILL_GRACE_S)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-
-
-def result_from_run_dir(name: str, run_dir: Path, seconds: float) -> EvalResult:
-    """An :class:`EvalResult` from a finished run directory (summary.json,
-    manifest.json and the videos its episodes recorded)."""
-    run_dir = Path(run_dir)
-    summary = read_summary(run_dir)
-    manifest = read_manifest(run_dir)
-    jobs: dict[str, JobResult] = {}
-    errors: list[str] = []
-    tracebacks: list[str] = []
-    for job_name, job in summary.jobs.items():
-        state = manifest.jobs.get(job_name)
-        status = job.status or (state.status if state else "failed")
-        error = state.error if state else None
-        jobs[job_name] = JobResult(
-            job=job_name,
-            status=status,
-            episodes=job.episodes,
-            success_rate=job.success_rate,
-            success_ci_low=job.success_ci.low if job.success_ci else None,
-            success_ci_high=job.success_ci.high if job.success_ci else None,
-            return_mean=job.return_mean,
-            length_mean=job.length_mean,
-            error=error,
-        )
-        if status != "completed":
-            errors.append(f"job '{job_name}' {status}: {error or 'no error recorded'}")
-            if state is not None and state.traceback:
-                tracebacks.append(state.traceback)
-    overall = summary.overall
-    videos: list[Path] = []
-    episodes_path = run_dir / EPISODES_FILE
-    if episodes_path.exists():
-        for record in sorted(read_episodes(episodes_path), key=lambda r: (r.job, r.episode)):
-            for relative in record.video.values():
-                path = run_dir / relative
-                if path.is_file():
-                    videos.append(path)
-    return EvalResult(
-        evaluator=name,
-        status="failed" if errors else "completed",
-        eval_seconds=seconds,
-        run_dir=run_dir,
-        episodes=overall.episodes,
-        success_rate=overall.success_rate,
-        success_ci_low=overall.success_ci.low if overall.success_ci else None,
-        success_ci_high=overall.success_ci.high if overall.success_ci else None,
-        return_mean=overall.return_mean,
-        length_mean=overall.length_mean,
-        jobs=jobs,
-        videos=videos,
-        error="; ".join(errors) or None,
-        traceback="\n".join(tracebacks) or None,
-    )

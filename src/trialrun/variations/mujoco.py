@@ -196,6 +196,17 @@ class _MujocoVariation(Variation):
 
     # -- values --------------------------------------------------------------------
 
+    @property
+    def units(self) -> str | None:
+        """``x`` in ``scale`` mode (the value multiplies the nominal quantity),
+        else the units of the quantity itself (:meth:`_quantity_units`)."""
+        return "x" if self.params.mode == "scale" else self._quantity_units()
+
+    def _quantity_units(self) -> str | None:
+        """Units of the model quantity, for the ``set`` and ``offset`` modes
+        (None: the quantity has no fixed units, e.g. an actuator's gain)."""
+        return None
+
     def _number(self, value: FactorValue) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
             raise self.error(f"variation '{self.type_name}' needs a number, got {value!r}")
@@ -288,9 +299,8 @@ class BodyMass(_MujocoVariation):
     obj_what = "body"
     obj_plural = "bodies"
 
-    @property
-    def units(self) -> str | None:
-        return "x" if self.params.mode == "scale" else "kg"
+    def _quantity_units(self) -> str | None:
+        return "kg"
 
     @staticmethod
     def _why_not(model: Any, b: int) -> str | None:
@@ -425,10 +435,7 @@ class GeomFriction(_MujocoVariation):
     obj_what = "geom"
     obj_plural = "geoms"
 
-    @property
-    def units(self) -> str | None:
-        if self.params.mode == "scale":
-            return "x"
+    def _quantity_units(self) -> str | None:
         return "1" if self.params.component == "sliding" else "m"
 
     @staticmethod
@@ -609,9 +616,8 @@ class Gravity(_MujocoVariation):
     type_name = "mujoco.gravity"
     Params: ClassVar[type[BaseModel]] = GravityParams
 
-    @property
-    def units(self) -> str | None:
-        return "x" if self.params.mode == "scale" else "m/s^2"
+    def _quantity_units(self) -> str | None:
+        return "m/s^2"
 
     def _bind_model(self, model: Any) -> None:
         self._gravity0 = model.opt.gravity.copy()
@@ -685,9 +691,8 @@ class Light(_MujocoVariation):
     obj_plural = "lights"
     extra_names = (_HEADLIGHT,)
 
-    @property
-    def units(self) -> str | None:
-        return "x" if self.params.mode == "scale" else "rgb"
+    def _quantity_units(self) -> str | None:
+        return "rgb"
 
     def _lookup(self, model: Any, key: ObjectKey) -> int:
         return -1 if key == _HEADLIGHT else super()._lookup(model, key)
@@ -804,10 +809,7 @@ class Camera(_MujocoVariation):
     obj_what = "camera"
     obj_plural = "cameras"
 
-    @property
-    def units(self) -> str | None:
-        if self.params.mode == "scale":
-            return "x"
+    def _quantity_units(self) -> str | None:
         return "deg" if self.params.property == "fovy" else "m"
 
     def _read(self, model: Any) -> float:
@@ -921,9 +923,8 @@ class DofDamping(_MujocoVariation):
         super().__init__(params, field=field)
         self._units = "Ns/m | Nms/rad"
 
-    @property
-    def units(self) -> str | None:
-        return "x" if self.params.mode == "scale" else self._units
+    def _quantity_units(self) -> str | None:
+        return self._units
 
     def _bind_model(self, model: Any) -> None:
         j = self._lookup(model, self.params.joint)
@@ -1032,10 +1033,6 @@ class ActuatorGain(_MujocoVariation):
     obj_type = _OBJ.mjOBJ_ACTUATOR
     obj_what = "actuator"
     obj_plural = "actuators"
-
-    @property
-    def units(self) -> str | None:
-        return "x" if self.params.mode == "scale" else None
 
     def _bind_model(self, model: Any) -> None:
         a = self._lookup(model, self.params.actuator)

@@ -1,0 +1,66 @@
+"""Reading a finished evaluator run back: :func:`result_from_run_dir` turns the
+run directory an evaluator wrote (inline, or in a child process) into its
+:class:`~trialrun.suites.result.EvalResult`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trialrun.runfiles import EPISODES_FILE, read_episodes, read_manifest, read_summary
+from trialrun.suites.result import EvalResult, JobResult
+
+
+def result_from_run_dir(name: str, run_dir: Path, seconds: float) -> EvalResult:
+    """An :class:`EvalResult` from a finished run directory (summary.json,
+    manifest.json and the videos its episodes recorded)."""
+    run_dir = Path(run_dir)
+    summary = read_summary(run_dir)
+    manifest = read_manifest(run_dir)
+    jobs: dict[str, JobResult] = {}
+    errors: list[str] = []
+    tracebacks: list[str] = []
+    for job_name, job in summary.jobs.items():
+        state = manifest.jobs.get(job_name)
+        status = job.status or (state.status if state else "failed")
+        error = state.error if state else None
+        jobs[job_name] = JobResult(
+            job=job_name,
+            status=status,
+            episodes=job.episodes,
+            success_rate=job.success_rate,
+            success_ci_low=job.success_ci.low if job.success_ci else None,
+            success_ci_high=job.success_ci.high if job.success_ci else None,
+            return_mean=job.return_mean,
+            length_mean=job.length_mean,
+            error=error,
+        )
+        if status != "completed":
+            errors.append(f"job '{job_name}' {status}: {error or 'no error recorded'}")
+            if state is not None and state.traceback:
+                tracebacks.append(state.traceback)
+    overall = summary.overall
+    videos: list[Path] = []
+    episodes_path = run_dir / EPISODES_FILE
+    if episodes_path.exists():
+        for record in sorted(read_episodes(episodes_path), key=lambda r: (r.job, r.episode)):
+            for relative in record.video.values():
+                path = run_dir / relative
+                if path.is_file():
+                    videos.append(path)
+    return EvalResult(
+        evaluator=name,
+        status="failed" if errors else "completed",
+        eval_seconds=seconds,
+        run_dir=run_dir,
+        episodes=overall.episodes,
+        success_rate=overall.success_rate,
+        success_ci_low=overall.success_ci.low if overall.success_ci else None,
+        success_ci_high=overall.success_ci.high if overall.success_ci else None,
+        return_mean=overall.return_mean,
+        length_mean=overall.length_mean,
+        jobs=jobs,
+        videos=videos,
+        error="; ".join(errors) or None,
+        traceback="\n".join(tracebacks) or None,
+    )
