@@ -171,8 +171,7 @@ def test_resume_after_kill_9_gives_the_uninterrupted_result(tmp_path: Path) -> N
 
     def identity(path: Path) -> list[tuple[object, ...]]:
         return sorted(
-            (r.job, r.episode, r.seed, json.dumps(r.outcome.model_dump(mode="json"), sort_keys=True))
-            for r in read_episodes(path)
+            (r.job, r.episode, r.seed, json.dumps(r.outcome, sort_keys=True)) for r in read_episodes(path)
         )
 
     assert len(read_episodes(episodes)) == 70

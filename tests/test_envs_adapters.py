@@ -171,7 +171,7 @@ def test_a_vector_entry_point_may_return_an_adapter_for_run_files(tmp_path: Any)
     assert run_evaluation(cfg, tmp_path / "run").exit_code == 0
     records = read_episodes(tmp_path / "run" / "episodes.jsonl")
     assert sorted(r.episode for r in records) == list(range(12))
-    assert all(r.outcome.length == probe_length(r.seed) for r in records)
+    assert all(r.outcome.get("length") == probe_length(r.seed) for r in records)
     native = read_manifest(tmp_path / "run").jobs["ms"].native
     assert native is not None and native.mode == "exact"
     wave = parse_run_config(

@@ -51,7 +51,7 @@ def _identity(path: Path) -> list[tuple[Any, ...]]:
             r.episode,
             r.seed,
             json.dumps(r.factors, sort_keys=True),
-            json.dumps(r.outcome.as_dict(), sort_keys=True),
+            json.dumps(r.outcome, sort_keys=True),
         )
         for r in read_episodes(path)
     )

@@ -121,8 +121,8 @@ def test_summarize_run_overall_and_job_independence() -> None:
 
 def test_non_finite_returns_are_left_out_and_counted() -> None:
     recs = [_rec("a", k, True, float(k), 5) for k in range(4)]
-    recs[1].outcome.return_ = float("nan")
-    recs[2].outcome.return_ = None
+    recs[1].outcome["return"] = float("nan")
+    recs[2].outcome["return"] = None
     s = summarize_job("a", recs, planned=4, seed=0)
     assert s.invalid_returns == 2
     assert s.return_mean == 1.5  # episodes 0 and 3

@@ -75,7 +75,7 @@ def test_same_config_same_factors_and_outcomes(tmp_path: Path) -> None:
 
     def key(path: Path) -> list[str]:
         return sorted(
-            json.dumps([r.episode, r.seed, r.factors, r.outcome.as_dict()], sort_keys=True)
+            json.dumps([r.episode, r.seed, r.factors, r.outcome], sort_keys=True)
             for r in read_episodes(path / "episodes.jsonl")
         )
 

@@ -257,8 +257,8 @@ def summarize_job(
     ``half_width`` is half the success interval's width; with a
     ``target_half_width``, ``meets_target`` says whether the job reached it."""
     n = len(records)
-    successes = sum(1 for r in records if r.outcome.success)
-    raw_returns = np.array([_number(r.outcome.return_) for r in records], dtype=float)
+    successes = sum(1 for r in records if r.outcome.get("success"))
+    raw_returns = np.array([_number(r.outcome.get("return")) for r in records], dtype=float)
     finite = np.isfinite(raw_returns)
     invalid_returns = int((~finite).sum())
     if invalid_returns:
@@ -271,7 +271,7 @@ def summarize_job(
         )
     returns = raw_returns[finite]
     m = len(returns)
-    lengths = np.array([float(r.outcome.length or 0) for r in records])
+    lengths = np.array([float(r.outcome.get("length") or 0) for r in records])
     success_ci = None
     return_ci = None
     if n:
@@ -295,8 +295,8 @@ def summarize_job(
         return_std=float(returns.std(ddof=1)) if m > 1 else (0.0 if m else None),
         invalid_returns=invalid_returns,
         length_mean=float(lengths.mean()) if n else None,
-        terminated=sum(1 for r in records if r.outcome.terminated),
-        truncated=sum(1 for r in records if r.outcome.truncated),
+        terminated=sum(1 for r in records if r.outcome.get("terminated")),
+        truncated=sum(1 for r in records if r.outcome.get("truncated")),
         half_width=half_width,
         target_half_width=target_half_width,
         meets_target=None

@@ -230,7 +230,7 @@ def prepare_dataset(
 
     if outcome == "length":
         if "success" in outcomes:
-            failed = np.array([not r.outcome.success for r in records])
+            failed = np.array([not r.outcome.get("success") for r in records])
             n_failed = int((failed & keep).sum())
             keep &= ~failed
             note(

@@ -41,7 +41,6 @@ from trialrun.runfiles.schema import (
     FactorValue,
     JobManifest,
     Manifest,
-    Outcome,
 )
 
 #: Success logit at the design's centre (about a 60% base rate).
@@ -205,17 +204,15 @@ def make_sweep(
                 seed=int(seeds[k]),
                 env_index=k % 4,
                 factors={name: vals[k] for name, vals in values.items()},
-                outcome=Outcome.model_validate(
-                    {
-                        "success": ok,
-                        "success_at_end": bool(at_end[k]),
-                        "return": float(returns[k]),
-                        "length": length,
-                        "terminated": ok,
-                        "truncated": not ok,
-                        "time_to_success": length if ok else None,
-                    }
-                ),
+                outcome={
+                    "success": ok,
+                    "success_at_end": bool(at_end[k]),
+                    "return": float(returns[k]),
+                    "length": length,
+                    "terminated": ok,
+                    "truncated": not ok,
+                    "time_to_success": length if ok else None,
+                },
                 started_at="2026-01-01T00:00:00.000Z",
                 ended_at="2026-01-01T00:00:01.000Z",
             )

@@ -194,7 +194,7 @@ def _factor_comparisons(
 
 def _return(rec: EpisodeRecord) -> float:
     """The record's return, NaN when it has none (never 0)."""
-    value = rec.outcome.return_
+    value = rec.outcome.get("return")
     return float("nan") if value is None else float(value)
 
 
@@ -221,8 +221,8 @@ def _compare_job(
     }
     if not pairs:
         return JobComparison(**fields, success=None, verdict="no shared episodes")
-    a_succ = np.array([bool(a.outcome.success) for a, _ in pairs], dtype=bool)
-    b_succ = np.array([bool(b.outcome.success) for _, b in pairs], dtype=bool)
+    a_succ = np.array([bool(a.outcome.get("success")) for a, _ in pairs], dtype=bool)
+    b_succ = np.array([bool(b.outcome.get("success")) for _, b in pairs], dtype=bool)
     a_ret = np.array([_return(a) for a, _ in pairs], dtype=float)
     b_ret = np.array([_return(b) for _, b in pairs], dtype=float)
     success = _success_comparison(a_succ, b_succ)

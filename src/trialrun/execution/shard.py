@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from trialrun._imports import load_object
 from trialrun.config import JobConfig
@@ -114,7 +114,7 @@ def run_shard(
                 seed=result.slot.seed,
                 env_index=result.env_index,
                 factors=result.factors,
-                outcome=Outcome.model_validate(result.outcome),
+                outcome=cast(Outcome, result.outcome),
                 video=result.video,
                 started_at=result.started_at,
                 ended_at=result.ended_at,

@@ -182,7 +182,7 @@ def load_run(run_dir: Path | str, bins: int | None = None) -> RunView:
 
 
 def _success(rec: EpisodeRecord) -> bool | None:
-    value = rec.outcome.success
+    value = rec.outcome.get("success")
     return None if value is None else bool(value)
 
 

@@ -59,7 +59,7 @@ def episodes_payload(view: RunView, check_files: bool = True) -> dict[str, Any]:
     jobs = [j.name for j in view.jobs]
     job_index = {name: i for i, name in enumerate(jobs)}
     # The outcome's mapping view (record keys, custom terms included), built once per record.
-    terms = [r.outcome.as_dict() for r in records]
+    terms = [r.outcome for r in records]
     present_keys = {k for t in terms for k in t}
     outcome_keys: dict[str, None] = {key: None for key in _OUTCOME_ORDER if key in present_keys}
     for key in sorted(present_keys - set(outcome_keys)):

@@ -9,18 +9,18 @@ Example:
     ...     '{"schema": 1, "run": "r", "job": "j", "episode": 0, "seed": 1, "env_index": 0,'
     ...     ' "factors": {}, "outcome": {"success": true, "return": 1.0, "length": 3},'
     ...     ' "started_at": "2026-11-21T19:00:01.123Z", "ended_at": "2026-11-21T19:00:01.541Z"}')
-    >>> rec.outcome.return_, rec.outcome.success, rec.outcome.success_at_end
+    >>> rec.outcome["return"], rec.outcome["success"], rec.outcome.get("success_at_end")
     (1.0, True, None)
-    >>> rec.to_json_line()[80:141]   # only what was given is written back
+    >>> rec.to_json_line()[80:141]   # what was given is written back, in its order
     '"outcome":{"success":true,"return":1.0,"length":3},"video":{}'
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypedDict
 
 SCHEMA_VERSION = 1
 
@@ -34,81 +34,45 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Outcome(BaseModel):
-    """What one episode came to: the standard terms, typed, plus custom terms.
+if TYPE_CHECKING:  # mypy does not know PEP 728's extra_items yet
+    Outcome = TypedDict(
+        "Outcome",
+        {
+            "success": bool | None,
+            "success_at_end": bool | None,
+            "return": float | None,
+            "length": int | None,
+            "terminated": bool | None,
+            "truncated": bool | None,
+            "time_to_success": int | None,
+        },
+        total=False,
+    )
+else:
+    Outcome = TypedDict(
+        "Outcome",
+        {
+            "success": bool | None,
+            "success_at_end": bool | None,
+            "return": float | None,
+            "length": int | None,
+            "terminated": bool | None,
+            "truncated": bool | None,
+            "time_to_success": int | None,
+        },
+        total=False,
+        extra_items=OutcomeValue,
+    )
+"""What one episode came to: the standard terms, typed, plus custom terms.
 
-    The standard terms are written by every trialrun rollout; records made
-    elsewhere may lack some (``None`` then, and the term is not written back).
-    Custom outcome terms (``outcomes:`` in a job) are kept as extra keys with
-    scalar values. The model also reads as a mapping by record key
-    (``outcome["return"]``, ``outcome.get("my_term")``), which is how the
-    analysis and the report address an outcome named on the command line.
-    """
-
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
-    __pydantic_extra__: dict[str, OutcomeValue] = Field(init=False)
-
-    success: bool | None = None
-    success_at_end: bool | None = None
-    return_: float | None = Field(default=None, alias="return")
-    length: int | None = None
-    terminated: bool | None = None
-    truncated: bool | None = None
-    time_to_success: int | None = None
-
-    @model_serializer(mode="wrap")
-    def _written(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # Write back exactly the terms that were given (in schema order, then
-        # custom terms): a record round-trips byte for byte.
-        data: dict[str, Any] = handler(self)
-        given = {_ALIASES.get(name, name) for name in self.model_fields_set} | set(
-            self.__pydantic_extra__ or {}
-        )
-        return {key: value for key, value in data.items() if key in given}
-
-    def as_dict(self) -> dict[str, OutcomeValue]:
-        """The terms as the record holds them (record keys, e.g. ``"return"``)."""
-        data: dict[str, OutcomeValue] = self.model_dump(by_alias=True)
-        return data
-
-    # ------------------------------------------------------------ mapping view
-
-    def get(self, key: str, default: OutcomeValue = None) -> OutcomeValue:
-        """The term stored under record key ``key`` (``default`` when absent)."""
-        return self.as_dict().get(key, default)
-
-    def __getitem__(self, key: str) -> OutcomeValue:
-        data = self.as_dict()
-        if key not in data:
-            raise KeyError(key)
-        return data[key]
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.as_dict()
-
-    def keys(self) -> list[str]:
-        return list(self.as_dict())
-
-    def items(self) -> list[tuple[str, OutcomeValue]]:
-        return list(self.as_dict().items())
-
-    def __iter__(self) -> Iterator[str]:  # type: ignore[override]
-        return iter(self.as_dict())
-
-    def __len__(self) -> int:
-        return len(self.as_dict())
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Outcome):
-            return self.as_dict() == other.as_dict()
-        if isinstance(other, Mapping):
-            return self.as_dict() == dict(other)
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
-
-
-_ALIASES = {"return_": "return"}
+Every trialrun rollout writes all the standard terms (``return`` is a Python
+keyword, so the type is spelled functionally); records made elsewhere may
+lack some. Custom outcome terms (``outcomes:`` in a job) are extra keys whose
+values must be scalars. A TypedDict rather than a model: records are read and
+written by the hundred thousand, and a dict validates in pydantic's core and
+writes back exactly the keys it was given, in their order.
+"""
+Outcome.__pydantic_config__ = ConfigDict(extra="allow")  # type: ignore[attr-defined]  # pydantic reads it
 
 
 class EpisodeRecord(_Strict):
