@@ -83,8 +83,9 @@ class _CountingEnv:
         return self.env.step(actions)  # type: ignore[attr-defined]
 
 
-def trialrun_rollout(worlds: int, episodes: int, seed: int) -> tuple[float, int, int]:
-    """Seconds, env-steps and episodes of trialrun's batched loop."""
+def trialrun_rollout(worlds: int, episodes: int, seed: int) -> tuple[float, int, int, int]:
+    """Seconds, env-steps, episodes and the env-steps that belong to recorded
+    episodes, of trialrun's batched loop."""
     env = _CountingEnv(make_batched_env("CartPole-v1", {}, worlds))
     results: list[EpisodeResult] = []
     slots = plan_job(seed, "bench", episodes)
@@ -92,7 +93,8 @@ def trialrun_rollout(worlds: int, episodes: int, seed: int) -> tuple[float, int,
     rollout_native(slots, env, lambda ctx: build_policy("random", {}, ctx), results.append)  # type: ignore[arg-type]
     elapsed = time.perf_counter() - start
     env.close()
-    return elapsed, env.steps, len(results)
+    useful = sum(int(r.outcome["length"]) for r in results)
+    return elapsed, env.steps, len(results), useful
 
 
 def trialrun_run(worlds: int, episodes: int, seed: int, root: Path) -> tuple[float, int]:
@@ -169,19 +171,20 @@ def main() -> None:
 
     plain_sps = med([s / t for t, s, _ in plain])
     plain_eps = med([e / t for t, _, e in plain])
-    roll_sps = med([s / t for t, s, _ in rollout])
-    roll_eps = med([e / t for t, _, e in rollout])
+    roll_sps = med([s / t for t, s, _, _ in rollout])
+    roll_eps = med([e / t for t, _, e, _ in rollout])
     full_eps = med([e / t for t, e in full])
-    waste = med([e / (s / args.worlds) for _, s, e in rollout]) / args.worlds
+    used = med([u / s for _, s, _, u in rollout])
     rate = record_rate(100_000, root)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"CartPole-v1 vector env, {args.worlds} worlds, {args.episodes} episodes, random actions, {args.rounds} rounds")
+    what = f"{args.worlds} worlds, {args.episodes} episodes, random actions, {args.rounds} rounds"
+    print(f"CartPole-v1 vector env, {what}")
     print(f"plain loop     : {plain_sps:12,.0f} env-steps/s  {plain_eps:10,.0f} episodes/s")
     print(f"trialrun rollout: {roll_sps:12,.0f} env-steps/s  {roll_eps:10,.0f} episodes/s")
     print(f"trialrun run   :                          {full_eps:10,.0f} episodes/s")
     print(f"rollout / plain: env-steps/s {roll_sps / plain_sps:.3f}, episodes/s {roll_eps / plain_eps:.3f}")
     print(f"run / plain    : episodes/s {full_eps / plain_eps:.3f}")
-    print(f"recorded episodes per world-episode slot computed (wave use): {waste:.3f}")
+    print(f"share of computed env-steps inside recorded episodes (wave mode): {used:.3f}")
     print(f"driver record rate: {rate:,.0f} records/s; peak RSS {rss_mb:.0f} MB")
     print(
         json.dumps(

@@ -98,7 +98,7 @@ def test_overrides_apply_before_validation() -> None:
             _with(episods=3),
             None,
             "run.yaml: field 'jobs.0.episods': unknown key 'episods'; allowed keys: design, env, episodes, factors, instruction, max_steps, "
-            "name, num_envs, outcomes, policy, success, vectorization, video",
+            "name, native_mode, num_envs, outcomes, policy, success, vectorization, video",
         ),
         (
             _with(episodes="many"),
@@ -113,7 +113,7 @@ def test_overrides_apply_before_validation() -> None:
         (
             _with(vectorization="threads"),
             None,
-            "run.yaml: field 'jobs.0.vectorization': Input should be 'sync' or 'async'",
+            "run.yaml: field 'jobs.0.vectorization': Input should be 'sync', 'async' or 'native'",
         ),
         (
             _with(env={"id": "X", "kwags": {}}),
@@ -150,7 +150,7 @@ def test_overrides_apply_before_validation() -> None:
             {**BASE, "defaults": {"num_env": 2}},
             None,
             "run.yaml: field 'defaults.num_env': unknown key 'num_env'; allowed keys: design, env, episodes, factors, instruction, max_steps, "
-            "name, num_envs, outcomes, policy, success, vectorization, video",
+            "name, native_mode, num_envs, outcomes, policy, success, vectorization, video",
         ),
         (BASE, ["jobs.3.episodes=4"], "field '--set': 'jobs.3': index must be 0..0 (the list has 1 items)"),
         (BASE, ["jobs.0.episodes"], "field '--set': override 'jobs.0.episodes' is not of the form key=value"),
