@@ -303,3 +303,135 @@ def test_the_report_of_run_b_shows_its_comparisons(runs: dict[str, Path], tmp_pa
     (broken,) = read_comparisons(run_b)
     assert broken.error is not None and broken.rows == []
     assert "could not read compare/vs-lqr/comparison.json" in build_report(run_b).read_text()
+
+
+# --------------------------------------------------------------------------- metrics, Holm, sequential
+
+
+@pytest.fixture(scope="module")
+def no_rule_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Issue 16: CartPole, 40 episodes, 4 envs, LQR (A) vs random (B), no success rule."""
+    root = tmp_path_factory.mktemp("norule")
+    out = {}
+    for key, policy in (("lqr", "cartpole-balance"), ("random", "random")):
+        doc = {
+            "name": f"norule-{key}",
+            "seed": 5,
+            "jobs": [{"name": "pole", "env": "CartPole-v1", "policy": policy, "episodes": 40, "num_envs": 4}],
+        }
+        run_evaluation(parse_run_config(doc), root / key)
+        out[key] = root / key
+    return out
+
+
+def test_without_a_success_signal_the_gate_uses_return(no_rule_runs: dict[str, Path], tmp_path: Path) -> None:
+    a, b = str(no_rule_runs["lqr"]), str(no_rule_runs["random"])
+    proc = _trialrun("compare", a, b, "--fail-if-worse", "--out", str(tmp_path / "o"))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "metric: return: no success signal in either run" in proc.stdout
+    assert "gate failed" in proc.stderr and "on return" in proc.stderr
+    assert "paired t-test" in proc.stdout
+    data = json.loads((tmp_path / "o" / "comparison.json").read_text())
+    assert data["metric"] == "return" and "no success signal in either run" in data["metric_reason"]
+    job = data["jobs"]["pole"]
+    mc = job["metric_comparison"]
+    assert mc["test"] == "paired t-test" and mc["difference"] < -100 and mc["ci"]["high"] < 0
+    assert mc["p_value"] < 1e-6 and mc["p_adjusted"] == mc["p_value"]
+    assert job["verdict"] == "B worse" and job["worse_beyond_margin"] and data["overall_verdict"] == "B worse"
+    assert data["gate_failed"] and data["failing_jobs"] == ["pole"]
+    refused = _trialrun(
+        "compare", a, b, "--metric", "success", "--fail-if-worse", "--out", str(tmp_path / "s")
+    )
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "success is not reported" in refused.stderr and "--metric return" in refused.stderr
+    html = (tmp_path / "o" / "compare.html").read_text()
+    assert "paired t-test" in html and "no success signal in either run" in html
+
+
+def test_a_success_rule_picks_success_and_terms_can_be_compared(runs: dict[str, Path]) -> None:
+    comparison = compare_runs(runs["lqr"], runs["random"])
+    assert comparison.metric == "success" and "success: survived" in (comparison.metric_reason or "")
+    mc = comparison.jobs["pole"].metric_comparison
+    assert mc is not None and mc.kind == "binary" and mc.test.startswith("mcnemar")
+    length = compare_runs(runs["lqr"], runs["random"], metric="length", margin=5.0)
+    lc = length.jobs["pole"].metric_comparison
+    assert lc is not None and lc.kind == "continuous" and lc.difference < -5
+    assert length.jobs["pole"].worse_beyond_margin and length.metric_reason == "asked for with --metric"
+    with pytest.raises(InputError, match="no record has the outcome 'nope'"):
+        compare_runs(runs["lqr"], runs["random"], metric="nope")
+    with pytest.raises(InputError, match=r"\[0, 1\) for the binary metric 'success'"):
+        compare_runs(runs["lqr"], runs["random"], margin=2.0)
+
+
+def test_holm_across_jobs_matches_statsmodels() -> None:
+    from statsmodels.stats.multitest import multipletests
+
+    from trialrun.compare.build import _adjust_across_jobs
+    from trialrun.runfiles.comparison import JobComparison, MetricComparison
+    from trialrun.runfiles.schema import Interval
+    from trialrun.stats import holm_adjust
+
+    ps = [0.01, 0.04, 0.03]
+    expected = multipletests(ps, method="holm")[1].tolist()
+    assert holm_adjust(ps) == expected
+    jobs = {
+        f"j{i}": JobComparison(
+            job=f"j{i}",
+            policy_a={},
+            policy_b={},
+            pairs=10,
+            only_in_a=0,
+            only_in_b=0,
+            success=None,
+            verdict="no clear difference",
+            metric_comparison=MetricComparison(
+                metric="return",
+                kind="continuous",
+                a_value=0.0,
+                b_value=-1.0,
+                difference=-1.0,
+                ci=Interval(low=-2.0, high=-0.1, method="x"),
+                p_value=p,
+                test="paired t-test",
+                p_worse=p / 2,
+                pairs=10,
+            ),
+        )
+        for i, p in enumerate(ps)
+    }
+    overall = _adjust_across_jobs(jobs, 0.95)
+    got = [jc.metric_comparison.p_adjusted for jc in jobs.values() if jc.metric_comparison]
+    assert got == expected  # exact
+    worse = [jc.metric_comparison.p_worse_adjusted for jc in jobs.values() if jc.metric_comparison]
+    assert worse == multipletests([p / 2 for p in ps], method="holm")[1].tolist()
+    assert overall == "B worse"  # 0.03 < 0.05 for j0
+    # the gate at 0.025 one-sided: only j0 (0.005 * 3 = 0.015)
+    assert [n for n, jc in jobs.items() if jc.worse_beyond_margin] == ["j0"]
+
+
+def test_compare_sequential_reports_where_it_would_stop(runs: dict[str, Path], tmp_path: Path) -> None:
+    proc = _trialrun(
+        "compare",
+        str(runs["lqr"]),
+        str(runs["random"]),
+        "--sequential",
+        "--batch",
+        "10",
+        "--out",
+        str(tmp_path / "q"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "sequential (success, looks every 10 pairs): pole: would have stopped at pair" in proc.stdout
+    sq = json.loads((tmp_path / "q" / "comparison.json").read_text())["jobs"]["pole"]["sequential"]
+    assert sq["decision"] == "B worse" and sq["planned"] == 60 and sq["stopped_at"] % 10 == 0
+    assert sq["saved"] == 60 - sq["stopped_at"] > 0 and sq["batch"] == 10
+    assert (
+        sq["e_value"] >= 20
+        and sq["checks"][-1] == sq["stopped_at"]
+        and len(sq["e_path"]) == len(sq["checks"])
+    )
+    assert all(e < 20 for e in sq["e_path"][:-1])
+    same = compare_runs(runs["lqr"], runs["lqr2"], sequential=True, batch=10).jobs["pole"].sequential
+    assert same is not None and same.decision == "undecided" and same.saved == 0 and same.e_value == 1.0
+    html = render_compare_html(compare_runs(runs["lqr"], runs["random"], sequential=True))
+    assert 'id="sequential"' in html

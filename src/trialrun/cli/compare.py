@@ -29,8 +29,30 @@ def compare(
     ] = False,
     margin: Annotated[
         float,
-        typer.Option("--margin", help="Tolerated drop in success rate for --fail-if-worse.", min=0, max=1),
+        typer.Option(
+            "--margin",
+            help="Tolerated drop for --fail-if-worse, in the metric's units (rate points for success).",
+            min=0,
+        ),
     ] = 0.02,
+    metric: Annotated[
+        str | None,
+        typer.Option(
+            "--metric",
+            help="success, return or an outcome term (default: success when the job reports success, "
+            "else return).",
+        ),
+    ] = None,
+    sequential: Annotated[
+        bool,
+        typer.Option(
+            "--sequential",
+            help="Also report where an anytime-valid sequential test would have stopped (planned order).",
+        ),
+    ] = False,
+    batch: Annotated[
+        int, typer.Option("--batch", help="With --sequential: look at the pairs every this many.", min=1)
+    ] = 10,
     bins: Annotated[
         int | None,
         typer.Option(
@@ -49,33 +71,88 @@ def compare(
     from trialrun.compare import compare_runs, default_out_dir, write_comparison
 
     comparison = compare_runs(
-        run_a, run_b, job=job, margin=margin, bins=bins, seed=seed, target_half_width=target_half_width
+        run_a,
+        run_b,
+        job=job,
+        margin=margin,
+        bins=bins,
+        seed=seed,
+        target_half_width=target_half_width,
+        metric=metric,
+        sequential=sequential,
+        batch=batch,
     )
     json_path, html_path = write_comparison(comparison, out or default_out_dir(run_a, run_b))
+    several = len(comparison.jobs) > 1
     table = Table(title=f"B = {escape(str(run_b))} vs A = {escape(str(run_a))}")
-    columns = ["job", "pairs", "A success", "B success", "B - A [95% CI]", "McNemar p"]
-    columns += ["return B - A", "verdict"]
+    columns = ["job", "pairs", "metric", "A", "B", "B - A [95% CI]", "test", "p"]
+    columns += ["p (Holm)"] if several else []
+    columns += ["success B - A", "verdict"]
     for column in columns:
-        table.add_column(column, justify="left" if column in ("job", "verdict") else "right")
+        table.add_column(
+            column, justify="left" if column in ("job", "metric", "test", "verdict") else "right"
+        )
+    name = escape(comparison.metric or "")
     for jc in comparison.jobs.values():
-        s, r = jc.success, jc.return_
-        if s is None:
-            table.add_row(escape(jc.job), str(jc.pairs), "-", "-", "-", "-", "-", jc.verdict)
+        mc, s = jc.metric_comparison, jc.success
+        if mc is None:
+            table.add_row(
+                escape(jc.job),
+                str(jc.pairs),
+                escape(jc.metric or "-"),
+                *["-"] * (len(columns) - 4),
+                jc.verdict,
+            )
             continue
+        binary = mc.kind == "binary"
+        value_format = ".1%" if binary else ".4g"
+        digits = ".3f" if binary else ".2f"
         verdict = jc.verdict + (" (beyond margin)" if jc.worse_beyond_margin else "")
-        returns = "-" if r is None else f"{r.difference:+.2f} [{r.ci.low:+.2f}, {r.ci.high:+.2f}]"
-        table.add_row(
+        row = [
             escape(jc.job),
             str(jc.pairs),
-            f"{s.a_rate:.1%}",
-            f"{s.b_rate:.1%}",
-            f"{s.difference:+.3f} [{s.ci.low:+.3f}, {s.ci.high:+.3f}]",
-            f"{s.mcnemar_p:.3g}",
-            returns,
-            verdict,
-            style="red" if jc.worse_beyond_margin else "",
-        )
+            escape(mc.metric),
+            f"{mc.a_value:{value_format}}",
+            f"{mc.b_value:{value_format}}",
+            f"{mc.difference:+{digits}} [{mc.ci.low:+{digits}}, {mc.ci.high:+{digits}}]",
+            escape(mc.test),
+            f"{mc.p_value:.3g}",
+        ]
+        if several:
+            row.append("-" if mc.p_adjusted is None else f"{mc.p_adjusted:.3g}")
+        row.append("-" if s is None else f"{s.difference:+.3f} [{s.ci.low:+.3f}, {s.ci.high:+.3f}]")
+        row.append(verdict)
+        table.add_row(*row, style="red" if jc.worse_beyond_margin else "")
     stdout.print(table)
+    stdout.print(
+        f"metric: {escape(comparison.metric or '-')}: {escape(comparison.metric_reason or '')}",
+        highlight=False,
+    )
+    if several:
+        stdout.print(
+            f"overall (Holm-adjusted across {len(comparison.jobs)} jobs): {comparison.overall_verdict}",
+            highlight=False,
+        )
+    for jc in comparison.jobs.values():
+        sq = jc.sequential
+        if sq is None:
+            continue
+        if sq.decision == "undecided":
+            where = (
+                f"undecided after all {sq.stopped_at} pairs "
+                f"(max e-value {sq.max_e_value:.3g} < {1 / sq.alpha:g})"
+            )
+        else:
+            where = (
+                f"would have stopped at pair {sq.stopped_at} of {sq.planned} with '{sq.decision}' "
+                f"(e-value {sq.e_value:.3g} >= {1 / sq.alpha:g}), saving {sq.saved} episodes per run"
+            )
+        clip = f"; {sq.clipped} differences clipped to +-{sq.bound:.4g}" if sq.clipped else ""
+        stdout.print(
+            f"sequential ({escape(sq.metric)}, looks every {sq.batch} pairs): "
+            f"{escape(jc.job)}: {where}{clip}",
+            highlight=False,
+        )
     for jc in comparison.jobs.values():
         extra = ""
         if jc.only_in_a or jc.only_in_b:
@@ -98,11 +175,15 @@ def compare(
         report_after_run(run_b, quiet=True)
     if fail_if_worse:
         if comparison.gate_failed:
+            holm = " (Holm-adjusted across jobs)" if several else ""
             stderr.print(
-                f"[bold red]gate failed:[/] B is worse than A by more than {margin:g} (95% confidence) in: "
-                f"{escape(', '.join(comparison.failing_jobs))}",
+                f"[bold red]gate failed:[/] B is worse than A on {name} by more than "
+                f"{margin:g} (95% confidence{holm}) in: {escape(', '.join(comparison.failing_jobs))}",
                 highlight=False,
             )
             raise typer.Exit(EXIT_FAILED)
-        stdout.print(f"gate passed: B is not worse than A by more than {margin:g}", highlight=False)
+        stdout.print(
+            f"gate passed: B is not worse than A on {name} by more than {margin:g}",
+            highlight=False,
+        )
     raise typer.Exit(EXIT_OK)

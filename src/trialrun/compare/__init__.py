@@ -22,10 +22,17 @@ Per job, on the episodes both runs completed:
   over the spec's bounds, about 25 pairs per bin; one bin per categorical
   value): the same success difference and interval.
 
-The gate (``--fail-if-worse``): a job fails when the upper bound of its 95%
-interval of B - A success is below ``-margin``, i.e. B is worse than A by
-more than the margin with 95% confidence. There is no multiplicity correction
-across jobs: gate on the job that matters (``--job``) when there are many.
+The metric of a job (:mod:`trialrun.compare.metric`): success when the job
+reports success (a success rule, or an episode that succeeded), else return,
+or ``--metric``; a continuous metric gets the bootstrap interval and a paired
+t-test. p-values are Holm-adjusted across jobs.
+
+The gate (``--fail-if-worse``): a job fails when B is worse than A on its
+metric by more than ``margin`` (metric units) with 95% confidence: the
+one-sided p-value of "B - A < -margin", Holm-adjusted across jobs, is below
+0.025 (for one job on success: the upper bound of the 95% Newcombe interval
+is below ``-margin``). ``sequential=True`` adds where an anytime-valid test
+(:mod:`trialrun.sequential`) would have stopped.
 
 Runs whose configs differ in what defines the episodes are refused
 (:class:`ComparisonRefused`; see :mod:`trialrun.compare.pairing`).

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from trialrun.binning import assign_bins
+from trialrun.compare.metric import choose_metric, compare_metric, metric_values
 from trialrun.compare.page import render_compare_html
 from trialrun.compare.pairing import LoadedRun, load_run, pair_episodes, shared_jobs
 from trialrun.errors import InputError
@@ -35,14 +37,18 @@ from trialrun.runfiles.comparison import (
     Comparison,
     FactorComparison,
     JobComparison,
+    OverallVerdict,
     ReturnComparison,
     RunRef,
+    SequentialComparison,
     SuccessComparison,
     Verdict,
 )
 from trialrun.runfiles.schema import EpisodeRecord, FactorSpec, FactorValue, Interval
+from trialrun.sequential import DEFAULT_CONCENTRATION, sequential_test
 from trialrun.stats import (
     EXACT_MCNEMAR_BELOW,
+    holm_adjust,
     mcnemar_test,
     newcombe_paired_interval,
     paired_mean_difference,
@@ -61,8 +67,26 @@ METHODS = {
     "pairs without a finite return in either run are left out",
     "factor_bins": "the report's and the analysis' bins: equal width over the declared range "
     "(log-spaced for log-scale factors), about 25 pairs per bin, 3 to 10 bins; one bin per level",
-    "gate": "fails when the upper bound of the 95% interval of B - A success is below -margin",
+    "metric": "success when the job reports success (a success rule in its config, or an episode that "
+    "succeeded in either run), else return; or --metric",
+    "continuous_test": "paired t-test on the differences (scipy); interval: paired percentile bootstrap",
+    "holm": "p-values Holm-adjusted across the compared jobs (statsmodels multipletests, method='holm')",
+    "gate": "a job fails when B is worse than A by more than the margin (metric units) with 95% confidence: "
+    "the one-sided p-value of 'B - A < -margin' (inverted Newcombe interval for success, paired t-test "
+    "for a continuous metric), Holm-adjusted across jobs, is below 0.025; for one job on success this is "
+    "'the upper bound of the 95% interval is below -margin'",
+    "overall_verdict": "B worse / better when some job differs with Holm-adjusted p < 0.05 (mixed when "
+    "both directions occur)",
 }
+
+SEQUENTIAL_METHOD = (
+    "anytime-valid sequential test over the pairs in planned episode order, looked at every batch: "
+    f"binary metrics: Beta({DEFAULT_CONCENTRATION:g},{DEFAULT_CONCENTRATION:g}) mixture likelihood ratio "
+    "over the discordant pairs (Robbins' method of mixtures, mSPRT of Johari et al. 2017); "
+    "continuous metrics: "
+    "hedged betting e-process on the paired differences clipped to the observed range (Waudby-Smith & "
+    "Ramdas 2023); stops when the e-value reaches 1/alpha (Ville's inequality)"
+)
 
 
 def _success_comparison(a: BoolArray, b: BoolArray) -> SuccessComparison:
@@ -207,9 +231,13 @@ def _compare_job(
     bins: int | None,
     seed: int,
     target_half_width: float | None,
+    metric: str | None = None,
+    sequential: int | None = None,
+    alpha: float = 0.05,
 ) -> JobComparison:
     recs_a, recs_b = run_a.records.get(name, {}), run_b.records.get(name, {})
     pairs = pair_episodes(name, recs_a, recs_b)
+    chosen, reason = choose_metric(metric, run_a, run_b, name)
     fields: dict[str, Any] = {
         "job": name,
         "policy_a": run_a.job_config(name).get("policy", {}),
@@ -218,6 +246,8 @@ def _compare_job(
         "only_in_a": len(set(recs_a) - set(recs_b)),
         "only_in_b": len(set(recs_b) - set(recs_a)),
         "target_half_width": target_half_width,
+        "metric": chosen,
+        "metric_reason": reason,
     }
     if not pairs:
         return JobComparison(**fields, success=None, verdict="no shared episodes")
@@ -233,12 +263,41 @@ def _compare_job(
             name,
             returns.left_out,
         )
-    half_width = (success.ci.high - success.ci.low) / 2
+    values_a, values_b, kind = metric_values(pairs, chosen, name)
+    if kind == "binary" and not 0 <= margin < 1:
+        raise InputError(f"--margin must be in [0, 1) for the binary metric '{chosen}', got {margin}")
+    mc = compare_metric(chosen, kind, values_a, values_b, margin=margin, seed=seed)
+    ci = mc.ci if mc is not None else success.ci
+    half_width = (ci.high - ci.low) / 2
     verdict: Verdict = "no clear difference"
-    if success.ci.low > 0:
+    if mc is None:
+        logger.warning("job '%s': no pair has a finite '%s' in both runs", name, chosen)
+    elif ci.low > 0:
         verdict = "B better"
-    elif success.ci.high < 0:
+    elif ci.high < 0:
         verdict = "B worse"
+    if sequential is not None and mc is not None:
+        valid = np.isfinite(values_a) & np.isfinite(values_b)
+        result = sequential_test(values_a[valid], values_b[valid], kind=kind, alpha=alpha, batch=sequential)
+        fields["sequential"] = SequentialComparison(
+            metric=chosen,
+            kind=kind,
+            decision=result.decision,
+            stopped_at=result.stopped_at,
+            planned=result.planned,
+            saved=result.saved,
+            batch=sequential,
+            alpha=alpha,
+            e_value=result.e_value,
+            max_e_value=result.max_e_value,
+            p_value=result.p_value,
+            method=result.method,
+            discordant=result.discordant,
+            bound=result.bound,
+            clipped=result.clipped,
+            checks=result.checks,
+            e_path=result.e_path,
+        )
     spec_list = run_a.manifest.jobs[name].factors if name in run_a.manifest.jobs else []
     fields.update(
         success=success,
@@ -247,9 +306,32 @@ def _compare_job(
         verdict=verdict,
         half_width=half_width,
         meets_target=None if target_half_width is None else bool(half_width <= target_half_width),
-        worse_beyond_margin=bool(success.ci.high < -margin),
+        worse_beyond_margin=False,  # decided across jobs (Holm) in compare_runs
+        metric_comparison=mc,
     )
     return JobComparison(**fields)
+
+
+def _adjust_across_jobs(jobs: dict[str, JobComparison], level: float) -> OverallVerdict:
+    """Holm-adjust the jobs' p-values (in place), decide each job's gate, and
+    return the overall verdict."""
+    compared = [jc for jc in jobs.values() if jc.metric_comparison is not None]
+    if not compared:
+        return "no shared episodes"
+    mcs = [jc.metric_comparison for jc in compared if jc.metric_comparison is not None]
+    adjusted = holm_adjust([mc.p_value for mc in mcs])
+    worse_adjusted = holm_adjust([1.0 if mc.p_worse is None else mc.p_worse for mc in mcs])
+    alpha = 1 - level
+    better = worse = False
+    for jc, mc, p, pw in zip(compared, mcs, adjusted, worse_adjusted, strict=True):
+        mc.p_adjusted, mc.p_worse_adjusted = p, pw
+        jc.worse_beyond_margin = bool(pw < alpha / 2)
+        if p < alpha:
+            better |= mc.difference > 0
+            worse |= mc.difference < 0
+    if better and worse:
+        return "mixed"
+    return "B better" if better else ("B worse" if worse else "no clear difference")
 
 
 def compare_runs(
@@ -261,19 +343,29 @@ def compare_runs(
     bins: int | None = None,
     seed: int = 0,
     target_half_width: float | None = None,
+    metric: str | None = None,
+    sequential: bool = False,
+    batch: int = 10,
 ) -> Comparison:
     """Compare run B against run A on their shared, completed episodes.
 
     ``bins`` is the number of bins per continuous factor; by default the
     shared rule (:func:`trialrun.binning.n_bins_for`) on the number of pairs.
+    ``metric`` is ``success``, ``return`` or an outcome term; by default
+    success when the job reports success, else return (see
+    :mod:`trialrun.compare.metric`). ``margin`` is in the metric's units.
+    ``sequential`` adds, per job, where an anytime-valid sequential test
+    looking every ``batch`` pairs would have stopped.
 
     Raises:
         ComparisonRefused: the runs' configs (or recorded seeds/factors) differ
             in what defines the episodes, or they share no job.
         InputError: a run directory is missing or unreadable.
     """
-    if not 0 <= margin < 1:
-        raise InputError(f"--margin must be in [0, 1), got {margin}")
+    if not margin >= 0 or not math.isfinite(margin):
+        raise InputError(f"--margin must be a finite number >= 0, got {margin}")
+    if batch < 1:
+        raise InputError(f"--batch must be at least 1, got {batch}")
     if bins is not None and bins < 1:
         raise InputError(f"--bins must be at least 1, got {bins}")
     loaded_a, loaded_b = load_run(run_a), load_run(run_b)
@@ -287,9 +379,22 @@ def compare_runs(
             bins=bins,
             seed=_stable_seed(seed, name),
             target_half_width=target_half_width,
+            metric=metric,
+            sequential=batch if sequential else None,
         )
         for name in shared
     }
+    overall = _adjust_across_jobs(jobs, 0.95)
+    chosen = {jc.metric for jc in jobs.values()}
+    reasons = {jc.metric_reason for jc in jobs.values()}
+    if len(chosen) == 1 and len(reasons) == 1:
+        top_metric, top_reason = next(iter(chosen)), next(iter(reasons))
+    else:
+        top_metric = "per job"
+        top_reason = "; ".join(f"{n}: {jc.metric} ({jc.metric_reason})" for n, jc in jobs.items())
+    methods = dict(METHODS)
+    if sequential:
+        methods["sequential"] = SEQUENTIAL_METHOD
     failing = [name for name, jc in jobs.items() if jc.worse_beyond_margin]
     names_a, names_b = loaded_a.job_names, loaded_b.job_names
     ma, mb = loaded_a.manifest, loaded_b.manifest
@@ -303,7 +408,10 @@ def compare_runs(
         jobs_only_in_b=[] if job else [n for n in names_b if n not in names_a],
         gate_failed=bool(failing),
         failing_jobs=failing,
-        methods=dict(METHODS),
+        methods=methods,
+        metric=top_metric,
+        metric_reason=top_reason,
+        overall_verdict=overall,
     )
 
 

@@ -41,22 +41,28 @@ def _stylesheet() -> str:
     return str(_report_dir().joinpath("static").joinpath(STYLESHEET).read_text(encoding="utf-8"))
 
 
-def _scale(values: Sequence[float], extra: Sequence[float] = ()) -> tuple[float, float]:
-    """A readable x/y range for differences: covers the values, 0 and ``extra``."""
+def _scale(values: Sequence[float], extra: Sequence[float] = (), rates: bool = True) -> tuple[float, float]:
+    """A readable x/y range for differences: covers the values, 0 and ``extra``
+    (clamped to [-1, 1] for differences of rates)."""
     pts = [v for v in [*values, *extra, 0.0] if math.isfinite(v)]
     lo, hi = min(pts), max(pts)
-    span = max(hi - lo, 0.1)
+    span = max(hi - lo, 0.1 if rates else 1e-9)
     lo, hi = lo - 0.08 * span, hi + 0.08 * span
-    return max(-1.0, lo), min(1.0, hi)
+    return (max(-1.0, lo), min(1.0, hi)) if rates else (lo, hi)
 
 
 def _forest(comparison: Comparison) -> dict[str, Any]:
-    """Geometry of the per-job forest plot (B - A success with its interval)."""
-    rows = [(jc, jc.success) for jc in comparison.jobs.values() if jc.success is not None]
+    """Geometry of the per-job forest plot (B - A on the compared metric, with its interval).
+
+    Jobs compared on another metric than the first job's are left out (their units differ)."""
+    mcs = [(jc, jc.metric_comparison) for jc in comparison.jobs.values() if jc.metric_comparison is not None]
+    metric = mcs[0][1].metric if mcs else "success"
+    rows = [(jc, mc) for jc, mc in mcs if mc.metric == metric]
+    rates = all(mc.kind == "binary" for _, mc in rows)
     width, left, right, top, row_h = 720, 170, 30, 28, 30
     lows = [s.ci.low for _, s in rows]
     highs = [s.ci.high for _, s in rows]
-    lo, hi = _scale(lows + highs, [-comparison.margin])
+    lo, hi = _scale(lows + highs, [-comparison.margin], rates=rates)
 
     def x(v: float) -> float:
         return left + (v - lo) / (hi - lo) * (width - left - right)
@@ -72,11 +78,13 @@ def _forest(comparison: Comparison) -> dict[str, Any]:
                 "x1": x(s.ci.low),
                 "x2": x(s.ci.high),
                 "colour": _BAD if jc.worse_beyond_margin else (_GOOD if jc.verdict == "B better" else _INK),
-                "title": f"{jc.job}: B - A = {s.difference:+.3f} [{s.ci.low:+.3f}, {s.ci.high:+.3f}]",
+                "title": f"{jc.job}: B - A = {s.difference:+.3g} [{s.ci.low:+.3g}, {s.ci.high:+.3g}]",
             }
         )
-    ticks = [{"x": x(t), "label": f"{t:+.2f}"} for t in np.linspace(lo, hi, 5)]
+    ticks = [{"x": x(t), "label": f"{t:+.3g}"} for t in np.linspace(lo, hi, 5)]
     return {
+        "metric": metric,
+        "left_out": len(mcs) - len(rows),
         "width": width,
         "height": height,
         "left": left,

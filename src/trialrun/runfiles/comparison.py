@@ -30,6 +30,12 @@ COMPARISON_SCHEMA = 1
 McNemarMethod = Literal["exact-binomial", "chi2-continuity-corrected"]
 #: What the interval of B - A success says about a job.
 Verdict = Literal["B better", "B worse", "no clear difference", "no shared episodes"]
+#: The verdict across jobs (Holm-adjusted): "mixed" when some jobs are better and others worse.
+OverallVerdict = Literal["B better", "B worse", "mixed", "no clear difference", "no shared episodes"]
+#: A binary metric (success, boolean terms) or a continuous one (return, numeric terms).
+MetricKind = Literal["binary", "continuous"]
+#: What a sequential test decided.
+SequentialDecision = Literal["B better", "B worse", "undecided"]
 
 
 class _Strict(BaseModel):
@@ -91,6 +97,55 @@ class FactorComparison(_Strict):
     bins: list[BinComparison]
 
 
+class MetricComparison(_Strict):
+    """B - A on the compared metric, with its interval and tests.
+
+    ``p_value`` tests "no difference" (McNemar for a binary metric, the paired
+    t-test for a continuous one); ``p_adjusted`` is Holm-adjusted across the
+    compared jobs. ``p_worse`` is the one-sided p-value of "B is worse than A
+    by more than the margin" (inverted Newcombe interval, or the paired t-test
+    against ``-margin``) and ``p_worse_adjusted`` its Holm adjustment; the gate
+    fails for a job when ``p_worse_adjusted < (1 - level) / 2``.
+    """
+
+    metric: str
+    kind: MetricKind
+    a_value: float
+    b_value: float
+    difference: float
+    ci: Interval
+    p_value: float
+    p_adjusted: float | None = None
+    test: str
+    p_worse: float | None = None
+    p_worse_adjusted: float | None = None
+    pairs: int
+    left_out: int = 0
+
+
+class SequentialComparison(_Strict):
+    """Where an anytime-valid sequential test, reading the pairs in planned
+    episode order every ``batch`` pairs, would have stopped (``trialrun.sequential``)."""
+
+    metric: str
+    kind: MetricKind
+    decision: SequentialDecision
+    stopped_at: int
+    planned: int
+    saved: int
+    batch: int
+    alpha: float
+    e_value: float
+    max_e_value: float
+    p_value: float
+    method: str
+    discordant: int | None = None
+    bound: float | None = None
+    clipped: int = 0
+    checks: list[int] = Field(default_factory=list)
+    e_path: list[float] = Field(default_factory=list)
+
+
 class JobComparison(_Strict):
     """Everything compared for one job."""
 
@@ -110,6 +165,10 @@ class JobComparison(_Strict):
     target_half_width: float | None = None
     meets_target: bool | None = None
     worse_beyond_margin: bool = False
+    metric: str | None = None
+    metric_reason: str | None = None
+    metric_comparison: MetricComparison | None = None
+    sequential: SequentialComparison | None = None
 
 
 class RunRef(_Strict):
@@ -137,6 +196,9 @@ class Comparison(_Strict):
     gate_failed: bool
     failing_jobs: list[str] = Field(default_factory=list)
     methods: dict[str, str] = Field(default_factory=dict)
+    metric: str | None = None
+    metric_reason: str | None = None
+    overall_verdict: OverallVerdict | None = None
 
 
 def read_comparison(out_dir: Path) -> Comparison:
@@ -152,8 +214,13 @@ __all__ = [
     "FactorComparison",
     "JobComparison",
     "McNemarMethod",
+    "MetricComparison",
+    "MetricKind",
+    "OverallVerdict",
     "ReturnComparison",
     "RunRef",
+    "SequentialComparison",
+    "SequentialDecision",
     "SuccessComparison",
     "Verdict",
     "read_comparison",
