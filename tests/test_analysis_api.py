@@ -400,3 +400,39 @@ def test_reads_run_files_only() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_records_without_run_or_timestamps_are_analysed(tmp_path: Path) -> None:
+    episodes, factors = make_sweep(n=200, seed=1).write(tmp_path)
+    lines = []
+    for line in episodes.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        for key in ("run", "started_at", "ended_at"):
+            del row[key]
+        lines.append(json.dumps(row) + "\n")
+    episodes.write_text("".join(lines), encoding="utf-8")
+    assert analyze_records(episodes, factors, outcome="success").n == 200
+
+
+def test_success_that_was_never_reported_is_refused(tmp_path: Path) -> None:
+    from trialrun.runfiles import write_json_atomic
+    from trialrun.stats import summarize_run
+
+    sweep = make_sweep(n=120, seed=2, job="pendulum")
+    # An env that never reports success: every episode is recorded as a failure.
+    sweep.records = [r.model_copy(update={"outcome": {**r.outcome, "success": False}}) for r in sweep.records]
+    run = sweep.write_run(tmp_path / "run")
+    summary = summarize_run(
+        "synthetic", sweep.records, {"pendulum": 120}, {}, 0, success_seen={"pendulum": False}
+    )
+    write_json_atomic(run / "summary.json", summary.model_dump(mode="json", by_alias=True))
+    with pytest.raises(InputError, match=r"job 'pendulum' never reported success.*--outcome return"):
+        analyze_run(run, outcome="success")
+    assert analyze_run(run, outcome="return")["pendulum"].outcome == "return"
+
+
+def test_records_without_success_suggest_another_outcome(tmp_path: Path) -> None:
+    sweep = make_sweep(n=50, seed=2)
+    records = [r.model_copy(update={"outcome": {"return": r.outcome["return"]}}) for r in sweep.records]
+    with pytest.raises(InputError, match="success was never reported, try --outcome return"):
+        analyze(records, sweep.specs, "success", importance=False)

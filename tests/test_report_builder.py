@@ -144,6 +144,22 @@ def test_a_precision_target_is_shown_when_the_run_set_one(tmp_path: Path) -> Non
     assert f"±{100 * job['half_width']:.1f}% (target ±5.0%: not met)" in html
 
 
+def test_success_that_was_never_reported_shows_as_not_reported(tmp_path: Path) -> None:
+    run = _sweep_run(tmp_path)
+    assert "not reported" not in build_report(run).read_text()
+    summary = json.loads((run / "summary.json").read_text())
+    for entry in [*summary["jobs"].values(), summary["overall"]]:
+        entry["success_status"] = "absent"
+    (run / "summary.json").write_text(json.dumps(summary))
+    path = build_report(run)
+    html = path.read_text()
+    absent = [a for _, a in _parse(path).tags if a.get("data-success-status") == "absent"]
+    assert len(absent) == 2  # the overall card and the job's row
+    assert all(a["data-value"] == "" for a in absent)
+    assert html.count(">not reported<") == 2 and "75.0%" not in html
+    assert "set success: survived / {min_return: X} / {key: NAME}" in html
+
+
 def test_user_text_is_escaped_everywhere(tmp_path: Path) -> None:
     job = XSS + "</script><script>alert(2)</script>"
     spec = FactorSpec(name="obj<b>", kind="categorical", values=["<i>cube</i>", "a&b"])

@@ -269,7 +269,7 @@ def test_load_run_errors_name_the_file(tmp_path: Path) -> None:
         load_run(tmp_path)
     run = write_run(tmp_path / "run", [JobSpec("a", [record("a", 0, True)])])
     (run / "episodes.jsonl").write_text('{"schema": 1}\n')
-    with pytest.raises(InputError, match=r"episodes.jsonl:1: field 'run': Field required"):
+    with pytest.raises(InputError, match=r"episodes.jsonl:1: field 'job': Field required"):
         load_run(run)
     (run / "manifest.json").write_text("{}")
     with pytest.raises(InputError, match=r"manifest.json: field 'run'"):

@@ -143,3 +143,57 @@ def test_bootstrap_of_repeated_values_matches_the_resampling_distribution() -> N
     jittered = values + np.linspace(0.0, 1e-6, values.size)
     jlo, jhi = bootstrap_mean_interval(jittered, seed=11, resamples=20000)
     assert (jlo, jhi) == pytest.approx((lo, hi), abs=0.12)
+
+
+# --------------------------------------------------------------------------- success status
+
+
+def _outcome_records(job: str, successes: list[bool | None]) -> list[EpisodeRecord]:
+    return [
+        EpisodeRecord(
+            job=job,
+            episode=k,
+            seed=0,
+            outcome={"return": -1.0} if s is None else {"success": s, "return": -1.0},
+        )
+        for k, s in enumerate(successes)
+    ]
+
+
+def test_success_status_says_where_success_came_from(caplog: pytest.LogCaptureFixture) -> None:
+    failed = _outcome_records("pendulum", [False, False, False])
+    assert summarize_job("j", _outcome_records("j", [True, False]), 2, 0).success_status == "reported"
+    assert summarize_job("j", failed, 3, 0, success_seen=True).success_status == "reported"
+    assert summarize_job("j", failed, 3, 0, success_rule=True, success_seen=False).success_status == "rule"
+    assert summarize_job("j", failed, 3, 0).success_status == "reported"  # unknown: the records cannot tell
+    assert summarize_job("j", [], 3, 0).success_status is None
+    assert not caplog.records
+    with caplog.at_level("WARNING"):
+        absent = summarize_job("pendulum", failed, 3, 0, success_seen=False)
+    assert absent.success_status == "absent"
+    assert absent.success_rate == 0.0  # the number stays; the status says it means nothing
+    (warning,) = caplog.records
+    assert "job 'pendulum'" in warning.getMessage()
+    assert "set success: survived / {min_return: X} / {key: NAME}" in warning.getMessage()
+
+
+def test_records_without_success_are_absent_and_the_overall_status_is_the_common_one() -> None:
+    records = _outcome_records("a", [None, None]) + _outcome_records("b", [None])
+    summary = summarize_run("r", records, {"a": 2, "b": 1}, {}, seed=0)
+    assert [j.success_status for j in summary.jobs.values()] == ["absent", "absent"]
+    assert summary.overall.success_status == "absent"
+    mixed = summarize_run(
+        "r",
+        _outcome_records("a", [False]) + _outcome_records("b", [False]),
+        {"a": 1, "b": 1},
+        {},
+        seed=0,
+        success_rules={"a": True},
+        success_seen={"b": False},
+    )
+    assert [j.success_status for j in mixed.jobs.values()] == ["rule", "absent"]
+    assert mixed.overall.success_status is None
+    single = summarize_run(
+        "r", _outcome_records("a", [False]), {"a": 1}, {}, seed=0, success_seen={"a": False}
+    )
+    assert single.overall.success_status == "absent"

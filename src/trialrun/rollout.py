@@ -125,7 +125,7 @@ def rollout(
     success: SuccessRule | None = None,
     terms: list[OutcomeTerm] | None = None,
     video: VideoPlan | None = None,
-) -> None:
+) -> bool:
     """Run every slot in ``slots`` exactly once on ``len(env_fns)`` sub-envs
     (fewer when there are fewer slots) and call ``on_episode`` as each ends.
 
@@ -136,9 +136,12 @@ def rollout(
     finished videos the results name (the others are deleted).
     Exceptions from the env or the policy propagate; episodes that ended
     before the exception have already been emitted.
+
+    Returns whether the env ever reported the success key (``info["success"]``,
+    ``info["is_success"]`` or the job's ``success.key``).
     """
     if not slots:
-        return
+        return False
     num_envs = min(len(env_fns), len(slots))
     wrapped = [_WrappedEnvFn(env_fns[i], i) for i in range(num_envs)]
     vec_cls = ActiveSubsetAsyncVectorEnv if vectorization == "async" else ActiveSubsetSyncVectorEnv
@@ -162,6 +165,7 @@ def rollout(
             env_id,
             tracker.rule.key,
         )
+    return tracker.success_key_seen
 
 
 def _loop(

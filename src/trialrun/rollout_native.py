@@ -68,7 +68,7 @@ def rollout_native(
     env_kwargs: dict[str, Any] | None = None,
     success: SuccessRule | None = None,
     terms: list[OutcomeTerm] | None = None,
-) -> None:
+) -> bool:
     """Run every slot in ``slots`` exactly once on the worlds of ``env`` and call
     ``on_episode`` as each ends.
 
@@ -76,9 +76,10 @@ def rollout_native(
     job's, or its build-time group's); it defaults to ``slots`` and matters
     only in wave mode. The env is not closed here. Exceptions from the env or
     the policy propagate; episodes that ended before have been emitted.
+    Returns whether the env ever reported the success key.
     """
     if not slots:
-        return
+        return False
     context = PolicyContext(
         env_id=env_id,
         num_envs=env.num_worlds,
@@ -98,6 +99,7 @@ def rollout_native(
             env_id,
             tracker.rule.key,
         )
+    return tracker.success_key_seen
 
 
 def _run_exact(

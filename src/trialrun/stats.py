@@ -21,7 +21,15 @@ import numpy as np
 from scipy import stats as _sps
 
 from trialrun.runfiles.comparison import McNemarMethod
-from trialrun.runfiles.schema import EpisodeRecord, Interval, JobState, JobSummary, Outcome, Summary
+from trialrun.runfiles.schema import (
+    EpisodeRecord,
+    Interval,
+    JobState,
+    JobSummary,
+    Outcome,
+    SuccessStatus,
+    Summary,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -237,10 +245,50 @@ def paired_mean_difference(
 
 # --------------------------------------------------------------------------- summaries
 
+#: The job name of a summary's overall entry.
+OVERALL = "(all)"
+
 
 def _number(value: float | None) -> float:
     """An outcome value as a float; missing values (JSON null) become NaN."""
     return float("nan") if value is None else float(value)
+
+
+#: The fix printed when a job's success is ``absent`` (docs/configuration.md).
+SUCCESS_FIX = "set success: survived / {min_return: X} / {key: NAME} in the job"
+
+
+def success_status(
+    records: Sequence[HasOutcome], success_rule: bool = False, success_seen: bool | None = None
+) -> SuccessStatus | None:
+    """Where a job's ``success`` came from.
+
+    ``rule`` when the job configures a success rule (``survived``,
+    ``min_return`` or an explicit ``key``); else ``reported`` when an episode
+    succeeded or the env reported the key (``success_seen``); else ``absent``
+    when the env never reported it (``success_seen=False``) or no record has a
+    ``success`` value (records made elsewhere). With ``success_seen`` unknown
+    (None) and only failed episodes, the records cannot tell: ``reported``.
+    None for a job without episodes and without a rule.
+
+    Example:
+        >>> fail = EpisodeOutcome("j", 0, {"success": False, "return": -3.0})
+        >>> success_status([fail]), success_status([fail], success_seen=False)
+        ('reported', 'absent')
+        >>> success_status([fail], success_rule=True), success_status([EpisodeOutcome("j", 0, {})])
+        ('rule', 'absent')
+    """
+    if success_rule:
+        return "rule"
+    if success_seen or any(r.outcome.get("success") for r in records):
+        return "reported"
+    if success_seen is False:
+        return "absent"
+    if not records:
+        return None
+    if all(r.outcome.get("success") is None for r in records):
+        return "absent"
+    return "reported"
 
 
 def summarize_job(
@@ -250,14 +298,29 @@ def summarize_job(
     seed: int,
     status: JobState | None = None,
     target_half_width: float | None = None,
+    *,
+    success_rule: bool = False,
+    success_seen: bool | None = None,
 ) -> JobSummary:
     """Aggregates of one job's records: success rate with a Wilson 95% interval,
     mean return with a seeded bootstrap 95% interval, IQM of return, mean length.
 
     ``half_width`` is half the success interval's width; with a
-    ``target_half_width``, ``meets_target`` says whether the job reached it."""
+    ``target_half_width``, ``meets_target`` says whether the job reached it.
+    ``success_rule`` (the job configures ``success:``) and ``success_seen``
+    (the env reported the success key at some step; None when not known) give
+    ``success_status`` (see :func:`success_status`); ``absent`` logs a warning
+    naming the job and the fix."""
     n = len(records)
     successes = sum(1 for r in records if r.outcome.get("success"))
+    signal = success_status(records, success_rule, success_seen)
+    if signal == "absent" and n and job != OVERALL:
+        logger.warning(
+            "job '%s': success was never reported (no info['success'] or info['is_success']), "
+            "so its success rate means nothing; %s",
+            job,
+            SUCCESS_FIX,
+        )
     raw_returns = np.array([_number(r.outcome.get("return")) for r in records], dtype=float)
     finite = np.isfinite(raw_returns)
     invalid_returns = int((~finite).sum())
@@ -302,6 +365,7 @@ def summarize_job(
         meets_target=None
         if target_half_width is None or half_width is None
         else bool(half_width <= target_half_width + 1e-12),
+        success_status=signal,
     )
 
 
@@ -312,11 +376,20 @@ def summarize_run(
     statuses: dict[str, JobState],
     seed: int,
     target_half_width: float | None = None,
+    *,
+    success_rules: dict[str, bool] | None = None,
+    success_seen: dict[str, bool] | None = None,
 ) -> Summary:
     """Per-job and overall summaries. Jobs appear in ``planned`` order; the
     bootstrap of each job uses its own seed derived from ``seed`` and the job's
     position, so adding a job does not change another job's interval.
-    ``target_half_width`` (the run config's) is checked for every job."""
+    ``target_half_width`` (the run config's) is checked for every job.
+    ``success_rules`` (job -> the job configures a success rule) and
+    ``success_seen`` (job -> the env reported the success key) give each job's
+    ``success_status``; a job missing from them counts as no rule / unknown.
+    The overall status is the jobs' common status (None when they differ)."""
+    rules = success_rules or {}
+    seen = success_seen or {}
     by_job: dict[str, list[HasOutcome]] = {name: [] for name in planned}
     for rec in records:
         by_job.setdefault(rec.job, []).append(rec)
@@ -331,6 +404,8 @@ def summarize_run(
             int(seeds[i].generate_state(1)[0]),
             statuses.get(name),
             target_half_width,
+            success_rule=rules.get(name, False),
+            success_seen=seen.get(name),
         )
         for i, name in enumerate(by_job)
     }
@@ -338,11 +413,92 @@ def summarize_run(
         # One job: the overall numbers are that job's (no second bootstrap).
         (only,) = jobs.values()
         overall = only.model_copy(
-            update={"job": "(all)", "status": None, "target_half_width": None, "meets_target": None}
+            update={"job": OVERALL, "status": None, "target_half_width": None, "meets_target": None}
         )
     else:
         all_records = [r for name in by_job for r in by_job[name]]
         overall = summarize_job(
-            "(all)", all_records, sum(planned.values()), int(seeds[-1].generate_state(1)[0])
+            OVERALL, all_records, sum(planned.values()), int(seeds[-1].generate_state(1)[0])
         )
+        kinds = {j.success_status for j in jobs.values()}
+        overall.success_status = kinds.pop() if len(kinds) == 1 else None
     return Summary(run=run, jobs=jobs, overall=overall)
+
+
+# --------------------------------------------------------------------------- tests for compare's metrics
+
+
+def paired_t_test(
+    differences: Sequence[float] | np.ndarray, null: float = 0.0, alternative: str = "two-sided"
+) -> float:
+    """p-value of the paired t-test on ``differences`` (``b - a``) against a
+    mean of ``null`` (scipy's one-sample t-test on the differences).
+    ``alternative`` is ``"two-sided"`` or ``"less"`` (mean below ``null``).
+
+    Degenerate samples (one difference, or all equal) have no variance: the
+    p-value is then 0 or 1 by the side the mean is on (two-sided: 1 only when
+    the mean equals ``null``).
+
+    Example:
+        >>> round(paired_t_test([1.0, 2.0, 3.0, 4.0]), 4)
+        0.0305
+        >>> paired_t_test([-5.0, -5.0], null=-1.0, alternative="less")
+        0.0
+    """
+    d = np.asarray(differences, dtype=float)
+    if d.size == 0:
+        raise ValueError("no pairs")
+    mean = float(d.mean())
+    if d.size == 1 or np.all(d == d[0]):
+        if alternative == "less":
+            return 0.0 if mean < null else 1.0
+        return 1.0 if mean == null else 0.0
+    result = _sps.ttest_1samp(d, null, alternative=alternative)
+    return float(result.pvalue)
+
+
+def newcombe_worse_p(both: int, only_b: int, only_a: int, neither: int, margin: float) -> float:
+    """One-sided p-value of "B's success rate is below A's by more than
+    ``margin``", from inverting Newcombe's paired interval: half of one minus
+    the level at which the interval's upper bound is ``-margin``. So
+    ``p < 0.025`` exactly when the 95% interval lies below ``-margin``.
+
+    Example:
+        >>> newcombe_worse_p(59, 6, 16, 80, 0.0) < 0.025  # the 95% interval is below 0
+        True
+    """
+    n = both + only_b + only_a + neither
+    if n <= 0:
+        raise ValueError("no pairs")
+    if (only_b - only_a) / n >= -margin:
+        return 1.0
+
+    def upper(level: float) -> float:
+        return newcombe_paired_interval(both, only_b, only_a, neither, level)[1]
+
+    lo_level, hi_level = 1e-9, 1 - 1e-12
+    if upper(hi_level) < -margin:
+        return (1 - hi_level) / 2
+    for _ in range(60):
+        mid = (lo_level + hi_level) / 2
+        if upper(mid) < -margin:
+            lo_level = mid
+        else:
+            hi_level = mid
+    return float((1 - (lo_level + hi_level) / 2) / 2)
+
+
+def holm_adjust(p_values: Sequence[float]) -> list[float]:
+    """Holm-adjusted p-values (statsmodels ``multipletests(method="holm")``),
+    in the order given.
+
+    Example:
+        >>> [round(p, 3) for p in holm_adjust([0.01, 0.04, 0.03])]
+        [0.03, 0.06, 0.06]
+    """
+    if not len(p_values):
+        return []
+    from statsmodels.stats.multitest import multipletests
+
+    adjusted = multipletests(np.asarray(p_values, dtype=float), method="holm")[1]
+    return [float(p) for p in adjusted]

@@ -60,9 +60,10 @@ from trialrun.runfiles import (
     RunLayout,
     read_episodes,
     read_manifest,
+    read_summary,
     write_json_atomic,
 )
-from trialrun.runfiles.schema import EpisodeRecord, FactorSpec
+from trialrun.runfiles.schema import EpisodeRecord, FactorSpec, Summary
 from trialrun.runfiles.sensitivity import read_sensitivity
 
 logger = logging.getLogger(__name__)
@@ -363,6 +364,7 @@ def analyze_run(
         selected = with_factors
     episodes_path = layout.episodes
     records = read_episodes(episodes_path)
+    summary = read_summary(run_dir) if layout.summary.is_file() else None
     root = Path(out_dir) if out_dir is not None else layout.analysis_dir
     nested = len(with_factors) > 1
 
@@ -377,6 +379,7 @@ def analyze_run(
                 "the analysis covers the episodes recorded so far"
             )
         try:
+            refuse_absent_success(summary, name, outcome, layout.summary)
             results[name] = analyze(
                 [r for r in records if r.job == name],
                 jm.factors,
@@ -398,6 +401,30 @@ def analyze_run(
     if not results:
         raise errors[0]
     return results
+
+
+def refuse_absent_success(summary: Summary | None, job: str, outcome: str, source: Path) -> None:
+    """Raise when ``outcome`` is ``success`` and the summary says the job's
+    success was never reported (every episode would count as a failure).
+
+    Example:
+        >>> from trialrun.stats import summarize_run
+        >>> s = summarize_run("r", [], {"pendulum": 0}, {}, 0, success_seen={"pendulum": False})
+        >>> refuse_absent_success(s, "pendulum", "success", Path("summary.json"))
+        Traceback (most recent call last):
+        ...
+        trialrun.errors.InputError: summary.json: job 'pendulum' never reported success ...
+    """
+    if outcome != "success" or summary is None:
+        return
+    js = summary.jobs.get(job)
+    if js is not None and js.success_status == "absent":
+        raise InputError(
+            f"{source}: job '{job}' never reported success (its env has no info['success'] or "
+            "info['is_success'] and the job sets no success rule), so every episode counts as a "
+            "failure; analyse another outcome, e.g. --outcome return, or set success: survived / "
+            "{min_return: X} / {key: NAME} in the job and run it again"
+        )
 
 
 def load_sensitivity(path: Path | str) -> SensitivityResult:

@@ -173,10 +173,12 @@ def prepare_dataset(
     records = unique
 
     outcomes = available_outcomes(records)
+    # Records made elsewhere may not say whether an episode succeeded.
+    hint = "; success was never reported, try --outcome return" if outcome == "success" else ""
     if outcome not in outcomes:
         raise InputError(
             f"{episodes_source}: outcome '{outcome}' is not in the records{where}; "
-            f"available outcomes: {', '.join(outcomes) or '(none)'}"
+            f"available outcomes: {', '.join(outcomes) or '(none)'}{hint}"
         )
 
     names = [s.name for s in specs]
@@ -206,7 +208,7 @@ def prepare_dataset(
     if not present:
         raise InputError(
             f"{episodes_source}: outcome '{outcome}' has no value (all null or NaN) in any "
-            f"record{where}; available outcomes: {', '.join(outcomes)}"
+            f"record{where}; available outcomes: {', '.join(outcomes)}{hint}"
         )
     n_bool = sum(isinstance(v, bool) for v in present)
     if 0 < n_bool < len(present):

@@ -22,6 +22,7 @@ from trialrun.cli._console import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, app, lis
 # Importing a command module registers its commands; this order is the order of `trialrun --help`.
 # isort: off
 from trialrun.cli import run, replay, analyze, report, serve, compare, planning, suite, listing  # noqa: F401
+from trialrun.cli import importing  # noqa: F401
 
 # isort: on
 from trialrun.cli.run import summary_table

@@ -54,7 +54,9 @@ def summary_table(summary: Summary) -> Table:
             escape(job.job),
             job.status or "-",
             f"{job.episodes}/{job.planned}",
-            fmt_ci(job.success_rate, sci.low if sci else None, sci.high if sci else None, pct=True),
+            "not reported"
+            if job.success_status == "absent"
+            else fmt_ci(job.success_rate, sci.low if sci else None, sci.high if sci else None, pct=True),
             fmt_ci(job.return_mean, rci.low if rci else None, rci.high if rci else None, pct=False),
             "-" if job.return_iqm is None else f"{job.return_iqm:.1f}",
             "-" if job.length_mean is None else f"{job.length_mean:.1f}",

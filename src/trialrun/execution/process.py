@@ -76,8 +76,8 @@ def _worker_main(conn: Connection, max_shards: int) -> None:
             def emit(record: EpisodeRecord, _id: int = shard_id) -> None:
                 conn.send(("record", _id, record.model_dump_json(by_alias=True)))
 
-            run_shard(job, context, slots, emit)
-            conn.send(("done", shard_id, retire))
+            seen = run_shard(job, context, slots, emit)
+            conn.send(("done", shard_id, retire, seen))
         except Exception as exc:
             conn.send(("error", shard_id, retire, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
         if retire:
@@ -158,13 +158,13 @@ class ProcessExecutor(ShardingExecutor):
         context: RunContext,
         slots: list[Slot],
         emit: Callable[[EpisodeRecord], None],
-    ) -> None:
-        """Run ``slots`` of ``job`` on the pool; ``emit`` each record as it arrives."""
-        pending: deque[Shard] = deque(
-            job_shards(
-                slots, self.workers, job.num_envs, self.shard_size, native=job.vectorization == "native"
-            )
+    ) -> bool:
+        """Run ``slots`` of ``job`` on the pool; ``emit`` each record as it
+        arrives; return whether the env reported the success key."""
+        shards = job_shards(
+            slots, self.workers, job.num_envs, self.shard_size, native=job.vectorization == "native"
         )
+        pending: deque[Shard] = deque(shards)
         job_json = job.model_dump_json()
         context = RunContext(context.run_name, context.run_seed, Path(context.run_dir))
         failure: ShardFailed | WorkersExhausted | None = None
@@ -185,6 +185,7 @@ class ProcessExecutor(ShardingExecutor):
                     failure = self._drain(worker, emit, pending) or failure
         if failure is not None:
             raise failure
+        return any(shard.success_seen for shard in shards)
 
     def _assign(self, pending: deque[Shard], job_json: str, context: RunContext) -> None:
         while pending:
@@ -229,6 +230,8 @@ class ProcessExecutor(ShardingExecutor):
                 worker.retiring = bool(message[2])
                 if kind == "error":
                     failure = ShardFailed(message[3], message[4])
+                elif shard is not None:
+                    shard.success_seen |= bool(message[3])
                 if worker.retiring:
                     self._discard(worker)
                     return failure

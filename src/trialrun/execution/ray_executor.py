@@ -57,7 +57,8 @@ def import_ray() -> Any:
 
 def shard_stream(job_json: str, context: RunContext, slots: list[Slot]) -> Iterator[tuple[str, ...]]:
     """Run a shard in a thread and yield ``("record", json)`` as episodes end,
-    then ``("done",)`` or ``("error", message, traceback)``."""
+    then ``("done", "1"|"0")`` (whether the env reported the success key) or
+    ``("error", message, traceback)``."""
     os.environ.setdefault("MUJOCO_GL", "egl")
     import trialrun.envs  # noqa: F401  (registers bundled env ids)
 
@@ -66,10 +67,10 @@ def shard_stream(job_json: str, context: RunContext, slots: list[Slot]) -> Itera
     def work() -> None:
         try:
             job = JobConfig.model_validate_json(job_json)
-            run_shard(
+            seen = run_shard(
                 job, context, slots, lambda rec: items.put(("record", rec.model_dump_json(by_alias=True)))
             )
-            items.put(("done",))
+            items.put(("done", "1" if seen else "0"))
         except Exception as exc:
             items.put(("error", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
         items.put(_END)
@@ -149,14 +150,14 @@ class RayExecutor(ShardingExecutor):
         context: RunContext,
         slots: list[Slot],
         emit: Callable[[EpisodeRecord], None],
-    ) -> None:
-        """Run ``slots`` of ``job`` as Ray tasks, at most ``workers`` at once."""
+    ) -> bool:
+        """Run ``slots`` of ``job`` as Ray tasks, at most ``workers`` at once;
+        return whether the env reported the success key."""
         ray = self._ensure_ray()
-        pending: deque[Shard] = deque(
-            job_shards(
-                slots, self.workers, job.num_envs, self.shard_size, native=job.vectorization == "native"
-            )
+        shards = job_shards(
+            slots, self.workers, job.num_envs, self.shard_size, native=job.vectorization == "native"
         )
+        pending: deque[Shard] = deque(shards)
         job_json = job.model_dump_json()
         running: list[_Running] = []
         failure: ShardFailed | WorkersExhausted | None = None
@@ -177,6 +178,7 @@ class RayExecutor(ShardingExecutor):
                     failure = failure or task_failure
         if failure is not None:
             raise failure
+        return any(shard.success_seen for shard in shards)
 
     def _advance(
         self, ray: Any, task: _Running, emit: Callable[[EpisodeRecord], None], pending: deque[Shard]
@@ -201,4 +203,5 @@ class RayExecutor(ShardingExecutor):
             return False, None
         if item[0] == "error":
             return True, ShardFailed(item[1], item[2])
-        return False, None  # "done": the stream ends with StopIteration next
+        shard.success_seen |= item[1] == "1"  # "done": the stream ends with StopIteration next
+        return False, None

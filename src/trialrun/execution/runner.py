@@ -91,7 +91,10 @@ class Executor(Protocol):
         context: RunContext,
         slots: list[Slot],
         emit: Callable[[EpisodeRecord], None],
-    ) -> None: ...
+    ) -> bool | None:
+        """Run the slots; return whether the env reported the success key
+        (None when the executor cannot tell)."""
+        ...
 
 
 class LocalExecutor:
@@ -112,8 +115,8 @@ class LocalExecutor:
         context: RunContext,
         slots: list[Slot],
         emit: Callable[[EpisodeRecord], None],
-    ) -> None:
-        run_shard(job, context, slots, emit, policy=self.policy)
+    ) -> bool:
+        return run_shard(job, context, slots, emit, policy=self.policy)
 
 
 @dataclass
@@ -370,6 +373,7 @@ def _run_locked(
     writer.write()
     context = RunContext(run_name=config.name, run_seed=config.seed, run_dir=run_dir)
     errors: dict[str, str] = {}
+    success_seen: dict[str, bool] = {}
 
     with EpisodeLogWriter(episodes_path) as log:
         for job in config.jobs:
@@ -403,7 +407,9 @@ def _run_locked(
                 writer.write(force=False)
 
             try:
-                executor.run_job(job, context, slots, emit)
+                seen = executor.run_job(job, context, slots, emit)
+                if seen is not None:
+                    success_seen[job.name] = seen
             except RunWriteError:
                 state.status = "failed"
                 state.error = "stopped: a run file could not be written (see the run's output)"
@@ -437,6 +443,8 @@ def _run_locked(
         statuses={name: s.status for name, s in manifest.jobs.items()},
         seed=config.seed,
         target_half_width=config.target_half_width,
+        success_rules={job.name: _has_success_rule(job) for job in config.jobs},
+        success_seen=success_seen,
     )
     write_json_atomic(run_dir / SUMMARY_FILE, summary.model_dump(mode="json", by_alias=True))
     manifest.ended_at = utc_now()
@@ -447,6 +455,11 @@ def _run_locked(
         summary=summary,
         errors=errors,
     )
+
+
+def _has_success_rule(job: JobConfig) -> bool:
+    """Whether the job decides success by its own rule rather than the env's default key."""
+    return job.success.key is not None or job.success.survived or job.success.min_return is not None
 
 
 def _try_write(writer: _ManifestWriter) -> None:

@@ -91,8 +91,9 @@ def run_shard(
     emit: Callable[[EpisodeRecord], None],
     policy: Policy | None = None,
     video_dir: Path | None = None,
-) -> None:
-    """Run ``slots`` of ``job`` and ``emit`` one record per finished episode.
+) -> bool:
+    """Run ``slots`` of ``job`` and ``emit`` one record per finished episode;
+    return whether the env ever reported the success key.
 
     ``policy`` overrides the job's policy spec with a live object (used by
     training-time evaluation, which passes the trainer's policy).
@@ -123,8 +124,7 @@ def run_shard(
         )
 
     if job.vectorization == "native":
-        _run_native(job, context, slots, policy_builder, on_episode)
-        return
+        return _run_native(job, context, slots, policy_builder, on_episode)
     video = None
     render_mode = None
     recorder_factory: CaptureFactory | None = None
@@ -135,6 +135,7 @@ def run_shard(
         render_mode = "rgb_array" if DEFAULT_CAMERA in job.video.cameras else None
         recorder_factory = EpisodeRecorder
     factor_set = FactorSet(job)
+    seen = False
     # Build-time factors (env kwargs) split the slots into env groups; each
     # group's env is built once, and its slots keep their own seeds.
     for group in group_slots(factor_set, slots).values():
@@ -153,7 +154,7 @@ def run_shard(
             )
             for _ in range(job.num_envs)
         ]
-        rollout(
+        seen |= rollout(
             group,
             env_fns,
             policy_builder,
@@ -165,6 +166,7 @@ def run_shard(
             terms=build_outcome_terms(job),
             video=video,
         )
+    return seen
 
 
 def _run_native(
@@ -173,7 +175,7 @@ def _run_native(
     slots: Sequence[Slot],
     policy_builder: Callable[[PolicyContext], Policy],
     on_episode: Callable[[EpisodeResult], None],
-) -> None:
+) -> bool:
     """``vectorization: native``: one batched simulator per build-time group.
 
     Waves (wave mode) are cut from the group's full plan, not from the slots
@@ -182,13 +184,14 @@ def _run_native(
     factor_set = FactorSet(job)
     plans = group_slots(factor_set, factor_set.slots(context.run_seed))
     mode = None if job.native_mode == "auto" else job.native_mode
+    seen = False
     for key, group in group_slots(factor_set, slots).items():
         kwargs = {**job.env.kwargs, **factor_set.build_kwargs(group[0].factors)}
         env = make_batched_env(
             job.env.id, kwargs, job.num_envs, max_steps=job.max_steps, mode=mode, job=job.name
         )
         try:
-            rollout_native(
+            seen |= rollout_native(
                 group,
                 env,
                 policy_builder,
@@ -201,3 +204,4 @@ def _run_native(
             )
         finally:
             env.close()
+    return seen

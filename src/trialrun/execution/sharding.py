@@ -32,6 +32,8 @@ class Shard:
     slots: list[Slot]
     attempts: int = 0
     received: set[int] = field(default_factory=set)
+    success_seen: bool = False
+    """Whether the env reported the success key while running this shard."""
 
     @property
     def remaining(self) -> list[Slot]:

@@ -50,6 +50,7 @@ from trialrun.runfiles import (
     RunWriteError,
     write_text_atomic,
 )
+from trialrun.stats import SUCCESS_FIX
 
 logger = logging.getLogger(__name__)
 
@@ -278,8 +279,11 @@ def render_report(view: RunView, out_dir: Path) -> str:
             label="all jobs",
             width=240,
         ),
+        "success_fix": SUCCESS_FIX,
         "job_bars": [
-            interval_bar(
+            Markup("")
+            if j.summary.success_status == "absent"
+            else interval_bar(
                 j.summary.success_rate,
                 j.summary.success_ci.low if j.summary.success_ci else None,
                 j.summary.success_ci.high if j.summary.success_ci else None,

@@ -160,17 +160,32 @@ def read_comparisons(run_dir: Path) -> list[ComparisonView]:
             continue
         rows = []
         for name, job in comparison.jobs.items():
+            # The compared metric (success, return or a custom term) when the
+            # comparison chose one; older files compared success only.
+            metric = job.metric_comparison
             success = job.success
+            values: tuple[float | None, ...]
+            if metric is not None:
+                values = (metric.a_value, metric.b_value, metric.difference, metric.ci.low, metric.ci.high)
+                p, label, binary = metric.p_value, metric.metric, metric.kind == "binary"
+            elif success is not None:
+                values = (success.a_rate, success.b_rate, success.difference, success.ci.low, success.ci.high)
+                p, label, binary = success.mcnemar_p, "success", True
+            else:
+                values, p, label, binary = (None, None, None, None, None), None, "success", True
+            a_value, b_value, difference, ci_low, ci_high = values
             rows.append(
                 {
                     "job": name,
+                    "metric": label,
+                    "binary": binary,
                     "pairs": job.pairs,
-                    "a_rate": success.a_rate if success else None,
-                    "b_rate": success.b_rate if success else None,
-                    "difference": success.difference if success else None,
-                    "ci_low": success.ci.low if success else None,
-                    "ci_high": success.ci.high if success else None,
-                    "p": success.mcnemar_p if success else None,
+                    "a_rate": a_value,
+                    "b_rate": b_value,
+                    "difference": difference,
+                    "ci_low": ci_low,
+                    "ci_high": ci_high,
+                    "p": p,
                     "verdict": job.verdict,
                     "worse": job.worse_beyond_margin,
                 }

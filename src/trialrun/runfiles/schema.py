@@ -28,6 +28,7 @@ FactorValue = float | int | str | bool
 OutcomeValue = float | int | bool | None
 
 JobState = Literal["pending", "running", "completed", "failed"]
+SuccessStatus = Literal["reported", "rule", "absent"]
 
 
 class _Strict(BaseModel):
@@ -80,12 +81,14 @@ class EpisodeRecord(_Strict):
 
     ``(job, episode)`` is the identity of an episode; ``seed`` and ``factors``
     are a pure function of the run seed, the job name and ``episode``.
+    ``run`` and the times are always written by ``trialrun run``; records made
+    elsewhere (``trialrun import``, ``analyze --episodes``) may lack them.
     """
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     schema_version: int = Field(default=SCHEMA_VERSION, alias="schema")
-    run: str
+    run: str = ""
     job: str
     episode: int = Field(ge=0)
     seed: int = Field(ge=0)
@@ -93,8 +96,8 @@ class EpisodeRecord(_Strict):
     factors: dict[str, FactorValue] = Field(default_factory=dict)
     outcome: Outcome
     video: dict[str, str] = Field(default_factory=dict)
-    started_at: str
-    ended_at: str
+    started_at: str | None = None
+    ended_at: str | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
 
     def to_json_line(self) -> str:
@@ -165,6 +168,9 @@ class Manifest(_Strict):
     started_at: str
     ended_at: str | None = None
     jobs: dict[str, JobManifest] = Field(default_factory=dict)
+    source: dict[str, Any] | None = None
+    """Set on a run made by ``trialrun import``: ``{"imported": true, "format",
+    "file", ...}`` (None for a run made by ``trialrun run``)."""
 
 
 class Interval(_Strict):
@@ -200,6 +206,11 @@ class JobSummary(_Strict):
     """The run config's ``target_half_width`` (None when the user set none)."""
     meets_target: bool | None = None
     """Whether ``half_width <= target_half_width`` (None without a target or episodes)."""
+    success_status: SuccessStatus | None = None
+    """Where ``success`` came from: ``reported`` (the env or the source reported
+    it), ``rule`` (the job's ``success:`` rule decided it) or ``absent`` (nothing
+    ever reported it, so the success rate means nothing); None when unknown
+    (summaries written before this field existed)."""
 
 
 class Summary(_Strict):
