@@ -112,8 +112,8 @@ def compare(
             escape(jc.job),
             str(jc.pairs),
             escape(mc.metric),
-            f"{mc.a_value:{value_format}}",
-            f"{mc.b_value:{value_format}}",
+            _side(mc.a_value, jc.pairs, binary, value_format),
+            _side(mc.b_value, jc.pairs, binary, value_format),
             f"{mc.difference:+{digits}} [{mc.ci.low:+{digits}}, {mc.ci.high:+{digits}}]",
             escape(mc.test),
             f"{mc.p_value:.3g}",
@@ -187,3 +187,12 @@ def compare(
             highlight=False,
         )
     raise typer.Exit(EXIT_OK)
+
+
+def _side(value: float, pairs: int, binary: bool, value_format: str) -> str:
+    """One run's value of the metric; a rate carries its Wilson 95% interval."""
+    from trialrun.compare.page import rate_with_interval
+
+    if binary:
+        return rate_with_interval(round(value * pairs), pairs)
+    return f"{value:{value_format}}"

@@ -19,6 +19,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from trialrun.runfiles.comparison import Comparison, FactorComparison
+from trialrun.stats import wilson_interval
 
 TEMPLATE = "compare.html.j2"
 STYLESHEET = "report.css"
@@ -34,7 +35,22 @@ def _report_dir() -> Any:
 @lru_cache(maxsize=1)
 def _environment() -> Environment:
     templates = str(_report_dir().joinpath("templates"))
-    return Environment(loader=FileSystemLoader(templates), autoescape=True, undefined=StrictUndefined)
+    env = Environment(loader=FileSystemLoader(templates), autoescape=True, undefined=StrictUndefined)
+    env.filters["rate_ci"] = rate_with_interval
+    return env
+
+
+def rate_with_interval(successes: int, n: int) -> str:
+    """``"72.5% [60.1, 82.3]"``: a success rate with its Wilson 95% interval, in percent.
+
+    Example:
+        >>> rate_with_interval(8, 10)
+        '80.0% [49.0, 94.3]'
+    """
+    if n <= 0:
+        return "-"
+    low, high = wilson_interval(successes, n)
+    return f"{100 * successes / n:.1f}% [{100 * low:.1f}, {100 * high:.1f}]"
 
 
 def _stylesheet() -> str:
