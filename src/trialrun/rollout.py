@@ -16,7 +16,7 @@ Example:
     >>> from trialrun.plan import plan_job
     >>> from trialrun.policies import build_policy
     >>> results = []
-    >>> rollout(plan_job(0, "demo", 5), [lambda: gym.make("CartPole-v1")] * 2,
+    >>> seen = rollout(plan_job(0, "demo", 5), [lambda: gym.make("CartPole-v1")] * 2,
     ...         lambda ctx: build_policy("zero", {}, ctx), results.append, env_id="CartPole-v1")
     >>> sorted(r.slot.episode for r in results)
     [0, 1, 2, 3, 4]

@@ -29,7 +29,9 @@ Example:
     >>> from trialrun.policies import build_policy
     >>> results = []
     >>> env = make_batched_env("trialrun/SeedProbe-v0", {}, 3)
-    >>> rollout_native(plan_job(0, "demo", 7), env, lambda ctx: build_policy("zero", {}, ctx), results.append)
+    >>> zero = lambda ctx: build_policy("zero", {}, ctx)
+    >>> rollout_native(plan_job(0, "demo", 7), env, zero, results.append)   # the probe reports success
+    True
     >>> env.close()
     >>> sorted(r.slot.episode for r in results)
     [0, 1, 2, 3, 4, 5, 6]
