@@ -170,7 +170,7 @@ def test_templates_never_run() -> None:
         (
             {"evaluators": {"e": {"jobs": [_probe_job()], "intervall": 3}}},
             "suites.yaml: field 'evaluators.e.intervall': unknown key 'intervall'; allowed keys: "
-            "checkpoint_type, enabled, inherits, interval, job_overrides, jobs, mode, nominal, seed, "
+            "checkpoint_type, enabled, gate, inherits, interval, job_overrides, jobs, mode, nominal, seed, "
             "timeout, video",
         ),
         (

@@ -478,3 +478,71 @@ def test_subprocess_failures_report_the_childs_error(tmp_path: Path, sb3_checkpo
         "EvaluatorError: evaluator 'corrupt' runs in a subprocess, which evaluates a saved checkpoint: "
         "pass checkpoint=PATH (a file, or a directory whose newest checkpoint is used)"
     )
+
+
+class _MetricsRecorder:
+    """A logger that keeps the metrics it receives."""
+
+    def __init__(self) -> None:
+        self.metrics: list[dict[str, float]] = []
+
+    def log_result(self, result: EvalResult, step: int) -> None:
+        self.metrics.append(result.metrics())
+
+    def close(self) -> None:
+        pass
+
+
+def test_gate_against_the_previous_run(tmp_path: Path) -> None:
+    manager = _manager(
+        tmp_path,
+        {"cart": {"jobs": [_cart(episodes=16)], "gate": {"baseline": "previous", "margin": 0.05}}},
+    )
+    recorder = _MetricsRecorder()
+    manager.loggers = [recorder]
+    first = manager.maybe_run(0, policy="cartpole-balance")["cart"]
+    assert first.ok and first.gate_passed is None
+    assert first.gate_verdict == "no baseline yet (the first run of the evaluator)"
+    assert "cart/gate_passed" not in recorder.metrics[0]
+
+    worse = manager.maybe_run(1, policy="random")["cart"]
+    assert worse.ok and worse.gate_passed is False and worse.gate_baseline == first.run_dir
+    assert worse.gate_verdict is not None and worse.gate_verdict.startswith("B worse on success")
+    assert "worse by more than the margin 0.05 on job(s) cart" in worse.gate_verdict
+    assert recorder.metrics[1]["cart/gate_passed"] == 0.0
+
+    better = manager.maybe_run(2, policy="cartpole-balance")["cart"]
+    assert better.gate_passed is True and better.gate_baseline == worse.run_dir
+    assert recorder.metrics[2]["cart/gate_passed"] == 1.0
+    assert better.to_dict()["gate"]["passed"] is True
+
+
+def test_gate_with_a_run_dir_baseline_and_a_metric(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    base = _manager(tmp_path / "base", {"cart": {"jobs": [_cart(episodes=12)]}})
+    baseline = base.run("cart", policy="cartpole-balance", epoch=0).run_dir
+    assert baseline is not None
+    manager = _manager(
+        tmp_path / "gated",
+        {
+            "cart": {"jobs": [_cart(episodes=12)], "gate": {"baseline": str(baseline), "metric": "return"}},
+            "other": {"seed": 9, "jobs": [_cart(episodes=12)], "gate": {"baseline": str(baseline)}},
+        },
+    )
+    manager.loggers = []
+    same = manager.run("cart", policy="cartpole-balance", epoch=1)
+    assert (
+        same.gate_passed is True
+        and same.gate_verdict == "no clear difference on return (B: this run, A: the baseline)"
+    )
+    with caplog.at_level(logging.ERROR, logger="trialrun.suites.result"):
+        refused = manager.run("other", policy="cartpole-balance", epoch=1)
+    assert refused.ok and refused.gate_passed is None  # the evaluation counts; the gate could not decide
+    assert refused.gate_verdict is not None and "the run seed differs: 0 (A) vs 9 (B)" in refused.gate_verdict
+    assert "the gate could not compare" in caplog.text
+
+
+def test_gate_config_is_validated(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"evaluators\.cart\.gate\.margin"):
+        _manager(tmp_path, {"cart": {"jobs": [_cart()], "gate": {"baseline": "previous", "margin": -1}}})
+    with pytest.raises(ConfigError, match=r"evaluators\.cart\.gate\.baseline"):
+        _manager(tmp_path, {"cart": {"jobs": [_cart()], "gate": {"metric": "success"}}})

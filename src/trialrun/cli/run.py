@@ -1,7 +1,9 @@
 """``trialrun run``: run (or resume) a run file with a progress bar and an end table.
 
 A run exits 0 when every job completed and 1 when any job failed or a run file
-could not be written.
+could not be written. A job stopped early by ``--stop-when`` (against
+``--baseline``) is completed: the table shows ``episodes/planned`` and a note
+says how many episodes the stop saved.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from trialrun.config import RunConfig
     from trialrun.execution.executors import ManagedExecutor
     from trialrun.execution.runner import RunResult
+    from trialrun.execution.stopping import StopRule
 
 
 def summary_table(summary: Summary) -> Table:
@@ -108,6 +111,33 @@ def run(
         str | None,
         typer.Option("--ray-address", help="auto, ray://host:port; default: start a local Ray."),
     ] = None,
+    stop_when: Annotated[
+        str | None,
+        typer.Option(
+            "--stop-when",
+            help="better, worse or decided: run each job in batches and stop it once an anytime-valid "
+            "sequential test against --baseline decides (docs/compare.md, 'Stopping early').",
+        ),
+    ] = None,
+    baseline: Annotated[
+        Path | None,
+        typer.Option("--baseline", help="With --stop-when: a finished run of the same run file."),
+    ] = None,
+    metric: Annotated[
+        str | None,
+        typer.Option(
+            "--metric", help="With --stop-when: success, return or an outcome term (default: as compare)."
+        ),
+    ] = None,
+    batch: Annotated[
+        int | None,
+        typer.Option("--batch", help="With --stop-when: slots per batch (default max(num_envs, 10)).", min=1),
+    ] = None,
+    alpha: Annotated[float, typer.Option("--alpha", help="With --stop-when: the test's error rate.")] = 0.05,
+    bound: Annotated[
+        float | None,
+        typer.Option("--bound", help="With --stop-when on a continuous metric: bound of |B - A| per pair."),
+    ] = None,
 ) -> None:
     """Run every job of a run file and write episodes.jsonl, manifest.json and summary.json."""
     from trialrun.config import load_run_config
@@ -115,6 +145,7 @@ def run(
     from trialrun.execution.runner import default_run_dir, load_for_resume
 
     setup_logging(verbose)
+    stop = _stop_rule(stop_when, baseline, metric, batch, alpha, bound)
     config_path: Path | None
     if resume and target.is_dir():
         if overrides:
@@ -142,10 +173,44 @@ def run(
         ray_address=ray_address,
     )
     with executor:
-        result = _run_with_progress(config, directory, resume, config_path, executor, quiet)
+        result = _run_with_progress(config, directory, resume, config_path, executor, quiet, stop)
     if not no_report:
         report_after_run(result.run_dir, quiet)
     raise typer.Exit(result.exit_code)
+
+
+def _stop_rule(
+    stop_when: str | None,
+    baseline: Path | None,
+    metric: str | None,
+    batch: int | None,
+    alpha: float,
+    bound: float | None,
+) -> StopRule | None:
+    """The ``--stop-when`` options as a rule (None without ``--stop-when``)."""
+    from trialrun.execution.stopping import STOP_WHEN, StopRule
+
+    if stop_when is None:
+        given = [
+            name
+            for name, value in (
+                ("--baseline", baseline),
+                ("--metric", metric),
+                ("--batch", batch),
+                ("--bound", bound),
+            )
+            if value is not None
+        ]
+        if given:
+            raise fail(f"{', '.join(given)} only applies with --stop-when better|worse|decided")
+        return None
+    if stop_when not in STOP_WHEN:
+        raise fail(f"--stop-when must be one of {', '.join(STOP_WHEN)}, got '{stop_when}'")
+    if baseline is None:
+        raise fail(f"--stop-when {stop_when} needs --baseline RUN_DIR (a finished run of the same run file)")
+    if not 0 < alpha < 1:
+        raise fail(f"--alpha must be in (0, 1), got {alpha}")
+    return StopRule(when=stop_when, baseline=baseline, metric=metric, batch=batch, alpha=alpha, bound=bound)
 
 
 def _run_with_progress(
@@ -155,13 +220,20 @@ def _run_with_progress(
     config_path: Path | None,
     executor: ManagedExecutor,
     quiet: bool,
+    stop: StopRule | None = None,
 ) -> RunResult:
     """Run ``config`` into ``directory``; unless ``quiet``, with bars, the end table and notes."""
     from trialrun.execution.runner import run_evaluation
 
     if quiet:
         return run_evaluation(
-            config, directory, resume=resume, config_path=config_path, argv=sys.argv, executor=executor
+            config,
+            directory,
+            resume=resume,
+            config_path=config_path,
+            argv=sys.argv,
+            executor=executor,
+            stop=stop,
         )
     stdout.print(f"run [bold]{escape(config.name)}[/] -> {escape(str(directory))}", highlight=False)
     progress = progress_bar(eta=True)
@@ -174,8 +246,17 @@ def _run_with_progress(
             observer=ProgressObserver(progress),
             argv=sys.argv,
             executor=executor,
+            stop=stop,
         )
     stdout.print(summary_table(result.summary))
+    for job, stopped in result.stopped.items():
+        stdout.print(
+            f"note: job '{escape(job)}' stopped early: {stopped.decision} than the baseline on "
+            f"{escape(stopped.metric)} after {stopped.at_episode} of {stopped.planned} episodes "
+            f"(e-value {stopped.e_value:.3g}, alpha {stopped.alpha}); {stopped.saved} episodes saved. "
+            "trialrun run --resume RUN_DIR runs the rest",
+            highlight=False,
+        )
     for job_summary in result.summary.jobs.values():
         if job_summary.meets_target is False and job_summary.half_width is not None:
             stdout.print(

@@ -37,6 +37,7 @@ from trialrun.envs.metaworld import METAWORLD_MAX_STEPS, is_metaworld_id
 from trialrun.errors import ConfigError, InputError
 from trialrun.execution.metadata import git_commit, host_info, package_versions
 from trialrun.execution.shard import RunContext, build_outcome_terms, run_shard
+from trialrun.execution.stopping import EarlyStopper, StopRule, run_in_batches
 from trialrun.plan import Slot, missing_slots
 from trialrun.policies.base import Policy
 from trialrun.policies.registry import resolve_policy_factory
@@ -62,6 +63,7 @@ from trialrun.runfiles.schema import (
     JobState,
     Manifest,
     NativeRun,
+    StoppedEarly,
     Summary,
 )
 from trialrun.stats import EpisodeOutcome, summarize_run
@@ -127,6 +129,7 @@ class RunResult:
     statuses: dict[str, JobState]
     summary: Summary
     errors: dict[str, str] = field(default_factory=dict)
+    stopped: dict[str, StoppedEarly] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -303,8 +306,10 @@ def run_evaluation(
     observer: RunObserver | None = None,
     executor: Executor | None = None,
     argv: list[str] | None = None,
+    stop: StopRule | None = None,
 ) -> RunResult:
-    """Run (or resume) every job of ``config`` into ``run_dir``.
+    """Run (or resume) every job of ``config`` into ``run_dir``; ``stop`` stops
+    jobs early against a baseline run (:mod:`trialrun.execution.stopping`).
 
     The run directory is locked while the run writes to it: a second process
     on the same directory (say, a resume while the run still goes on) gets a
@@ -317,6 +322,7 @@ def run_evaluation(
     """
     run_dir = Path(run_dir)
     checked = preflight(config)
+    stopper = EarlyStopper.load(stop, config, run_dir) if stop is not None else None
     if resume:
         if not run_dir.is_dir():
             raise InputError(f"cannot resume {run_dir}: no such run directory")
@@ -330,7 +336,7 @@ def run_evaluation(
         except OSError as exc:
             raise RunWriteError(f"cannot create {run_dir}: {exc}") from exc
     with RunDirLock(run_dir):
-        return _run_locked(config, run_dir, checked, resume, config_path, observer, executor, argv)
+        return _run_locked(config, run_dir, checked, resume, config_path, observer, executor, argv, stopper)
 
 
 def _run_locked(
@@ -342,10 +348,11 @@ def _run_locked(
     observer: RunObserver | None,
     executor: Executor | None,
     argv: list[str] | None,
+    stopper: EarlyStopper | None = None,
 ) -> RunResult:
     episodes_path = run_dir / EPISODES_FILE
     manifest_path = run_dir / MANIFEST_FILE
-    executor = executor or LocalExecutor()
+    run_job = (executor or LocalExecutor()).run_job
 
     if resume:
         if not manifest_path.exists():
@@ -391,7 +398,7 @@ def _run_locked(
                     observer.job_finished(job.name, "completed", None)
                 continue
             state.status = "running"
-            state.error = state.traceback = None
+            state.error = state.traceback = state.stopped_early = None
             state.started_at = state.started_at or utc_now()
             writer.write()
 
@@ -406,8 +413,13 @@ def _run_locked(
                     observer.episode_finished(record)
                 writer.write(force=False)
 
+            def run_slots(
+                group: list[Slot], _job: JobConfig = job, _emit: Callable[..., None] = emit
+            ) -> bool | None:
+                return run_job(_job, context, group, _emit)
+
             try:
-                seen = executor.run_job(job, context, slots, emit)
+                seen, state.stopped_early = run_in_batches(job, slots, stopper, done[job.name], run_slots)
                 if seen is not None:
                     success_seen[job.name] = seen
             except RunWriteError:
@@ -424,7 +436,7 @@ def _run_locked(
                 logger.error("job '%s' failed: %s", job.name, state.error)
             else:
                 missing = job.episodes - len(done[job.name])
-                if missing:
+                if missing and state.stopped_early is None:
                     state.status = "failed"
                     state.error = f"executor returned without {missing} planned episode(s)"
                     errors[job.name] = state.error
@@ -454,6 +466,7 @@ def _run_locked(
         statuses={name: s.status for name, s in manifest.jobs.items()},
         summary=summary,
         errors=errors,
+        stopped={name: s.stopped_early for name, s in manifest.jobs.items() if s.stopped_early is not None},
     )
 
 

@@ -134,8 +134,35 @@ class NativeRun(_Strict):
     depends_on_num_envs: bool
 
 
+class StoppedEarly(_Strict):
+    """Why a job ran fewer episodes than planned: ``trialrun run --stop-when``
+    stopped it once an anytime-valid sequential test against a baseline run
+    decided (docs/compare.md, "Stopping early"). The episodes it ran are the
+    first ``completed`` of the plan (slot seeds are fixed), so ``--resume``
+    runs the rest and the run becomes the fixed-n run."""
+
+    decision: Literal["better", "worse"]
+    """This run's policy against the baseline's, on ``metric``."""
+    at_episode: int = Field(ge=0)
+    """Episodes (a prefix of the plan) the deciding look read."""
+    planned: int = Field(ge=0)
+    saved: int = Field(ge=0)
+    """Planned episodes that were not run."""
+    e_value: float
+    metric: str
+    stop_when: Literal["better", "worse", "decided"] | None = None
+    baseline: str | None = None
+    batch: int | None = Field(default=None, ge=1)
+    alpha: float | None = None
+    bound: float | None = None
+    """The bound of a continuous metric's paired differences (None for a binary one)."""
+
+
 class JobManifest(_Strict):
-    """Per-job state in the manifest."""
+    """Per-job state in the manifest.
+
+    A job stopped by ``--stop-when`` is ``completed`` with ``completed <
+    planned`` and ``stopped_early`` saying why."""
 
     name: str
     status: JobState = "pending"
@@ -147,6 +174,7 @@ class JobManifest(_Strict):
     native: NativeRun | None = None
     started_at: str | None = None
     ended_at: str | None = None
+    stopped_early: StoppedEarly | None = None
 
 
 class Manifest(_Strict):

@@ -18,6 +18,12 @@ a run file) plus when and how to run them::
         interval: 50
         jobs: [...]
         job_overrides: {episodes: 40, factors.object_mass.sampler.low: 10}
+        gate: {baseline: previous, metric: success, margin: 0.05}
+
+``gate`` compares each run of the evaluator with a baseline run (a run
+directory, or ``previous``: this evaluator's last completed run in this
+manager) with ``trialrun compare`` and reports ``gate_passed`` (see
+:class:`GateConfig`).
 
 Resolution of one evaluator, in order (steps 1 and 2 here, with
 :mod:`trialrun.inherits`; steps 3 to 5 in :mod:`trialrun.suites.jobs`):
@@ -80,6 +86,7 @@ __all__ = [
     "AnyLoggerConfig",
     "Evaluator",
     "EvaluatorConfig",
+    "GateConfig",
     "JsonlLoggerConfig",
     "LoggerConfig",
     "MlflowLoggerConfig",
@@ -188,6 +195,22 @@ class _TopLevel(_Model):
 # --------------------------------------------------------------------------- evaluators
 
 
+class GateConfig(_Model):
+    """``gate:`` of an evaluator: each run is compared with ``baseline``
+    (:func:`trialrun.compare.compare_runs`, paired by episode) and fails the
+    gate when it is worse than the baseline by more than ``margin`` (in the
+    metric's units) with 95% confidence on some job (Holm across jobs)."""
+
+    baseline: str = Field(min_length=1)
+    """A run directory (relative paths: against the current directory), or
+    ``previous``: the evaluator's last completed run in this manager (no gate
+    decision on its first run)."""
+    metric: str | None = Field(default=None, min_length=1)
+    """``success``, ``return`` or an outcome term; default: success when the
+    job reports it, else return (as ``trialrun compare``)."""
+    margin: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+
+
 class EvaluatorConfig(_Model):
     """One evaluator after inheritance (see the module docstring for the order
     in which its keys are applied)."""
@@ -206,6 +229,7 @@ class EvaluatorConfig(_Model):
     job_overrides: dict[str, YamlDocument] = Field(default_factory=dict)
     checkpoint_type: str | None = Field(default=None, min_length=1)
     """Policy type that loads this evaluator's checkpoints (default: from the file suffix)."""
+    gate: GateConfig | None = None
 
     @field_validator("job_overrides")
     @classmethod

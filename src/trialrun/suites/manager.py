@@ -20,6 +20,10 @@ An evaluator that fails (its env or policy raises, the child exits non-zero,
 times out) is logged with its message and traceback and reported as a
 ``failed`` :class:`EvalResult`; the other evaluators still run.
 
+An evaluator with a ``gate`` compares each completed run with its baseline
+run (:func:`trialrun.suites.result.apply_gate`); the loggers get
+``<evaluator>/gate_passed``.
+
 Example:
     >>> import tempfile
     >>> out = tempfile.mkdtemp()
@@ -61,7 +65,7 @@ from trialrun.suites.config import (
     validate_jobs,
 )
 from trialrun.suites.loggers import EvalLogger, build_logger, check_logger_available
-from trialrun.suites.result import EvalResult
+from trialrun.suites.result import EvalResult, apply_gate
 from trialrun.suites.run_reader import result_from_run_dir
 from trialrun.suites.subprocess_mode import policy_args, run_child, suite_command
 from trialrun.variations.factors import FactorSet
@@ -130,6 +134,8 @@ class EvalManager:
             loggers = [build_logger(config, self.output_dir) for config in suites.loggers]
         self.loggers = list(loggers)
         self._nominal_cache: dict[str, dict[str, dict[str, Any]]] = {}
+        self._previous: dict[str, Path] = {}
+        """The last completed run of each evaluator (``gate: {baseline: previous}``)."""
 
     # ------------------------------------------------------------------ construction
 
@@ -316,6 +322,10 @@ class EvalManager:
                 )
         result.eval_seconds = time.monotonic() - started
         result.epoch, result.global_step, result.mode = epoch, global_step, mode
+        if result.ok and result.run_dir is not None:
+            if evaluator.config.gate is not None:
+                self._gate(evaluator, result)
+            self._previous[name] = result.run_dir
         if result.ok:
             logger.info(
                 "evaluator '%s' epoch %s: success %s over %d episodes in %.1f s (%s)",
@@ -329,6 +339,19 @@ class EvalManager:
         if log:
             self._log(result)
         return result
+
+    def _gate(self, evaluator: Evaluator, result: EvalResult) -> None:
+        """Compare ``result``'s run with the gate's baseline; set its gate fields."""
+        gate = evaluator.config.gate
+        assert gate is not None and result.run_dir is not None
+        if gate.baseline == "previous":
+            baseline = self._previous.get(evaluator.name)
+            if baseline is None:
+                result.gate_verdict = "no baseline yet (the first run of the evaluator)"
+                return
+        else:
+            baseline = Path(gate.baseline).expanduser().resolve()
+        apply_gate(result, baseline, metric=gate.metric, margin=gate.margin)
 
     def _new_run_dir(self, name: str, epoch: int | None, final: bool) -> Path:
         leaf = "final" if final else (f"epoch{epoch}" if epoch is not None else f"run-{_stamp()}")
