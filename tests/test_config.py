@@ -8,7 +8,7 @@ import pytest
 
 from trialrun.config import load_run_config, parse_override, parse_run_config
 from trialrun.errors import ConfigError
-from trialrun.execution.runner import preflight
+from trialrun.execution.preflight import preflight
 from trialrun.inherits import deep_merge
 
 BASE: dict[str, Any] = {

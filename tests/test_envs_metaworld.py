@@ -9,7 +9,8 @@ import pytest
 from trialrun.config import parse_run_config
 from trialrun.envs.metaworld import METAWORLD_V3_TASKS, make_metaworld_env
 from trialrun.errors import ConfigError
-from trialrun.execution.runner import preflight, run_evaluation
+from trialrun.execution.preflight import preflight
+from trialrun.execution.runner import run_evaluation
 from trialrun.policies.metaworld_expert import expert_class_name
 from trialrun.runfiles import read_episodes, read_manifest
 from trialrun.variations.metaworld import MetaWorldObjectRange

@@ -10,7 +10,8 @@ import pytest
 
 from trialrun.config import parse_run_config
 from trialrun.errors import ConfigError
-from trialrun.execution.runner import preflight, run_evaluation
+from trialrun.execution.preflight import preflight
+from trialrun.execution.runner import run_evaluation
 from trialrun.runfiles import read_episodes, read_manifest
 from trialrun.variations.factors import FactorSet, group_slots
 

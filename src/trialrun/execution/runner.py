@@ -31,17 +31,13 @@ from typing import Protocol
 
 import trialrun.envs  # noqa: F401  (registers the bundled env ids)
 from trialrun.config import JobConfig, RunConfig, parse_run_config
-from trialrun.envs.batched import make_batched_env
-from trialrun.envs.build import check_env_id, make_env
-from trialrun.envs.metaworld import METAWORLD_MAX_STEPS, is_metaworld_id
 from trialrun.errors import ConfigError, InputError
 from trialrun.execution.metadata import git_commit, host_info, package_versions
-from trialrun.execution.shard import RunContext, build_outcome_terms, run_shard
+from trialrun.execution.preflight import Preflight, preflight
+from trialrun.execution.shard import RunContext, run_shard
 from trialrun.execution.stopping import EarlyStopper, StopRule, run_in_batches
 from trialrun.plan import Slot, missing_slots
 from trialrun.policies.base import Policy
-from trialrun.policies.registry import resolve_policy_factory
-from trialrun.recording.capture import check_video
 from trialrun.rollout import utc_now
 from trialrun.runfiles import (
     EPISODES_FILE,
@@ -58,11 +54,9 @@ from trialrun.runfiles import (
 )
 from trialrun.runfiles.schema import (
     EpisodeRecord,
-    FactorSpec,
     JobManifest,
     JobState,
     Manifest,
-    NativeRun,
     StoppedEarly,
     Summary,
 )
@@ -146,93 +140,6 @@ def default_run_dir(output_dir: Path, name: str) -> Path:
         suffix += 1
         candidate = Path(output_dir) / f"{name}-{stamp}-{suffix}"
     return candidate
-
-
-@dataclass
-class Preflight:
-    """What preflight learned about each job, for the manifest."""
-
-    specs: dict[str, list[FactorSpec]] = field(default_factory=dict)
-    native: dict[str, NativeRun] = field(default_factory=dict)
-
-
-def preflight(config: RunConfig) -> Preflight:
-    """Check what can be checked before running anything (env ids, policy
-    names, outcome terms, factors and their targets, what a native simulator
-    can do), so a typo fails in a second with exit code 2 instead of marking a
-    job failed after other jobs ran. Returns each job's factor specs and, for
-    native jobs, how their worlds are reset (for the manifest)."""
-    checked = Preflight()
-    for index, job in enumerate(config.jobs):
-        check_env_id(job.env.id, field=f"jobs.{index}.env.id")
-        if is_metaworld_id(job.env.id) and job.max_steps is not None and job.max_steps > METAWORLD_MAX_STEPS:
-            raise ConfigError(
-                f"Meta-World episodes are at most {METAWORLD_MAX_STEPS} steps, got {job.max_steps}",
-                field=f"jobs.{index}.max_steps",
-            )
-        resolve_policy_factory(job.policy.type, field=f"jobs.{index}.policy.type")
-        build_outcome_terms(job)
-        factor_set = FactorSet(job)
-        if job.vectorization == "native":
-            checked.native[job.name] = check_native(job, index, factor_set)
-        needs_env = factor_set or job.video
-        checked.specs[job.name] = check_with_env(job, index, factor_set) if needs_env else []
-    return checked
-
-
-def check_native(job: JobConfig, index: int, factor_set: FactorSet) -> NativeRun:
-    """Check a ``vectorization: native`` job before anything runs: the env has a
-    vector entry point and can do the forced mode (a one-world env is built to
-    find out), and nothing asks for what native mode cannot do yet. Returns
-    how its worlds will be reset (for the manifest).
-
-    Raises:
-        ConfigError: naming the job's field and what the env supports.
-    """
-    if factor_set.reset_names:
-        name = factor_set.reset_names[0]
-        raise ConfigError(
-            f"factor '{name}' applies at reset, one value per episode, but a native simulator's worlds share "
-            "one env object: use a build-time variation (env_kwarg), which groups the slots so that each "
-            "group's simulator is built with its value, or vectorization: sync",
-            field=f"jobs.{index}.factors.{name}",
-        )
-    if job.video is not None:
-        raise ConfigError(
-            "videos are not recorded with vectorization: native yet; record them with a sync job "
-            "(or replay chosen episodes with trialrun replay --video)",
-            field=f"jobs.{index}.video",
-        )
-    mode = None if job.native_mode == "auto" else job.native_mode
-    try:
-        env = make_batched_env(
-            job.env.id, job.env.kwargs, 1, max_steps=job.max_steps, mode=mode, job=job.name
-        )
-    except ConfigError as exc:
-        raise exc.located(prefix=f"jobs.{index}") from None
-    try:
-        return NativeRun(mode=env.mode, num_envs=job.num_envs, depends_on_num_envs=env.mode == "wave")
-    finally:
-        env.close()
-
-
-def check_with_env(job: JobConfig, index: int, factor_set: FactorSet) -> list[FactorSpec]:
-    """Build one nominal env and check the job against it: every factor's
-    target exists (a VariationError lists the available names), every video
-    camera exists; return the factor specs with nominal values."""
-    try:
-        env = make_env(job.env.id, job.env.kwargs, job.max_steps)
-    except InputError:
-        raise
-    except Exception as exc:  # the env itself is broken: the job will fail and say why
-        logger.warning("job '%s': could not build its env to check factors and cameras: %s", job.name, exc)
-        return []
-    try:
-        if job.video is not None:
-            check_video(env, job.video, field=f"jobs.{index}.video.cameras")
-        return factor_set.specs(env) if factor_set else []
-    finally:
-        env.close()
 
 
 class _ManifestWriter:

@@ -50,7 +50,8 @@ import yaml
 from trialrun.config import RunConfig
 from trialrun.envs.build import make_env
 from trialrun.errors import ConfigError, EvaluatorError
-from trialrun.execution.runner import LocalExecutor, RunObserver, preflight, run_evaluation
+from trialrun.execution.preflight import preflight
+from trialrun.execution.runner import LocalExecutor, RunObserver, run_evaluation
 from trialrun.policies.base import Policy, PolicyContext
 from trialrun.policies.spec import checkpoint_spec, newest_checkpoint
 from trialrun.policies.spec import spec_from_mapping as policy_config
