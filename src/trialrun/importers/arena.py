@@ -33,17 +33,16 @@ rows without one are numbered 0, 1, 2... per job in file order.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, cast
 
-from trialrun.errors import InputError
 from trialrun.importers.common import (
     EpisodeIds,
     RowError,
     as_bool,
     episode_index,
     flatten_factors,
+    json_rows,
     outcome_value,
 )
 from trialrun.runfiles.schema import EpisodeRecord, Outcome
@@ -80,26 +79,12 @@ def read_arena(path: Path, *, job_name: str | None = None) -> list[EpisodeRecord
             or not an Arena episode row (naming the file and line).
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
     ids = EpisodeIds(path)
     records: list[EpisodeRecord] = []
-    try:
-        with open(path, encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise RowError(path, number, f"not valid JSON: {exc.msg} (column {exc.colno})") from None
-                if not isinstance(row, dict):
-                    raise RowError(path, number, f"expected a JSON object, got {type(row).__name__}")
-                if row.get("record") == "meta":
-                    continue
-                records.append(_record(row, path, number, ids, job_name))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read: {exc}") from None
+    for number, row in json_rows(path):
+        if row.get("record") == "meta":
+            continue
+        records.append(_record(row, path, number, ids, job_name))
     _success_from_rate(records)
     return records
 

@@ -23,10 +23,11 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,31 @@ class RowError(InputError):
 
 
 # --------------------------------------------------------------------------- values
+
+
+def json_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` for every non-blank line of a JSON-lines file.
+
+    Raises:
+        InputError: the file is missing or unreadable.
+        RowError: a line is not valid JSON or not a JSON object (naming the line).
+    """
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        with open(path, encoding="utf-8") as f:
+            for number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise RowError(path, number, f"not valid JSON: {exc.msg} (column {exc.colno})") from None
+                if not isinstance(row, dict):
+                    raise RowError(path, number, f"expected a JSON object, got {type(row).__name__}")
+                yield number, row
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read: {exc}") from None
 
 
 def as_bool(value: object) -> bool | None:

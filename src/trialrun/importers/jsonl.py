@@ -15,13 +15,12 @@ Example:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from trialrun.errors import InputError, first_error
-from trialrun.importers.common import EpisodeIds, RowError
+from trialrun.errors import first_error
+from trialrun.importers.common import EpisodeIds, RowError, json_rows
 from trialrun.runfiles.schema import EpisodeRecord
 
 
@@ -33,29 +32,15 @@ def read_jsonl(path: Path) -> list[EpisodeRecord]:
             record (naming the file, the line and the field).
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
     ids = EpisodeIds(path)
     records = []
-    try:
-        with open(path, encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise RowError(path, number, f"not valid JSON: {exc.msg} (column {exc.colno})") from None
-                if not isinstance(row, dict):
-                    raise RowError(path, number, f"expected a JSON object, got {type(row).__name__}")
-                row.setdefault("seed", 0)
-                try:
-                    rec = EpisodeRecord.model_validate(row)
-                except ValidationError as exc:
-                    field, message = first_error(exc, "(line)")
-                    raise RowError(path, number, f"field '{field}': {message}") from None
-                ids.take(rec.job, rec.episode, number)
-                records.append(rec)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read: {exc}") from None
+    for number, row in json_rows(path):
+        row.setdefault("seed", 0)
+        try:
+            rec = EpisodeRecord.model_validate(row)
+        except ValidationError as exc:
+            field, message = first_error(exc, "(line)")
+            raise RowError(path, number, f"field '{field}': {message}") from None
+        ids.take(rec.job, rec.episode, number)
+        records.append(rec)
     return records
