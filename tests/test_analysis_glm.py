@@ -3,11 +3,13 @@ that find planted effects and only those, separation, interactions."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import statsmodels.api as sm
 
-from trialrun.analysis.dataset import prepare_dataset
+from trialrun.analysis.dataset import Dataset, prepare_dataset
 from trialrun.analysis.glm import (
     DEFAULT_SPLINE_DF,
     Design,
@@ -16,6 +18,14 @@ from trialrun.analysis.glm import (
     choose_spline_df,
     fit_glm,
     spline_basis,
+)
+from trialrun.analysis.glm_fit import compare_fits
+from trialrun.analysis.glm_interactions import (
+    BOOTSTRAP_DRAWS,
+    _bootstrap_p,
+    _f_tests,
+    _score_tests,
+    min_p_adjust,
 )
 from trialrun.analysis.synthetic import make_sweep
 from trialrun.runfiles.schema import EpisodeRecord
@@ -143,6 +153,94 @@ def test_interaction_screen_finds_the_planted_pair() -> None:
     assert len(res.interactions) == 28  # all pairs of 8 factors
     # a pure interaction has no main effect: neither factor alone is significant
     assert not res.factors["wind"].significant and not res.factors["tilt"].significant
+    # only the top pair's model is fitted (it is the one drawn)
+    assert res.interactions[0].fit is not None and res.interactions[0].design is not None
+    assert all(i.fit is None for i in res.interactions[1:])
+
+
+def _pair_blocks(ds: Dataset, pairs: list[tuple[str, str]]) -> tuple[Design, np.ndarray, list[slice]]:
+    terms = [Term(columns=(c,), df=4).fit_keep() for c in ds.active]
+    by = {t.name: t for t in terms}
+    pair_terms = [Term(columns=(by[a].columns[0], by[b].columns[0]), df=3).fit_keep() for a, b in pairs]
+    parts = [t.basis(t.data_values()) for t in pair_terms]
+    bounds = np.cumsum([0] + [z.shape[1] for z in parts])
+    blocks = [slice(int(lo), int(hi)) for lo, hi in itertools.pairwise(bounds)]
+    return Design.build(terms), np.hstack(parts), blocks
+
+
+def test_interaction_score_test_df_and_statistic() -> None:
+    """A pair's df is the number of its columns that add to the additive
+    design (aliased ones are not counted), and its statistic is the score
+    test's (statsmodels' ``score_test`` to 1e-6)."""
+    ds = _ds(500, 3)
+    pairs = [("mass", "friction"), ("mass", "object"), ("object", "background")]
+    design, Z, blocks = _pair_blocks(ds, pairs)
+    full = fit_glm(ds.y, design.X, "binomial")
+    stat, df, p = _score_tests(ds.y, design.X, Z, full.params, blocks, None)
+    # 3 x 3 spline columns, 3 x (3-1) spline x level, (3-1) x (2-1) level x level
+    assert [Z[:, s].shape[1] for s in blocks] == list(df) == [9, 6, 2]
+    ref = sm.GLM(ds.y, design.X, family=sm.families.Binomial()).fit()
+    for k, s in enumerate(blocks):
+        st = ref.score_test(exog_extra=Z[:, s])
+        assert stat[k] == pytest.approx(float(st[0][0]), rel=1e-6)
+        assert p[k] == pytest.approx(float(st[1][0]), rel=1e-6)
+    # a copy of a main-effect column and a sum of two pair columns add nothing:
+    # the block's df stays 9, not 11, and its statistic is unchanged
+    extra = np.column_stack([Z[:, blocks[0]], design.X[:, 1], Z[:, 0] + Z[:, 1]])
+    a_stat, a_df, _ = _score_tests(ds.y, design.X, extra, full.params, [slice(0, 11)], None)
+    assert list(a_df) == [9]
+    assert a_stat[0] == pytest.approx(stat[0], rel=1e-6)
+
+
+def test_interaction_f_test_matches_refit() -> None:
+    """Gaussian outcome: the pair's F test (from the additive fit alone) is
+    the exact F test of the refitted model with the pair's term."""
+    ds = _ds(400, 5, "return")
+    pairs = [("mass", "friction"), ("light", "object")]
+    design, Z, blocks = _pair_blocks(ds, pairs)
+    full = fit_glm(ds.y, design.X, "gaussian")
+    stat, df, p = _f_tests(ds.y, design.X, Z, full, blocks, ds.n)
+    for k, s in enumerate(blocks):
+        aug = fit_glm(ds.y, np.hstack([design.X, Z[:, s]]), "gaussian")
+        ref_stat, ref_df, ref_p = compare_fits(aug, full, ds.n, "gaussian")
+        assert (df[k], stat[k], p[k]) == (
+            ref_df,
+            pytest.approx(ref_stat, rel=1e-8),
+            pytest.approx(ref_p, rel=1e-6),
+        )
+
+
+def test_min_p_adjust_is_the_share_of_draws_with_a_smaller_minimum() -> None:
+    p_boot = np.array([[0.5, 0.01], [0.3, 0.0005], [0.9, 0.4], [0.02, 0.7]])  # minima .01 .0005 .4 .02
+    adjusted = min_p_adjust(np.array([0.001, 0.015, 0.3, 0.0001]), p_boot)
+    assert adjusted == pytest.approx([2 / 5, 3 / 5, 4 / 5, 1 / 5])
+    assert min_p_adjust(np.array([0.5]), np.array([[0.9], [0.8]])) == pytest.approx([0.5])  # never below p
+
+
+def test_interaction_screen_adjusts_over_all_pairs_by_bootstrap() -> None:
+    """Binomial outcome: the adjusted p-values of the screen are the min-p
+    bootstrap (seeded) over ALL screened pairs (15 for 6 factors), multiples
+    of 1/200, never below the raw p-values and ordered like them."""
+    ds = _ds(400, 10_000, effect=0.0)  # the benchmark's first null dataset
+    res = analyze_glm(ds, seed=0)
+    assert res is not None
+    inter = {i.interaction.factors: i.interaction for i in res.interactions}
+    assert len(inter) == 15
+    pairs = list(itertools.combinations([c.name for c in ds.active], 2))
+    design, Z, blocks = _pair_blocks(ds, pairs)
+    _, df, p = _score_tests(ds.y, design.X, Z, res.fit.params, blocks, None)
+    expected = min_p_adjust(p, _bootstrap_p(design.X, Z, res.fit, blocks, None, seed=0))
+    for k, pair in enumerate(pairs):
+        assert (inter[pair].df, inter[pair].p_value) == (df[k], pytest.approx(p[k], rel=1e-9))
+        assert inter[pair].p_adjusted == pytest.approx(expected[k], rel=1e-12)
+    adj = np.array([i.interaction.p_adjusted for i in res.interactions])
+    assert np.allclose(adj * (BOOTSTRAP_DRAWS + 1), np.round(adj * (BOOTSTRAP_DRAWS + 1)))
+    assert all(i.p_adjusted >= i.p_value for i in inter.values())
+    assert list(adj) == sorted(adj)  # sorted by raw p: the min-p adjustment is monotone
+    # the top pair's raw p (0.0034) is about what Holm over 15 pairs lets
+    # through (0.05 / 15); its bootstrap-adjusted p is not
+    top = res.interactions[0].interaction
+    assert top.p_value < 0.05 / 15 * 1.05 and not top.significant
 
 
 def test_choose_spline_df_reduces_with_few_events() -> None:

@@ -207,7 +207,7 @@ def _analyze_glm(
     screened: list[InteractionFit] = []
     if interactions and len(terms) >= 2:
         strength = {name: test.statistic for name, test in tests.items()}
-        screened = screen_interactions(ds, terms, design, full, strength, family, ridge, alpha)
+        screened = screen_interactions(ds, terms, design, full, strength, family, ridge, alpha, seed=seed)
 
     info = ModelInfo(
         family=family,

@@ -86,8 +86,11 @@ class FactorResult(_Strict):
 
 
 class Interaction(_Strict):
-    """A screened pair: likelihood-ratio test of the additive model against one
-    with a pairwise term for ``factors`` (Holm-adjusted across screened pairs)."""
+    """A screened pair: does a pairwise term for ``factors`` add to the additive
+    model? A score (Rao) test for a binary outcome, an F test for a continuous
+    one; ``p_adjusted`` is family-wise across all screened pairs (a seeded
+    parametric-bootstrap min-p for a binary outcome, Holm for a continuous one;
+    docs/analysis.md)."""
 
     factors: tuple[str, str]
     df: int
