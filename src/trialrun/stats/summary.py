@@ -1,0 +1,236 @@
+"""Per-job and per-run summaries of recorded episodes (``summary.json``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
+
+import numpy as np
+
+from trialrun.runfiles.schema import (
+    EpisodeRecord,
+    Interval,
+    JobState,
+    JobSummary,
+    Outcome,
+    SuccessStatus,
+    Summary,
+)
+from trialrun.stats.intervals import bootstrap_mean_interval, iqm, wilson_interval
+
+logger = logging.getLogger(__name__)
+
+
+class HasOutcome(Protocol):
+    """What a summary reads from an episode: an :class:`EpisodeRecord` or an
+    :class:`EpisodeOutcome`."""
+
+    @property
+    def job(self) -> str: ...
+
+    @property
+    def episode(self) -> int: ...
+
+    @property
+    def outcome(self) -> Outcome: ...
+
+
+class EpisodeOutcome(NamedTuple):
+    """The part of a record a summary needs.
+
+    Why: the runner keeps every finished episode until the run's summary; a
+    tuple of plain values costs a fraction of a full record's memory and, unlike
+    a record, is not traversed by the garbage collector over and over.
+    """
+
+    job: str
+    episode: int
+    outcome: Outcome
+
+    @classmethod
+    def of(cls, record: EpisodeRecord) -> EpisodeOutcome:
+        """The outcome part of ``record``."""
+        return cls(record.job, record.episode, record.outcome)
+
+
+# --------------------------------------------------------------------------- summaries
+
+#: The job name of a summary's overall entry.
+OVERALL = "(all)"
+
+
+def _number(value: float | None) -> float:
+    """An outcome value as a float; missing values (JSON null) become NaN."""
+    return float("nan") if value is None else float(value)
+
+
+#: The fix printed when a job's success is ``absent`` (docs/configuration.md).
+SUCCESS_FIX = "set success: survived / {min_return: X} / {key: NAME} in the job"
+
+
+def success_status(
+    records: Sequence[HasOutcome], success_rule: bool = False, success_seen: bool | None = None
+) -> SuccessStatus | None:
+    """Where a job's ``success`` came from.
+
+    ``rule`` when the job configures a success rule (``survived``,
+    ``min_return`` or an explicit ``key``); else ``reported`` when an episode
+    succeeded or the env reported the key (``success_seen``); else ``absent``
+    when the env never reported it (``success_seen=False``) or no record has a
+    ``success`` value (records made elsewhere). With ``success_seen`` unknown
+    (None) and only failed episodes, the records cannot tell: ``reported``.
+    None for a job without episodes and without a rule.
+
+    Example:
+        >>> fail = EpisodeOutcome("j", 0, {"success": False, "return": -3.0})
+        >>> success_status([fail]), success_status([fail], success_seen=False)
+        ('reported', 'absent')
+        >>> success_status([fail], success_rule=True), success_status([EpisodeOutcome("j", 0, {})])
+        ('rule', 'absent')
+    """
+    if success_rule:
+        return "rule"
+    if success_seen or any(r.outcome.get("success") for r in records):
+        return "reported"
+    if success_seen is False:
+        return "absent"
+    if not records:
+        return None
+    if all(r.outcome.get("success") is None for r in records):
+        return "absent"
+    return "reported"
+
+
+def summarize_job(
+    job: str,
+    records: Sequence[HasOutcome],
+    planned: int,
+    seed: int,
+    status: JobState | None = None,
+    target_half_width: float | None = None,
+    *,
+    success_rule: bool = False,
+    success_seen: bool | None = None,
+) -> JobSummary:
+    """Aggregates of one job's records: success rate with a Wilson 95% interval,
+    mean return with a seeded bootstrap 95% interval, IQM of return, mean length.
+
+    ``half_width`` is half the success interval's width; with a
+    ``target_half_width``, ``meets_target`` says whether the job reached it.
+    ``success_rule`` (the job configures ``success:``) and ``success_seen``
+    (the env reported the success key at some step; None when not known) give
+    ``success_status`` (see :func:`success_status`); ``absent`` logs a warning
+    naming the job and the fix."""
+    n = len(records)
+    successes = sum(1 for r in records if r.outcome.get("success"))
+    signal = success_status(records, success_rule, success_seen)
+    if signal == "absent" and n and job != OVERALL:
+        logger.warning(
+            "job '%s': success was never reported (no info['success'] or info['is_success']), "
+            "so its success rate means nothing; %s",
+            job,
+            SUCCESS_FIX,
+        )
+    raw_returns = np.array([_number(r.outcome.get("return")) for r in records], dtype=float)
+    finite = np.isfinite(raw_returns)
+    invalid_returns = int((~finite).sum())
+    if invalid_returns:
+        # A diverged simulation can return NaN or inf: leave those episodes out
+        # of the return statistics (and say so) rather than poison the mean.
+        logger.warning(
+            "job '%s': %d episode(s) have no finite return; return statistics leave them out",
+            job,
+            invalid_returns,
+        )
+    returns = raw_returns[finite]
+    m = len(returns)
+    lengths = np.array([float(r.outcome.get("length") or 0) for r in records])
+    success_ci = None
+    return_ci = None
+    if n:
+        lo, hi = wilson_interval(successes, n)
+        success_ci = Interval(low=lo, high=hi, method="wilson")
+    if m:
+        blo, bhi = bootstrap_mean_interval(returns, seed=seed)
+        return_ci = Interval(low=blo, high=bhi, method="percentile-bootstrap")
+    half_width = (success_ci.high - success_ci.low) / 2 if success_ci is not None else None
+    return JobSummary(
+        job=job,
+        status=status,
+        planned=planned,
+        episodes=n,
+        successes=successes,
+        success_rate=successes / n if n else None,
+        success_ci=success_ci,
+        return_mean=float(returns.mean()) if m else None,
+        return_ci=return_ci,
+        return_iqm=iqm(returns) if m else None,
+        return_std=float(returns.std(ddof=1)) if m > 1 else (0.0 if m else None),
+        invalid_returns=invalid_returns,
+        length_mean=float(lengths.mean()) if n else None,
+        terminated=sum(1 for r in records if r.outcome.get("terminated")),
+        truncated=sum(1 for r in records if r.outcome.get("truncated")),
+        half_width=half_width,
+        target_half_width=target_half_width,
+        meets_target=None
+        if target_half_width is None or half_width is None
+        else bool(half_width <= target_half_width + 1e-12),
+        success_status=signal,
+    )
+
+
+def summarize_run(
+    run: str,
+    records: Sequence[HasOutcome],
+    planned: dict[str, int],
+    statuses: dict[str, JobState],
+    seed: int,
+    target_half_width: float | None = None,
+    *,
+    success_rules: dict[str, bool] | None = None,
+    success_seen: dict[str, bool] | None = None,
+) -> Summary:
+    """Per-job and overall summaries. Jobs appear in ``planned`` order; the
+    bootstrap of each job uses its own seed derived from ``seed`` and the job's
+    position, so adding a job does not change another job's interval.
+    ``target_half_width`` (the run config's) is checked for every job.
+    ``success_rules`` (job -> the job configures a success rule) and
+    ``success_seen`` (job -> the env reported the success key) give each job's
+    ``success_status``; a job missing from them counts as no rule / unknown.
+    The overall status is the jobs' common status (None when they differ)."""
+    rules = success_rules or {}
+    seen = success_seen or {}
+    by_job: dict[str, list[HasOutcome]] = {name: [] for name in planned}
+    for rec in records:
+        by_job.setdefault(rec.job, []).append(rec)
+    for recs in by_job.values():
+        recs.sort(key=lambda r: r.episode)
+    seeds = np.random.SeedSequence(seed).spawn(len(by_job) + 1)
+    jobs = {
+        name: summarize_job(
+            name,
+            by_job[name],
+            planned.get(name, len(by_job[name])),
+            int(seeds[i].generate_state(1)[0]),
+            statuses.get(name),
+            target_half_width,
+            success_rule=rules.get(name, False),
+            success_seen=seen.get(name),
+        )
+        for i, name in enumerate(by_job)
+    }
+    if len(jobs) == 1:
+        # One job: the overall numbers are that job's (no second bootstrap).
+        (only,) = jobs.values()
+        overall = only.model_copy(
+            update={"job": OVERALL, "status": None, "target_half_width": None, "meets_target": None}
+        )
+    else:
+        all_records = [r for name in by_job for r in by_job[name]]
+        overall = summarize_job(
+            OVERALL, all_records, sum(planned.values()), int(seeds[-1].generate_state(1)[0])
+        )
+        kinds = {j.success_status for j in jobs.values()}
+        overall.success_status = kinds.pop() if len(kinds) == 1 else None
+    return Summary(run=run, jobs=jobs, overall=overall)
