@@ -5,6 +5,7 @@ import json
 import logging
 import struct
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -108,7 +109,19 @@ def test_tensorboard_event_file_reads_back(tmp_path: Path, video_results: list[E
         assert 2 <= gif.n_frames <= 31
 
 
-def _wandb_records(path: Path) -> list[object]:
+def _wandb_records(path: Path, timeout: float = 30.0) -> list[object]:
+    """The records of a W&B ``.wandb`` transaction log, once the run's final
+    ``exit`` record is in it (wandb's service can still be writing the log for
+    a moment after ``run.finish()`` returns: seen as a 7-byte file)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        records = _parse_wandb_log(path)
+        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:  # type: ignore[attr-defined]
+            return records
+        time.sleep(0.05)
+
+
+def _parse_wandb_log(path: Path) -> list[object]:
     """The records of a W&B ``.wandb`` transaction log (LevelDB log format:
     7-byte header, 32 KiB blocks of ``crc32 | length | type | data`` chunks)."""
     from wandb.proto import wandb_internal_pb2 as pb
