@@ -156,13 +156,13 @@ def _parse_column(rows: list[tuple[int, list[str]]], i: int) -> list[Any]:
 
 
 def _number(cell: str) -> int | float | None:
+    """The cell as an int, else a float, else None (not a number)."""
     if not cell:
         return None
-    try:
-        return int(cell)
-    except ValueError:
-        pass
-    try:
-        return float(cell)
-    except ValueError:
-        return None
+    for parse in (int, float):
+        try:
+            value: int | float = parse(cell)
+        except ValueError:
+            continue
+        return value
+    return None
