@@ -144,7 +144,7 @@ class IsaacLabDouble:
         )
 
     def close(self) -> None:
-        pass
+        """Nothing to release."""
 
 
 # --------------------------------------------------------------------------- ManiSkill3
@@ -211,7 +211,7 @@ class ManiSkillDouble:
         )
 
     def close(self) -> None:
-        pass
+        """Nothing to release."""
 
 
 # --------------------------------------------------------------------------- PufferLib
@@ -292,7 +292,7 @@ class PufferLibDouble:
         )
 
     def close(self) -> None:
-        pass
+        """Nothing to release."""
 
 
 def maniskill_adapter(num_envs: int, **kwargs: Any) -> Any:

@@ -65,7 +65,7 @@ class _DiskWatcher:
         self.checks = 0
 
     def job_started(self, job: str, planned: int, done: int) -> None:
-        pass
+        """Only finished episodes are checked."""
 
     def episode_finished(self, record: EpisodeRecord) -> None:
         self.named |= {Path(n).name for n in record.video.values()}
@@ -73,7 +73,7 @@ class _DiskWatcher:
         self.checks += 1
 
     def job_finished(self, job: str, status: str, error: str | None) -> None:
-        pass
+        """Only finished episodes are checked."""
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,10 @@ run directory an evaluator wrote (inline, or in a child process) into its
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from trialrun.runfiles import EPISODES_FILE, read_episodes, read_manifest, read_summary
+from trialrun.runfiles.schema import JobSummary
 from trialrun.suites.result import EvalResult, JobResult
 
 
@@ -27,12 +29,7 @@ def result_from_run_dir(name: str, run_dir: Path, seconds: float) -> EvalResult:
         jobs[job_name] = JobResult(
             job=job_name,
             status=status,
-            episodes=job.episodes,
-            success_rate=job.success_rate,
-            success_ci_low=job.success_ci.low if job.success_ci else None,
-            success_ci_high=job.success_ci.high if job.success_ci else None,
-            return_mean=job.return_mean,
-            length_mean=job.length_mean,
+            **_metrics(job),
             error=error,
         )
         if status != "completed":
@@ -53,14 +50,22 @@ def result_from_run_dir(name: str, run_dir: Path, seconds: float) -> EvalResult:
         status="failed" if errors else "completed",
         eval_seconds=seconds,
         run_dir=run_dir,
-        episodes=overall.episodes,
-        success_rate=overall.success_rate,
-        success_ci_low=overall.success_ci.low if overall.success_ci else None,
-        success_ci_high=overall.success_ci.high if overall.success_ci else None,
-        return_mean=overall.return_mean,
-        length_mean=overall.length_mean,
+        **_metrics(overall),
         jobs=jobs,
         videos=videos,
         error="; ".join(errors) or None,
         traceback="\n".join(tracebacks) or None,
     )
+
+
+def _metrics(summary: JobSummary) -> dict[str, Any]:
+    """The numbers an evaluator's result reports, from one job's (or the run's) summary."""
+    ci = summary.success_ci
+    return {
+        "episodes": summary.episodes,
+        "success_rate": summary.success_rate,
+        "success_ci_low": ci.low if ci else None,
+        "success_ci_high": ci.high if ci else None,
+        "return_mean": summary.return_mean,
+        "length_mean": summary.length_mean,
+    }
