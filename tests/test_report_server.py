@@ -273,3 +273,91 @@ def test_serve_refuses_an_out_dir_outside_the_run(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "--out must be inside the run directory with --serve" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def _request_with_host(srv: RunServer, host_header: str | None) -> tuple[int, bytes]:
+    port = srv.server_address[1]
+    lines = ["GET /manifest.json HTTP/1.1", "Connection: close"]
+    if host_header is not None:
+        lines.append(f"Host: {host_header}")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def test_the_host_header_must_name_this_server(server: RunServer) -> None:
+    port = server.server_address[1]
+    for good in (f"127.0.0.1:{port}", f"localhost:{port}", f"LOCALHOST:{port}", f"[::1]:{port}"):
+        assert _request_with_host(server, good)[0] == 200, good
+    for evil in (
+        f"evil.example:{port}",
+        f"127.0.0.1.nip.io:{port}",
+        f"localhost:{port + 1}",
+        "localhost",
+        "",
+    ):
+        status, body = _request_with_host(server, evil)
+        assert (status, body) == (
+            421,
+            b"421 Misdirected Request: this server does not answer for that Host\n",
+        ), evil
+    assert _request_with_host(server, None) == (400, b"400 Bad Request: a Host header is required\n")
+
+
+def test_host_check_on_a_wildcard_bind_and_with_allowed_hosts(run_dir: Path) -> None:
+    srv = make_server(run_dir, host="0.0.0.0", port=0, allowed_hosts=("reports.lab",))
+    port = srv.server_address[1]
+    assert srv.host_allowed(f"127.0.0.1:{port}") and srv.host_allowed(f"10.1.2.3:{port}")
+    assert srv.host_allowed(f"localhost:{port}") and srv.host_allowed(f"reports.lab:{port}")
+    assert srv.host_allowed(f"{socket.gethostname()}:{port}")
+    assert not srv.host_allowed(f"evil.example:{port}") and not srv.host_allowed(f"10.1.2.3:{port + 1}")
+    srv.server_close()
+
+
+def test_an_idle_connection_is_closed_after_the_idle_timeout(run_dir: Path) -> None:
+    srv = make_server(run_dir, port=0, idle_timeout=0.3)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        with socket.create_connection(("127.0.0.1", srv.server_address[1]), timeout=10) as sock:
+            started = time.monotonic()
+            sock.sendall(b"GET /manifest.json HTTP/1.1\r\n")  # half a request, then silence
+            assert sock.recv(1024) == b""  # the server closed it
+            assert 0.25 < time.monotonic() - started < 3
+        assert raw_request(srv, "/manifest.json")[0] == 200
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_connections_over_the_cap_get_503_and_threads_stay_bounded(run_dir: Path) -> None:
+    srv = make_server(run_dir, port=0, max_connections=3, idle_timeout=5)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    port = srv.server_address[1]
+    before = threading.active_count()
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]
+    try:
+        deadline = time.monotonic() + 5
+        while srv._open < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        extra = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(20)]
+        for sock in extra:
+            data = b""
+            while chunk := sock.recv(4096):
+                data += chunk
+            assert data.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+            assert data.endswith(b"\r\n\r\n503 Service Unavailable: too many connections\n")
+            sock.close()
+        assert threading.active_count() <= before + 3
+    finally:
+        for sock in idle:
+            sock.close()
+    deadline = time.monotonic() + 5
+    while srv._open > 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert raw_request(srv, "/manifest.json")[0] == 200
+    srv.shutdown()
+    srv.server_close()

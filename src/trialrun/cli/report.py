@@ -22,6 +22,23 @@ def report(
     host: Annotated[
         str, typer.Option("--host", help="Address for --serve (default loopback only).")
     ] = "127.0.0.1",
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-host",
+            help="With --serve: another name browsers may use for this server (the Host check).",
+        ),
+    ] = None,
+    idle_timeout: Annotated[
+        float,
+        typer.Option(
+            "--idle-timeout", min=0.001, help="With --serve: close a connection idle this long (s)."
+        ),
+    ] = 30.0,
+    max_connections: Annotated[
+        int,
+        typer.Option("--max-connections", min=1, help="With --serve: connections at once; more get 503."),
+    ] = 64,
     out: Annotated[
         Path | None, typer.Option("--out", help="Folder for index.html (default RUN_DIR/report).")
     ] = None,
@@ -52,7 +69,15 @@ def report(
                 "can read this run's files (config, commands, videos)",
                 highlight=False,
             )
-        server = make_server(run_dir, host=host, port=port, index_path=index.relative_to(root).as_posix())
+        server = make_server(
+            run_dir,
+            host=host,
+            port=port,
+            index_path=index.relative_to(root).as_posix(),
+            idle_timeout=idle_timeout,
+            max_connections=max_connections,
+            allowed_hosts=tuple(allow_host or ()),
+        )
         stdout.print(
             f"serving {escape(str(run_dir))} at {server.url(server.index_path)} (Ctrl+C to stop)",
             highlight=False,

@@ -1,4 +1,8 @@
-"""``trialrun serve-policy``: serve a policy over WebSocket for remote-policy jobs."""
+"""``trialrun serve-policy``: serve a policy over WebSocket for remote-policy jobs.
+
+Every bound of the server is an option here (defaults in
+:class:`trialrun.policies.server.ServerLimits`; docs/security.md explains them).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,10 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from trialrun.cli._console import app, fail, guard, setup_logging, stderr, stdout
+from trialrun.cli._console import app, fail, guard, setup_logging, stdout
+
+# trialrun.policies.remote.TOKEN_ENV, spelled out: importing the policies here would slow every command.
+TOKEN_ENV = "TRIALRUN_TOKEN"
 
 
 @app.command("serve-policy")
@@ -25,8 +32,56 @@ def serve_policy(
         int, typer.Option("--port", help="TCP port (0: any free port).", min=0, max=65535)
     ] = 8765,
     host: Annotated[
-        str, typer.Option("--host", help="Address to listen on (no authentication!).")
+        str, typer.Option("--host", help="Address to listen on (set --token on any but loopback).")
     ] = "127.0.0.1",
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar=TOKEN_ENV,
+            help="A secret every client must send (Authorization: Bearer); clients read it from "
+            f"'token:' in their policy or {TOKEN_ENV}.",
+            show_default=False,
+        ),
+    ] = None,
+    max_connections: Annotated[
+        int, typer.Option("--max-connections", min=1, help="Open connections at most; more get HTTP 503.")
+    ] = 64,
+    max_sessions: Annotated[
+        int,
+        typer.Option(
+            "--max-sessions",
+            min=1,
+            help="Sessions held at most (the least recently used idle one is evicted).",
+        ),
+    ] = 256,
+    session_idle_timeout: Annotated[
+        float,
+        typer.Option(
+            "--session-idle-timeout",
+            min=0.001,
+            help="Seconds a session may go without a request before it is dropped.",
+        ),
+    ] = 300.0,
+    max_frame_bytes: Annotated[
+        int,
+        typer.Option(
+            "--max-frame-bytes",
+            min=0,
+            help="Largest message accepted (close code 1009); default: the protocol's 256 MiB.",
+            show_default=False,
+        ),
+    ] = 0,
+    max_buffered_bytes: Annotated[
+        int,
+        typer.Option(
+            "--max-buffered-bytes",
+            min=0,
+            help="Bytes of requests in flight over all connections at most (close code 1013 over it); "
+            "default: --max-frame-bytes.",
+            show_default=False,
+        ),
+    ] = 0,
     kwarg: Annotated[
         list[str] | None,
         typer.Option("--kwarg", help="A policy keyword argument: --kwarg deterministic=false."),
@@ -40,18 +95,29 @@ def serve_policy(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log connections.")] = False,
 ) -> None:
     """Serve a policy over WebSocket for jobs with 'policy: {type: remote, url: ws://HOST:PORT}'."""
-    from trialrun.policies.server import PolicyServer
+    from trialrun.policies.remote import MAX_MESSAGE_BYTES
+    from trialrun.policies.server import PolicyServer, ServerLimits
     from trialrun.policies.spec import parse_policy_spec
 
     setup_logging(verbose)
     policy = parse_policy_spec(spec, policy_type, kwarg or [], option="SPEC")
-    server = PolicyServer(policy.type, policy.kwargs, host=host, port=port)
+    max_frame_bytes = max_frame_bytes or MAX_MESSAGE_BYTES
     try:
-        server.bind()
+        limits = ServerLimits(
+            max_connections=max_connections,
+            max_sessions=max_sessions,
+            session_idle_timeout=session_idle_timeout,
+            max_frame_bytes=max_frame_bytes,
+            max_buffered_bytes=max_buffered_bytes or max_frame_bytes,
+        )
+    except ValueError as exc:
+        message = str(exc).replace("max_buffered_bytes", "--max-buffered-bytes")
+        raise fail(message.replace("max_frame_bytes", "--max-frame-bytes")) from None
+    server = PolicyServer(policy.type, policy.kwargs, host=host, port=port, limits=limits, token=token)
+    try:
+        server.bind()  # warns when the address is not loopback and there is no token
     except OSError as exc:
         raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        stderr.print(f"warning: serving on {escape(host)} without authentication", highlight=False)
     stdout.print(
         f"serving policy '{escape(policy.type)}' on {server.url} (Ctrl-C to stop)",
         highlight=False,

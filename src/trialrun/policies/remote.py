@@ -46,6 +46,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import os
 import time
 import uuid
 import weakref
@@ -62,7 +63,15 @@ from trialrun.policies.loaders import require_extra
 logger = logging.getLogger(__name__)
 
 PROTOCOL = 1
+#: Largest message either side accepts (``serve-policy --max-frame-bytes`` defaults to it).
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+#: Most sub-environments a hello may ask a policy server to build a policy for.
+MAX_NUM_ENVS = 1 << 16
+#: Most elements one space may have (a 4K RGB image has 25M), and deepest Dict/Tuple nesting.
+MAX_SPACE_ELEMENTS = 1 << 26
+MAX_SPACE_DEPTH = 16
+#: Environment variable with the token a client sends (``Authorization: Bearer``) and a server requires.
+TOKEN_ENV = "TRIALRUN_TOKEN"
 _ND = "__ndarray__"
 
 
@@ -117,24 +126,43 @@ def space_to_wire(space: gym.Space[Any]) -> dict[str, Any]:
     raise ValueError(f"space {space} cannot be sent to a policy server")
 
 
-def space_from_wire(data: dict[str, Any]) -> gym.Space[Any]:
-    """The inverse of :func:`space_to_wire`."""
+def space_from_wire(data: dict[str, Any], depth: int = 0) -> gym.Space[Any]:
+    """The inverse of :func:`space_to_wire`.
+
+    A server builds spaces from what any peer sends, so sizes and nesting are
+    capped (:data:`MAX_SPACE_ELEMENTS`, :data:`MAX_SPACE_DEPTH`).
+
+    Raises:
+        ValueError: not a space this format describes, or one over the caps.
+    """
+    if not isinstance(data, dict):
+        raise ValueError("a space must be a map")
+    if depth > MAX_SPACE_DEPTH:
+        raise ValueError(f"spaces nested deeper than {MAX_SPACE_DEPTH}")
     kind = data.get("space")
+    space: gym.Space[Any]
     if kind == "Box":
         dtype = np.dtype(data["dtype"])
-        return gym.spaces.Box(low=data["low"].astype(dtype), high=data["high"].astype(dtype), dtype=dtype)
-    if kind == "Discrete":
-        return gym.spaces.Discrete(int(data["n"]), start=int(data["start"]))
-    if kind == "MultiDiscrete":
-        return gym.spaces.MultiDiscrete(data["nvec"], start=data["start"])
-    if kind == "MultiBinary":
-        n = data["n"]
-        return gym.spaces.MultiBinary(n[0] if len(n) == 1 else n)
-    if kind == "Dict":
-        return gym.spaces.Dict({k: space_from_wire(v) for k, v in data["spaces"]})
-    if kind == "Tuple":
-        return gym.spaces.Tuple([space_from_wire(s) for s in data["spaces"]])
-    raise ValueError(f"unknown space kind {kind!r}")
+        low, high = np.asarray(data["low"]), np.asarray(data["high"])
+        space = gym.spaces.Box(low=low.astype(dtype), high=high.astype(dtype), dtype=dtype)
+    elif kind == "Discrete":
+        space = gym.spaces.Discrete(int(data["n"]), start=int(data["start"]))
+    elif kind == "MultiDiscrete":
+        space = gym.spaces.MultiDiscrete(data["nvec"], start=data["start"])
+    elif kind == "MultiBinary":
+        n = [int(k) for k in data["n"]]
+        if int(np.prod(n, dtype=np.float64)) > MAX_SPACE_ELEMENTS:
+            raise ValueError(f"a space has more than {MAX_SPACE_ELEMENTS} elements")
+        space = gym.spaces.MultiBinary(n[0] if len(n) == 1 else n)
+    elif kind == "Dict":
+        space = gym.spaces.Dict({str(k): space_from_wire(v, depth + 1) for k, v in data["spaces"]})
+    elif kind == "Tuple":
+        space = gym.spaces.Tuple([space_from_wire(s, depth + 1) for s in data["spaces"]])
+    else:
+        raise ValueError(f"unknown space kind {kind!r}")
+    if space.shape is not None and int(np.prod(space.shape, dtype=np.float64)) > MAX_SPACE_ELEMENTS:
+        raise ValueError(f"a space has more than {MAX_SPACE_ELEMENTS} elements")
+    return space
 
 
 # --------------------------------------------------------------------------- client
@@ -157,7 +185,13 @@ def _close_quietly(ws: Any) -> None:
 class RemotePolicy:
     """The client side: a Policy whose ``act``/``reset`` run on a policy server."""
 
-    def __init__(self, context: PolicyContext, url: str | None = None, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        context: PolicyContext,
+        url: str | None = None,
+        timeout: float = 10.0,
+        token: str | None = None,
+    ) -> None:
         self._ws_sync = require_extra("websockets.sync.client", "remote", "a remote policy")
         self._exc = require_extra("websockets.exceptions", "remote", "a remote policy")
         require_extra("msgpack", "remote", "a remote policy")
@@ -169,9 +203,13 @@ class RemotePolicy:
             raise ConfigError(
                 f"must be a positive number of seconds, got {timeout!r}", field="policy.timeout"
             )
+        if token is not None and (not isinstance(token, str) or not token.strip()):
+            raise ConfigError("must be a non-empty string", field="policy.token")
         self.url = str(url)
         self.timeout = float(timeout)
+        self._token = token or os.environ.get(TOKEN_ENV) or None
         self.session = uuid.uuid4().hex
+        self._resume: str | None = None  # the session's secret, from the server's 'ready'
         self.num_envs = context.num_envs
         self._hello = {
             "type": "hello",
@@ -200,15 +238,46 @@ class RemotePolicy:
             "(is 'trialrun serve-policy' running there?)"
         )
 
+    def _refused(self, exc: Exception) -> str:
+        """Why the handshake was refused; raises at once when retrying cannot help (HTTP 401)."""
+        response = getattr(exc, "response", None)
+        status = getattr(response, "status_code", None)
+        body = bytes(getattr(response, "body", b"") or b"").decode("utf-8", "replace").strip()
+        if status == 401:
+            sent = "the token it was sent" if self._token else "the connection: no token was sent"
+            raise RemotePolicyError(
+                f"the policy server at {self.url} refused {sent} ({body or 'HTTP 401'}); set 'token:' in "
+                f"the policy or {TOKEN_ENV} to the server's --token"
+            )
+        if status is not None:
+            return f"HTTP {status}: {body}" if body else f"HTTP {status}"
+        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+    def _closed(self, exc: Exception) -> str:
+        """Why the server closed the connection; raises when a retry would be refused the same way."""
+        rcvd = getattr(exc, "rcvd", None)
+        code, reason = getattr(rcvd, "code", None), getattr(rcvd, "reason", "")
+        if code == 1009:
+            raise RemotePolicyError(
+                f"the policy server at {self.url} refused a message as too big ({reason}); raise its "
+                "--max-frame-bytes or send smaller observations"
+            )
+        if code is not None and reason:
+            return f"closed by the server ({code}: {reason})"
+        return type(exc).__name__
+
     def _connect(self, deadline: float) -> bool:
         """Open the connection and say hello, retrying until ``deadline``.
         Returns whether the server still had this session (its policy state)."""
         delay = 0.05
         last = "no attempt"
+        headers = {"Authorization": f"Bearer {self._token}"} if self._token else None
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise self._unreachable(last)
+            if self._resume is None:  # a hello that never got its 'ready' must not name a session twice
+                self.session = uuid.uuid4().hex
             try:
                 ws = _open_connection(
                     self._ws_sync,
@@ -218,20 +287,27 @@ class RemotePolicy:
                     max_size=MAX_MESSAGE_BYTES,
                     compression=None,
                     proxy=None,
+                    additional_headers=headers,
                 )
             except self._exc.InvalidURI as exc:
                 raise ConfigError(f"invalid URL {self.url!r}: {exc}", field="policy.url") from None
             except (OSError, TimeoutError, self._exc.InvalidHandshake, self._exc.ConnectionClosed) as exc:
-                last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                last = self._refused(exc)
                 time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
                 delay = min(delay * 2, 0.5)
                 continue
             try:
-                ws.send(packb(self._hello))
+                ws.send(packb({**self._hello, "session": self.session, "resume": self._resume}))
                 reply = unpackb(ws.recv(timeout=max(remaining, 0.01)))
             except (OSError, TimeoutError, self._exc.ConnectionClosed) as exc:
                 _close_quietly(ws)
-                last = f"no answer to hello: {type(exc).__name__}"
+                last = f"no answer to hello: {self._closed(exc)}"
+                continue
+            if isinstance(reply, dict) and reply.get("type") == "error" and reply.get("fatal") is False:
+                _close_quietly(ws)  # refused for now (its session is busy, the server is full): retry
+                last = str(reply.get("message"))
+                time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
+                delay = min(delay * 2, 0.5)
                 continue
             self._raise_if_error(reply, "hello")
             if reply.get("type") != "ready":
@@ -241,6 +317,7 @@ class RemotePolicy:
                 )
             self._ws = ws
             self.server_policy = str(reply.get("policy", ""))
+            self._resume = str(reply["resume"]) if reply.get("resume") else None
             if hasattr(self, "_finalizer"):
                 self._finalizer.detach()
                 self._finalizer = weakref.finalize(self, _close_quietly, ws)
@@ -304,10 +381,11 @@ class RemotePolicy:
                 ) from None
             except (OSError, self._exc.ConnectionClosed) as exc:
                 self._drop()
+                why = self._closed(exc)
                 deadline = deadline or time.monotonic() + self.timeout
-                logger.warning("connection to %s lost (%s); reconnecting", self.url, type(exc).__name__)
+                logger.warning("connection to %s lost (%s); reconnecting", self.url, why)
                 if time.monotonic() >= deadline:
-                    raise self._unreachable(f"connection lost: {type(exc).__name__}") from None
+                    raise self._unreachable(f"connection lost: {why}") from None
                 continue
             reply = unpackb(raw)
             self._raise_if_error(reply, message["type"])

@@ -3,13 +3,34 @@ build, served over a WebSocket with the wire format of
 :mod:`trialrun.policies.remote`.
 
 Each client session gets its own policy, built when its ``hello`` arrives
-(the policy needs the client's spaces and ``num_envs``). Sessions survive a
-dropped connection for ``session_ttl`` seconds, so a client that reconnects
-continues with the same policy state; the last answer of each session is
-kept so a request sent twice (its first answer was lost) is not acted on twice.
+(the policy needs the client's spaces and ``num_envs``). A session outlives a
+dropped connection for ``session_idle_timeout`` seconds, so a client that
+reconnects continues with the same policy state; the last answer of each
+session is kept so a request sent twice (its first answer was lost) is not
+acted on twice.
 
-Serve on 127.0.0.1 (the default) unless the network is trusted: there is no
-authentication, and a policy spec can name any importable callable.
+Everything a peer can make the server hold is bounded (:class:`ServerLimits`):
+
+* connections: over ``max_connections`` a handshake is answered with HTTP 503
+  (the server goes on serving the others); connections still in their
+  handshake are capped too, and a connection must say ``hello`` within
+  ``hello_timeout`` seconds;
+* sessions: one per connection; a detached session expires after
+  ``session_idle_timeout`` seconds, an attached one whose client stays silent
+  that long is closed; at ``max_sessions`` a new hello evicts the least
+  recently used detached session, or is refused when every session is in use;
+* bytes: a message larger than ``max_frame_bytes`` is refused from its
+  header, before its payload is read (close code 1009); the bytes of requests
+  in flight over all connections (received, queued or being answered) stay
+  under ``max_buffered_bytes``: the connection holding the most is closed
+  with 1013 "try again later" when a new chunk would pass the cap;
+* threads: the event loop is one thread; policy calls run in a pool of at most
+  ``max_connections`` threads, so a flood of connections starts no thread.
+
+A session is resumed only with the secret the server gave its client in
+``ready``, and never while another live connection holds it. With a token
+(``--token`` or ``TRIALRUN_TOKEN``) a client must send
+``Authorization: Bearer <token>`` at the handshake or get HTTP 401.
 
 Example:
     >>> server = PolicyServer("zero", {}, host="127.0.0.1", port=0)
@@ -21,34 +42,199 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import concurrent.futures
+import contextlib
+import hmac
+import ipaddress
 import logging
+import secrets
+import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from http import HTTPStatus
+from typing import Any, TypeVar
 
 import numpy as np
 
 from trialrun.policies.base import PolicyContext
 from trialrun.policies.loaders import require_extra
 from trialrun.policies.registry import build_policy
-from trialrun.policies.remote import MAX_MESSAGE_BYTES, PROTOCOL, packb, space_from_wire, unpackb
+from trialrun.policies.remote import (
+    MAX_MESSAGE_BYTES,
+    MAX_NUM_ENVS,
+    PROTOCOL,
+    packb,
+    space_from_wire,
+    unpackb,
+)
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+#: Close codes (RFC 6455 and the IANA registry) the server uses.
+CLOSE_GOING_AWAY, CLOSE_TOO_BIG, CLOSE_TRY_AGAIN_LATER = 1001, 1009, 1013
+_CONTROL_OPCODES = {8, 9, 10}  # close, ping, pong
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """What one policy server holds at most (the ``serve-policy`` options).
+
+    ``max_buffered_bytes`` counts wire bytes of requests not yet answered; the
+    memory they cost while decoded is a small multiple of it (the frame, its
+    msgpack bytes and the arrays made from them).
+    """
+
+    max_connections: int = 64
+    max_sessions: int = 256
+    session_idle_timeout: float = 300.0
+    max_frame_bytes: int = MAX_MESSAGE_BYTES
+    max_buffered_bytes: int = MAX_MESSAGE_BYTES
+    hello_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_connections", "max_sessions", "max_frame_bytes", "max_buffered_bytes"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("session_idle_timeout", "hello_timeout"):
+            if not float(getattr(self, name)) > 0:
+                raise ValueError(f"{name} must be a positive number of seconds, got {getattr(self, name)}")
+        if self.max_buffered_bytes < self.max_frame_bytes:
+            raise ValueError(
+                f"max_buffered_bytes ({self.max_buffered_bytes}) must be at least max_frame_bytes "
+                f"({self.max_frame_bytes}): a largest message could never be received"
+            )
+
+
+class _Refused(Exception):
+    """A request the server declines for now; the client may retry (``fatal: false``)."""
 
 
 @dataclass
 class _Session:
+    key: str
+    secret: str
     policy: Any
     description: str
+    last_active: float
+    attached: Any = None  # the connection that holds the session, if any
     last_seq: int = 0
     last_reply: bytes | None = None
-    detached_at: float | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+def _reachable_by_others(host: str) -> bool:
+    """False for ``localhost`` and loopback addresses: only this machine can connect to them."""
+    with contextlib.suppress(ValueError):
+        return not ipaddress.ip_address(host.strip("[]")).is_loopback
+    return host != "localhost"
+
+
+def _wire_size(payload: int) -> int:
+    """Bytes a masked client frame with ``payload`` bytes takes on the wire (RFC 6455 5.2)."""
+    extended = 0 if payload < 126 else 2 if payload < 65536 else 8
+    return 2 + extended + 4 + payload
+
+
+class _Budget:
+    """Bytes of requests in flight over all connections (event-loop thread only)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.total = 0
+        self.connections: set[Any] = set()  # every TCP connection, handshaking or open
+        self.admitted: set[Any] = set()  # connections past the handshake gate
+        self.peak = 0
+
+    def admit(self, conn: Any, size: int) -> bool:
+        """Count ``size`` new bytes for ``conn``; close the biggest holder when over the cap.
+        Returns False when ``conn`` itself was closed."""
+        while self.total + size > self.limit:
+            hog = max(self.connections, key=lambda c: c.inflight, default=conn)
+            if hog.inflight == 0:  # nobody holds anything: this chunk alone is over the cap
+                hog = conn
+            hog.refuse(
+                CLOSE_TRY_AGAIN_LATER,
+                f"server busy: over {self.limit} bytes of requests in flight; try again",
+            )
+            if hog is conn:
+                return False
+        conn.inflight += size
+        self.total += size
+        self.peak = max(self.peak, self.total)
+        return True
+
+    def release(self, conn: Any, size: int) -> None:
+        size = min(size, conn.inflight)
+        conn.inflight -= size
+        self.total -= size
+
+
+def _connection_class(budget: _Budget, max_tcp: int) -> type:
+    """A websockets ``ServerConnection`` that counts the bytes it buffers in ``budget``."""
+    connection_module = require_extra("websockets.asyncio.server", "remote", "serve-policy")
+
+    class _Connection(connection_module.ServerConnection):  # type: ignore[misc, name-defined]
+        inflight = 0
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._messages: collections.deque[int] = collections.deque()
+            self._partial = 0
+            if len(budget.connections) >= max_tcp:  # far over the cap: not even an HTTP answer
+                transport.abort()
+                return
+            budget.connections.add(self)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            budget.connections.discard(self)
+            budget.admitted.discard(self)
+            budget.release(self, self.inflight)
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            counted = self in budget.connections and self.protocol.state.name == "OPEN"
+            if counted and not budget.admit(self, len(data)):
+                return
+            super().data_received(data)
+
+        def process_event(self, event: Any) -> None:
+            opcode = getattr(getattr(event, "opcode", None), "value", None)
+            if opcode is not None:  # a frame: data frames wait for the handler, control frames are done
+                size = _wire_size(len(event.data))
+                if opcode in _CONTROL_OPCODES:
+                    budget.release(self, size)
+                else:
+                    self._partial += size
+                    if event.fin:
+                        self._messages.append(self._partial)
+                        self._partial = 0
+            super().process_event(event)
+
+        def message_done(self) -> None:
+            """The handler answered the oldest message: its bytes are no longer held."""
+            if self._messages:
+                budget.release(self, self._messages.popleft())
+
+        def refuse(self, code: int, reason: str) -> None:
+            """Close now with ``code`` and ``reason``; its buffered bytes are dropped."""
+            logger.warning("closing a connection from %s: %s", self.remote_address, reason)
+            budget.release(self, self.inflight)
+            budget.connections.discard(self)
+            if self.protocol.state.name == "OPEN":
+                self.protocol.fail(code, reason)
+                self.send_data()
+            self.transport.close()
+
+    return _Connection
+
+
 class PolicyServer:
-    """Serves policy ``type_name`` (with ``kwargs``) to remote clients."""
+    """Serves policy ``type_name`` (with ``kwargs``) to remote clients, within ``limits``."""
 
     def __init__(
         self,
@@ -57,104 +243,215 @@ class PolicyServer:
         *,
         host: str = "127.0.0.1",
         port: int = 8765,
-        session_ttl: float = 300.0,
+        limits: ServerLimits | None = None,
+        token: str | None = None,
     ) -> None:
         self.type_name = type_name
         self.kwargs = dict(kwargs)
         self.host = host
         self.port = port
-        self.session_ttl = session_ttl
+        self.limits = limits or ServerLimits()
+        self.token = token or None
         self._sessions: dict[str, _Session] = {}
-        self._lock = threading.Lock()
-        self._server: Any = None
+        self._budget = _Budget(self.limits.max_buffered_bytes)
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._ready = threading.Event()
         self._thread: threading.Thread | None = None
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     # -- lifecycle --------------------------------------------------------
 
     def bind(self) -> None:
-        """Open the listening socket (``port=0`` picks a free port; :attr:`url` tells which)."""
-        ws_server = require_extra("websockets.sync.server", "remote", "serve-policy")
-        self._server = ws_server.serve(
-            self._handle,
-            self.host,
-            self.port,
-            max_size=MAX_MESSAGE_BYTES,
-            compression=None,
-            open_timeout=10,
-        )
-        self.port = int(self._server.socket.getsockname()[1])
+        """Open the listening socket (``port=0`` picks a free port; :attr:`url` tells which).
+
+        Raises:
+            OSError: the address cannot be bound (port in use, unknown host).
+        """
+        require_extra("websockets.asyncio.server", "remote", "serve-policy")
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        self._sock = socket.create_server((self.host.strip("[]"), self.port), family=family, backlog=128)
+        self.port = int(self._sock.getsockname()[1])
+        if self.token is None and _reachable_by_others(self.host):
+            logger.warning(
+                "serving on %s without a token: anyone who can reach it can run this policy "
+                "(set --token or TRIALRUN_TOKEN)",
+                self.host,
+            )
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"ws://{host}:{self.port}"
 
+    @property
+    def session_count(self) -> int:
+        """Sessions held now (attached or waiting for their client to come back)."""
+        return len(self._sessions)
+
     def serve_forever(self) -> None:
         """Bind (if not bound yet) and serve until :meth:`stop` or Ctrl-C."""
-        if self._server is None:
+        if self._sock is None:
             self.bind()
-        self._server.serve_forever()
+        asyncio.run(self._main())
 
     def start(self) -> None:
         """Bind now and serve from a background thread."""
         self.bind()
-        self._thread = threading.Thread(target=self._server.serve_forever, name="policy-server", daemon=True)
+        self._thread = threading.Thread(target=self.serve_forever, name="policy-server", daemon=True)
         self._thread.start()
+        self._ready.wait(10)
 
     def stop(self) -> None:
-        """Stop accepting and close every connection."""
-        if self._server is not None:
-            self._server.shutdown()
+        """Stop accepting and close every connection (code 1001)."""
+        loop, stopping = self._loop, self._stopping
+        if loop is not None and stopping is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nothing left to stop
+                loop.call_soon_threadsafe(stopping.set)
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=10)
+
+    async def _main(self) -> None:
+        ws_server = require_extra("websockets.asyncio.server", "remote", "serve-policy")
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=self.limits.max_connections, thread_name_prefix="policy-call"
+        )
+        server = await ws_server.serve(
+            self._handle,
+            sock=self._sock,
+            max_size=self.limits.max_frame_bytes,
+            max_queue=1,
+            compression=None,
+            open_timeout=self.limits.hello_timeout,
+            process_request=self._check_request,
+            create_connection=_connection_class(self._budget, 2 * self.limits.max_connections + 16),
+        )
+        janitor = asyncio.create_task(self._janitor())
+        self._ready.set()
+        try:
+            await self._stopping.wait()
+        finally:
+            janitor.cancel()
+            server.close()
+            try:
+                await asyncio.wait_for(server.wait_closed(), 5)
+            except asyncio.TimeoutError:  # builtin TimeoutError only from Python 3.11
+                logger.warning("policy calls still running at shutdown were abandoned")
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- limits -----------------------------------------------------------
+
+    def _check_request(self, connection: Any, request: Any) -> Any:
+        """The handshake gate: the connection cap, then the token (HTTP 503 / 401)."""
+        open_now = len(self._budget.admitted)
+        if open_now >= self.limits.max_connections:
+            logger.warning("refused a connection: %d connections open", open_now)
+            return connection.respond(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                f"server busy: {open_now} connections open (--max-connections "
+                f"{self.limits.max_connections}); try again later\n",
+            )
+        if self.token is not None:
+            scheme, _, sent = str(request.headers.get("Authorization", "")).partition(" ")
+            good = scheme.lower() == "bearer" and hmac.compare_digest(
+                sent.strip().encode(), self.token.encode()
+            )
+            if not good:
+                logger.warning(
+                    "refused a connection from %s: missing or wrong token", connection.remote_address
+                )
+                what = "wrong token" if sent else "a token is required"
+                return connection.respond(HTTPStatus.UNAUTHORIZED, f"{what} (Authorization: Bearer ...)\n")
+        self._budget.admitted.add(connection)
+        return None
+
+    async def _janitor(self) -> None:
+        """Expire detached sessions idle for longer than ``session_idle_timeout``."""
+        interval = max(0.05, min(self.limits.session_idle_timeout / 4, 10.0))
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for key, session in list(self._sessions.items()):
+                if session.attached is None and now - session.last_active > self.limits.session_idle_timeout:
+                    logger.info("session %s expired", key[:8])
+                    del self._sessions[key]
+
+    def _make_room(self) -> None:
+        """At ``max_sessions``, drop the least recently used detached session."""
+        if len(self._sessions) < self.limits.max_sessions:
+            return
+        idle = [s for s in self._sessions.values() if s.attached is None]
+        if not idle:
+            raise _Refused(
+                f"the server holds {len(self._sessions)} sessions, all in use (--max-sessions); try later"
+            )
+        oldest = min(idle, key=lambda s: s.last_active)
+        logger.info("session %s evicted (--max-sessions %d)", oldest.key[:8], self.limits.max_sessions)
+        del self._sessions[oldest.key]
+
+    async def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run ``fn`` in the policy-call pool, off the event loop."""
+        assert self._pool is not None and self._loop is not None  # set by _main before serving
+        return await self._loop.run_in_executor(self._pool, fn, *args)
 
     # -- protocol ---------------------------------------------------------
 
-    def _expire(self) -> None:
-        now = time.monotonic()
-        with self._lock:
-            for key in [
-                k
-                for k, s in self._sessions.items()
-                if s.detached_at is not None and now - s.detached_at > self.session_ttl
-            ]:
-                logger.info("session %s expired", key[:8])
-                del self._sessions[key]
-
-    def _hello(self, msg: dict[str, Any]) -> tuple[str, _Session, bool]:
+    async def _hello(self, ws: Any, msg: dict[str, Any]) -> tuple[_Session, bytes]:
         if msg.get("protocol") != PROTOCOL:
             raise ValueError(
                 f"protocol {msg.get('protocol')!r} is not supported (this server speaks {PROTOCOL})"
             )
-        key = str(msg["session"])
-        self._expire()
-        with self._lock:
-            session = self._sessions.get(key)
+        key = str(msg.get("session", ""))
+        if not 8 <= len(key) <= 64:
+            raise ValueError("a hello needs a session id of 8 to 64 characters")
+        session = self._sessions.get(key)
         if session is not None:
-            session.detached_at = None
-            return key, session, True
+            if not hmac.compare_digest(str(msg.get("resume") or "").encode(), session.secret.encode()):
+                raise ValueError(f"session {key[:8]} exists and this hello does not hold its secret")
+            if session.attached is not None and session.attached is not ws:
+                if await self._alive(session.attached):
+                    raise _Refused(f"session {key[:8]} is in use by another live connection")
+                session.attached.refuse(CLOSE_GOING_AWAY, "session resumed on another connection")
+            session.attached, session.last_active = ws, time.monotonic()
+            ready = {"type": "ready", "session": key, "resumed": True, "policy": session.description}
+            return session, packb({**ready, "resume": session.secret})
+        num_envs = msg.get("num_envs")
+        if not isinstance(num_envs, int) or isinstance(num_envs, bool) or not 1 <= num_envs <= MAX_NUM_ENVS:
+            raise ValueError(f"num_envs must be an integer from 1 to {MAX_NUM_ENVS}, got {num_envs!r}")
+        self._make_room()
         context = PolicyContext(
             env_id=str(msg.get("env_id", "")),
-            num_envs=int(msg["num_envs"]),
+            num_envs=num_envs,
             observation_space=space_from_wire(msg["observation_space"]),
             action_space=space_from_wire(msg["action_space"]),
             env_kwargs=dict(msg.get("env_kwargs") or {}),
             instruction=msg.get("instruction"),
         )
-        policy = build_policy(self.type_name, self.kwargs, context)
-        session = _Session(policy=policy, description=self.type_name)
-        with self._lock:
-            self._sessions[key] = session
+        policy = await self._call(build_policy, self.type_name, self.kwargs, context)
+        self._make_room()  # others may have said hello while the policy was built
+        session = _Session(key, secrets.token_hex(16), policy, self.type_name, time.monotonic(), ws)
+        self._sessions[key] = session
         logger.info(
-            "session %s: built '%s' for %s (%d envs)",
-            key[:8],
-            self.type_name,
-            context.env_id,
-            context.num_envs,
+            "session %s: built '%s' for %s (%d envs)", key[:8], self.type_name, context.env_id, num_envs
         )
-        return key, session, False
+        ready = {"type": "ready", "session": key, "resumed": False, "policy": session.description}
+        return session, packb({**ready, "resume": session.secret})
 
-    def _answer(self, session: _Session, msg: dict[str, Any]) -> bytes:
+    @staticmethod
+    async def _alive(ws: Any) -> bool:
+        """Whether ``ws`` answers a ping within 2 s (a half-open connection does not)."""
+        try:
+            pong = await ws.ping()
+            await asyncio.wait_for(pong, 2.0)
+        except Exception:  # closed, timed out or failed: not alive either way
+            return False
+        return True
+
+    @staticmethod
+    def _answer(session: _Session, msg: dict[str, Any]) -> bytes:
         seq = int(msg.get("seq", 0))
         with session.lock:
             if seq == session.last_seq and session.last_reply is not None:
@@ -173,57 +470,52 @@ class PolicyServer:
             session.last_seq, session.last_reply = seq, reply
             return reply
 
-    def _handle(self, ws: Any) -> None:
+    async def _handle(self, ws: Any) -> None:
         exceptions = require_extra("websockets.exceptions", "remote", "serve-policy")
-        key: str | None = None
         session: _Session | None = None
         try:
-            for raw in ws:
+            while True:
+                timeout = self.limits.hello_timeout if session is None else self.limits.session_idle_timeout
+                try:
+                    raw = await asyncio.wait_for(ws.recv(), timeout)
+                except asyncio.TimeoutError:
+                    what = "no hello" if session is None else "no request"
+                    await ws.close(1000, f"{what} within {timeout:g} s")
+                    return
                 seq = None
                 try:
-                    msg = unpackb(raw)
-                    kind = msg.get("type")
-                    seq = msg.get("seq")
+                    msg = await self._call(unpackb, raw)
+                    if not isinstance(msg, dict):
+                        raise ValueError("a message must be a map")
+                    kind, seq = msg.get("type"), msg.get("seq")
                     if kind == "hello":
-                        key, session, resumed = self._hello(msg)
-                        ws.send(
-                            packb(
-                                {
-                                    "type": "ready",
-                                    "session": key,
-                                    "resumed": resumed,
-                                    "policy": session.description,
-                                }
-                            )
-                        )
+                        if session is not None:
+                            raise ValueError("one hello per connection")
+                        session, reply = await self._hello(ws, msg)
                     elif kind == "close":
-                        if key is not None:
-                            with self._lock:
-                                self._sessions.pop(key, None)
-                        key = session = None
+                        if session is not None:
+                            self._sessions.pop(session.key, None)
+                        session = None
                         return
                     elif kind in ("act", "reset"):
                         if session is None:
                             raise ValueError(f"'{kind}' before 'hello'")
-                        ws.send(self._answer(session, msg))
+                        session.last_active = time.monotonic()
+                        reply = await self._call(self._answer, session, msg)
                     else:
                         raise ValueError(f"unknown message type {kind!r}")
                 except exceptions.ConnectionClosed:
                     raise
-                except Exception as exc:  # report the policy's own error to the client
+                except Exception as exc:  # report the policy's own error (or the refusal) to the client
                     logger.warning("request failed: %s: %s", type(exc).__name__, exc)
-                    ws.send(
-                        packb(
-                            {
-                                "type": "error",
-                                "seq": seq,
-                                "message": f"{type(exc).__name__}: {exc}",
-                                "fatal": True,
-                            }
-                        )
-                    )
+                    fatal = not isinstance(exc, _Refused)
+                    message = str(exc) if not fatal else f"{type(exc).__name__}: {exc}"
+                    reply = packb({"type": "error", "seq": seq, "message": message, "fatal": fatal})
+                finally:
+                    ws.message_done()
+                await ws.send(reply)
         except exceptions.ConnectionClosed:
             logger.debug("client disconnected")
         finally:
-            if session is not None:
-                session.detached_at = time.monotonic()
+            if session is not None and session.attached is ws:
+                session.attached, session.last_active = None, time.monotonic()

@@ -10,7 +10,16 @@ handler that serves files of the run directory and nothing else:
 * ``Range`` requests (``bytes=a-b``, ``bytes=a-``, ``bytes=-n``) get a ``206``
   with ``Content-Range``, so a browser can seek in an mp4 without loading it;
 * HTML and JSON are sent with ``Cache-Control: no-cache`` so a rebuilt report
-  shows on reload.
+  shows on reload;
+* a request whose ``Host`` header names another server is refused (421): a web
+  page whose name an attacker re-points at 127.0.0.1 (DNS rebinding) cannot
+  read the run. Allowed: the bound address, and ``localhost``/loopback
+  addresses for a loopback bind, any IP address and this machine's names for
+  a wildcard bind (``0.0.0.0``, ``::``), plus ``allowed_hosts``; always with
+  the bound port;
+* a connection idle for ``idle_timeout`` seconds is closed, and over
+  ``max_connections`` open connections a new one gets 503 and is closed
+  without a thread, so threads stay bounded.
 
 It binds to 127.0.0.1 by default: a run directory holds configs, host names
 and commands that need not be shared with the network.
@@ -27,6 +36,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import ipaddress
 import logging
@@ -68,6 +78,14 @@ _TYPES = {
 }
 _NO_CACHE = {".html", ".htm", ".json", ".jsonl"}
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+#: Defaults of ``report --serve --idle-timeout`` and ``--max-connections``.
+IDLE_TIMEOUT = 30.0
+MAX_CONNECTIONS = 64
+_BUSY_BODY = b"503 Service Unavailable: too many connections\n"
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Length: %d\r\nRetry-After: 1\r\nConnection: close\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY)
+)
 
 
 def content_type(path: Path) -> str:
@@ -119,6 +137,11 @@ class RunFileHandler(BaseHTTPRequestHandler):
     server_version = "trialrun"
     protocol_version = "HTTP/1.1"
 
+    def setup(self) -> None:
+        super().setup()
+        # Every read and write of this connection: an idle (or half-open) client lets go of its thread.
+        self.connection.settimeout(self.server.idle_timeout)
+
     def log_message(self, format: str, *args: Any) -> None:
         logger.info("%s %s", self.address_string(), format % args)
 
@@ -163,6 +186,14 @@ class RunFileHandler(BaseHTTPRequestHandler):
         self.end_headers()
 
     def _serve(self, send_body: bool) -> None:
+        host = self.headers.get("Host")
+        if host is None:
+            self._error(HTTPStatus.BAD_REQUEST, "a Host header is required")
+            return
+        if not self.server.host_allowed(host):
+            self.close_connection = True
+            self._error(HTTPStatus.MISDIRECTED_REQUEST, "this server does not answer for that Host")
+            return
         try:
             target = self._resolve()
         except UnicodeDecodeError:
@@ -250,14 +281,88 @@ class RunServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     allow_reuse_port = False
+    request_queue_size = 128
 
-    def __init__(self, root: Path, address: tuple[str, int], index_path: str = "report/index.html") -> None:
+    def __init__(
+        self,
+        root: Path,
+        address: tuple[str, int],
+        index_path: str = "report/index.html",
+        *,
+        idle_timeout: float = IDLE_TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
+        allowed_hosts: tuple[str, ...] = (),
+    ) -> None:
         self.root = Path(os.path.realpath(root))
         self.index_path = index_path
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
+        self._open = 0
+        self._open_lock = threading.Lock()
         host = address[0]
         if ":" in host:
             self.address_family = socket.AF_INET6
         super().__init__(address, RunFileHandler)
+        # A wildcard bind answers on every address of the machine: any IP literal is one of them
+        # (DNS rebinding needs a name), and so are its own names.
+        self._any_ip = host in ("", "0.0.0.0", "::")
+        self._hosts = {host.lower(), *(h.lower().strip("[]") for h in allowed_hosts)}
+        if is_loopback(host):
+            self._hosts |= {"localhost", "127.0.0.1", "::1"}
+        if self._any_ip:
+            self._hosts |= {"localhost", socket.gethostname().lower(), socket.getfqdn().lower()}
+
+    def host_allowed(self, header: str) -> bool:
+        """Whether a request's ``Host`` header names this server: one of its names, its port.
+
+        Example (a server bound to 127.0.0.1 port 8000):
+            ``127.0.0.1:8000``, ``localhost:8000`` and ``[::1]:8000`` pass;
+            ``evil.example:8000`` and ``localhost:9000`` do not.
+        """
+        match = re.fullmatch(r"(\[[^\]]*\]|[^:\[\]]*)(?::(\d{1,5}))?", header.strip().lower())
+        if match is None:
+            return False
+        name, port = match.group(1).strip("[]"), int(match.group(2) or 80)
+        if port != self.server_address[1]:
+            return False
+        if name in self._hosts:
+            return True
+        if not self._any_ip:
+            return False
+        try:
+            ipaddress.ip_address(name)
+        except ValueError:
+            return False
+        return True
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Hand the connection to a thread, or answer 503 and close it when at the cap."""
+        with self._open_lock:
+            full = self._open >= self.max_connections
+            if not full:
+                self._open += 1
+        if full:
+            logger.warning("refused a connection from %s: %d open", client_address, self.max_connections)
+            with contextlib.suppress(OSError):  # the client is gone already: nothing to tell it
+                request.settimeout(1.0)
+                request.sendall(_BUSY)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # the thread did not start (no memory for one): free the slot
+            self._release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        with self._open_lock:
+            self._open -= 1
 
     def url(self, path: str = "") -> str:
         """The address of ``path`` (relative to the run directory) on this server."""
@@ -285,9 +390,20 @@ def is_loopback(host: str) -> bool:
 
 
 def make_server(
-    run_dir: Path | str, host: str = "127.0.0.1", port: int = 8000, index_path: str = "report/index.html"
+    run_dir: Path | str,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    index_path: str = "report/index.html",
+    *,
+    idle_timeout: float = IDLE_TIMEOUT,
+    max_connections: int = MAX_CONNECTIONS,
+    allowed_hosts: tuple[str, ...] = (),
 ) -> RunServer:
     """Bind a :class:`RunServer` for ``run_dir`` (``port=0`` picks a free port).
+
+    ``idle_timeout`` (seconds a connection may stay silent), ``max_connections``
+    (open at once) and ``allowed_hosts`` (more names for the ``Host`` check)
+    are the ``report --serve`` options of the same names.
 
     Raises:
         PortInUseError: the port is taken ("port 8000 is in use; choose another
@@ -300,8 +416,19 @@ def make_server(
         raise InputError(f"{run_dir}: no such run directory")
     if not 0 <= port <= 65535:
         raise InputError(f"--port must be between 0 and 65535, got {port}")
+    if not idle_timeout > 0:
+        raise InputError(f"--idle-timeout must be a positive number of seconds, got {idle_timeout}")
+    if max_connections < 1:
+        raise InputError(f"--max-connections must be at least 1, got {max_connections}")
     try:
-        return RunServer(run_dir, (host.strip("[]"), port), index_path)
+        return RunServer(
+            run_dir,
+            (host.strip("[]"), port),
+            index_path,
+            idle_timeout=idle_timeout,
+            max_connections=max_connections,
+            allowed_hosts=allowed_hosts,
+        )
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise PortInUseError(f"port {port} is in use; choose another with --port") from None
