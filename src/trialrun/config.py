@@ -33,6 +33,7 @@ from pydantic import (
 
 # ``deep_merge``, ``load_yaml``, ``parse_override`` and ``set_dotted`` live in trialrun.inherits and
 # trialrun.documents; ``x as x`` re-exports them for the modules that import them from here.
+from trialrun.boundary import DEFAULT_ACT_TIMEOUT, GuardConfig, OnNonfinite, OnOutOfBounds
 from trialrun.documents import YamlDocument, expand_run_shorthands
 from trialrun.documents import load_yaml as load_yaml
 from trialrun.documents import parse_override as parse_override
@@ -44,6 +45,11 @@ from trialrun.variations.designs import Design
 from trialrun.variations.samplers import SamplerConfig
 
 _NAME_PATTERN = re.compile(r"^[^/\\\x00]+$")
+
+MAX_EPISODES = 10_000_000
+"""Most episodes one job may plan (docs/configuration.md, "Limits"). Checked when
+the run file is validated, so ``episodes: 1000000000000`` fails before any run
+directory exists instead of running out of memory planning slot seeds."""
 
 
 class _Model(BaseModel):
@@ -109,7 +115,7 @@ class SuccessConfig(_Model):
 
     key: str | None = None
     survived: bool = False
-    min_return: float | None = None
+    min_return: float | None = Field(default=None, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _one_rule(self) -> SuccessConfig:
@@ -205,7 +211,7 @@ class JobConfig(_Model):
     name: str = Field(min_length=1, max_length=200)
     env: EnvConfig
     policy: PolicyConfig
-    episodes: int = Field(ge=1)
+    episodes: int = Field(ge=1, le=MAX_EPISODES)
     num_envs: int = Field(default=1, ge=1, le=MAX_WORLDS)
     max_steps: int | None = Field(default=None, ge=1)
     vectorization: Vectorization = "sync"
@@ -218,6 +224,24 @@ class JobConfig(_Model):
     """Per-episode videos (``None``: none)."""
     instruction: str | None = None
     """A language instruction for language-conditioned policies (PolicyContext.instruction)."""
+    act_timeout: float | None = Field(default=DEFAULT_ACT_TIMEOUT, gt=0, allow_inf_nan=False)
+    """Seconds one policy call (``act``, ``reset``) may take before the job fails (null: no limit)."""
+    episode_timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    """Wall seconds one episode may take, env and policy together, before the job fails (null: no limit)."""
+    on_nonfinite: OnNonfinite = "fail"
+    """NaN or inf actions: ``fail`` the job, or ``warn`` once and pass them on."""
+    on_out_of_bounds: OnOutOfBounds = "warn"
+    """Box actions outside the bounds: ``warn`` once, ``clip`` them, or ``fail`` the job."""
+
+    @property
+    def limits(self) -> GuardConfig:
+        """The limits and checks the rollout applies to this job's policy and env calls."""
+        return GuardConfig(
+            act_timeout=self.act_timeout,
+            episode_timeout=self.episode_timeout,
+            on_nonfinite=self.on_nonfinite,
+            on_out_of_bounds=self.on_out_of_bounds,
+        )
 
     @field_validator("vectorization")
     @classmethod

@@ -8,7 +8,9 @@ Two families sit under :class:`TrialrunError`:
 - The others describe a failure while running: a run file that could not be
   written (:class:`RunWriteError`, exit 1, resumable), a worker that failed or
   died (:class:`ShardFailed`, :class:`WorkersExhausted`), the video encoder
-  (:class:`EncoderError`), a remote policy server (:class:`RemotePolicyError`).
+  (:class:`EncoderError`), a remote policy server (:class:`RemotePolicyError`),
+  user code caught misbehaving at the boundary (:class:`UserCodeError`: bad
+  actions, a timeout, a ``sys.exit`` in a policy).
   Inside a run these fail one job; the others still run.
 
 :class:`ConfigError` carries its parts (``file``, ``field``, ``message``) so
@@ -115,6 +117,25 @@ class EncoderError(TrialrunError):
 
 class RemotePolicyError(TrialrunError):
     """The remote policy server failed, timed out or could not be reached."""
+
+
+class UserCodeError(TrialrunError):
+    """Code the user supplied (a policy, an env, a factory) misbehaved in a way
+    trialrun detects at the boundary: the job fails, the run goes on."""
+
+
+class ActionError(UserCodeError):
+    """A policy returned actions that do not fit the env's action space
+    (shape, dtype, range, NaN/inf)."""
+
+
+class CallTimeout(UserCodeError):
+    """A call into user code ran past its limit (``act_timeout``, ``episode_timeout``)."""
+
+
+class UserCodeExit(UserCodeError):
+    """User code raised ``SystemExit`` or ``KeyboardInterrupt`` (not a real
+    Ctrl+C): it ends its job, not the whole run."""
 
 
 class ShardFailed(TrialrunError):

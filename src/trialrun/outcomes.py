@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -113,6 +114,8 @@ class OutcomeTracker:
         self.terms = list(terms or [])
         self._keys = (success.key,) if success.key else DEFAULT_SUCCESS_KEYS
         self.success_key_seen = False
+        self.nonfinite_episodes = 0
+        """Episodes whose return was NaN or inf (a NaN or inf reward on the way)."""
         self.returns = np.zeros(num_envs, dtype=np.float64)
         self.lengths = np.zeros(num_envs, dtype=np.int64)
         self.ever_success = np.zeros(num_envs, dtype=bool)
@@ -191,6 +194,10 @@ class OutcomeTracker:
             "truncated": bool(self.truncated[i]),
             "time_to_success": tts,
         }
+        if not math.isfinite(outcome["return"]):
+            # Checked once per episode, not per step: a sum is non-finite iff a term was.
+            outcome["nonfinite_reward"] = True
+            self.nonfinite_episodes += 1
         for term in self.terms:
             value = term.value(i)
             if isinstance(value, np.generic):

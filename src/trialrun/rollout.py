@@ -35,6 +35,7 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 
+from trialrun.boundary import Guard, GuardConfig
 from trialrun.envs.info import APPLIED_KEY, VIDEO_KEY, sub_env_json
 from trialrun.envs.slot_wrapper import SlotWrapper
 from trialrun.envs.vector import ActiveSubsetAsyncVectorEnv, ActiveSubsetSyncVectorEnv
@@ -125,16 +126,23 @@ def rollout(
     success: SuccessRule | None = None,
     terms: list[OutcomeTerm] | None = None,
     video: VideoPlan | None = None,
+    limits: GuardConfig | None = None,
+    job: str = "",
 ) -> bool:
     """Run every slot in ``slots`` exactly once on ``len(env_fns)`` sub-envs
     (fewer when there are fewer slots) and call ``on_episode`` as each ends.
+
+    ``limits`` bounds the calls into the policy and the env (time limits,
+    action checks; default :class:`~trialrun.boundary.GuardConfig`); ``job``
+    names the job in their messages.
 
     ``env_fns[i]`` builds sub-env ``i``; it may return a :class:`SlotWrapper`
     carrying pre-reset hooks (variations) and a recorder factory, otherwise
     one is added (without either: it cannot record videos).
     ``video`` decides which episodes the sub-envs record and which of the
     finished videos the results name (the others are deleted).
-    Exceptions from the env or the policy propagate; episodes that ended
+    Exceptions from the env or the policy propagate (a timeout or a bad
+    action as a :class:`~trialrun.errors.UserCodeError`); episodes that ended
     before the exception have already been emitted.
 
     Returns whether the env ever reported the success key (``info["success"]``,
@@ -146,6 +154,7 @@ def rollout(
     wrapped = [_WrappedEnvFn(env_fns[i], i) for i in range(num_envs)]
     vec_cls = ActiveSubsetAsyncVectorEnv if vectorization == "async" else ActiveSubsetSyncVectorEnv
     vec = vec_cls(wrapped)
+    failed = True
     try:
         context = PolicyContext(
             env_id=env_id,
@@ -156,21 +165,42 @@ def rollout(
         )
         policy = policy_builder(context)
         tracker = OutcomeTracker(num_envs, success or SuccessRule(), terms)
-        _loop(vec, policy, tracker, deque(slots), num_envs, on_episode, video)
+        where = f"job '{job}'" if job else ""
+        with Guard(limits or GuardConfig(), vec.single_action_space, num_envs, where=where) as guard:
+            _loop(vec, policy, guard, tracker, deque(slots), num_envs, on_episode, video)
+        failed = False
     finally:
-        vec.close()
+        if isinstance(vec, ActiveSubsetAsyncVectorEnv):
+            # After a failure a worker may be stuck mid-step (a timeout): do not wait for it.
+            vec.close(terminate=failed)
+        else:
+            vec.close()
+    warn_after_rollout(tracker, env_id)
+    return tracker.success_key_seen
+
+
+def warn_after_rollout(tracker: OutcomeTracker, env_id: str) -> None:
+    """What a finished rollout tells the user about its env: a success key
+    never reported, rewards that were NaN or inf."""
     if not tracker.success_key_seen and tracker.rule.key is not None:
         logger.warning(
             "env '%s' never reported info['%s']: every episode is recorded as a failure",
             env_id,
             tracker.rule.key,
         )
-    return tracker.success_key_seen
+    if tracker.nonfinite_episodes:
+        logger.warning(
+            "env '%s' gave NaN or inf rewards in %d episode(s): their records say "
+            "nonfinite_reward: true and return statistics leave them out",
+            env_id,
+            tracker.nonfinite_episodes,
+        )
 
 
 def _loop(
     vec: ActiveSubsetSyncVectorEnv | ActiveSubsetAsyncVectorEnv,
     policy: Policy,
+    guard: Guard,
     tracker: OutcomeTracker,
     queue: deque[Slot],
     num_envs: int,
@@ -186,10 +216,12 @@ def _loop(
         env_seeds: list[int | None] = [None] * num_envs
         policy_seeds: list[int | None] = [None] * num_envs
         settings: dict[int, dict[str, Any]] = {}
+        episodes: list[int | None] = [None] * num_envs
         indices = mask.nonzero()[0].tolist()
         for i in indices:
             slot = queue.popleft()
             assigned[i] = slot
+            episodes[i] = slot.episode
             env_seeds[i] = slot.seed
             policy_seeds[i] = slot.policy_seed
             settings[i] = {"slot": slot.episode, "seed": slot.seed, "factors": slot.factors}
@@ -200,7 +232,8 @@ def _loop(
         for i in indices:
             applied[i] = sub_env_json(infos, APPLIED_KEY, i)
             started[i] = now
-        policy.reset(mask, policy_seeds)
+        guard.reset(policy, mask, policy_seeds)
+        guard.started(mask, episodes)
         tracker.start(mask)
         active[mask] = True
         return obs
@@ -208,8 +241,8 @@ def _loop(
     obs = start_episodes(np.ones(num_envs, dtype=bool))
     running = num_envs
     while running:
-        actions = policy.act(obs)
-        obs, rewards, terminated, truncated, infos = vec.step_active(actions, active)
+        actions = guard.act(policy, obs, active)
+        obs, rewards, terminated, truncated, infos = guard.step(active, vec.step_active, actions, active)
         tracker.step(active, rewards, terminated, truncated, infos)
         # Idle sub-envs are not stepped and report neither flag.
         ended = (terminated | truncated).nonzero()[0].tolist()

@@ -47,11 +47,12 @@ from typing import Any
 
 import numpy as np
 
+from trialrun.boundary import Guard, GuardConfig
 from trialrun.envs.batched import BatchedEnv
 from trialrun.outcomes import OutcomeTerm, OutcomeTracker, SuccessRule
 from trialrun.plan import Slot
 from trialrun.policies.base import Policy, PolicyContext
-from trialrun.rollout import EpisodeResult, PolicyBuilder, utc_now
+from trialrun.rollout import EpisodeResult, PolicyBuilder, utc_now, warn_after_rollout
 
 logger = logging.getLogger(__name__)
 
@@ -70,9 +71,15 @@ def rollout_native(
     env_kwargs: dict[str, Any] | None = None,
     success: SuccessRule | None = None,
     terms: list[OutcomeTerm] | None = None,
+    limits: GuardConfig | None = None,
+    job: str = "",
 ) -> bool:
     """Run every slot in ``slots`` exactly once on the worlds of ``env`` and call
     ``on_episode`` as each ends.
+
+    ``limits`` bounds the calls into the policy and the simulator (as in
+    :func:`trialrun.rollout.rollout`; actions that are not numpy arrays get
+    the shape check only, so device arrays stay on their device).
 
     ``plan`` is the ordered list of all slots the waves are cut from (the
     job's, or its build-time group's); it defaults to ``slots`` and matters
@@ -91,22 +98,20 @@ def rollout_native(
     )
     policy = policy_builder(context)
     tracker = OutcomeTracker(env.num_worlds, success or SuccessRule(), terms)
-    if env.mode == "exact":
-        _run_exact(env, policy, tracker, deque(slots), on_episode)
-    else:
-        _run_waves(env, policy, tracker, slots, plan or slots, on_episode)
-    if not tracker.success_key_seen and tracker.rule.key is not None:
-        logger.warning(
-            "env '%s' never reported info['%s']: every episode is recorded as a failure",
-            env_id,
-            tracker.rule.key,
-        )
+    where = f"job '{job}'" if job else ""
+    with Guard(limits or GuardConfig(), env.single_action_space, env.num_worlds, where=where) as guard:
+        if env.mode == "exact":
+            _run_exact(env, policy, guard, tracker, deque(slots), on_episode)
+        else:
+            _run_waves(env, policy, guard, tracker, slots, plan or slots, on_episode)
+    warn_after_rollout(tracker, env_id)
     return tracker.success_key_seen
 
 
 def _run_exact(
     env: BatchedEnv,
     policy: Policy,
+    guard: Guard,
     tracker: OutcomeTracker,
     queue: deque[Slot],
     on_episode: Callable[[EpisodeResult], None],
@@ -120,10 +125,12 @@ def _run_exact(
         seeds: list[int | None] = [None] * n
         policy_seeds: list[int | None] = [None] * n
         starting = np.zeros(n, dtype=bool)
+        episodes: list[int | None] = [None] * n
         for i in mask.nonzero()[0].tolist():
             if queue:
                 slot = queue.popleft()
                 assigned[i], seeds[i], policy_seeds[i] = slot, slot.seed, slot.policy_seed
+                episodes[i] = slot.episode
                 starting[i] = True
             else:  # no slot left: keep the world valid, never record it
                 assigned[i], seeds[i] = None, IDLE_SEED
@@ -131,14 +138,16 @@ def _run_exact(
         now = utc_now()
         for i in starting.nonzero()[0].tolist():
             started[i] = now
-        policy.reset(mask, policy_seeds)
+        guard.reset(policy, mask, policy_seeds)
+        guard.started(starting, episodes)
         tracker.start(starting)
         active[mask] = starting[mask]
         return obs
 
     obs = start(np.ones(n, dtype=bool))
     while active.any():
-        obs, rewards, terminated, truncated, infos = env.step(policy.act(obs))
+        actions = guard.act(policy, obs, active)
+        obs, rewards, terminated, truncated, infos = guard.step(active, env.step, actions)
         tracker.step(active, rewards, terminated, truncated, infos)
         done = terminated | truncated
         ended = (done & active).nonzero()[0].tolist()
@@ -156,6 +165,7 @@ def _run_exact(
 def _run_waves(
     env: BatchedEnv,
     policy: Policy,
+    guard: Guard,
     tracker: OutcomeTracker,
     slots: Sequence[Slot],
     plan: Sequence[Slot],
@@ -174,11 +184,14 @@ def _run_waves(
         started = utc_now()
         mask = np.zeros(n, dtype=bool)
         mask[: len(members)] = True
-        policy.reset(np.ones(n, dtype=bool), [m.policy_seed for m in members] + [None] * (n - len(members)))
+        seeds = [m.policy_seed for m in members] + [None] * (n - len(members))
+        guard.reset(policy, np.ones(n, dtype=bool), seeds)
+        guard.started(mask, [m.episode for m in members] + [None] * (n - len(members)))
         tracker.start(mask)
         active = mask.copy()
         while active.any():
-            obs, rewards, terminated, truncated, infos = env.step(policy.act(obs))
+            actions = guard.act(policy, obs, active)
+            obs, rewards, terminated, truncated, infos = guard.step(active, env.step, actions)
             tracker.step(active, rewards, terminated, truncated, infos)
             ended = ((terminated | truncated) & active).nonzero()[0].tolist()
             if not ended:

@@ -1,7 +1,8 @@
 """``trialrun run``: run (or resume) a run file with a progress bar and an end table.
 
-A run exits 0 when every job completed and 1 when any job failed or a run file
-could not be written. A job stopped early by ``--stop-when`` (against
+A run exits 0 when every job completed, 1 when any job failed or a run file
+could not be written, and 130 when the user pressed Ctrl+C (the running job is
+marked ``interrupted``; ``--resume`` continues it). A job stopped early by ``--stop-when`` (against
 ``--baseline``) is completed: the table shows ``episodes/planned`` and a note
 says how many episodes the stop saved.
 """
@@ -172,8 +173,18 @@ def run(
         shard_size=shard_size,
         ray_address=ray_address,
     )
-    with executor:
-        result = _run_with_progress(config, directory, resume, config_path, executor, quiet, stop)
+    try:
+        with executor:
+            result = _run_with_progress(config, directory, resume, config_path, executor, quiet, stop)
+    except KeyboardInterrupt:
+        # The runner marked the running job 'interrupted' and wrote the summary of what finished.
+        stderr.print(
+            f"interrupted; the episodes recorded so far are kept. Continue with: "
+            f"trialrun run --resume {escape(str(directory))}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(130) from None
     if not no_report:
         report_after_run(result.run_dir, quiet)
     raise typer.Exit(result.exit_code)

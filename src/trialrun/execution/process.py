@@ -10,7 +10,8 @@ on a fresh worker (up to ``max_retries`` times per shard).
 Workers are started with the ``spawn`` method (safe with MuJoCo's EGL contexts
 and threads), inherit the environment (``MUJOCO_GL``, ``PYTHONPATH``) and
 ``sys.path``, build the env and the policy from the job's spec once per
-shard, and are recycled after ``max_shards_per_worker`` shards so a simulator
+shard, exit when the driver dies (even when hung in a policy call), and are
+recycled after ``max_shards_per_worker`` shards so a simulator
 that leaks memory cannot take the run down. The driver stays the only writer
 of the run files.
 
@@ -32,14 +33,17 @@ import contextlib
 import logging
 import multiprocessing as mp
 import os
+import signal
+import threading
 import traceback
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
+from trialrun.boundary import as_job_failure, die_with_parent
 from trialrun.config import JobConfig
 from trialrun.errors import ShardFailed, WorkersExhausted
 from trialrun.execution.shard import RunContext, run_shard
@@ -52,8 +56,13 @@ logger = logging.getLogger(__name__)
 _POLL_S = 0.5
 
 
-def _worker_main(conn: Connection, max_shards: int) -> None:
+def _worker_main(conn: Connection, max_shards: int, driver_pid: int) -> None:
     """A worker: run shards sent by the driver, stream records back."""
+    # A worker hung in a policy call must not outlive a driver killed with kill -9.
+    die_with_parent(driver_pid)
+    # Ctrl+C reaches the whole process group: the driver decides (it stops the
+    # workers), so a KeyboardInterrupt seen here was raised by a policy or env.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.setdefault("MUJOCO_GL", "egl")
     import trialrun.envs  # noqa: F401  (registers bundled env ids)
 
@@ -78,10 +87,31 @@ def _worker_main(conn: Connection, max_shards: int) -> None:
 
             seen = run_shard(job, context, slots, emit)
             conn.send(("done", shard_id, retire, seen))
-        except Exception as exc:
-            conn.send(("error", shard_id, retire, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+        except BaseException as exc:  # a sys.exit() in a policy fails its shard, not the worker
+            failure = as_job_failure(exc)
+            message = f"{type(failure).__name__}: {failure}"
+            try:
+                conn.send(("error", shard_id, retire, message, traceback.format_exc()))
+            except OSError:  # the driver closed our pipe (it stopped, or it is gone): nothing to report to
+                return
         if retire:
             return
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Start children with Ctrl+C ignored from their first instruction: a
+    terminal's Ctrl+C reaches the whole process group, and a worker still
+    importing its modules would die of it with a traceback. The driver handles
+    it and stops the workers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @dataclass
@@ -119,9 +149,10 @@ class ProcessExecutor(ShardingExecutor):
     def _start_worker(self) -> _Worker:
         parent, child = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(
-            target=_worker_main, args=(child, self.max_shards_per_worker), daemon=True
+            target=_worker_main, args=(child, self.max_shards_per_worker, os.getpid()), daemon=True
         )
-        process.start()
+        with _sigint_ignored():
+            process.start()
         child.close()
         self.started_workers += 1
         worker = _Worker(process=process, conn=parent, pid=process.pid or 0)

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trialrun.boundary import as_job_failure
 from trialrun.config import JobConfig
 from trialrun.errors import InputError, ShardFailed, WorkersExhausted
 from trialrun.execution.shard import RunContext, run_shard
@@ -71,8 +72,9 @@ def shard_stream(job_json: str, context: RunContext, slots: list[Slot]) -> Itera
                 job, context, slots, lambda rec: items.put(("record", rec.model_dump_json(by_alias=True)))
             )
             items.put(("done", "1" if seen else "0"))
-        except Exception as exc:
-            items.put(("error", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+        except BaseException as exc:  # a sys.exit() in a policy fails its shard, not the Ray worker
+            failure = as_job_failure(exc)
+            items.put(("error", f"{type(failure).__name__}: {failure}", traceback.format_exc()))
         items.put(_END)
 
     thread = threading.Thread(target=work, name="trialrun-shard", daemon=True)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Protocol
 
 import trialrun.envs  # noqa: F401  (registers the bundled env ids)
+from trialrun.boundary import InterruptWatch, as_job_failure
 from trialrun.config import JobConfig, RunConfig, parse_run_config
 from trialrun.errors import ConfigError, InputError
 from trialrun.execution.metadata import git_commit, host_info, package_versions
@@ -222,8 +223,14 @@ def run_evaluation(
     on the same directory (say, a resume while the run still goes on) gets a
     clear error instead of recording episodes twice.
 
+    A ``SystemExit`` or ``KeyboardInterrupt`` raised by a job's env or policy
+    fails that job like any error. A real Ctrl+C marks the running job
+    ``interrupted``, writes the summary of what finished and re-raises
+    ``KeyboardInterrupt``; ``--resume`` continues the run.
+
     Raises:
         ConfigError / InputError: bad config or run directory (nothing ran).
+        KeyboardInterrupt: the user pressed Ctrl+C (the run files are consistent).
         RunWriteError: a run file could not be written; episodes already
             appended are valid and ``--resume`` continues from them.
     """
@@ -265,7 +272,9 @@ def _run_locked(
         if not manifest_path.exists():
             raise InputError(f"cannot resume {run_dir}: it has no {MANIFEST_FILE}")
         stored = read_manifest(run_dir)
-        if stored.config != config.model_dump(mode="json"):
+        # Both sides through the current model: a run started by an older
+        # version lacks keys added since (with their defaults) and still resumes.
+        if _normalized(stored.config, manifest_path) != config.model_dump(mode="json"):
             raise ConfigError(
                 "the config differs from the one the run was started with; resume with the "
                 "stored config (trialrun run --resume RUN_DIR) or start a new run",
@@ -289,7 +298,8 @@ def _run_locked(
     errors: dict[str, str] = {}
     success_seen: dict[str, bool] = {}
 
-    with EpisodeLogWriter(episodes_path) as log:
+    interrupted: BaseException | None = None
+    with InterruptWatch() as watch, EpisodeLogWriter(episodes_path) as log:
         for job in config.jobs:
             state = manifest.jobs[job.name]
             job_done = done[job.name]
@@ -334,13 +344,21 @@ def _run_locked(
                 state.error = "stopped: a run file could not be written (see the run's output)"
                 _try_write(writer)
                 raise
-            except Exception as exc:  # job isolation: any env/policy error fails only this job
-                state.status = "failed"
-                state.error = f"{type(exc).__name__}: {exc}"
-                # Errors from worker processes carry the worker's own traceback.
-                state.traceback = getattr(exc, "remote_traceback", None) or traceback.format_exc()
-                errors[job.name] = state.error
-                logger.error("job '%s' failed: %s", job.name, state.error)
+            except (
+                BaseException
+            ) as exc:  # job isolation: whatever the env or policy raises fails only this job
+                if watch.is_real_interrupt(exc):
+                    state.status = "interrupted"
+                    state.error = "interrupted by the user (Ctrl+C); trialrun run --resume continues it"
+                    interrupted = exc
+                else:
+                    failure = as_job_failure(exc)  # a sys.exit() in a policy ends its job, not the run
+                    state.status = "failed"
+                    state.error = f"{type(failure).__name__}: {failure}"
+                    # Errors from worker processes carry the worker's own traceback.
+                    state.traceback = getattr(failure, "remote_traceback", None) or traceback.format_exc()
+                    errors[job.name] = state.error
+                    logger.error("job '%s' failed: %s", job.name, state.error)
             else:
                 missing = job.episodes - len(done[job.name])
                 if missing and state.stopped_early is None:
@@ -353,6 +371,8 @@ def _run_locked(
             writer.write()
             if observer:
                 observer.job_finished(job.name, state.status, state.error)
+            if interrupted is not None:
+                break
 
     all_records = [rec for job in config.jobs for rec in done[job.name].values()]
     summary = summarize_run(
@@ -368,6 +388,9 @@ def _run_locked(
     write_json_atomic(run_dir / SUMMARY_FILE, summary.model_dump(mode="json", by_alias=True))
     manifest.ended_at = utc_now()
     writer.write()
+    if interrupted is not None:
+        # The summary of what finished is written; the caller (the CLI: exit 130) sees the Ctrl+C.
+        raise interrupted
     return RunResult(
         run_dir=run_dir,
         statuses={name: s.status for name, s in manifest.jobs.items()},
@@ -375,6 +398,14 @@ def _run_locked(
         errors=errors,
         stopped={name: s.stopped_early for name, s in manifest.jobs.items() if s.stopped_early is not None},
     )
+
+
+def _normalized(stored: dict[str, object], path: Path) -> dict[str, object] | None:
+    """A stored config as the current model dumps it (None if it no longer parses)."""
+    try:
+        return parse_run_config(stored, file=str(path)).model_dump(mode="json")
+    except ConfigError:
+        return None
 
 
 def _has_success_rule(job: JobConfig) -> bool:

@@ -165,6 +165,8 @@ def run_shard(
             success=success_rule(job),
             terms=build_outcome_terms(job),
             video=video,
+            limits=job.limits,
+            job=job.name,
         )
     return seen
 
@@ -201,6 +203,8 @@ def _run_native(
                 env_kwargs=kwargs,
                 success=success_rule(job),
                 terms=build_outcome_terms(job),
+                limits=job.limits,
+                job=job.name,
             )
         finally:
             env.close()

@@ -43,7 +43,17 @@ from pathlib import Path
 from typing import Any
 
 from trialrun.errors import EncoderError
-from trialrun.recording.encoder_server import ABORT, CLOSE, FRAME, HEADER, OFFSET, OPEN, RING_FRAME, main
+from trialrun.recording.encoder_server import (
+    ABORT,
+    CLOSE,
+    FRAME,
+    HEADER,
+    OFFSET,
+    OPEN,
+    PARENT_PID_ENV,
+    RING_FRAME,
+    main,
+)
 
 RING_BYTES = 8 << 20
 RING_FRAMES = 64
@@ -76,6 +86,7 @@ class EncoderProcess:
         package_root = str(Path(__file__).resolve().parents[2])
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        env[PARENT_PID_ENV] = str(os.getpid())
         ring_args = self._ring.child_args() if self._ring is not None else []
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "trialrun.recording.encoder", *ring_args],

@@ -35,6 +35,11 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from trialrun.boundary.parent import die_with_parent
+
+PARENT_PID_ENV = "TRIALRUN_ENCODER_PARENT"
+"""The renderer's pid, passed to the encoder (which exits when that process dies)."""
+
 HEADER = struct.Struct("<BIIIII")
 OFFSET = struct.Struct("<Q")
 OPEN, FRAME, CLOSE, ABORT, RING_FRAME = 1, 2, 3, 4, 5
@@ -228,6 +233,9 @@ def main(argv: Sequence[str]) -> None:
     # Ctrl-C goes to the whole process group: the renderer decides what happens,
     # and its exit (end of input) stops this process.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # End of input stops this process when the renderer exits; a renderer killed
+    # while another process still holds the pipe open must not leave it behind.
+    die_with_parent(int(os.environ.get(PARENT_PID_ENV, os.getppid())))
     # Encoding is background work: when cores are short, the rollout goes first
     # (a full ring makes it wait for the encoder anyway).
     with contextlib.suppress(OSError):

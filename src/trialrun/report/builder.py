@@ -57,7 +57,7 @@ logger = logging.getLogger(__name__)
 REPORT_DIR = "report"
 INDEX_FILE = "index.html"
 _PACKAGE = "trialrun.report"
-_STATE_ORDER = {"completed": 0, "failed": 1, "running": 2, "pending": 3}
+_STATE_ORDER = {"completed": 0, "failed": 1, "interrupted": 2, "running": 3, "pending": 4}
 
 
 # --------------------------------------------------------------------------- formatting filters

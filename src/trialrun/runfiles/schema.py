@@ -27,7 +27,8 @@ SCHEMA_VERSION = 1
 FactorValue = float | int | str | bool
 OutcomeValue = float | int | bool | None
 
-JobState = Literal["pending", "running", "completed", "failed"]
+JobState = Literal["pending", "running", "completed", "failed", "interrupted"]
+"""``interrupted``: the user stopped the run (Ctrl+C) while the job ran; ``--resume`` continues it."""
 SuccessStatus = Literal["reported", "rule", "absent"]
 
 
@@ -46,6 +47,7 @@ if TYPE_CHECKING:  # mypy does not know PEP 728's extra_items yet
             "terminated": bool | None,
             "truncated": bool | None,
             "time_to_success": int | None,
+            "nonfinite_reward": bool,
         },
         total=False,
     )
@@ -60,6 +62,7 @@ else:
             "terminated": bool | None,
             "truncated": bool | None,
             "time_to_success": int | None,
+            "nonfinite_reward": bool,
         },
         total=False,
         extra_items=OutcomeValue,
@@ -68,10 +71,12 @@ else:
 
 Every trialrun rollout writes all the standard terms (``return`` is a Python
 keyword, so the type is spelled functionally); records made elsewhere may
-lack some. Custom outcome terms (``outcomes:`` in a job) are extra keys whose
-values must be scalars. A TypedDict rather than a model: records are read and
-written by the hundred thousand, and a dict validates in pydantic's core and
-writes back exactly the keys it was given, in their order.
+lack some. ``nonfinite_reward: true`` appears only on an episode whose rewards
+included NaN or inf (its ``return`` is then ``null``). Custom outcome terms
+(``outcomes:`` in a job) are extra keys whose values must be scalars. A
+TypedDict rather than a model: records are read and written by the hundred
+thousand, and a dict validates in pydantic's core and writes back exactly the
+keys it was given, in their order.
 """
 Outcome.__pydantic_config__ = ConfigDict(extra="allow")  # type: ignore[attr-defined]  # pydantic reads it
 

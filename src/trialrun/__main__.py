@@ -1,0 +1,5 @@
+"""``python -m trialrun``: the same as the ``trialrun`` command."""
+
+from trialrun.cli import main
+
+main()
