@@ -267,7 +267,7 @@ YAML_CASES = [
     ),
     (
         "factors:\n  m: {type: continuous\n",
-        "not valid YAML (line 3): expected ',' or '}', but got '<stream end>'",
+        "invalid YAML at line 3, column 1: did not find expected ',' or '}'",
     ),
 ]
 

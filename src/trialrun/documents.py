@@ -23,9 +23,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, TypeAlias
 
-import yaml
-
 from trialrun.errors import ConfigError
+from trialrun.yaml_safe import load_yaml_file, load_yaml_text
 
 __all__ = [
     "YamlDocument",
@@ -37,31 +36,21 @@ __all__ = [
 ]
 
 YamlDocument: TypeAlias = Any
-"""A value as ``yaml.safe_load`` returns it: a mapping, list, string, number,
-bool or None, nested to any depth. It is ``Any`` rather than a recursive union
-because it really is arbitrary user input: code narrows it with ``isinstance``
-where it looks inside, and pydantic validates it in the end."""
+"""A value as ``yaml.safe_load`` returns it (read through :mod:`trialrun.yaml_safe`):
+a mapping, list, string, number, bool or None, nested (up to a bound). It is
+``Any`` rather than a recursive union because it really is arbitrary user
+input: code narrows it with ``isinstance`` where it looks inside, and pydantic
+validates it in the end."""
 
 # ``key: text`` shorthands of a job: ``env: X`` is ``env: {id: X}``, ``policy: X`` is ``policy: {type: X}``.
 _JOB_SHORTHANDS = (("env", "id"), ("policy", "type"))
 
 
 def load_yaml(path: Path) -> YamlDocument:
-    """Read a YAML file, turning I/O and syntax errors into a ConfigError."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("no such file", file=str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read: {exc}", file=str(path)) from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"invalid YAML{where}: {problem}", file=str(path)) from None
+    """Read a YAML file within the bounds of :mod:`trialrun.yaml_safe` (size,
+    nesting, aliases, no repeated keys), turning every problem into a
+    ConfigError that names the file (and the line)."""
+    return load_yaml_file(Path(path))
 
 
 def parse_override(text: str) -> tuple[str, YamlDocument]:
@@ -77,10 +66,13 @@ def parse_override(text: str) -> tuple[str, YamlDocument]:
     key = key.strip()
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override '{text}' has an empty key part", field="--set")
+    if not raw.strip():
+        return key, ""
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"override '{text}': value is not valid YAML ({exc})", field="--set") from None
+        value = load_yaml_text(raw, field="--set")
+    except ConfigError as exc:
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        raise ConfigError(f"override '{shown}': the value is {exc.message}", field="--set") from None
     return key, value
 
 

@@ -10,19 +10,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from trialrun.analysis.models import FactorsFile
 from trialrun.errors import InputError
 from trialrun.runfiles.schema import FactorSpec
+from trialrun.yaml_safe import load_yaml_file
 
 
 def load_factors_yaml(path: Path | str) -> list[FactorSpec]:
     """Read and validate a factors YAML (see :class:`FactorsFile`).
 
     Raises:
-        InputError: missing file, bad YAML, or a field that is not allowed,
+        InputError: missing or unreadable file, bad YAML (a ConfigError), or a field that is not allowed,
             naming the file and the field.
 
     Example:
@@ -33,17 +33,7 @@ def load_factors_yaml(path: Path | str) -> list[FactorSpec]:
         ['m']
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such factors file")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise InputError(f"{path}: not valid YAML{where}: {problem}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read: {exc}") from None
+    data = load_yaml_file(path, what="factors file")  # bounded: size, nesting, aliases, no repeated keys
     if not isinstance(data, dict):
         raise InputError(
             f"{path}: expected a mapping with a 'factors' key, e.g. "

@@ -71,6 +71,7 @@ from trialrun.config import POLICY_SHORTHAND_KEYS, PolicyConfig, is_path_kwarg, 
 from trialrun.errors import ConfigError, InputError
 from trialrun.policies.loaders import SUFFIX_TYPES
 from trialrun.policies.registry import available_policies, resolve_policy_factory
+from trialrun.yaml_safe import load_yaml_text
 
 PolicySpec = dict[str, Any]
 """A policy as a run document holds it: ``{"type": ..., "kwargs": {...}}``."""
@@ -180,9 +181,10 @@ def parse_policy_spec(
             raise InputError(f"{option}: {exc}") from None
     elif text.startswith("{") or ": " in text:
         try:
-            raw = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise InputError(f"{option} '{text}' is not a valid YAML mapping: {exc}") from None
+            raw = load_yaml_text(text)
+        except ConfigError as exc:
+            shown = text if len(text) <= 60 else text[:57] + "..."
+            raise InputError(f"{option} '{shown}' is not a valid YAML mapping: {exc.message}") from None
         config = _validated(raw, option)
     elif _looks_like_path(text):
         raise InputError(f"{option}: no such checkpoint file or directory: {text}")
