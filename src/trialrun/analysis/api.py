@@ -63,6 +63,7 @@ from trialrun.runfiles import (
     read_summary,
     write_json_atomic,
 )
+from trialrun.runfiles.readers import read_run_episodes
 from trialrun.runfiles.schema import EpisodeRecord, FactorSpec, Summary
 from trialrun.runfiles.sensitivity import read_sensitivity
 
@@ -363,7 +364,7 @@ def analyze_run(
             )
         selected = with_factors
     episodes_path = layout.episodes
-    records = read_episodes(episodes_path)
+    records = read_run_episodes(run_dir, manifest)
     summary = read_summary(run_dir) if layout.summary.is_file() else None
     root = Path(out_dir) if out_dir is not None else layout.analysis_dir
     nested = len(with_factors) > 1

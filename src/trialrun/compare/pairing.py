@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from trialrun.errors import ComparisonRefused, InputError
-from trialrun.runfiles import RunFileError, RunLayout, read_episodes, read_manifest
+from trialrun.runfiles import RunFileError, RunLayout, read_manifest
+from trialrun.runfiles.readers import check_unique_records, read_run_episodes
 from trialrun.runfiles.schema import EpisodeRecord, Manifest
 
 #: Job keys that define which episodes run: they must match for pairs to be pairs.
@@ -49,10 +50,12 @@ class LoadedRun:
 
 
 def load_run(run_dir: Path) -> LoadedRun:
-    """Read a run's manifest and episodes (the first record of an episode wins).
+    """Read a run's manifest and episodes.
 
     Raises:
-        InputError: the directory is missing or not a readable run.
+        InputError: the directory is missing or not a readable run: a file
+            is missing or corrupt, a record belongs to no job of the run, or
+            an episode has two records.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -60,12 +63,14 @@ def load_run(run_dir: Path) -> LoadedRun:
     layout = RunLayout(run_dir)
     try:
         manifest = read_manifest(run_dir)
-        records = read_episodes(layout.episodes)
+        records = read_run_episodes(run_dir, manifest)
+        # A repeated episode would be paired twice (or with either of two outcomes).
+        check_unique_records(records, layout.episodes)
     except RunFileError as exc:
         raise InputError(f"{run_dir} is not a readable run: {exc}") from None
     by_job: dict[str, dict[int, EpisodeRecord]] = {}
     for rec in records:
-        by_job.setdefault(rec.job, {}).setdefault(rec.episode, rec)
+        by_job.setdefault(rec.job, {})[rec.episode] = rec
     return LoadedRun(manifest, by_job)
 
 

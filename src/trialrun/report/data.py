@@ -43,11 +43,11 @@ from trialrun.runfiles import (
     MANIFEST_FILE,
     SUMMARY_FILE,
     RunFileError,
-    read_episodes,
     read_manifest,
     read_summary,
 )
 from trialrun.runfiles.names import ANALYSIS_DIR as ANALYSIS_DIR  # re-exported for the builder
+from trialrun.runfiles.readers import read_run_episodes
 from trialrun.runfiles.schema import EpisodeRecord
 from trialrun.stats import summarize_run
 
@@ -91,17 +91,13 @@ def load_run(run_dir: Path | str, bins: int | None = None) -> RunView:
         raise InputError(f"{run_dir} is not a run directory: it has no {MANIFEST_FILE}")
     try:
         manifest = read_manifest(run_dir)
-        episodes_path = run_dir / EPISODES_FILE
-        records = read_episodes(episodes_path) if episodes_path.exists() else []
+        records = read_run_episodes(run_dir, manifest)  # a deleted episodes.jsonl is an error
     except RunFileError as exc:
         raise InputError(str(exc)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{run_dir}: cannot read the run: {exc}") from None
     records = _unique_records(records, run_dir / EPISODES_FILE)
-    job_order = list(manifest.jobs)
-    for rec in records:
-        if rec.job not in job_order:
-            job_order.append(rec.job)
+    job_order = list(manifest.jobs)  # read_run_episodes refused records of other jobs
     position = {name: i for i, name in enumerate(job_order)}
     records.sort(key=lambda r: (position[r.job], r.episode))
 

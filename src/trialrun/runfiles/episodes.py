@@ -8,8 +8,12 @@ appends.
 from __future__ import annotations
 
 import logging
+import math
+import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from pydantic import ValidationError
 
@@ -19,55 +23,152 @@ from trialrun.runfiles.schema import EpisodeRecord
 logger = logging.getLogger(__name__)
 
 
+MAX_RECORD_BYTES = 1024 * 1024
+"""Longest line of ``episodes.jsonl`` read (1 MiB; a record is about 500 bytes):
+a corrupt file without newlines is refused instead of read whole into memory."""
+
+
+def check_regular_file(path: Path, what: str) -> None:
+    """Raise :class:`RunFileError` unless ``path`` is a regular file: missing,
+    a directory or a device each get their own words (never a traceback)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise RunFileError(f"{path}: no such {what}") from None
+    except OSError as exc:
+        raise RunFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(mode):
+        raise RunFileError(f"{path}: is a directory, not a file")
+    if not stat.S_ISREG(mode):
+        raise RunFileError(f"{path}: is not a regular file (a device, pipe or socket)")
+
+
 def iter_episode_lines(path: Path) -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, text)`` of complete lines; a torn last line (no
-    trailing newline) is skipped with a warning, as a killed writer leaves one."""
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.endswith("\n"):
-                logger.warning("%s: ignoring torn last line %d (%d bytes)", path, number, len(line))
+    trailing newline) is skipped with a warning, as a killed writer leaves one.
+
+    Raises:
+        RunFileError: a line that is not UTF-8 or longer than
+            :data:`MAX_RECORD_BYTES`, naming the file and the line.
+    """
+    with open(path, "rb") as f:
+        number = 0
+        while raw := f.readline(MAX_RECORD_BYTES + 1):
+            number += 1
+            if not raw.endswith(b"\n"):
+                if len(raw) > MAX_RECORD_BYTES:
+                    raise RunFileError(f"{path}:{number}: line longer than {MAX_RECORD_BYTES} bytes")
+                logger.warning("%s: ignoring torn last line %d (%d bytes)", path, number, len(raw))
                 return
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise RunFileError(
+                    f"{path}:{number}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
+                ) from None
             if line.strip():
                 yield number, line
+
+
+def nonfinite_field(record: EpisodeRecord) -> str | None:
+    """The first outcome or factor of ``record`` holding NaN or +-inf (``outcome.return``), or None.
+
+    trialrun writes ``null`` for a value that is not finite (and flags the
+    episode), so such a number comes from elsewhere; statistics over it would
+    be NaN (or raise), so readers refuse it naming the field.
+    """
+    for group, values in (("outcome", record.outcome), ("factors", record.factors)):
+        for key, value in values.items():
+            if type(value) is float and not math.isfinite(value):
+                return f"{group}.{key}"
+    return None
 
 
 def read_episodes(path: Path) -> list[EpisodeRecord]:
     """All complete records of an ``episodes.jsonl``.
 
     Raises:
-        RunFileError: the file is missing, or a complete line is not a valid
-            record (naming the line and the field).
+        RunFileError: the file is missing or not a regular file, or a complete
+            line is not a valid record (naming the line and the field): not
+            UTF-8, not JSON, a wrong type, or a number that is not finite.
     """
     path = Path(path)
-    if not path.is_file():
-        raise RunFileError(f"{path}: no such episodes file")
+    check_regular_file(path, "episodes file")
     records = []
     try:
         for number, line in iter_episode_lines(path):
             try:
-                records.append(EpisodeRecord.model_validate_json(line))
+                record = EpisodeRecord.model_validate_json(line)
             except ValidationError as exc:
-                field, message = first_error(exc, "(line)")
-                raise RunFileError(f"{path}:{number}: field '{field}': {message}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RunFileError(f"{path}: cannot read: {exc}") from None
+                raise RunFileError(f"{path}:{number}: {describe_validation_error(exc, '(line)')}") from None
+            bad = nonfinite_field(record)
+            if bad is not None:
+                value = _lookup(record, bad)
+                raise RunFileError(
+                    f"{path}:{number}: field '{bad}': {value} is not a finite number "
+                    "(a record holds a finite number or null)"
+                )
+            records.append(record)
+    except OSError as exc:
+        raise RunFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
     return records
 
 
+def _lookup(record: EpisodeRecord, dotted: str) -> object:
+    group, key = dotted.split(".", 1)
+    values: dict[str, object] = dict(record.outcome) if group == "outcome" else dict(record.factors)
+    return values[key]
+
+
+def describe_validation_error(exc: ValidationError, default_field: str) -> str:
+    """``field 'a.b': message`` of the first error; a line or file that is not
+    JSON at all (truncated, binary) says so instead of naming a field."""
+    err = exc.errors()[0]
+    if err["type"] == "json_invalid":
+        return f"not valid JSON (truncated or corrupt): {err['msg'].removeprefix('Invalid JSON: ')}"
+    field, message = first_error(exc, default_field)
+    return f"field '{field}': {message}"
+
+
 def repair_torn_tail(path: Path) -> int:
-    """Cut a torn last line off ``path``; return the number of bytes removed."""
+    """Cut a torn last line off ``path``; return the number of bytes removed.
+
+    Reads only the tail of the file (back to its last newline).
+
+    Raises:
+        RunFileError: ``path`` is a directory or not a regular file.
+        RunWriteError: the file cannot be opened for writing or cut.
+    """
     path = Path(path)
     if not path.exists():
         return 0
-    with open(path, "rb+") as f:
-        data = f.read()
-        if not data or data.endswith(b"\n"):
-            return 0
-        keep = data.rfind(b"\n") + 1
-        f.truncate(keep)
-    removed = len(data) - keep
+    check_regular_file(path, "episodes file")
+    try:
+        with open(path, "rb+") as f:
+            size = f.seek(0, os.SEEK_END)
+            keep = _after_last_newline(f, size)
+            if keep == size:
+                return 0
+            f.truncate(keep)
+    except OSError as exc:
+        raise RunWriteError(f"cannot repair the torn last line of {path}: {exc.strerror or exc}") from exc
+    removed = size - keep
     logger.warning("%s: removed a torn last line of %d bytes", path, removed)
     return removed
+
+
+def _after_last_newline(f: BinaryIO, size: int, block: int = 65536) -> int:
+    """The offset just after the last ``\\n`` of a file of ``size`` bytes (0 if none)."""
+    end = size
+    while end > 0:
+        start = max(0, end - block)
+        f.seek(start)
+        chunk = f.read(end - start)
+        found = chunk.rfind(b"\n")
+        if found >= 0:
+            return start + found + 1
+        end = start
+    return 0
 
 
 class EpisodeLogWriter:
