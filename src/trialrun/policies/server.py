@@ -134,6 +134,30 @@ def _reachable_by_others(host: str) -> bool:
     return host != "localhost"
 
 
+class _Throttled:
+    """A warning that a peer can trigger at will, logged at most once per ``every`` seconds
+    (with how many were held back), so a flood cannot flood the log or block on stderr."""
+
+    def __init__(self, every: float = 10.0) -> None:
+        self.every = every
+        self.last = -float("inf")
+        self.held_back = 0
+
+    def warning(self, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every:
+            self.held_back += 1
+            logger.debug(message, *args)
+            return
+        if self.held_back:
+            message += f" (and {self.held_back} more like it in the last {now - self.last:.0f} s)"
+        self.last, self.held_back = now, 0
+        logger.warning(message, *args)
+
+
+_REFUSALS, _FAILURES = _Throttled(), _Throttled()
+
+
 def _wire_size(payload: int) -> int:
     """Bytes a masked client frame with ``payload`` bytes takes on the wire (RFC 6455 5.2)."""
     extended = 0 if payload < 126 else 2 if payload < 65536 else 8
@@ -222,7 +246,7 @@ def _connection_class(budget: _Budget, max_tcp: int) -> type:
 
         def refuse(self, code: int, reason: str) -> None:
             """Close now with ``code`` and ``reason``; its buffered bytes are dropped."""
-            logger.warning("closing a connection from %s: %s", self.remote_address, reason)
+            _REFUSALS.warning("closing a connection from %s: %s", self.remote_address, reason)
             budget.release(self, self.inflight)
             budget.connections.discard(self)
             if self.protocol.state.name == "OPEN":
@@ -348,7 +372,7 @@ class PolicyServer:
         """The handshake gate: the connection cap, then the token (HTTP 503 / 401)."""
         open_now = len(self._budget.admitted)
         if open_now >= self.limits.max_connections:
-            logger.warning("refused a connection: %d connections open", open_now)
+            _REFUSALS.warning("refused a connection: %d connections open", open_now)
             return connection.respond(
                 HTTPStatus.SERVICE_UNAVAILABLE,
                 f"server busy: {open_now} connections open (--max-connections "
@@ -360,7 +384,7 @@ class PolicyServer:
                 sent.strip().encode(), self.token.encode()
             )
             if not good:
-                logger.warning(
+                _REFUSALS.warning(
                     "refused a connection from %s: missing or wrong token", connection.remote_address
                 )
                 what = "wrong token" if sent else "a token is required"
@@ -470,6 +494,46 @@ class PolicyServer:
             session.last_seq, session.last_reply = seq, reply
             return reply
 
+    async def _reply(
+        self, ws: Any, session: _Session | None, raw: Any
+    ) -> tuple[_Session | None, bytes | None]:
+        """The session after request ``raw`` and the answer to send (None: the client said close).
+
+        Its own frame holds the decoded request, so it is freed on return, not
+        kept alive by the connection's loop while it waits for the next one.
+        """
+        exceptions = require_extra("websockets.exceptions", "remote", "serve-policy")
+        seq = kind = None
+        try:
+            msg = await self._call(unpackb, raw)
+            if not isinstance(msg, dict):
+                raise ValueError("a message must be a map")
+            kind, seq = msg.get("type"), msg.get("seq")
+            if kind == "hello":
+                if session is not None:
+                    raise ValueError("one hello per connection")
+                return await self._hello(ws, msg)
+            if kind == "close":
+                if session is not None:
+                    self._sessions.pop(session.key, None)
+                return None, None
+            if kind in ("act", "reset"):
+                if session is None:
+                    raise ValueError(f"'{kind}' before 'hello'")
+                session.last_active = time.monotonic()
+                return session, await self._call(self._answer, session, msg)
+            raise ValueError(f"unknown message type {kind!r}")
+        except exceptions.ConnectionClosed:
+            raise
+        except Exception as exc:  # report the policy's own error (or the refusal) to the client
+            if kind in ("act", "reset"):  # the policy failed: worth the operator's attention
+                _FAILURES.warning("request failed: %s: %s", type(exc).__name__, exc)
+            else:  # a peer's malformed or refused request
+                logger.info("request refused: %s: %s", type(exc).__name__, exc)
+            fatal = not isinstance(exc, _Refused)
+            message = str(exc) if not fatal else f"{type(exc).__name__}: {exc}"
+            return session, packb({"type": "error", "seq": seq, "message": message, "fatal": fatal})
+
     async def _handle(self, ws: Any) -> None:
         exceptions = require_extra("websockets.exceptions", "remote", "serve-policy")
         session: _Session | None = None
@@ -482,37 +546,13 @@ class PolicyServer:
                     what = "no hello" if session is None else "no request"
                     await ws.close(1000, f"{what} within {timeout:g} s")
                     return
-                seq = None
                 try:
-                    msg = await self._call(unpackb, raw)
-                    if not isinstance(msg, dict):
-                        raise ValueError("a message must be a map")
-                    kind, seq = msg.get("type"), msg.get("seq")
-                    if kind == "hello":
-                        if session is not None:
-                            raise ValueError("one hello per connection")
-                        session, reply = await self._hello(ws, msg)
-                    elif kind == "close":
-                        if session is not None:
-                            self._sessions.pop(session.key, None)
-                        session = None
-                        return
-                    elif kind in ("act", "reset"):
-                        if session is None:
-                            raise ValueError(f"'{kind}' before 'hello'")
-                        session.last_active = time.monotonic()
-                        reply = await self._call(self._answer, session, msg)
-                    else:
-                        raise ValueError(f"unknown message type {kind!r}")
-                except exceptions.ConnectionClosed:
-                    raise
-                except Exception as exc:  # report the policy's own error (or the refusal) to the client
-                    logger.warning("request failed: %s: %s", type(exc).__name__, exc)
-                    fatal = not isinstance(exc, _Refused)
-                    message = str(exc) if not fatal else f"{type(exc).__name__}: {exc}"
-                    reply = packb({"type": "error", "seq": seq, "message": message, "fatal": fatal})
+                    session, reply = await self._reply(ws, session, raw)
                 finally:
+                    raw = b""  # let a big request go now, not when the next one arrives
                     ws.message_done()
+                if reply is None:
+                    return
                 await ws.send(reply)
         except exceptions.ConnectionClosed:
             logger.debug("client disconnected")
