@@ -63,6 +63,7 @@ from trialrun.runfiles import (
     read_summary,
     write_json_atomic,
 )
+from trialrun.runfiles.outputs import writing_output
 from trialrun.runfiles.readers import read_run_episodes
 from trialrun.runfiles.schema import EpisodeRecord, FactorSpec, Summary
 from trialrun.runfiles.sensitivity import read_sensitivity
@@ -243,23 +244,28 @@ def _assemble(
 def write_outputs(result: SensitivityResult, ds: Dataset, out_dir: Path) -> dict[str, Path]:
     """Write ``sensitivity.json`` and the figures into ``out_dir``; figures of a
     previous analysis that this one does not produce are removed, so the folder
-    never mixes two analyses."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = {"json": out_dir / RESULT_FILE}
-    write_json_atomic(written["json"], result.model_dump(mode="json", by_alias=True))
-    written["figure"] = write_sensitivity_png(result, ds, out_dir / FIGURE_FILE)
-    if result.interaction_view is not None:
-        written["interaction"] = write_interaction_png(
-            result.interaction_view, ds, result, out_dir / INTERACTION_FILE
-        )
-    else:
-        (out_dir / INTERACTION_FILE).unlink(missing_ok=True)
-    if result.posterior is not None:
-        written["posterior"] = write_posterior_png(result.posterior, result, out_dir / POSTERIOR_FILE)
-    else:
-        (out_dir / POSTERIOR_FILE).unlink(missing_ok=True)
-    for path in written.values():
-        logger.info("wrote %s", path)
+    never mixes two analyses.
+
+    Raises:
+        InputError: ``out_dir`` cannot be written (naming the path).
+    """
+    with writing_output(out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written = {"json": out_dir / RESULT_FILE}
+        write_json_atomic(written["json"], result.model_dump(mode="json", by_alias=True))
+        written["figure"] = write_sensitivity_png(result, ds, out_dir / FIGURE_FILE)
+        if result.interaction_view is not None:
+            written["interaction"] = write_interaction_png(
+                result.interaction_view, ds, result, out_dir / INTERACTION_FILE
+            )
+        else:
+            (out_dir / INTERACTION_FILE).unlink(missing_ok=True)
+        if result.posterior is not None:
+            written["posterior"] = write_posterior_png(result.posterior, result, out_dir / POSTERIOR_FILE)
+        else:
+            (out_dir / POSTERIOR_FILE).unlink(missing_ok=True)
+        for path in written.values():
+            logger.info("wrote %s", path)
     return written
 
 

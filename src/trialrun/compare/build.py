@@ -44,6 +44,7 @@ from trialrun.runfiles.comparison import (
     SuccessComparison,
     Verdict,
 )
+from trialrun.runfiles.outputs import writing_output
 from trialrun.runfiles.schema import EpisodeRecord, FactorSpec, FactorValue, Interval
 from trialrun.sequential import DEFAULT_CONCENTRATION, sequential_test
 from trialrun.stats import (
@@ -423,12 +424,10 @@ def default_out_dir(run_a: Path, run_b: Path) -> Path:
 def write_comparison(comparison: Comparison, out_dir: Path) -> tuple[Path, Path]:
     """Write ``comparison.json`` and ``compare.html`` into ``out_dir``; return their paths."""
     out_dir = Path(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create {out_dir}: {exc}") from None
     json_path = out_dir / COMPARISON_FILE
     html_path = out_dir / COMPARE_HTML
-    write_json_atomic(json_path, comparison.model_dump(mode="json", by_alias=True))
-    write_text_atomic(html_path, render_compare_html(comparison))
+    with writing_output(out_dir):  # a read-only or missing place: one line naming it, exit 2
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(json_path, comparison.model_dump(mode="json", by_alias=True))
+        write_text_atomic(html_path, render_compare_html(comparison))
     return json_path, html_path

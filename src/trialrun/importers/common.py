@@ -35,6 +35,8 @@ from typing import Any
 from trialrun.analysis.factors_file import load_factors_yaml
 from trialrun.errors import InputError
 from trialrun.runfiles import EpisodeLogWriter, RunLayout, write_json_atomic
+from trialrun.runfiles.episodes import check_regular_file
+from trialrun.runfiles.outputs import writing_output
 from trialrun.runfiles.schema import (
     EpisodeRecord,
     FactorSpec,
@@ -66,11 +68,10 @@ def json_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(line number, object)`` for every non-blank line of a JSON-lines file.
 
     Raises:
-        InputError: the file is missing or unreadable.
+        InputError: the file is missing, not a regular file or unreadable.
         RowError: a line is not valid JSON or not a JSON object (naming the line).
     """
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
+    check_regular_file(path, "file")  # a directory or /dev/zero: one line, not a hang
     try:
         with open(path, encoding="utf-8") as f:
             for number, line in enumerate(f, start=1):
@@ -80,6 +81,8 @@ def json_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                     row = json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise RowError(path, number, f"not valid JSON: {exc.msg} (column {exc.colno})") from None
+                except RecursionError:
+                    raise RowError(path, number, "not valid JSON: nested too deeply") from None
                 if not isinstance(row, dict):
                     raise RowError(path, number, f"expected a JSON object, got {type(row).__name__}")
                 yield number, row
@@ -303,10 +306,8 @@ def write_imported_run(
     layout = RunLayout(run_dir)
     if layout.manifest.exists() or layout.episodes.exists():
         raise InputError(f"{run_dir} already holds a run; choose another --run-dir")
-    try:
+    with writing_output(run_dir):
         run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create {run_dir}: {exc}") from None
     counts: dict[str, int] = {}
     for rec in records:
         counts[rec.job] = counts.get(rec.job, 0) + 1
@@ -326,12 +327,13 @@ def write_imported_run(
         },
         source={"imported": True, **source},
     )
-    with EpisodeLogWriter(layout.episodes) as writer:
-        for rec in records:
-            writer.append(rec)
     summary = summarize_run(
         name, records, planned=counts, statuses=dict.fromkeys(counts, "completed"), seed=0
     )
-    write_json_atomic(layout.summary, summary.model_dump(mode="json", by_alias=True))
-    write_json_atomic(layout.manifest, manifest.model_dump(mode="json", by_alias=True))
+    with writing_output(run_dir), EpisodeLogWriter(layout.episodes) as writer:
+        for rec in records:
+            writer.append(rec)
+    with writing_output(run_dir):
+        write_json_atomic(layout.summary, summary.model_dump(mode="json", by_alias=True))
+        write_json_atomic(layout.manifest, manifest.model_dump(mode="json", by_alias=True))
     return run_dir

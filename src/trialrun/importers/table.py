@@ -28,6 +28,7 @@ from typing import Any, cast
 
 from trialrun.errors import InputError
 from trialrun.importers.common import EpisodeIds, RowError, as_bool, episode_index
+from trialrun.runfiles.episodes import check_regular_file
 from trialrun.runfiles.schema import EpisodeRecord, FactorValue, Outcome
 
 
@@ -56,8 +57,7 @@ def read_table(
     path = Path(path)
     if job is not None and job_name is not None:
         raise InputError("give either --job COLUMN or --job-name NAME, not both")
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
+    check_regular_file(path, "file")  # a directory or /dev/zero: one line, not a hang
     if success is None and "success" in outcomes:
         success = "success"
     outcome_cols = [c for c in outcomes if c != success]
