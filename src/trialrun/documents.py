@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from trialrun.errors import ConfigError
-from trialrun.yaml_safe import load_yaml_file, load_yaml_text
+from trialrun.yaml_safe import excerpt, load_yaml_file, load_yaml_text
 
 __all__ = [
     "YamlDocument",
@@ -71,8 +71,7 @@ def parse_override(text: str) -> tuple[str, YamlDocument]:
     try:
         value = load_yaml_text(raw, field="--set")
     except ConfigError as exc:
-        shown = text if len(text) <= 60 else text[:57] + "..."
-        raise ConfigError(f"override '{shown}': the value is {exc.message}", field="--set") from None
+        raise ConfigError(f"override '{excerpt(text)}': the value is {exc.message}", field="--set") from None
     return key, value
 
 

@@ -49,6 +49,7 @@ from yaml.constructor import SafeConstructor
 from yaml.error import Mark, MarkedYAMLError
 from yaml.events import AliasEvent, MappingStartEvent, SequenceStartEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.reader import ReaderError
 
 from trialrun.errors import ConfigError
 
@@ -59,6 +60,7 @@ __all__ = [
     "MAX_YAML_NODES",
     "YamlLimitError",
     "describe_yaml_error",
+    "excerpt",
     "load_yaml_file",
     "load_yaml_text",
     "read_bounded_text",
@@ -192,14 +194,32 @@ class _SafeBoundedLoader(_BoundedComposer, _StrictConstructor, _BaseLoader):  # 
 _Loader = _SafeBoundedLoader
 
 
-def describe_yaml_error(exc: yaml.YAMLError) -> str:
-    """One line for a YAML error: ``invalid YAML at line L, column C: problem``."""
+def describe_yaml_error(exc: yaml.YAMLError, text: str = "") -> str:
+    """One line for a YAML error: ``invalid YAML at line L, column C: problem``
+    (``text``, the document, locates a character the reader refused)."""
+    if isinstance(exc, ReaderError):
+        position = int(exc.position)
+        line = text.count("\n", 0, position) + 1
+        column = position - (text.rfind("\n", 0, position) + 1) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        problem = f"character #x{code:04x} is not allowed ({exc.reason})"
+        return f"invalid YAML at line {line}, column {column}: {problem}"
     mark = getattr(exc, "problem_mark", None)
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
     problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
     if problem == _LIBYAML_DEPTH:  # libyaml's own bound (1000) met while it scans ahead
         problem = f"nesting deeper than {MAX_YAML_DEPTH} levels"
     return f"invalid YAML{where}: {problem}"
+
+
+def excerpt(text: str, limit: int = 60) -> str:
+    """``text`` for a one-line message: newlines shown as ``\\n``, cut to ``limit`` characters.
+
+    >>> excerpt("a: 1\\nb: 2"), excerpt("x" * 70)
+    ('a: 1\\\\nb: 2', 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...')
+    """
+    flat = text.replace("\r", "\\r").replace("\n", "\\n")
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 def load_yaml_text(text: str, *, source: str | None = None, field: str | None = None) -> Any:
@@ -213,7 +233,7 @@ def load_yaml_text(text: str, *, source: str | None = None, field: str | None = 
     try:
         return loader.get_single_data()
     except yaml.YAMLError as exc:
-        raise ConfigError(describe_yaml_error(exc), file=source, field=field) from None
+        raise ConfigError(describe_yaml_error(exc, text), file=source, field=field) from None
     except RecursionError:  # defence in depth: the depth bound should stop it first
         raise ConfigError(f"nesting deeper than {MAX_YAML_DEPTH} levels", file=source, field=field) from None
     finally:

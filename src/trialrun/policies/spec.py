@@ -71,7 +71,7 @@ from trialrun.config import POLICY_SHORTHAND_KEYS, PolicyConfig, is_path_kwarg, 
 from trialrun.errors import ConfigError, InputError
 from trialrun.policies.loaders import SUFFIX_TYPES
 from trialrun.policies.registry import available_policies, resolve_policy_factory
-from trialrun.yaml_safe import load_yaml_text
+from trialrun.yaml_safe import excerpt, load_yaml_text
 
 PolicySpec = dict[str, Any]
 """A policy as a run document holds it: ``{"type": ..., "kwargs": {...}}``."""
@@ -173,7 +173,7 @@ def parse_policy_spec(
     type_field = option
     if policy_type is None and text in available_policies():
         config = PolicyConfig(type=text)
-    elif policy_type is not None or Path(text).expanduser().exists():
+    elif policy_type is not None or _is_existing_path(text):
         type_field = option if policy_type is None else "--policy-type"
         try:
             config = checkpoint_config(text, policy_type)
@@ -183,8 +183,9 @@ def parse_policy_spec(
         try:
             raw = load_yaml_text(text)
         except ConfigError as exc:
-            shown = text if len(text) <= 60 else text[:57] + "..."
-            raise InputError(f"{option} '{shown}' is not a valid YAML mapping: {exc.message}") from None
+            raise InputError(
+                f"{option} '{excerpt(text)}' is not a valid YAML mapping: {exc.message}"
+            ) from None
         config = _validated(raw, option)
     elif _looks_like_path(text):
         raise InputError(f"{option}: no such checkpoint file or directory: {text}")
@@ -219,6 +220,15 @@ def spec_to_text(spec: PolicyConfig | Mapping[str, Any]) -> str:
 def _as_spec(config: PolicyConfig) -> PolicySpec:
     spec: PolicySpec = config.model_dump(mode="json")
     return spec
+
+
+def _is_existing_path(text: str) -> bool:
+    """Whether ``text`` names an existing file or folder; a text no path can be
+    (longer than the OS allows, a NUL byte: a YAML mapping, say) is not one."""
+    try:
+        return Path(text).expanduser().exists()
+    except (OSError, ValueError):
+        return False
 
 
 def _looks_like_path(text: str) -> bool:

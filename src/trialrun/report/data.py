@@ -87,7 +87,7 @@ def load_run(run_dir: Path | str, bins: int | None = None) -> RunView:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise InputError(f"{run_dir}: no such run directory")
-    if not (run_dir / MANIFEST_FILE).is_file():
+    if not (run_dir / MANIFEST_FILE).exists():  # a directory or device in its place: read_manifest says so
         raise InputError(f"{run_dir} is not a run directory: it has no {MANIFEST_FILE}")
     try:
         manifest = read_manifest(run_dir)
