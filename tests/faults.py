@@ -20,7 +20,9 @@ class FaultyPolicy:
     """A 'zero' policy that misbehaves in ``act`` (or ``reset``) once it has
     been called ``after`` times; ``fault`` says how."""
 
-    def __init__(self, context: PolicyContext, fault: str, after: int = 3, where: str = "act", pid_dir: str = "") -> None:
+    def __init__(
+        self, context: PolicyContext, fault: str, after: int = 3, where: str = "act", pid_dir: str = ""
+    ) -> None:
         self.space = context.action_space
         self.num_envs = context.num_envs
         self.fault = fault

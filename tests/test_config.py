@@ -97,8 +97,9 @@ def test_overrides_apply_before_validation() -> None:
         (
             _with(episods=3),
             None,
-            "run.yaml: field 'jobs.0.episods': unknown key 'episods'; allowed keys: design, env, episodes, factors, instruction, max_steps, "
-            "name, native_mode, num_envs, outcomes, policy, success, vectorization, video",
+            "run.yaml: field 'jobs.0.episods': unknown key 'episods'; allowed keys: act_timeout, design, env, episode_timeout, episodes, "
+            "factors, instruction, max_steps, name, native_mode, num_envs, on_nonfinite, on_out_of_bounds, "
+            "outcomes, policy, success, vectorization, video",
         ),
         (
             _with(episodes="many"),
@@ -149,8 +150,9 @@ def test_overrides_apply_before_validation() -> None:
         (
             {**BASE, "defaults": {"num_env": 2}},
             None,
-            "run.yaml: field 'defaults.num_env': unknown key 'num_env'; allowed keys: design, env, episodes, factors, instruction, max_steps, "
-            "name, native_mode, num_envs, outcomes, policy, success, vectorization, video",
+            "run.yaml: field 'defaults.num_env': unknown key 'num_env'; allowed keys: act_timeout, design, env, episode_timeout, episodes, "
+            "factors, instruction, max_steps, name, native_mode, num_envs, on_nonfinite, on_out_of_bounds, "
+            "outcomes, policy, success, vectorization, video",
         ),
         (BASE, ["jobs.3.episodes=4"], "field '--set': 'jobs.3': index must be 0..0 (the list has 1 items)"),
         (BASE, ["jobs.0.episodes"], "field '--set': override 'jobs.0.episodes' is not of the form key=value"),

@@ -148,3 +148,35 @@ def test_native_jobs_give_the_local_records_on_ray(tmp_path: Path, ray_executor:
         for r in read_episodes(tmp_path / "local" / "episodes.jsonl")
         if r.job == "wave"
     }
+
+
+def test_faults_in_ray_tasks_fail_only_their_job(tmp_path: Path, ray_executor: RayExecutor) -> None:
+    # Ray runs a shard in a thread of its worker: the time limit comes from the
+    # watchdog there (a Python loop), and sys.exit() fails the job, not the worker.
+    def faulty(name: str, **policy: object) -> dict[str, object]:
+        return {
+            "name": name,
+            "env": "CartPole-v1",
+            "policy": {"type": "faults:FaultyPolicy", "kwargs": policy},
+            "episodes": 4,
+            "act_timeout": 1,
+        }
+
+    config = parse_run_config(
+        {
+            "name": "ray-faults",
+            "jobs": [
+                faulty("exits", fault="exit"),
+                faulty("spins", fault="spin"),
+                {"name": "healthy", "env": "trialrun/SeedProbe-v0", "policy": "zero", "episodes": 6},
+            ],
+        }
+    )
+    result = run_evaluation(config, tmp_path / "run", executor=ray_executor)
+    assert result.statuses == {"exits": "failed", "spins": "failed", "healthy": "completed"}
+    assert result.errors["exits"].endswith(
+        "UserCodeExit: the env or policy raised SystemExit(3): it fails this job instead of ending the run"
+    )
+    assert (
+        "CallTimeout: timeout: policy.act did not return within 1 s (act_timeout)" in result.errors["spins"]
+    )

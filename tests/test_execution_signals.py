@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from helpers import subprocess_env
 
+from helpers import subprocess_env
 from trialrun.runfiles import read_episodes, read_manifest, read_summary
 
 
@@ -82,7 +82,9 @@ def test_ctrl_c_marks_the_job_interrupted_writes_the_summary_and_resume_finishes
     )
     manifest = read_manifest(run_dir)
     assert (manifest.jobs["long"].status, manifest.jobs["later"].status) == ("interrupted", "pending")
-    assert manifest.jobs["long"].error == "interrupted by the user (Ctrl+C); trialrun run --resume continues it"
+    assert (
+        manifest.jobs["long"].error == "interrupted by the user (Ctrl+C); trialrun run --resume continues it"
+    )
     recorded = _lines(run_dir / "episodes.jsonl")
     assert 5 <= recorded < 400
     summary = read_summary(run_dir)
@@ -113,7 +115,8 @@ def test_ctrl_c_to_the_process_group_stops_process_workers_too(tmp_path: Path) -
     run_file.write_text(run_file.read_text().replace("helpers:SlowPolicy", "helpers:PidFilePolicy"))
     run_dir = tmp_path / "out"
     proc = _start(
-        [str(run_file), "--run-dir", str(run_dir), "--no-report", "--quiet", "--executor", "process"], tmp_path
+        [str(run_file), "--run-dir", str(run_dir), "--no-report", "--quiet", "--executor", "process"],
+        tmp_path,
     )
     _wait_for(lambda: _lines(run_dir / "episodes.jsonl") >= 5)
     workers = [int(p.stem) for p in pid_dir.glob("*.pid")]
@@ -187,4 +190,6 @@ def test_the_video_encoder_dies_with_a_killed_driver(tmp_path: Path) -> None:
     proc.kill()
     proc.wait(timeout=10)
     _wait_for(lambda: not any(_alive(pid) for pid in encoders), timeout=10)
-    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["jobs"]["hangs"]["status"] == "running"
+    assert (
+        json.loads((tmp_path / "out" / "manifest.json").read_text())["jobs"]["hangs"]["status"] == "running"
+    )

@@ -242,8 +242,8 @@ def test_bad_suites_name_file_and_field(raw: Any, expected: str) -> None:
 def test_unknown_job_key_lists_the_job_keys() -> None:
     message = _errors({"evaluators": {"e": {"jobs": [_probe_job(colour="red")]}}})
     assert message.startswith(
-        "suites.yaml: field 'evaluators.e.jobs.0.colour': unknown key 'colour'; allowed keys: design, env, "
-        "episodes, factors,"
+        "suites.yaml: field 'evaluators.e.jobs.0.colour': unknown key 'colour'; allowed keys: act_timeout, "
+        "design, env, episode_timeout, episodes, factors,"
     )
 
 

@@ -167,7 +167,7 @@ class ActionCheck:
 
         return check
 
-    def _tuple(self, space: gym.spaces.Tuple, path: str) -> _Checker:
+    def _tuple(self, space: gym.spaces.Tuple, path: str) -> _Checker:  # type: ignore[type-arg]
         checkers = [self._checker(sub, f"{path}{i}.") for i, sub in enumerate(space.spaces)]
 
         def check(actions: Any) -> Any:
@@ -234,7 +234,8 @@ class ActionCheck:
         if self.on_out_of_bounds == "fail":
             raise ActionError(f"{message}; set on_out_of_bounds: clip to clip them, or warn to pass them on")
         if self.on_out_of_bounds == "clip":
-            return np.clip(array, space.low, space.high).astype(array.dtype, copy=False)
+            clipped: np.ndarray = np.clip(array, space.low, space.high).astype(array.dtype, copy=False)
+            return clipped
         self._warn_once(
             "bounds",
             "%s; the env gets them as they are (set on_out_of_bounds: clip to clip them as "
