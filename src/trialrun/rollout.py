@@ -39,6 +39,7 @@ from trialrun.boundary import Guard, GuardConfig
 from trialrun.envs.info import APPLIED_KEY, VIDEO_KEY, sub_env_json
 from trialrun.envs.slot_wrapper import SlotWrapper
 from trialrun.envs.vector import ActiveSubsetAsyncVectorEnv, ActiveSubsetSyncVectorEnv
+from trialrun.errors import ConfigError
 from trialrun.outcomes import OutcomeTerm, OutcomeTracker, SuccessRule
 from trialrun.plan import Slot
 from trialrun.policies.base import Policy, PolicyContext
@@ -128,13 +129,16 @@ def rollout(
     video: VideoPlan | None = None,
     limits: GuardConfig | None = None,
     job: str = "",
+    instruction_factor: str | None = None,
 ) -> bool:
     """Run every slot in ``slots`` exactly once on ``len(env_fns)`` sub-envs
     (fewer when there are fewer slots) and call ``on_episode`` as each ends.
 
     ``limits`` bounds the calls into the policy and the env (time limits,
     action checks; default :class:`~trialrun.boundary.GuardConfig`); ``job``
-    names the job in their messages.
+    names the job in their messages. ``instruction_factor`` names the factor
+    whose value is each episode's instruction (a ``language`` factor): the
+    policy gets it through ``instruct(mask, instructions)``.
 
     ``env_fns[i]`` builds sub-env ``i``; it may return a :class:`SlotWrapper`
     carrying pre-reset hooks (variations) and a recorder factory, otherwise
@@ -164,10 +168,11 @@ def rollout(
             env_kwargs=dict(env_kwargs or {}),
         )
         policy = policy_builder(context)
+        instruct = episode_instructions(policy, instruction_factor, job)
         tracker = OutcomeTracker(num_envs, success or SuccessRule(), terms)
         where = f"job '{job}'" if job else ""
         with Guard(limits or GuardConfig(), vec.single_action_space, num_envs, where=where) as guard:
-            _loop(vec, policy, guard, tracker, deque(slots), num_envs, on_episode, video)
+            _loop(vec, policy, guard, tracker, deque(slots), num_envs, on_episode, video, instruct)
         failed = False
     finally:
         if isinstance(vec, ActiveSubsetAsyncVectorEnv):
@@ -177,6 +182,30 @@ def rollout(
             vec.close()
     warn_after_rollout(tracker, env_id)
     return tracker.success_key_seen
+
+
+Instruct = Callable[[np.ndarray, Sequence[Slot | None]], None]
+
+
+def episode_instructions(policy: Policy, factor: str | None, job: str = "") -> Instruct | None:
+    """What gives each starting episode's instruction (``factor``'s value) to
+    the policy; None without a ``language`` factor. A policy that cannot take
+    one is an error: the factor would silently have no effect."""
+    if factor is None:
+        return None
+    instruct = getattr(policy, "instruct", None)
+    if not callable(instruct):
+        raise ConfigError(
+            f"factor '{factor}' gives each episode an instruction, but the policy ({type(policy).__name__}) "
+            "takes none: its act() has no 'instruction' parameter and it is not a server policy",
+            field=f"jobs[{job}].factors.{factor}" if job else f"factors.{factor}",
+        )
+
+    def give(mask: np.ndarray, slots: Sequence[Slot | None]) -> None:
+        instructions = [None if s is None else str(s.factors.get(factor, "")) for s in slots]
+        instruct(mask, instructions)
+
+    return give
 
 
 def warn_after_rollout(tracker: OutcomeTracker, env_id: str) -> None:
@@ -206,7 +235,10 @@ def _loop(
     num_envs: int,
     on_episode: Callable[[EpisodeResult], None],
     video: VideoPlan | None = None,
+    instruct: Instruct | None = None,
 ) -> None:
+    # A policy may keep per-episode facts for the record (a server policy's latency).
+    episode_extra: Callable[[int], dict[str, Any]] | None = getattr(policy, "episode_extra", None)
     assigned: list[Slot | None] = [None] * num_envs
     applied: list[dict[str, Any]] = [{} for _ in range(num_envs)]
     started: list[str] = [""] * num_envs
@@ -233,6 +265,8 @@ def _loop(
             applied[i] = sub_env_json(infos, APPLIED_KEY, i)
             started[i] = now
         guard.reset(policy, mask, policy_seeds)
+        if instruct is not None:
+            instruct(mask, assigned)
         guard.started(mask, episodes)
         tracker.start(mask)
         active[mask] = True
@@ -265,6 +299,7 @@ def _loop(
                     started_at=started[i],
                     ended_at=now,
                     video=video.settle(slot, outcome, files) if video is not None else files,
+                    extra=episode_extra(i) if episode_extra is not None else {},
                 )
             )
             assigned[i] = None

@@ -52,7 +52,14 @@ from trialrun.envs.batched import BatchedEnv
 from trialrun.outcomes import OutcomeTerm, OutcomeTracker, SuccessRule
 from trialrun.plan import Slot
 from trialrun.policies.base import Policy, PolicyContext
-from trialrun.rollout import EpisodeResult, PolicyBuilder, utc_now, warn_after_rollout
+from trialrun.rollout import (
+    EpisodeResult,
+    Instruct,
+    PolicyBuilder,
+    episode_instructions,
+    utc_now,
+    warn_after_rollout,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +80,7 @@ def rollout_native(
     terms: list[OutcomeTerm] | None = None,
     limits: GuardConfig | None = None,
     job: str = "",
+    instruction_factor: str | None = None,
 ) -> bool:
     """Run every slot in ``slots`` exactly once on the worlds of ``env`` and call
     ``on_episode`` as each ends.
@@ -97,13 +105,14 @@ def rollout_native(
         env_kwargs=dict(env_kwargs or {}),
     )
     policy = policy_builder(context)
+    instruct = episode_instructions(policy, instruction_factor, job)
     tracker = OutcomeTracker(env.num_worlds, success or SuccessRule(), terms)
     where = f"job '{job}'" if job else ""
     with Guard(limits or GuardConfig(), env.single_action_space, env.num_worlds, where=where) as guard:
         if env.mode == "exact":
-            _run_exact(env, policy, guard, tracker, deque(slots), on_episode)
+            _run_exact(env, policy, guard, tracker, deque(slots), on_episode, instruct)
         else:
-            _run_waves(env, policy, guard, tracker, slots, plan or slots, on_episode)
+            _run_waves(env, policy, guard, tracker, slots, plan or slots, on_episode, instruct)
     warn_after_rollout(tracker, env_id)
     return tracker.success_key_seen
 
@@ -115,8 +124,10 @@ def _run_exact(
     tracker: OutcomeTracker,
     queue: deque[Slot],
     on_episode: Callable[[EpisodeResult], None],
+    instruct: Instruct | None = None,
 ) -> None:
     n = env.num_worlds
+    episode_extra: Callable[[int], dict[str, Any]] | None = getattr(policy, "episode_extra", None)
     assigned: list[Slot | None] = [None] * n
     started = [""] * n
     active = np.zeros(n, dtype=bool)
@@ -139,6 +150,8 @@ def _run_exact(
         for i in starting.nonzero()[0].tolist():
             started[i] = now
         guard.reset(policy, mask, policy_seeds)
+        if instruct is not None:
+            instruct(starting, assigned)
         guard.started(starting, episodes)
         tracker.start(starting)
         active[mask] = starting[mask]
@@ -157,7 +170,10 @@ def _run_exact(
                 slot = assigned[i]
                 if slot is None:  # an active world always has a slot
                     raise RuntimeError(f"world {i} ended an episode without a slot")
-                on_episode(_result(slot, i, tracker.result(i), started[i], now))
+                result = _result(slot, i, tracker.result(i), started[i], now)
+                if episode_extra is not None:
+                    result.extra.update(episode_extra(i))
+                on_episode(result)
         if done.any():
             obs = start(done)
 
@@ -170,8 +186,10 @@ def _run_waves(
     slots: Sequence[Slot],
     plan: Sequence[Slot],
     on_episode: Callable[[EpisodeResult], None],
+    instruct: Instruct | None = None,
 ) -> None:
     n = env.num_worlds
+    episode_extra: Callable[[int], dict[str, Any]] | None = getattr(policy, "episode_extra", None)
     position = {slot.episode: index for index, slot in enumerate(plan)}
     wanted = {slot.episode for slot in slots}
     missing = [s.episode for s in slots if s.episode not in position]
@@ -186,6 +204,8 @@ def _run_waves(
         mask[: len(members)] = True
         seeds = [m.policy_seed for m in members] + [None] * (n - len(members))
         guard.reset(policy, np.ones(n, dtype=bool), seeds)
+        if instruct is not None:
+            instruct(mask, members + [None] * (n - len(members)))
         guard.started(mask, [m.episode for m in members] + [None] * (n - len(members)))
         tracker.start(mask)
         active = mask.copy()
@@ -209,6 +229,8 @@ def _run_waves(
                     "num_envs": n,
                 }
                 result = _result(replace(slot, seed=wave_seed), i, tracker.result(i), started, now)
+                if episode_extra is not None:
+                    result.extra.update(episode_extra(i))
                 result.extra["wave"] = wave_info
                 on_episode(result)
 

@@ -23,6 +23,8 @@ from trialrun.outcomes import OutcomeTerm, SuccessRule
 from trialrun.plan import Slot
 from trialrun.policies.base import Policy, PolicyContext
 from trialrun.policies.registry import build_policy
+from trialrun.policies.vla.mapping import camera_sizes
+from trialrun.recording.camera_obs import CameraObservations
 from trialrun.recording.capture import DEFAULT_CAMERA, EpisodeRecorder
 from trialrun.recording.selection import VideoSelection
 from trialrun.rollout import EpisodeResult, rollout
@@ -65,6 +67,12 @@ def build_outcome_terms(job: JobConfig) -> list[OutcomeTerm]:
     return terms
 
 
+def policy_cameras(job: JobConfig) -> dict[str, tuple[int, int]]:
+    """Cameras the job's policy reads from its observation: those its ``obs_map``
+    names (the VLA server policies' setting, and any policy that takes one)."""
+    return camera_sizes(job.policy.kwargs, field=f"jobs[{job.name}].policy.kwargs")
+
+
 def success_rule(job: JobConfig) -> SuccessRule:
     return SuccessRule(key=job.success.key, survived=job.success.survived, min_return=job.success.min_return)
 
@@ -76,11 +84,15 @@ def make_factor_env(
     hook: FactorHook | None,
     render_mode: str | None = None,
     recorder_factory: CaptureFactory | None = None,
+    cameras: dict[str, tuple[int, int]] | None = None,
 ) -> SlotWrapper:
     """One sub-env with its factor hook and, for a job with video, its
     recorder factory (module-level, as is ``recorder_factory``, so async
-    workers can unpickle it)."""
+    workers can unpickle it). ``cameras`` (name -> (height, width)) are
+    rendered into the observation for a policy that looks at them."""
     env = make_env(env_id, kwargs, max_steps, render_mode=render_mode)
+    if cameras:
+        env = CameraObservations(env, cameras)
     return SlotWrapper(env, env_index=0, hooks=[hook] if hook else [], recorder_factory=recorder_factory)
 
 
@@ -101,10 +113,13 @@ def run_shard(
     ``<run_dir>/videos/<job>``; replay writes elsewhere).
     """
 
+    instruction_factor = FactorSet(job).instruction_name
+
     def policy_builder(ctx: PolicyContext) -> Policy:
         if policy is not None:
             return policy
-        return build_policy(job.policy.type, job.policy.kwargs, replace(ctx, instruction=job.instruction))
+        ctx = replace(ctx, instruction=job.instruction, episode_instructions=instruction_factor is not None)
+        return build_policy(job.policy.type, job.policy.kwargs, ctx)
 
     def on_episode(result: EpisodeResult) -> None:
         emit(
@@ -134,6 +149,9 @@ def run_shard(
         video.prepare(slot.episode for slot in slots)
         render_mode = "rgb_array" if DEFAULT_CAMERA in job.video.cameras else None
         recorder_factory = EpisodeRecorder
+    cameras = policy_cameras(job)
+    if DEFAULT_CAMERA in cameras:
+        render_mode = "rgb_array"
     factor_set = FactorSet(job)
     seen = False
     # Build-time factors (env kwargs) split the slots into env groups; each
@@ -151,6 +169,7 @@ def run_shard(
                 factor_set.hook(build_values) if factor_set else None,
                 render_mode,
                 recorder_factory,
+                cameras,
             )
             for _ in range(job.num_envs)
         ]
@@ -167,6 +186,7 @@ def run_shard(
             video=video,
             limits=job.limits,
             job=job.name,
+            instruction_factor=instruction_factor,
         )
     return seen
 
@@ -205,6 +225,7 @@ def _run_native(
                 terms=build_outcome_terms(job),
                 limits=job.limits,
                 job=job.name,
+                instruction_factor=factor_set.instruction_name,
             )
         finally:
             env.close()

@@ -53,6 +53,9 @@ class PolicyContext:
     action_space: gym.Space[Any]
     env_kwargs: dict[str, Any]
     instruction: str | None = None
+    episode_instructions: bool = False
+    """Whether a ``language`` factor gives each episode its own instruction
+    (through the policy's ``instruct(mask, instructions)``)."""
 
 
 class CallablePolicy:
@@ -72,23 +75,45 @@ class InstructedPolicy:
     """Adapts a policy whose ``act`` takes an ``instruction`` to the plain
     ``act(obs)`` protocol, passing the job's instruction with every call.
 
+    With a ``language`` factor the rollout calls :meth:`instruct` as episodes
+    start, and ``act`` then passes one instruction per sub-env (a list) instead
+    of the job's single text.
+
     Example:
+        >>> import numpy as np
         >>> class Echo:
         ...     def act(self, obs, instruction): return [instruction] * len(obs)
         ...     def reset(self, mask, seeds=None): pass
-        >>> InstructedPolicy(Echo(), "open the drawer").act([0, 0])
+        >>> policy = InstructedPolicy(Echo(), "open the drawer")
+        >>> policy.act([0, 0])
         ['open the drawer', 'open the drawer']
+        >>> policy.instruct(np.array([True, False]), ["close it", None])
+        >>> policy.act([0, 0])
+        [['close it', 'open the drawer'], ['close it', 'open the drawer']]
     """
 
-    def __init__(self, inner: Any, instruction: str | None) -> None:
+    def __init__(self, inner: Any, instruction: str | None, act: Any = None) -> None:
         self.inner = inner
         self.instruction = instruction
+        self._act = act if act is not None else inner.act
+        self._per_env: list[str | None] | None = None
 
     def act(self, obs: Any) -> Any:
-        return self.inner.act(obs, instruction=self.instruction)
+        # A copy: the policy may keep what it was given, and the list changes as episodes start.
+        instruction = list(self._per_env) if self._per_env is not None else self.instruction
+        return self._act(obs, instruction=instruction)
 
     def reset(self, mask: np.ndarray, seeds: Sequence[int | None] | None = None) -> None:
-        self.inner.reset(mask, seeds)
+        reset = getattr(self.inner, "reset", None)
+        if callable(reset):
+            reset(mask, seeds)
+
+    def instruct(self, mask: np.ndarray, instructions: Sequence[str | None]) -> None:
+        """The instructions of the episodes starting in the sub-envs of ``mask``."""
+        if self._per_env is None:
+            self._per_env = [self.instruction] * len(mask)
+        for i in np.asarray(mask).nonzero()[0].tolist():
+            self._per_env[i] = instructions[i]
 
     def close(self) -> None:
         """Close the wrapped policy if it holds resources."""

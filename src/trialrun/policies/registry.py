@@ -30,6 +30,7 @@ from trialrun.policies.remote import RemotePolicy
 from trialrun.policies.sb3 import SB3Policy
 from trialrun.policies.scripted import CartPoleBalancePolicy, PendulumSwingUpPolicy
 from trialrun.policies.torchscript import TorchScriptPolicy
+from trialrun.policies.vla.factories import gr00t_policy, openpi_policy
 
 PolicyFactory = Callable[..., Any]
 
@@ -113,15 +114,14 @@ def _with_instruction(policy: Any, act: Any, type_name: str, context: PolicyCont
     optional = takes_instruction(act)
     if optional is None:
         return policy  # type: ignore[no-any-return]
-    if context.instruction is None and not optional:
+    if context.instruction is None and not optional and not context.episode_instructions:
         raise ConfigError(
             f"policy '{type_name}' is language-conditioned (its act() takes an 'instruction'); "
-            "set the job's 'instruction'",
+            "set the job's 'instruction' (or a 'language' factor)",
             field="instruction",
         )
     if isinstance(policy, CallablePolicy):
-        fn = policy._fn
-        return CallablePolicy(lambda obs: fn(obs, instruction=context.instruction))
+        return InstructedPolicy(policy, context.instruction, act=policy._fn)
     return InstructedPolicy(policy, context.instruction)
 
 
@@ -135,5 +135,9 @@ register_policy("sb3", SB3Policy, "a Stable-Baselines3 model zip (path: model.zi
 register_policy("torchscript", TorchScriptPolicy, "a TorchScript module (path: policy.pt; extra 'torch')")
 register_policy("onnx", OnnxPolicy, "an ONNX model on ONNX Runtime (path: policy.onnx; extra 'onnx')")
 register_policy("remote", RemotePolicy, "a policy served by trialrun serve-policy (url: ws://...)")
+register_policy(
+    "openpi", openpi_policy, "an openpi policy server, e.g. pi0 / pi0.5 (url: ws://...; extra 'remote')"
+)
+register_policy("gr00t", gr00t_policy, "an Isaac GR00T policy server (host, port; extra 'remote')")
 register_policy("cartpole-ppo", CartPolePPOPolicy, "bundled PPO policy for CartPole-v1 (npz, numpy only)")
 register_policy("pendulum-ppo", PendulumPPOPolicy, "bundled PPO policy for Pendulum-v1 (npz, numpy only)")

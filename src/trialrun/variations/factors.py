@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 
+from trialrun.errors import ConfigError
 from trialrun.plan import Slot, plan_job
 from trialrun.runfiles.schema import FactorSpec
 from trialrun.variations.base import FactorValue, Variation
@@ -59,6 +60,14 @@ class FactorSet:
             for name, cfg in self.variation_configs.items()
         }
         self.build_names = [n for n, v in self.prototypes.items() if v.applies_at == "build"]
+        languages = [n for n, v in self.prototypes.items() if v.type_name == "language"]
+        if len(languages) > 1:
+            raise ConfigError(
+                f"factors {languages} are both 'language': an episode has one instruction",
+                field=f"jobs[{job.name}].factors",
+            )
+        self.instruction_name: str | None = languages[0] if languages else None
+        """The factor that draws each episode's instruction (a ``language`` variation), if any."""
         self.reset_names = [n for n, v in self.prototypes.items() if v.applies_at == "reset"]
 
     def __bool__(self) -> bool:

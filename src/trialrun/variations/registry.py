@@ -26,6 +26,7 @@ _BUILTIN_MODULES = (
     "trialrun.variations.mujoco",
     "trialrun.variations.metaworld",
     "trialrun.variations.env_kwarg",
+    "trialrun.variations.language",
 )
 
 

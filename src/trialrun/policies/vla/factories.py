@@ -1,0 +1,86 @@
+"""``policy: {type: openpi, ...}`` and ``policy: {type: gr00t, ...}``: a transport plus :class:`ServerPolicy`.
+
+The transports import their wire libraries (websockets, pyzmq; extra
+``remote``) when a job builds one, so listing policies stays light.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from trialrun.errors import ConfigError
+from trialrun.policies.base import PolicyContext
+from trialrun.policies.loaders import require_extra
+from trialrun.policies.vla.policy import ServerPolicy
+
+DEFAULT_TIMEOUT = 30.0
+"""Seconds a server may take to answer one request before the job fails."""
+MAX_CONNECTIONS = 16
+"""Default cap on concurrent openpi connections (one request in flight on each)."""
+
+
+def openpi_policy(
+    context: PolicyContext,
+    url: str,
+    *,
+    api_key: str | None = None,
+    obs_map: Mapping[str, Any] | None = None,
+    replan_steps: int | None = None,
+    max_connections: int | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> ServerPolicy:
+    """A client of an openpi policy server (``ws://HOST:PORT``): one observation
+    per request, requests of the worlds sent concurrently over up to
+    ``max_connections`` connections (default ``min(num_envs, 16)``)."""
+    require_extra("websockets", "remote", "openpi policies")
+    require_extra("msgpack", "remote", "openpi policies")
+    from trialrun.policies.vla.openpi import OpenpiTransport
+
+    connections = max_connections or min(context.num_envs, MAX_CONNECTIONS)
+    transport = OpenpiTransport(url, api_key=api_key, max_connections=connections, timeout=timeout)
+    return _server_policy(transport, context, obs_map, replan_steps)
+
+
+def gr00t_policy(
+    context: PolicyContext,
+    host: str = "127.0.0.1",
+    port: int = 5555,
+    *,
+    api_token: str | None = None,
+    obs_map: Mapping[str, Any] | None = None,
+    replan_steps: int | None = None,
+    action_keys: Sequence[str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> ServerPolicy:
+    """A client of an Isaac GR00T policy server (ZeroMQ, ``tcp://HOST:PORT``):
+    the worlds that need actions go out as one batched request."""
+    require_extra("zmq", "remote", "GR00T policies")
+    require_extra("msgpack", "remote", "GR00T policies")
+    from trialrun.policies.vla.gr00t import Gr00tTransport
+
+    transport = Gr00tTransport(
+        host,
+        port,
+        api_token=api_token,
+        timeout=timeout,
+        action_keys=list(action_keys) if action_keys else None,
+    )
+    return _server_policy(transport, context, obs_map, replan_steps)
+
+
+def _server_policy(
+    transport: Any, context: PolicyContext, obs_map: Mapping[str, Any] | None, replan_steps: int | None
+) -> ServerPolicy:
+    if replan_steps is not None and (
+        isinstance(replan_steps, bool) or not isinstance(replan_steps, int) or replan_steps < 1
+    ):
+        transport.close()
+        raise ConfigError(
+            f"replan_steps must be an integer >= 1, got {replan_steps!r}", field="policy.kwargs.replan_steps"
+        )
+    try:
+        return ServerPolicy(transport, context, obs_map=obs_map, replan_steps=replan_steps)
+    except BaseException:
+        transport.close()
+        raise
