@@ -37,11 +37,24 @@ def test_a_busy_python_loop_is_stopped() -> None:
         limits.call(0.1, "env.step", "episode_timeout", _busy, 30)
 
 
-def test_a_fast_call_returns_its_value_and_leaves_no_timer_armed() -> None:
+def test_a_fast_call_returns_its_value_and_touches_no_process_timer() -> None:
+    before = signal.getitimer(signal.ITIMER_REAL)  # pytest-timeout may have one armed
     with TimeLimits() as limits:
-        assert limits.call(5, "policy.act", "act_timeout", lambda x: x + 1, 41) == 42
-        assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
-        time.sleep(0.05)  # nothing fires afterwards
+        assert limits.call(0.05, "policy.act", "act_timeout", lambda x: x + 1, 41) == 42
+        time.sleep(0.15)  # nothing fires after the call returned
+    after = signal.getitimer(signal.ITIMER_REAL)
+    assert (before[0] > 0) == (after[0] > 0) and after[1] == before[1]
+
+
+def test_an_alarm_that_is_not_ours_goes_to_the_previous_handler() -> None:
+    seen: list[int] = []
+    previous = signal.signal(signal.SIGALRM, lambda signum, frame: seen.append(signum))
+    try:
+        with TimeLimits() as limits:
+            limits.call(5, "policy.act", "act_timeout", signal.raise_signal, signal.SIGALRM)
+        assert seen == [signal.SIGALRM]
+    finally:
+        signal.signal(signal.SIGALRM, previous)
 
 
 def test_the_previous_alarm_handler_is_restored() -> None:

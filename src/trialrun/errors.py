@@ -116,7 +116,15 @@ class EncoderError(TrialrunError):
 
 
 class RemotePolicyError(TrialrunError):
-    """The remote policy server failed, timed out or could not be reached."""
+    """The remote policy server failed, timed out or could not be reached.
+
+    ``remote_traceback`` is the server's own traceback when it sent one (the
+    runner stores it in the manifest instead of the client-side traceback).
+    """
+
+    def __init__(self, message: str, remote_traceback: str | None = None) -> None:
+        super().__init__(message)
+        self.remote_traceback: str | None = remote_traceback
 
 
 class UserCodeError(TrialrunError):

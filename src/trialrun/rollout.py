@@ -282,6 +282,7 @@ def _loop(
         ended = (terminated | truncated).nonzero()[0].tolist()
         if not ended:
             continue
+        guard.finished(ended)
         now = utc_now()
         refill = np.zeros(num_envs, dtype=bool)
         refills = 0

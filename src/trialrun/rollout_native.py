@@ -164,6 +164,7 @@ def _run_exact(
         tracker.step(active, rewards, terminated, truncated, infos)
         done = terminated | truncated
         ended = (done & active).nonzero()[0].tolist()
+        guard.finished(ended)
         if ended:
             now = utc_now()
             for i in ended:
@@ -216,6 +217,7 @@ def _run_waves(
             ended = ((terminated | truncated) & active).nonzero()[0].tolist()
             if not ended:
                 continue
+            guard.finished(ended)
             active[ended] = False
             now = utc_now()
             for i in ended:

@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -76,7 +77,8 @@ class Guard:
         self._limits = TimeLimits()
         self._act_limit = config.act_timeout
         self._episode_limit = config.episode_timeout
-        self._started = np.full(num_envs, np.inf)  # monotonic start of each sub-env's episode
+        # Monotonic start of each sub-env's running episode (inf: none runs there).
+        self._started: list[float] = [math.inf] * num_envs
         self._episodes: list[int | None] = [None] * num_envs
 
     def __enter__(self) -> Guard:
@@ -98,6 +100,11 @@ class Guard:
             self._started[i] = now
             if episodes is not None:
                 self._episodes[i] = episodes[i]
+
+    def finished(self, worlds: Sequence[int]) -> None:
+        """The episodes of ``worlds`` ended (their time no longer counts)."""
+        for i in worlds:
+            self._started[i] = math.inf
 
     def act(self, policy: Any, obs: Any, active: np.ndarray) -> Any:
         """The policy's checked actions for ``obs``."""
@@ -128,17 +135,17 @@ class Guard:
         ``episode_timeout`` (or, for a policy call, at ``act_timeout`` if that comes first)."""
         limit = self._episode_limit
         assert limit is not None  # callers check
-        started = np.where(active, self._started, np.inf)
-        oldest = int(started.argmin())
-        remaining = limit - (time.monotonic() - float(started[oldest]))
+        first = min(self._started)
+        oldest = self._started.index(first)
+        remaining = limit - (time.monotonic() - first)
         if remaining <= 0:
-            raise self._episode_timeout(oldest, float(started[oldest]), what)
+            raise self._episode_timeout(oldest, first, what)
         if what == "policy.act" and self._act_limit is not None and self._act_limit <= remaining:
             return self._limits.call(self._act_limit, what, "act_timeout", fn, *args)
         try:
             return self._limits.call(remaining, what, "episode_timeout", fn, *args)
         except CallTimeout:
-            raise self._episode_timeout(oldest, float(started[oldest]), what) from None
+            raise self._episode_timeout(oldest, first, what) from None
 
     def _episode_timeout(self, world: int, started: float, during: str) -> CallTimeout:
         limit = self._episode_limit

@@ -3,16 +3,20 @@
 A policy that never returns from ``act`` used to hang the whole run. Python
 cannot kill a thread, and moving every policy call to a helper thread would
 break policies bound to their thread (GL contexts, some simulators) and cost a
-thread hand-off per step. So the call stays where it is and is interrupted:
+thread hand-off per step. So the call stays where it is and is interrupted.
 
-- **in the main thread** (the CLI, process-pool workers): ``setitimer`` arms a
-  ``SIGALRM`` that raises :class:`~trialrun.errors.CallTimeout` inside the
-  call. The signal also interrupts a blocking ``sleep``, socket read or pipe
-  wait. Arming and disarming costs two system calls (about 1 us per step).
-- **in another thread** (a trainer evaluating from a thread): a watchdog
-  thread raises the timeout in the calling thread with
-  ``PyThreadState_SetAsyncExc``. That lands at the next Python bytecode, so it
-  stops Python loops and returns from C calls, but not a call blocked in C.
+Arming a limit only records the call and its deadline (no system call: the
+rollout arms one or two limits per step). A watchdog thread sleeps until the
+deadline of the call it sees; if that same call is still running then:
+
+- **in the main thread** (the CLI, process-pool workers), it sends the thread
+  a ``SIGALRM`` whose handler raises :class:`~trialrun.errors.CallTimeout`
+  inside the call. The signal also interrupts a blocking ``sleep``, socket
+  read or pipe wait.
+- **in another thread** (a trainer evaluating from a thread, Ray tasks), it
+  raises the timeout in that thread with ``PyThreadState_SetAsyncExc``. That
+  lands at the next Python bytecode, so it stops Python loops, but not a call
+  blocked in C.
 
 Either way the job fails with "timeout" and the elapsed time, and the run
 goes on with the next job. Code that swallows every exception (``except
@@ -35,7 +39,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import FrameType, TracebackType
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from trialrun.errors import CallTimeout
 
@@ -50,34 +54,54 @@ class _AsyncTimeout(CallTimeout):
         super().__init__("timeout: a call into user code exceeded its time limit")
 
 
+class _Call(NamedTuple):
+    """One armed call (a tuple: arming happens every step and must cost next to nothing)."""
+
+    what: str
+    setting: str
+    limit: float
+    started: float
+    deadline: float
+
+
+_IDLE_POLL_S = 0.05
+"""How often the watchdog looks again when no call is armed."""
+
+
 class TimeLimits:
-    """Arms a time limit around single calls; use as a context manager (the
-    ``SIGALRM`` handler is installed on entry and the previous one restored on
-    exit)."""
+    """Arms a time limit around single calls made by the thread that entered
+    it; use as a context manager (the watchdog starts on entry, and in the main
+    thread the ``SIGALRM`` handler is installed and the previous one restored
+    on exit)."""
 
     def __init__(self) -> None:
         self._in_main = threading.current_thread() is threading.main_thread()
+        self._target = threading.get_ident()
         self._previous: Any = None
-        self._watchdog: _Watchdog | None = None
-        self._what = ""
-        self._setting = ""
-        self._limit = 0.0
-        self._armed_at = 0.0
+        self._current: _Call | None = None
+        self._stop = threading.Event()
+        self._watchdog: threading.Thread | None = None
 
     def __enter__(self) -> TimeLimits:
+        self._target = threading.get_ident()
+        self._in_main = threading.current_thread() is threading.main_thread()
         if self._in_main:
             self._previous = signal.signal(signal.SIGALRM, self._on_alarm)
+        self._stop.clear()
+        self._watchdog = threading.Thread(target=self._watch, name="trialrun-timeouts", daemon=True)
+        self._watchdog.start()
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._in_main:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, self._previous if self._previous is not None else signal.SIG_DFL)
+        self._current = None
+        self._stop.set()
         if self._watchdog is not None:
-            self._watchdog.stop()
+            self._watchdog.join(timeout=5)
             self._watchdog = None
+        if self._in_main:
+            signal.signal(signal.SIGALRM, self._previous if self._previous is not None else signal.SIG_DFL)
 
     def call(self, seconds: float, what: str, setting: str, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)``, failed with :class:`CallTimeout` after ``seconds``.
@@ -85,70 +109,49 @@ class TimeLimits:
         ``what`` names the call and ``setting`` the limit in the message
         (``"policy.act"``, ``"act_timeout"``).
         """
-        self._what, self._setting, self._limit = what, setting, seconds
-        self._armed_at = time.monotonic()
-        if self._in_main:
-            signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-6))
-            try:
-                return fn(*args)
-            finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-        if self._watchdog is None:
-            self._watchdog = _Watchdog(threading.get_ident())
-        self._watchdog.arm(self._armed_at + seconds)
+        now = time.monotonic()
+        call = _Call(what, setting, seconds, now, now + seconds)
+        self._current = call
         try:
             return fn(*args)
         except _AsyncTimeout:
-            raise self._timeout() from None
+            raise self._timeout(call) from None
         finally:
-            self._watchdog.disarm()
+            self._current = None
 
-    def _on_alarm(self, signum: int, frame: FrameType | None) -> None:
-        raise self._timeout()
-
-    def _timeout(self) -> CallTimeout:
-        elapsed = time.monotonic() - self._armed_at
-        return CallTimeout(
-            f"timeout: {self._what} did not return within {self._limit:g} s ({self._setting}); "
-            f"stopped after {elapsed:.2f} s"
-        )
-
-
-class _Watchdog:
-    """A daemon thread that raises :class:`_AsyncTimeout` in one thread when its deadline passes."""
-
-    def __init__(self, target: int) -> None:
-        self._target = target
-        self._deadline: float | None = None
-        self._stopped = False
-        self._cond = threading.Condition()
-        threading.Thread(target=self._run, name="trialrun-timeouts", daemon=True).start()
-
-    def arm(self, deadline: float) -> None:
-        with self._cond:
-            self._deadline = deadline
-            self._cond.notify()
-
-    def disarm(self) -> None:
-        with self._cond:
-            self._deadline = None
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stopped = True
-            self._cond.notify()
-
-    def _run(self) -> None:
-        with self._cond:
-            while not self._stopped:
-                if self._deadline is None:
-                    self._cond.wait()
-                    continue
-                remaining = self._deadline - time.monotonic()
-                if remaining > 0:
-                    self._cond.wait(remaining)
-                    continue
-                self._deadline = None
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            call = self._current
+            if call is None:
+                self._stop.wait(_IDLE_POLL_S)
+                continue
+            remaining = call.deadline - time.monotonic()
+            if remaining > 0:
+                self._stop.wait(remaining)
+                continue
+            if self._current is not call:
+                continue  # it returned in time; another call runs now
+            if self._in_main:
+                signal.pthread_kill(self._target, signal.SIGALRM)
+            else:
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(
                     ctypes.c_ulong(self._target), ctypes.py_object(_AsyncTimeout)
                 )
+            # One shot per call: wait for it to end before looking again.
+            while self._current is call and not self._stop.wait(_IDLE_POLL_S):
+                pass
+
+    def _on_alarm(self, signum: int, frame: FrameType | None) -> None:
+        call = self._current
+        if call is not None and time.monotonic() >= call.deadline:
+            raise self._timeout(call)
+        if callable(self._previous):  # not ours (pytest-timeout, a user's alarm): theirs to handle
+            self._previous(signum, frame)
+
+    @staticmethod
+    def _timeout(call: _Call) -> CallTimeout:
+        elapsed = time.monotonic() - call.started
+        return CallTimeout(
+            f"timeout: {call.what} did not return within {call.limit:g} s ({call.setting}); "
+            f"stopped after {elapsed:.2f} s"
+        )

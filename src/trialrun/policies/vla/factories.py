@@ -51,10 +51,14 @@ def gr00t_policy(
     obs_map: Mapping[str, Any] | None = None,
     replan_steps: int | None = None,
     action_keys: Sequence[str] | None = None,
+    api: str = "n1.6",
     timeout: float = DEFAULT_TIMEOUT,
+    connect_timeout: float | None = None,
 ) -> ServerPolicy:
     """A client of an Isaac GR00T policy server (ZeroMQ, ``tcp://HOST:PORT``):
-    the worlds that need actions go out as one batched request."""
+    the worlds that need actions go out as one batched request. ``api`` is the
+    server's GR00T version (``n1.6``, ``n1.6-nested``, ``n1.5``: their wire
+    formats differ; docs/policies.md)."""
     require_extra("zmq", "remote", "GR00T policies")
     require_extra("msgpack", "remote", "GR00T policies")
     from trialrun.policies.vla.gr00t import Gr00tTransport
