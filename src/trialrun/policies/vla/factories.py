@@ -63,12 +63,15 @@ def gr00t_policy(
     require_extra("msgpack", "remote", "GR00T policies")
     from trialrun.policies.vla.gr00t import Gr00tTransport
 
+    options: dict[str, Any] = {} if connect_timeout is None else {"connect_timeout": connect_timeout}
     transport = Gr00tTransport(
         host,
         port,
         api_token=api_token,
         timeout=timeout,
         action_keys=list(action_keys) if action_keys else None,
+        api=api,
+        **options,
     )
     return _server_policy(transport, context, obs_map, replan_steps)
 
