@@ -55,9 +55,11 @@ def _run(tmp_path: Path, name: str, *jobs: dict[str, Any], seed: int = 5, **kwar
 
 
 def _identity(path: Path, *, keep_world: bool = True) -> list[str]:
-    """Each record without its timestamps (and without the world that ran it
-    unless ``keep_world``), as sorted JSON lines."""
-    drop = {"started_at", "ended_at"} | (set() if keep_world else {"env_index"})
+    """Each record without its timestamps and step timings (and without the
+    world that ran it unless ``keep_world``), as sorted JSON lines."""
+    drop: dict[str, Any] = {"started_at": True, "ended_at": True, "extra": {"timing"}}
+    if not keep_world:
+        drop["env_index"] = True
     return sorted(
         json.dumps(rec.model_dump(mode="json", by_alias=True, exclude=drop), sort_keys=True)
         for rec in read_episodes(path)
@@ -78,7 +80,7 @@ def test_exact_mode_every_seed_explains_its_outcome_and_num_envs_does_not_matter
             assert rec.outcome.get("length") == probe_length(rec.seed)
             assert rec.outcome.get("success") is probe_success(rec.seed)
             assert rec.outcome.get("return") == float(probe_length(rec.seed))
-            assert rec.extra == {}
+            assert set(rec.extra) == {"timing"}
         manifest = read_manifest(tmp_path / f"n{n}")
         native = manifest.jobs["probe"].native
         assert native is not None and (native.mode, native.num_envs, native.depends_on_num_envs) == (

@@ -208,6 +208,16 @@ def episode_instructions(policy: Policy, factor: str | None, job: str = "") -> I
     return give
 
 
+def record_extra(
+    guard: Guard, world: int, outcome: dict[str, Any], episode_extra: Callable[[int], dict[str, Any]] | None
+) -> dict[str, Any]:
+    """A record's ``extra``: the step timings, and what the policy keeps per episode."""
+    extra: dict[str, Any] = {"timing": guard.timing(world, outcome["length"])}
+    if episode_extra is not None:
+        extra.update(episode_extra(world))
+    return extra
+
+
 def warn_after_rollout(tracker: OutcomeTracker, env_id: str) -> None:
     """What a finished rollout tells the user about its env: a success key
     never reported, rewards that were NaN or inf."""
@@ -300,7 +310,7 @@ def _loop(
                     started_at=started[i],
                     ended_at=now,
                     video=video.settle(slot, outcome, files) if video is not None else files,
-                    extra=episode_extra(i) if episode_extra is not None else {},
+                    extra=record_extra(guard, i, outcome, episode_extra),
                 )
             )
             assigned[i] = None

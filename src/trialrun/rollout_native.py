@@ -57,6 +57,7 @@ from trialrun.rollout import (
     Instruct,
     PolicyBuilder,
     episode_instructions,
+    record_extra,
     utc_now,
     warn_after_rollout,
 )
@@ -172,8 +173,7 @@ def _run_exact(
                 if slot is None:  # an active world always has a slot
                     raise RuntimeError(f"world {i} ended an episode without a slot")
                 result = _result(slot, i, tracker.result(i), started[i], now)
-                if episode_extra is not None:
-                    result.extra.update(episode_extra(i))
+                result.extra.update(record_extra(guard, i, result.outcome, episode_extra))
                 on_episode(result)
         if done.any():
             obs = start(done)
@@ -231,8 +231,7 @@ def _run_waves(
                     "num_envs": n,
                 }
                 result = _result(replace(slot, seed=wave_seed), i, tracker.result(i), started, now)
-                if episode_extra is not None:
-                    result.extra.update(episode_extra(i))
+                result.extra.update(record_extra(guard, i, result.outcome, episode_extra))
                 result.extra["wave"] = wave_info
                 on_episode(result)
 

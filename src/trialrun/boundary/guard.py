@@ -1,10 +1,12 @@
-"""The rollout's boundary with user code: time limits and action checks.
+"""The rollout's boundary with user code: time limits, action checks, and where the time goes.
 
 :class:`GuardConfig` is what a job sets (``act_timeout``, ``episode_timeout``,
 ``on_nonfinite``, ``on_out_of_bounds``); :class:`Guard` is the runtime object
 the rollout builds from it for one vector of sub-envs. Both rollouts (the
 per-env loop and the batched one) call the policy and step the env through
-it, so the same limits and checks hold whichever runs a job.
+it, so the same limits and checks hold whichever runs a job. It also clocks
+both (two ``perf_counter`` reads per call), so each episode's record says how
+long a step waited for the policy and for the env (``extra.timing``).
 
 Example:
     >>> import numpy as np, gymnasium as gym
@@ -80,6 +82,12 @@ class Guard:
         # Monotonic start of each sub-env's running episode (inf: none runs there).
         self._started: list[float] = [math.inf] * num_envs
         self._episodes: list[int | None] = [None] * num_envs
+        # Wall seconds spent in the policy's act and the env's step since the
+        # rollout began, and their values when each sub-env's episode started.
+        self.policy_seconds = 0.0
+        self.env_seconds = 0.0
+        self._policy_at = [0.0] * num_envs
+        self._env_at = [0.0] * num_envs
 
     def __enter__(self) -> Guard:
         self._limits.__enter__()
@@ -93,13 +101,22 @@ class Guard:
     def started(self, mask: np.ndarray, episodes: Sequence[int | None] | None = None) -> None:
         """Episodes start in the sub-envs of ``mask`` (``episodes[i]`` names the
         slot for the timeout message)."""
-        if self._episode_limit is None:
-            return
         now = time.monotonic()
         for i in np.asarray(mask).nonzero()[0].tolist():
             self._started[i] = now
+            self._policy_at[i] = self.policy_seconds
+            self._env_at[i] = self.env_seconds
             if episodes is not None:
                 self._episodes[i] = episodes[i]
+
+    def timing(self, world: int, length: int) -> dict[str, float]:
+        """Mean wall milliseconds per step the episode in ``world`` waited for
+        the policy and for the env (the record's ``extra.timing``)."""
+        steps = max(length, 1)
+        return {
+            "policy_ms": round((self.policy_seconds - self._policy_at[world]) * 1000.0 / steps, 4),
+            "env_ms": round((self.env_seconds - self._env_at[world]) * 1000.0 / steps, 4),
+        }
 
     def finished(self, worlds: Sequence[int]) -> None:
         """The episodes of ``worlds`` ended (their time no longer counts)."""
@@ -108,6 +125,7 @@ class Guard:
 
     def act(self, policy: Any, obs: Any, active: np.ndarray) -> Any:
         """The policy's checked actions for ``obs``."""
+        start = time.perf_counter()
         if self._episode_limit is None:
             if self._act_limit is None:
                 actions = policy.act(obs)
@@ -115,6 +133,7 @@ class Guard:
                 actions = self._limits.call(self._act_limit, "policy.act", "act_timeout", policy.act, obs)
         else:
             actions = self._under_episode_limit(active, "policy.act", policy.act, obs)
+        self.policy_seconds += time.perf_counter() - start
         return self._check(actions)
 
     def reset(self, policy: Any, mask: np.ndarray, seeds: Sequence[int | None]) -> None:
@@ -126,9 +145,13 @@ class Guard:
 
     def step(self, active: np.ndarray, step: Callable[..., T], *args: Any) -> T:
         """``step(*args)`` (the env's step), under the episode's remaining time."""
-        if self._episode_limit is None:
-            return step(*args)
-        return self._under_episode_limit(active, "env.step", step, *args)
+        start = time.perf_counter()
+        try:
+            if self._episode_limit is None:
+                return step(*args)
+            return self._under_episode_limit(active, "env.step", step, *args)
+        finally:
+            self.env_seconds += time.perf_counter() - start
 
     def _under_episode_limit(self, active: np.ndarray, what: str, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` stopped when the oldest running episode reaches

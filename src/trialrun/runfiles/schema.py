@@ -244,6 +244,11 @@ class JobSummary(_Strict):
     it), ``rule`` (the job's ``success:`` rule decided it) or ``absent`` (nothing
     ever reported it, so the success rate means nothing); None when unknown
     (summaries written before this field existed)."""
+    policy_seconds: float | None = None
+    """Wall seconds the job's steps waited for the policy (from the records'
+    ``extra.timing``; None when no record has timings, e.g. imported ones)."""
+    env_seconds: float | None = None
+    """Wall seconds the job's steps spent in the env's ``step``."""
 
 
 class Summary(_Strict):

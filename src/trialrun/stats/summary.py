@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -47,11 +47,28 @@ class EpisodeOutcome(NamedTuple):
     job: str
     episode: int
     outcome: Outcome
+    seconds: tuple[float, float] | None = None
+    """(policy, env) wall seconds of the episode, from its ``extra.timing``."""
 
     @classmethod
     def of(cls, record: EpisodeRecord) -> EpisodeOutcome:
         """The outcome part of ``record``."""
-        return cls(record.job, record.episode, record.outcome)
+        return cls(record.job, record.episode, record.outcome, episode_seconds(record))
+
+
+def episode_seconds(record: Any) -> tuple[float, float] | None:
+    """(policy, env) wall seconds of an episode: an EpisodeOutcome's own, or
+    from a record's ``extra.timing`` (mean ms per step) and its length."""
+    if isinstance(record, EpisodeOutcome):
+        return record.seconds
+    timing = (getattr(record, "extra", None) or {}).get("timing")
+    length = record.outcome.get("length")
+    if not isinstance(timing, dict) or not isinstance(length, int):
+        return None
+    policy, env = timing.get("policy_ms"), timing.get("env_ms")
+    if not isinstance(policy, int | float) or not isinstance(env, int | float):
+        return None
+    return policy * length / 1000.0, env * length / 1000.0
 
 
 # --------------------------------------------------------------------------- summaries
@@ -155,6 +172,7 @@ def summarize_job(
         blo, bhi = bootstrap_mean_interval(returns, seed=seed)
         return_ci = Interval(low=blo, high=bhi, method="percentile-bootstrap")
     half_width = (success_ci.high - success_ci.low) / 2 if success_ci is not None else None
+    timed = [s for s in map(episode_seconds, records) if s is not None]
     return JobSummary(
         job=job,
         status=status,
@@ -177,6 +195,8 @@ def summarize_job(
         if target_half_width is None or half_width is None
         else bool(half_width <= target_half_width + 1e-12),
         success_status=signal,
+        policy_seconds=round(sum(s[0] for s in timed), 3) if timed else None,
+        env_seconds=round(sum(s[1] for s in timed), 3) if timed else None,
     )
 
 
