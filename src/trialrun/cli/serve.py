@@ -1,20 +1,33 @@
 """``trialrun serve-policy``: serve a policy over WebSocket for remote-policy jobs.
 
+Two protocols: trialrun's own (``--protocol trialrun``, the default; clients
+are ``{type: remote}`` jobs, which send their spaces in a hello) and openpi's
+(``--protocol openpi``; clients are ``{type: openpi}`` jobs and openpi's own
+``WebsocketClientPolicy``). openpi's protocol has no hello, so the policy is
+built once, for one world, with the spaces of ``--env ENV_ID`` (the env is
+built once to read them).
+
 Every bound of the server is an option here (defaults in
 :class:`trialrun.policies.server.ServerLimits`; docs/security.md explains them).
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 
 from trialrun.cli._console import app, fail, guard, setup_logging, stdout
 
+if TYPE_CHECKING:
+    from trialrun.policies.server import PolicyServer, ServerLimits
+
 # trialrun.policies.remote.TOKEN_ENV, spelled out: importing the policies here would slow every command.
 TOKEN_ENV = "TRIALRUN_TOKEN"
+PROTOCOLS = ("trialrun", "openpi")
+# trialrun.policies.vla.openpi_server.DEFAULT_OBS_KEY, spelled out for the same reason.
+OPENPI_OBS_KEY = "observation/state"
 
 
 @app.command("serve-policy")
@@ -92,14 +105,53 @@ def serve_policy(
             "--policy-type", help="Policy type that loads the checkpoint SPEC (default: from its suffix)."
         ),
     ] = None,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            "--protocol",
+            help="Wire protocol: trialrun (clients: {type: remote}) or openpi (clients: {type: openpi} "
+            "and openpi's WebsocketClientPolicy; needs --env).",
+        ),
+    ] = "trialrun",
+    env_id: Annotated[
+        str | None,
+        typer.Option(
+            "--env",
+            help="With --protocol openpi: the env whose observation and action spaces the policy is "
+            "built for (built once to read them).",
+            show_default=False,
+        ),
+    ] = None,
+    obs_key: Annotated[
+        str,
+        typer.Option(
+            "--obs-key",
+            help="With --protocol openpi: the request key holding a flat (non-Dict) observation; a Dict "
+            "observation's entry K is read from observation/K.",
+        ),
+    ] = OPENPI_OBS_KEY,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log connections.")] = False,
 ) -> None:
-    """Serve a policy over WebSocket for jobs with 'policy: {type: remote, url: ws://HOST:PORT}'."""
+    """Serve a policy over WebSocket for jobs with 'policy: {type: remote, url: ws://HOST:PORT}'
+    (or, with --protocol openpi, 'policy: {type: openpi, url: ...}' and openpi's clients)."""
     from trialrun.policies.remote import MAX_MESSAGE_BYTES
     from trialrun.policies.server import PolicyServer, ServerLimits
     from trialrun.policies.spec import parse_policy_spec
 
     setup_logging(verbose)
+    if protocol not in PROTOCOLS:
+        raise fail(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    if protocol == "openpi" and not env_id:
+        raise fail(
+            "--protocol openpi needs --env ENV_ID: openpi's clients send no spaces, so the policy is built "
+            "for that env's observation and action spaces"
+        )
+    if not obs_key.strip():
+        raise fail("--obs-key is empty")
+    if protocol == "trialrun" and (env_id is not None or obs_key != OPENPI_OBS_KEY):
+        raise fail(
+            "--env and --obs-key apply only to --protocol openpi (trialrun's clients send their spaces)"
+        )
     policy = parse_policy_spec(spec, policy_type, kwarg or [], option="SPEC")
     max_frame_bytes = max_frame_bytes or MAX_MESSAGE_BYTES
     try:
@@ -113,13 +165,19 @@ def serve_policy(
     except ValueError as exc:
         message = str(exc).replace("max_buffered_bytes", "--max-buffered-bytes")
         raise fail(message.replace("max_frame_bytes", "--max-frame-bytes")) from None
-    server = PolicyServer(policy.type, policy.kwargs, host=host, port=port, limits=limits, token=token)
+    if protocol == "openpi" and env_id:  # --env was checked above
+        server: PolicyServer = _openpi_server(
+            policy.type, policy.kwargs, env_id, obs_key, host, port, limits, token
+        )
+    else:
+        server = PolicyServer(policy.type, policy.kwargs, host=host, port=port, limits=limits, token=token)
     try:
         server.bind()  # warns when the address is not loopback and there is no token
     except OSError as exc:
         raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     stdout.print(
-        f"serving policy '{escape(policy.type)}' on {server.url} (Ctrl-C to stop)",
+        f"serving policy '{escape(policy.type)}' on {server.url} "
+        + ("(openpi protocol; Ctrl-C to stop)" if protocol == "openpi" else "(Ctrl-C to stop)"),
         highlight=False,
         soft_wrap=True,
     )
@@ -127,3 +185,29 @@ def serve_policy(
         server.serve_forever()
     except KeyboardInterrupt:
         server.stop()
+
+
+def _openpi_server(
+    policy_type: str,
+    kwargs: dict[str, Any],
+    env_id: str,
+    obs_key: str,
+    host: str,
+    port: int,
+    limits: ServerLimits,
+    token: str | None,
+) -> PolicyServer:
+    """An openpi-protocol server for ``env_id``'s spaces (the env is built once, then closed)."""
+    from trialrun.envs.build import check_env_id, make_env
+    from trialrun.policies.base import PolicyContext
+    from trialrun.policies.vla.openpi_server import OpenpiPolicyServer
+
+    check_env_id(env_id, field="--env")
+    env = make_env(env_id, {})
+    try:
+        context = PolicyContext(env_id, 1, env.observation_space, env.action_space, {})
+    finally:
+        env.close()
+    return OpenpiPolicyServer(
+        policy_type, kwargs, context, obs_key=obs_key, host=host, port=port, limits=limits, token=token
+    )
