@@ -88,3 +88,14 @@ def test_two_language_factors_are_refused() -> None:
 
     with pytest.raises(ConfigError, match=r"factors \['wording', 'other'\] are both 'language'"):
         FactorSet(parse_run_config({"name": "x", "jobs": [job]}).jobs[0])
+
+
+def test_the_report_charts_the_instruction_as_a_categorical_factor(tmp_path: Path) -> None:
+    from trialrun.report import build_report
+
+    policy = {"type": "test_variations_language:RecordingInstructedPolicy", "kwargs": {"tag": "r"}}
+    run_evaluation(_config(2, policy), tmp_path / "run")
+    html = build_report(tmp_path / "run").read_text()
+    assert "wording" in html
+    for phrasing in set(_by_episode(tmp_path / "run").values()):
+        assert phrasing in html
