@@ -87,7 +87,9 @@ def test_policy_shorthand_keys_move_into_kwargs() -> None:
     )
     assert cfg.jobs[0].policy.kwargs == {"url": "ws://127.0.0.1:1", "timeout": 3}
     with pytest.raises(
-        ConfigError, match=r"field 'jobs.0.policy': unknown key 'pth'; allowed keys: kwargs, path"
+        ConfigError,
+        match=r"field 'jobs.0.policy': unknown key 'pth'; allowed keys: action_keys, api, api_key, api_token, "
+        r"connect_timeout, host, kwargs, max_connections, obs_map, path, port,",
     ):
         parse_run_config(
             {

@@ -206,3 +206,19 @@ def test_mapped_cameras_are_rendered_into_the_request(tmp_path: Path) -> None:
     assert (image.shape, image.dtype) == ((32, 48, 3), np.uint8)
     assert image.std() > 0  # a real picture, not a blank
     assert first[0]["observation/state"].shape == (4,)
+
+
+def test_server_settings_may_sit_next_to_type_as_documented() -> None:
+    policy = {
+        "type": "gr00t",
+        "host": "10.0.0.7",
+        "port": 5555,
+        "replan_steps": 8,
+        "obs_map": {"state.arm": "obs.arm"},
+        "action_keys": ["arm"],
+    }
+    config = parse_run_config(
+        {"name": "r", "jobs": [{"name": "j", "env": "CartPole-v1", "policy": policy, "episodes": 1}]}
+    )
+    assert config.jobs[0].policy.type == "gr00t"
+    assert config.jobs[0].policy.kwargs == {k: v for k, v in policy.items() if k != "type"}

@@ -66,14 +66,32 @@ class EnvConfig(_Model):
 
 # Policy keys that may be written next to ``type`` as a shorthand for
 # ``kwargs.<key>``: ``{type: sb3, path: model.zip}``, ``{type: remote, url: ..., timeout: 10}``.
-POLICY_SHORTHAND_KEYS = ("path", "url", "timeout")
+POLICY_SHORTHAND_KEYS = (
+    "path",
+    "url",
+    "timeout",
+    # The settings of the remote and VLA server policies (docs/policies.md), so
+    # ``{type: gr00t, host: h, port: 5555, obs_map: ...}`` reads as documented.
+    "host",
+    "port",
+    "token",
+    "api_key",
+    "api_token",
+    "api",
+    "obs_map",
+    "replan_steps",
+    "max_connections",
+    "action_keys",
+    "connect_timeout",
+)
 
 
 class PolicyConfig(_Model):
     """A policy: a registered name (``trialrun list policies``) or a
     ``package.module:factory`` callable, plus keyword arguments.
 
-    ``path``, ``url`` and ``timeout`` may be given next to ``type`` and are
+    ``path``, ``url``, ``timeout`` and the server policies' settings
+    (:data:`POLICY_SHORTHAND_KEYS`) may be given next to ``type`` and are
     moved into ``kwargs``. A ``kwargs`` entry named ``path`` or ending in
     ``_path`` is a file: :func:`load_run_config` resolves a relative one
     against the run file's directory and rejects a missing one.
