@@ -48,10 +48,13 @@ def _run(run_dir: Path, policy: str, **kwargs: Any) -> Any:
 
 
 def _records(run_dir: Path, drop: tuple[str, ...] = ("started_at", "ended_at")) -> dict[int, dict[str, Any]]:
-    return {
-        r.episode: {k: v for k, v in r.model_dump().items() if k not in drop}
-        for r in read_episodes(run_dir / "episodes.jsonl")
-    }
+    """Records by episode without the wall-clock parts (timestamps, ``extra.timing``) and ``drop``."""
+    out = {}
+    for r in read_episodes(run_dir / "episodes.jsonl"):
+        record = {k: v for k, v in r.model_dump().items() if k not in drop}
+        record["extra"] = {k: v for k, v in record.get("extra", {}).items() if k != "timing"}
+        out[r.episode] = record
+    return out
 
 
 def _values(run_dir: Path, metric: str) -> np.ndarray:
