@@ -275,6 +275,49 @@ def test_sensitivity_section_only_when_the_analysis_exists(tmp_path: Path) -> No
     assert imgs == ["../analysis/sensitivity.png"]
 
 
+def _figure(html: str, factor: str) -> str:
+    """The markup of the factor chart card of ``factor``."""
+    start = html.index(f'<figure class="chart-card" data-factor="{factor}"')
+    return html[start : html.index("</figure>", start)]
+
+
+def _svg_texts(markup: str) -> list[str]:
+    """The visible text pieces of the SVG charts in ``markup`` (not their tooltips)."""
+    return [
+        re.sub(r"<title>.*?</title>", "", t) for t in re.findall(r"<text[^>]*>(.*?)</text>", markup, re.S)
+    ]
+
+
+def test_a_dimensionless_factor_shows_no_unit(tmp_path: Path) -> None:
+    specs = [
+        FactorSpec(name="object_friction", kind="continuous", low=0.02, high=1.0, units="1", nominal=1.0),
+        FactorSpec(name="mass", kind="continuous", low=0.5, high=2.0, units="kg"),
+    ]
+    recs = [
+        record("a", k, k % 3 != 0, factors={"object_friction": 0.02 + k * 0.0049, "mass": 0.5 + k * 0.0075})
+        for k in range(200)
+    ]
+    run = write_run(tmp_path / "run", [JobSpec("a", recs, specs)])
+    (run / "analysis").mkdir()
+    doc = {"outcome": "success", "factors": [{"name": "object_friction", "units": "1", "rank": 1}]}
+    (run / "analysis" / "sensitivity.json").write_text(json.dumps(doc))
+    html = build_report(run).read_text()
+    friction = _figure(html, "object_friction")
+    caption = re.sub(r"<[^>]+>", "", friction[: friction.index("</figcaption>")])
+    assert " ".join(caption.split()) == "object_friction 0.02 – 1 · n=200"  # was "0.02 – 1 1 · n=200"
+    assert _svg_texts(friction) == ["0%", "50%", "100%", "0.02", "0.51", "1"]  # no axis label "1"
+    assert "object_friction in [0.02, 0.142]: " in friction  # a bin's tooltip: no unit after it
+    assert "mass in [0.5, 0.688] kg: " in html
+    mass = _figure(html, "mass")
+    caption = re.sub(r"<[^>]+>", "", mass[: mass.index("</figcaption>")])
+    assert " ".join(caption.split()) == "mass 0.5 – 2 kg · n=200"
+    assert _svg_texts(mass)[-1] == "kg"
+    row = html[html.index('<tr data-factor="object_friction"') :]
+    row = row[: row.index("</tr>")]
+    assert "(1)" not in row and "object_friction</td>" in row  # was "object_friction (1)"
+    assert _data(build_report(run))["factors"][0]["units"] is None
+
+
 def test_a_sensitivity_file_of_another_shape_still_renders(tmp_path: Path) -> None:
     run = _sweep_run(tmp_path)
     (run / "analysis" / "a").mkdir(parents=True)

@@ -22,6 +22,7 @@ from trialrun.report.data import (
     load_run,
     read_sensitivity,
     relative_url,
+    shown_units,
 )
 from trialrun.runfiles import write_json_atomic
 from trialrun.runfiles.schema import EpisodeRecord, FactorSpec, JobManifest, Manifest
@@ -331,6 +332,44 @@ def test_episodes_payload_is_columnar_and_compact(tmp_path: Path) -> None:
     json.dumps(payload, allow_nan=False)  # valid strict JSON
 
 
+def test_dimensionless_factors_have_no_unit_in_the_view_and_the_payload(tmp_path: Path) -> None:
+    # A friction coefficient's unit is written "1" by runs made so far: the
+    # report drops it (and "" ) wherever a unit is shown, and keeps real ones.
+    specs = [
+        FactorSpec(name="object_friction", kind="continuous", low=0.02, high=1.0, units="1"),
+        FactorSpec(name="blank", kind="continuous", low=0.0, high=1.0, units=""),
+        FactorSpec(name="mass_scale", kind="continuous", low=0.5, high=2.0, units="x"),
+        FactorSpec(name="g", kind="continuous", low=0.0, high=1.0, units="m"),
+    ]
+    values = {"object_friction": 0.5, "blank": 0.5, "mass_scale": 1.0, "g": 0.5}
+    run = write_run(tmp_path / "run", [JobSpec("a", [record("a", 0, True, factors=values)], specs)])
+    view = load_run(run)
+    assert [s.units for s in view.jobs[0].factors] == [None, None, "x", "m"]
+    assert [fb.spec.units for fb in view.jobs[0].factor_bins] == [None, None, "x", "m"]
+    payload = episodes_payload(view)
+    assert [(f["name"], f["units"]) for f in payload["factors"]] == [
+        ("object_friction", None),
+        ("blank", None),
+        ("mass_scale", "x"),
+        ("g", "m"),
+    ]
+
+
+def test_shown_units() -> None:
+    assert [shown_units(u) for u in (None, "", " ", "1", " 1 ", "-", "kg", "x", "m/s", "10")] == [
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        "kg",
+        "x",
+        "m/s",
+        "10",
+    ]
+
+
 # --------------------------------------------------------------------------- sensitivity
 
 
@@ -347,7 +386,14 @@ def test_read_sensitivity_is_lenient_and_reports_broken_files(tmp_path: Path) ->
         "job": "pick",
         "brand_new_field": {"nested": [1, 2]},
         "factors": [
-            {"name": "b", "kind": "continuous", "rank": 2, "p_adjusted": 0.3, "significant": False},
+            {
+                "name": "b",
+                "kind": "continuous",
+                "rank": 2,
+                "p_adjusted": 0.3,
+                "significant": False,
+                "units": "1",
+            },
             {"name": "a", "kind": "categorical", "rank": 1, "p_adjusted": 0.001, "significant": True},
             "not a dict",
         ],
@@ -362,6 +408,7 @@ def test_read_sensitivity_is_lenient_and_reports_broken_files(tmp_path: Path) ->
     pick, push = views
     assert pick.title == "pick" and pick.error is None and pick.binary
     assert [f["name"] for f in pick.factors] == ["a", "b"]
+    assert [f["units"] for f in pick.factors] == [None, None]  # "1" is dimensionless: no unit shown
     assert pick.interactions == [{"factors": ["a", "b"], "p_value": 0.5}]
     assert pick.notes == ["a note"]
     assert pick.figures == ["analysis/pick/sensitivity.png", "analysis/pick/interaction.png"]

@@ -23,7 +23,7 @@ import math
 
 from markupsafe import Markup, escape
 
-from trialrun.report.data import BinStat, FactorBins
+from trialrun.report.data import BinStat, FactorBins, shown_units
 
 # Palette (kept in step with report.css).
 INK = "#1f2937"
@@ -126,7 +126,8 @@ ML, MR, MT, MB = 38, 12, 12, 40
 
 
 def _bin_title(fb: FactorBins, b: BinStat) -> str:
-    units = f" {fb.spec.units}" if fb.spec.units else ""
+    shown = shown_units(fb.spec.units)
+    units = f" {shown}" if shown else ""
     where = (
         f"{fb.spec.name} = {b.level}"
         if b.level is not None or fb.spec.kind == "categorical"
@@ -285,7 +286,9 @@ def factor_chart(fb: FactorBins) -> Markup:
                 f'stroke-width="1.5" stroke-dasharray="4 3"><title>nominal {escape(short_number(nominal))}'
                 "</title></line>"
             )
-        axis = " ".join(part for part in (spec.units or "", "(log scale)" if log else "") if part)
+        axis = " ".join(
+            part for part in (shown_units(spec.units) or "", "(log scale)" if log else "") if part
+        )
         if axis:
             parts.append(
                 f'<text x="{ML + pw / 2}" y="{base_y + 30}" text-anchor="middle" font-size="10" '

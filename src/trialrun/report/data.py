@@ -34,7 +34,7 @@ import logging
 from pathlib import Path
 
 from trialrun.errors import InputError
-from trialrun.report.bins import BinStat, FactorBins, bin_factor, infer_spec
+from trialrun.report.bins import BinStat, FactorBins, bin_factor, display_spec, infer_spec, shown_units
 from trialrun.report.payload import episodes_payload, relative_url
 from trialrun.report.sections import ComparisonView, SensitivityView, read_comparisons, read_sensitivity
 from trialrun.report.view import JobView, RunView, duration_s, parse_time
@@ -135,7 +135,8 @@ def load_run(run_dir: Path | str, bins: int | None = None) -> RunView:
                 manifest.run, job_records, {name: len(job_records)}, {}, manifest.seed
             ).jobs[name]
             notes.append(f"job '{name}' has episodes but no entry in the manifest or summary")
-        specs = list(jm.factors) if jm else []
+        # Units as shown (a dimensionless factor's "1" dropped) for the charts, captions and table.
+        specs = [display_spec(s) for s in jm.factors] if jm else []
         declared = {s.name for s in specs}
         seen: dict[str, None] = {}
         for rec in job_records:
@@ -199,4 +200,5 @@ __all__ = [
     "read_comparisons",
     "read_sensitivity",
     "relative_url",
+    "shown_units",
 ]

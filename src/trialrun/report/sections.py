@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from trialrun.binning import is_number
+from trialrun.report.bins import shown_units
 from trialrun.runfiles import (
     COMPARE_DIR,
     COMPARE_HTML,
@@ -50,6 +51,8 @@ class SensitivityView:
         raw = self.data.get("factors")
         rows = [dict(f) for f in raw if isinstance(f, dict)] if isinstance(raw, list) else []
         for row in rows:
+            units = row.get("units")
+            row["units"] = shown_units(units) if isinstance(units, str) else None
             ci = row.get("effect_ci")
             if isinstance(ci, list | tuple) and len(ci) == 2 and all(is_number(v) for v in ci):
                 row["effect_ci"] = (float(ci[0]), float(ci[1]))
