@@ -305,7 +305,16 @@ def test_a_dimensionless_factor_shows_no_unit(tmp_path: Path) -> None:
     friction = _figure(html, "object_friction")
     caption = re.sub(r"<[^>]+>", "", friction[: friction.index("</figcaption>")])
     assert " ".join(caption.split()) == "object_friction 0.02 – 1 · n=200"  # was "0.02 – 1 1 · n=200"
-    assert _svg_texts(friction) == ["0%", "50%", "100%", "0.02", "0.51", "1"]  # no axis label "1"
+    assert _svg_texts(friction) == [
+        "0%",
+        "25%",
+        "50%",
+        "75%",
+        "100%",
+        "0.02",
+        "0.51",
+        "1",
+    ]  # no axis label "1"
     assert "object_friction in [0.02, 0.142]: " in friction  # a bin's tooltip: no unit after it
     assert "mass in [0.5, 0.688] kg: " in html
     mass = _figure(html, "mass")
@@ -316,6 +325,35 @@ def test_a_dimensionless_factor_shows_no_unit(tmp_path: Path) -> None:
     row = row[: row.index("</tr>")]
     assert "(1)" not in row and "object_friction</td>" in row  # was "object_friction (1)"
     assert _data(build_report(run))["factors"][0]["units"] is None
+
+
+def test_every_line_of_a_factor_chart_is_an_axis_part_or_in_the_legend(tmp_path: Path) -> None:
+    specs = [
+        FactorSpec(name="g", kind="continuous", low=0.0, high=1.0, nominal=0.5),
+        FactorSpec(name="obj", kind="categorical", values=["cube", "can"], nominal="can"),
+    ]
+    recs = [
+        record("a", k, k % 4 != 0, factors={"g": k / 40, "obj": ["cube", "can"][k % 2]}) for k in range(40)
+    ]
+    html = build_report(write_run(tmp_path / "run", [JobSpec("a", recs, specs)])).read_text()
+    section = html[
+        html.index('<section id="factors">') : html.index("</section>", html.index('id="factors"'))
+    ]
+    legend = section[section.index('<p class="legend">') : section.index("</p>")]
+    keys = set(re.findall(r'class="key key-([a-z]+)"', legend))
+    assert keys == {"bar", "whisker", "nominal", "overall", "light", "hatch"}
+    assert "</span> job's success rate\n" in legend
+    lines = re.findall(r"<line\b[^>]*>", section)
+    kinds = [(m.group(1) if (m := re.search(r'class="([a-z]+)"', ln)) else None, ln) for ln in lines]
+    assert not [ln for kind, ln in kinds if kind is None]
+    axis_parts = {"grid", "tick", "axis"}
+    assert {kind for kind, _ in kinds} <= axis_parts | keys
+    # The axis parts are solid and every gridline has its percentage next to it.
+    assert not [ln for kind, ln in kinds if kind in axis_parts and "dasharray" in ln]
+    assert _svg_texts(_figure(section, "g"))[:5] == ["0%", "25%", "50%", "75%", "100%"]
+    # The job's success rate (30/40) is the dotted line, once per chart.
+    overall = [ln for kind, ln in kinds if kind == "overall"]
+    assert len(overall) == 2 and all('y1="41.5"' in ln for ln in overall)  # 12 + (1 - 0.75) * 118
 
 
 def test_a_sensitivity_file_of_another_shape_still_renders(tmp_path: Path) -> None:

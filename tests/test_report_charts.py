@@ -60,6 +60,23 @@ def test_factor_chart_has_one_group_per_bin_with_counts_and_a_nominal_line() -> 
     assert len(nominal) == 1 and nominal[0].get("x1") == nominal[0].get("x2")
     texts = [t.text for t in root.iter(f"{SVG}text")]
     assert "0" in texts and "4" in texts and "kg" in texts
+    assert not [ln for ln in root.iter(f"{SVG}line") if ln.get("class") == "overall"]  # no rate given
+
+
+def test_factor_chart_draws_the_job_rate_and_labels_every_gridline() -> None:
+    spec = FactorSpec(name="mass", kind="continuous", low=0.0, high=4.0)
+    fb = bin_factor(spec, [0.5, 0.6, 1.5, 3.9], [True, False, True, False], bins=4)
+    root = _parse(factor_chart(fb, overall=0.5))
+    lines = list(root.iter(f"{SVG}line"))
+    (overall,) = [ln for ln in lines if ln.get("class") == "overall"]
+    assert overall.get("y1") == overall.get("y2") == "71"  # 12 + 0.5 * 118
+    assert overall.findtext(f"{SVG}title") == "job's success rate 50.0%"
+    grid = [ln for ln in lines if ln.get("class") == "grid"]
+    assert [ln.get("y1") for ln in grid] == ["130", "100.5", "71", "41.5", "12"]
+    assert all(ln.get("stroke-dasharray") is None for ln in grid)
+    labels = {t.get("y"): t.text for t in root.iter(f"{SVG}text") if (t.text or "").endswith("%")}
+    assert labels == {"133.5": "0%", "104": "25%", "74.5": "50%", "45": "75%", "15.5": "100%"}
+    assert {ln.get("class") for ln in lines} == {"grid", "whisker", "tick", "overall", "axis"}
 
 
 def test_log_factor_chart_places_bins_evenly_on_a_log_axis() -> None:

@@ -292,7 +292,13 @@ def render_report(view: RunView, out_dir: Path) -> str:
             for j in view.jobs
         ],
         "targets": [_target(j.summary) for j in view.jobs],
-        "charts": [[factor_chart(fb) for fb in j.factor_bins] for j in view.jobs],
+        "charts": [
+            [
+                factor_chart(fb, None if j.summary.success_status == "absent" else j.summary.success_rate)
+                for fb in j.factor_bins
+            ]
+            for j in view.jobs
+        ],
         "any_factors": any(j.factor_bins for j in view.jobs),
         "any_log": any(fb.spec.scale == "log" for j in view.jobs for fb in j.factor_bins),
     }

@@ -36,6 +36,7 @@ WHISKER = "#1e3a8a"
 GOOD = "#15803d"
 BAD = "#b91c1c"
 NOMINAL = "#d97706"
+OVERALL = "#4b5563"
 
 
 def _f(x: float) -> str:
@@ -140,16 +141,33 @@ def _bin_title(fb: FactorBins, b: BinStat) -> str:
 
 
 def _axes(parts: list[str]) -> None:
+    """Solid, labelled gridlines at every quarter of the rate axis.
+
+    Each gridline carries its own percentage, so it needs no legend entry; the
+    dotted unlabelled 25% and 75% lines they replace looked like data."""
     pw, ph = W - ML - MR, H - MT - MB
     for q in (0.0, 0.25, 0.5, 0.75, 1.0):
         y = MT + (1 - q) * ph
-        dash = "" if q in (0.0, 1.0) else ' stroke-dasharray="2 3"'
-        parts.append(f'<line x1="{ML}" x2="{ML + pw}" y1="{_f(y)}" y2="{_f(y)}" stroke="{GRID}"{dash}/>')
-        if q in (0.0, 0.5, 1.0):
-            parts.append(
-                f'<text x="{ML - 5}" y="{_f(y + 3.5)}" text-anchor="end" font-size="10" fill="{MUTED}">'
-                f"{int(q * 100)}%</text>"
-            )
+        parts.append(
+            f'<line class="grid" x1="{ML}" x2="{ML + pw}" y1="{_f(y)}" y2="{_f(y)}" stroke="{GRID}"/>'
+        )
+        parts.append(
+            f'<text x="{ML - 5}" y="{_f(y + 3.5)}" text-anchor="end" font-size="10" fill="{MUTED}">'
+            f"{int(q * 100)}%</text>"
+        )
+
+
+def _overall(parts: list[str], rate: float | None) -> None:
+    """The job's success rate over all its episodes, as a dotted line across the
+    chart (legend: "job's success rate"): bins above it do better than the job."""
+    if rate is None:
+        return
+    pw, ph = W - ML - MR, H - MT - MB
+    y = MT + (1 - rate) * ph
+    parts.append(
+        f'<line class="overall" x1="{ML}" x2="{ML + pw}" y1="{_f(y)}" y2="{_f(y)}" stroke="{OVERALL}" '
+        f'stroke-width="1.2" stroke-dasharray="1.5 2.5"><title>job\'s success rate {pct(rate)}</title></line>'
+    )
 
 
 def _bar(parts: list[str], fb: FactorBins, b: BinStat, x0: float, x1: float) -> None:
@@ -173,12 +191,12 @@ def _bar(parts: list[str], fb: FactorBins, b: BinStat, x0: float, x1: float) -> 
         ylo, yhi = MT + (1 - b.ci[0]) * ph, MT + (1 - b.ci[1]) * ph
         cap = min(5.0, max((x1 - x0) / 4, 2.0))
         parts.append(
-            f'<line x1="{_f(cx)}" x2="{_f(cx)}" y1="{_f(ylo)}" y2="{_f(yhi)}" '
+            f'<line class="whisker" x1="{_f(cx)}" x2="{_f(cx)}" y1="{_f(ylo)}" y2="{_f(yhi)}" '
             f'stroke="{WHISKER}" stroke-width="1.4"/>'
         )
         for yy in (ylo, yhi):
             parts.append(
-                f'<line x1="{_f(cx - cap)}" x2="{_f(cx + cap)}" y1="{_f(yy)}" y2="{_f(yy)}" '
+                f'<line class="whisker" x1="{_f(cx - cap)}" x2="{_f(cx + cap)}" y1="{_f(yy)}" y2="{_f(yy)}" '
                 f'stroke="{WHISKER}" stroke-width="1.4"/>'
             )
         parts.append(f'<circle cx="{_f(cx)}" cy="{_f(y)}" r="2.6" fill="{WHISKER}"/>')
@@ -205,13 +223,16 @@ HATCH_DEFS = Markup(
 """The pattern empty bins are filled with; the page includes it once."""
 
 
-def factor_chart(fb: FactorBins) -> Markup:
+def factor_chart(fb: FactorBins, overall: float | None = None) -> Markup:
     """Success rate against one factor as an SVG bar chart with Wilson whiskers.
 
     Continuous factors: one bar per bin, placed on the factor's axis (log axis
     for ``scale: log``), a dashed orange line at the nominal value. Bins with
     fewer than 10 episodes are drawn lighter; empty bins hatched. Categorical
     factors: one bar per level, the nominal level marked with a triangle.
+    ``overall`` (the job's success rate) is drawn as a dotted line across the
+    chart. Every line is either an axis part (labelled gridlines, ticks, the
+    base line) or has a key in the page's legend (``class`` = the key's name).
 
     Example:
         >>> from trialrun.runfiles.schema import FactorSpec
@@ -272,7 +293,8 @@ def factor_chart(fb: FactorBins) -> Markup:
             anchor = "start" if i == 0 else ("end" if i == len(ticks) - 1 else "middle")
             x = x_of(v)
             parts.append(
-                f'<line x1="{_f(x)}" x2="{_f(x)}" y1="{base_y}" y2="{base_y + 4}" stroke="{MUTED}"/>'
+                f'<line class="tick" x1="{_f(x)}" x2="{_f(x)}" y1="{base_y}" y2="{base_y + 4}" '
+                f'stroke="{MUTED}"/>'
             )
             parts.append(
                 f'<text x="{_f(x)}" y="{base_y + 15}" text-anchor="{anchor}" font-size="10" fill="{INK}">'
@@ -295,6 +317,9 @@ def factor_chart(fb: FactorBins) -> Markup:
                 f'fill="{MUTED}">'
                 f"{escape(axis)}</text>"
             )
-    parts.append(f'<line x1="{ML}" x2="{ML + pw}" y1="{base_y}" y2="{base_y}" stroke="{MUTED}"/>')
+    _overall(parts, overall)
+    parts.append(
+        f'<line class="axis" x1="{ML}" x2="{ML + pw}" y1="{base_y}" y2="{base_y}" stroke="{MUTED}"/>'
+    )
     parts.append("</svg>")
     return Markup("".join(parts))
