@@ -8,11 +8,18 @@ from pathlib import Path
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
+from matplotlib.text import Text
+from PIL import Image
 
+from trialrun.analysis import plots
 from trialrun.analysis.api import analyze
 from trialrun.analysis.dataset import prepare_dataset
 from trialrun.analysis.models import PosteriorMarginal, PosteriorResult
 from trialrun.analysis.plots import (
+    DPI,
+    MIN_FONT_KEY,
+    REPORT_WIDTH_PX,
     write_interaction_png,
     write_posterior_png,
     write_sensitivity_png,
@@ -120,3 +127,50 @@ def test_posterior_png_from_data(tmp_path: Path) -> None:
     path = write_posterior_png(post, res, tmp_path / "p.png")
     assert _size(path) == (1144, 385)
     assert np.isfinite(mpimg.imread(path)).all()
+
+
+def _shown_text_px(path: Path, fig: Figure) -> list[float]:
+    """Font sizes (CSS pixels) of every text of ``fig`` once the report shows the
+    PNG at ``path``: no wider than its column (REPORT_WIDTH_PX), never enlarged."""
+    width = Image.open(path).size[0]
+    scale = min(width, REPORT_WIDTH_PX) / width
+    return [
+        t.get_fontsize() * DPI / 72 * scale
+        for t in fig.findobj(Text)
+        if t.get_visible() and t.get_text().strip()
+    ]
+
+
+def test_every_figure_is_readable_at_the_report_width(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before: 7 pt bin counts on the 1716 px sensitivity.png were 7.4 px tall in the report.
+    saved: list[tuple[Figure, Path]] = []
+    original = plots._save
+
+    def spy(fig: Figure, path: Path) -> Path:
+        out = original(fig, path)
+        saved.append((fig, out))
+        return out
+
+    monkeypatch.setattr(plots, "_save", spy)
+    res, ds = _inputs(600, seed=3, effect=0.0, interaction=1.0)
+    write_sensitivity_png(res, ds, tmp_path / "s.png")
+    assert res.interaction_view is not None
+    write_interaction_png(res.interaction_view, ds, res, tmp_path / "i.png")
+    flat = [0.5, 0.5]
+    marginal = PosteriorMarginal(
+        name="mass", kind="continuous", x=[0.6, 1.8], design=flat, posterior=[0.7, 0.3],
+        null_low=[0.4] * 2, null_high=[0.6] * 2, shift=0.2, null_shifts=[0.05], null_p=0.5,
+    )  # fmt: skip
+    post = PosteriorResult(method="MNPE", condition=1.0, n_null=1, marginals=[marginal])
+    write_posterior_png(post, res, tmp_path / "p.png")
+    assert [p.name for _, p in saved] == ["s.png", "i.png", "p.png"]
+    for fig, path in saved:
+        sizes = _shown_text_px(path, fig)
+        assert min(sizes) >= 10.0, (path.name, min(sizes))
+        smallest = min(
+            t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()
+        )
+        assert Image.open(path).text[MIN_FONT_KEY] == f"{smallest:.3f}"
+    assert Image.open(tmp_path / "s.png").text[MIN_FONT_KEY] == "10.383"  # 11 px x 72/110 x 1716/1190

@@ -36,6 +36,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 
 from trialrun.analysis.dataset import Dataset, FactorColumn
 from trialrun.analysis.models import (
@@ -53,6 +54,16 @@ NEUTRAL = "#7f8c8d"
 CURVE = "#1f77b4"
 RUG_MAX = 1500
 DPI = 110
+#: The widest the report shows a figure, in CSS pixels: its content column
+#: (``.wrap``: 1240 px less 2 x 24 px padding, less the image's 1 px borders).
+#: A wider figure is scaled down to it, its text with it.
+REPORT_WIDTH_PX = 1190
+#: The smallest font size (em height, CSS pixels) of any text of a figure once
+#: the report has scaled it to :data:`REPORT_WIDTH_PX`: 7 pt tick counts on a
+#: 1716 px figure came out 7 px tall, too small to read.
+MIN_TEXT_PX = 11.0
+#: PNG text key holding the figure's smallest font size in points (for checks).
+MIN_FONT_KEY = "trialrun:min-font-pt"
 
 
 def _fmt_p(p: float | None) -> str:
@@ -106,14 +117,53 @@ def write_sensitivity_png(result: SensitivityResult, ds: Dataset, path: Path) ->
         else ""
     )
     fig.suptitle(f"{title}   (n = {result.n}, {base})", fontsize=13)
-    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    _readable_layout(fig, 0.97)
     return _save(fig, path)
+
+
+def min_font_pt(fig: Figure) -> float:
+    """The smallest font size (points) that is :data:`MIN_TEXT_PX` CSS pixels
+    tall when the report shows ``fig``: a figure wider than the report's column
+    is scaled down to :data:`REPORT_WIDTH_PX`, so its fonts must be larger.
+
+    Example:
+        >>> round(min_font_pt(Figure(figsize=(15.6, 4))), 2)  # 1716 px shown 1190 px wide
+        10.38
+    """
+    fig_px = fig.get_figwidth() * DPI
+    return MIN_TEXT_PX * 72 / DPI * fig_px / min(fig_px, REPORT_WIDTH_PX)
+
+
+def _points(text: Text) -> float:
+    """A text's font size in points (``get_fontsize`` is typed ``float | str``)."""
+    return float(text.get_fontproperties().get_size_in_points())
+
+
+def _texts(fig: Figure) -> list[Text]:
+    """Every visible, non-empty text of ``fig`` (titles, labels, ticks, legends, notes)."""
+    return [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+
+
+def _readable_layout(fig: Figure, top: float) -> None:
+    """Raise every font of ``fig`` to at least :func:`min_font_pt`, then lay it
+    out (``tight_layout`` below ``top``) so the larger text gets its room."""
+    floor = min_font_pt(fig)
+    for ax in fig.axes:  # tick labels made at draw time take the axis' label size, not the Text's
+        for axis in (ax.xaxis, ax.yaxis):
+            ticks = axis.get_major_ticks()
+            if ticks and _points(ticks[0].label1) < floor:
+                axis.set_tick_params(which="both", labelsize=floor)
+    for text in _texts(fig):
+        if _points(text) < floor:
+            text.set_fontsize(floor)
+    fig.tight_layout(rect=(0, 0, 1, top))
 
 
 def _save(fig: Figure, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
+    smallest = min((_points(t) for t in _texts(fig)), default=0.0)
+    fig.savefig(path, dpi=DPI, metadata={MIN_FONT_KEY: f"{smallest:.3f}"})
     return path
 
 
@@ -349,7 +399,7 @@ def write_interaction_png(view: InteractionView, ds: Dataset, result: Sensitivit
         ax.set_ylabel(f"{cy.name} [{cy.spec.units}]" if cy.spec.units else cy.name)
     p = f"p = {_fmt_p(view.p_value)}, p_adj = {_fmt_p(view.p_adjusted)}"
     fig.suptitle(f"Top interaction: {cx.name} x {cy.name}   ({p})", fontsize=12)
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    _readable_layout(fig, 0.95)
     return _save(fig, path)
 
 
@@ -395,5 +445,5 @@ def write_posterior_png(post: PosteriorResult, result: SensitivityResult, path: 
         f"Posterior of the factors given {result.outcome} = {post.condition:g} (not a significance test)",
         fontsize=12,
     )
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    _readable_layout(fig, 0.95)
     return _save(fig, path)
