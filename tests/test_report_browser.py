@@ -23,10 +23,14 @@ from typing import Any
 import av
 import numpy as np
 import pytest
+from PIL import Image
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from helpers import subprocess_env
 from test_report_data import JobSpec, record, write_run
+from trialrun.analysis.api import analyze
+from trialrun.analysis.plots import DPI, MIN_FONT_KEY
+from trialrun.analysis.synthetic import make_sweep
 from trialrun.config import parse_run_config
 from trialrun.execution.runner import run_evaluation
 from trialrun.report import build_report, make_server
@@ -561,3 +565,97 @@ def test_html_in_names_is_shown_as_text(browser: Browser, tmp_path: Path) -> Non
     page.locator(".jobs tr.job-row .job-name").first.hover()
     time.sleep(0.2)
     assert w.dialogs == [] and w.problems == []
+
+
+# --------------------------------------------------------------------------- layout and readability
+
+
+@pytest.fixture(scope="module")
+def layout_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Jobs with 6, 4, 5 and 7 factors (the synthetic sweep), and the analysis' figures."""
+    sweep = make_sweep(n=240, seed=0)
+    wind = FactorSpec(name="wind", kind="continuous", low=0.0, high=10.0, units="m/s")
+    jobs = []
+    for name, specs in [
+        ("six", sweep.specs),
+        ("four", sweep.specs[:4]),
+        ("five", sweep.specs[:5]),
+        ("seven", [*sweep.specs, wind]),
+    ]:
+        names = [s.name for s in specs]
+        recs = [
+            r.model_copy(
+                update={
+                    "job": name,
+                    "run": "layout",
+                    "factors": {**{k: r.factors[k] for k in names if k in r.factors}, "wind": r.episode % 10}
+                    if "wind" in names
+                    else {k: r.factors[k] for k in names},
+                }
+            )
+            for r in sweep.records
+        ]
+        jobs.append(JobSpec(name, recs, list(specs)))
+    run = write_run(tmp_path_factory.mktemp("layout") / "layout", jobs, name="layout")
+    analyze(jobs[0].records, sweep.specs, out_dir=run / "analysis", importance=False, job="six")
+    build_report(run)
+    return run
+
+
+def _rows(page: Page, job: str) -> tuple[list[int], list[float], float]:
+    """Charts per row of a job's chart grid, each row's unfilled width, and the grid's width."""
+    boxes = page.eval_on_selector_all(
+        f'.factor-job[data-job="{job}"] .chart-card',
+        "cs => cs.map(c => { const r = c.getBoundingClientRect(); return [r.top, r.left, r.right]; })",
+    )
+    grid = page.eval_on_selector(
+        f'.factor-job[data-job="{job}"] .chart-grid',
+        "g => { const r = g.getBoundingClientRect(); return [r.left, r.right]; }",
+    )
+    rows: dict[int, list[tuple[float, float]]] = {}
+    for top, left, right in boxes:
+        rows.setdefault(round(top), []).append((left, right))
+    ordered = [rows[k] for k in sorted(rows)]
+    gaps = [
+        (min(left for left, _ in row) - grid[0]) + (grid[1] - max(right for _, right in row))
+        for row in ordered
+    ]
+    return [len(row) for row in ordered], gaps, grid[1] - grid[0]
+
+
+def test_factor_charts_leave_no_row_mostly_empty(browser: Browser, layout_run: Path) -> None:
+    w = open_report(browser, (layout_run / "report" / "index.html").as_uri(), "file://")
+    page = w.page
+    # Before: three to a row, so 4 charts made 3 + 1 and 7 made 3 + 3 + 1.
+    expected = {"six": [3, 3], "four": [2, 2], "five": [3, 2], "seven": [3, 2, 2]}
+    for job, counts in expected.items():
+        rows, gaps, width = _rows(page, job)
+        assert rows == counts, job
+        assert max(gaps) < 2, (job, gaps)  # every row spans the grid's width
+        assert width > 1100
+    # The charts' 10-unit text is at least 10 CSS px tall at their displayed size.
+    scales = page.eval_on_selector_all(
+        ".fchart", "ss => ss.map(s => s.getBoundingClientRect().width / s.viewBox.baseVal.width)"
+    )
+    assert len(scales) == 6 + 4 + 5 + 7 and min(scales) * 10 >= 10
+    page.screenshot(path=str(layout_run / "factors.png"), full_page=True)
+    assert w.problems == []
+
+
+def test_the_analysis_figure_is_readable_at_the_page_size(browser: Browser, layout_run: Path) -> None:
+    w = open_report(browser, (layout_run / "report" / "index.html").as_uri(), "file://")
+    page = w.page
+    img = page.locator('.sens-figure img[src$="sensitivity.png"]')
+    img.scroll_into_view_if_needed()
+    wait_until(page, "() => [...document.images].every(i => i.complete && i.naturalWidth > 0)")
+    natural, shown = img.evaluate("i => [i.naturalWidth, i.getBoundingClientRect().width]")
+    png = Image.open(layout_run / "analysis" / "sensitivity.png")
+    assert natural == png.size[0] == 1716 and 1000 < shown < natural  # scaled down to the column
+    # Smallest text of the figure, in CSS pixels as shown: its size in points at the PNG's dpi, scaled.
+    smallest_pt = float(png.text[MIN_FONT_KEY])
+    text_px = smallest_pt * DPI / 72 * shown / natural
+    assert text_px >= 10, text_px  # before: 7 pt bin counts came out 7.4 px
+    shot = img.screenshot(path=str(layout_run / "sensitivity-shown.png"))
+    assert Image.open(layout_run / "sensitivity-shown.png").size[0] == round(shown)
+    assert len(shot) > 10_000  # a drawn figure, not a blank box
+    assert w.problems == []

@@ -238,6 +238,24 @@ def _target(summary: Any) -> dict[str, Any] | None:
     }
 
 
+def wide_charts(n: int) -> list[bool]:
+    """Which of a job's ``n`` factor charts take half a row instead of a third.
+
+    The chart grid has six tracks: a chart spans two (three to a row) or, when
+    wide, three (two to a row). The last charts are made wide so that no row is
+    left mostly empty: 4 charts make 2 + 2, 5 make 3 + 2, 7 make 3 + 2 + 2
+    (with three to a row, the fourth chart used to sit alone in its row).
+
+    Example:
+        >>> [sum(wide_charts(n)) for n in range(1, 9)]
+        [0, 2, 0, 4, 2, 0, 4, 2]
+    """
+    if n < 2:
+        return [False] * n
+    last = {0: 0, 1: 4, 2: 2}[n % 3]
+    return [i >= n - last for i in range(n)]
+
+
 def render_report(view: RunView, out_dir: Path) -> str:
     """The HTML of the report of ``view``, for a page living in ``out_dir``
     (links to videos and figures are relative to it)."""
@@ -299,6 +317,7 @@ def render_report(view: RunView, out_dir: Path) -> str:
             ]
             for j in view.jobs
         ],
+        "wide": [wide_charts(len(j.factor_bins)) for j in view.jobs],
         "any_factors": any(j.factor_bins for j in view.jobs),
         "any_log": any(fb.spec.scale == "log" for j in view.jobs for fb in j.factor_bins),
     }
