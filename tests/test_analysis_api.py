@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import matplotlib.image as mpimg
 import pytest
 from rich.console import Console
 
+from helpers import subprocess_env
 from trialrun.analysis import (
     SensitivityResult,
     analyze,
@@ -436,3 +439,44 @@ def test_records_without_success_suggest_another_outcome(tmp_path: Path) -> None
     records = [r.model_copy(update={"outcome": {"return": r.outcome["return"]}}) for r in sweep.records]
     with pytest.raises(InputError, match="success was never reported, try --outcome return"):
         analyze(records, sweep.specs, "success", importance=False)
+
+
+def test_trialrun_analyze_prints_the_paths_it_wrote(tmp_path: Path) -> None:
+    # Before, the command printed the table only: where sensitivity.png went was a guess.
+    run = make_sweep(n=120, seed=1, job="a").write_run(
+        tmp_path / "run", extra_jobs={"b": make_sweep(n=80, seed=2, job="b")}
+    )
+    (run / "analysis" / "b").mkdir(parents=True)
+    (run / "analysis" / "b" / "notes.txt").write_text("not the analysis'")
+
+    def wrote(*args: str) -> list[str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "trialrun.cli", "analyze", *args],
+            capture_output=True,
+            text=True,
+            env=subprocess_env(),
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return [line for line in proc.stdout.splitlines() if line.startswith("wrote ")]
+
+    analysis = run / "analysis"
+    assert wrote(str(run)) == [
+        f"wrote {analysis / 'a' / 'sensitivity.json'}",
+        f"wrote {analysis / 'a' / 'sensitivity.png'}",
+        f"wrote {analysis / 'a' / 'interaction.png'}",
+        f"wrote {analysis / 'b' / 'sensitivity.json'}",
+        f"wrote {analysis / 'b' / 'sensitivity.png'}",
+        f"wrote {analysis / 'b' / 'interaction.png'}",
+    ]
+    # Only what this command wrote: job b's files from before are not listed again.
+    assert wrote(str(run), "--job", "a") == [
+        f"wrote {analysis / 'a' / 'sensitivity.json'}",
+        f"wrote {analysis / 'a' / 'sensitivity.png'}",
+        f"wrote {analysis / 'a' / 'interaction.png'}",
+    ]
+    out = tmp_path / "elsewhere"
+    assert wrote(str(run), "--job", "b", "--out", str(out))[:2] == [
+        f"wrote {out / 'b' / 'sensitivity.json'}",
+        f"wrote {out / 'b' / 'sensitivity.png'}",
+    ]
