@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -145,8 +146,12 @@ def test_a_big_difference_is_found_and_fails_the_gate(runs: dict[str, Path], tmp
     assert read_comparison(tmp_path / "out") == comparison
     assert json.loads(json_path.read_text())["jobs"]["pole"]["return"]["difference"] == job.return_.difference
     html = html_path.read_text()
-    assert "Gate FAILED" in html and html.count("<svg") == 2
-    assert "http" not in html and "<script" not in html  # self-contained: nothing to fetch, nothing to run
+    assert "Gate FAILED" in html and html.count("<svg") == 7
+    # The report's rate bars: A and B (pooled, then per job, Wilson) and the job's paired B - A.
+    assert html.count('<svg class="ibar"') == 4 and html.count('<svg class="ibar dbar"') == 1
+    # Self-contained: nothing to fetch, nothing to run (and its CSP allows neither).
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", html) and "<script" not in html
+    assert "script-src &#39;none&#39;" in html and "default-src &#39;none&#39;" in html
 
 
 def test_the_same_policy_twice_shows_no_difference(runs: dict[str, Path]) -> None:

@@ -31,6 +31,7 @@ from test_report_data import JobSpec, record, write_run
 from trialrun.analysis.api import analyze
 from trialrun.analysis.plots import DPI, MIN_FONT_KEY
 from trialrun.analysis.synthetic import make_sweep
+from trialrun.compare import compare_runs, write_comparison
 from trialrun.config import parse_run_config
 from trialrun.execution.runner import run_evaluation
 from trialrun.report import build_report, make_server
@@ -659,3 +660,69 @@ def test_the_analysis_figure_is_readable_at_the_page_size(browser: Browser, layo
     assert Image.open(layout_run / "sensitivity-shown.png").size[0] == round(shown)
     assert len(shot) > 10_000  # a drawn figure, not a blank box
     assert w.problems == []
+
+
+def test_compare_page_looks_like_the_report_and_loads_cleanly(browser: Browser, tmp_path: Path) -> None:
+    runs = {}
+    for key, policy in (("lqr", "cartpole-balance"), ("random", "random")):
+        doc = {
+            "name": f"cmp-{key}",
+            "seed": 3,
+            "jobs": [
+                {
+                    "name": "pole",
+                    "env": "CartPole-v1",
+                    "policy": policy,
+                    "episodes": 40,
+                    "num_envs": 4,
+                    "max_steps": 150,
+                    "success": "survived",
+                    "factors": {
+                        "length": {
+                            "variation": {"type": "attr", "name": "length"},
+                            "sampler": {"type": "uniform", "low": 0.2, "high": 1.5},
+                        }
+                    },
+                }
+            ],
+        }
+        runs[key] = tmp_path / key
+        run_evaluation(parse_run_config(doc), runs[key])
+    _, html_path = write_comparison(compare_runs(runs["lqr"], runs["random"]), tmp_path / "cmp")
+    build_report(runs["lqr"])
+    w = open_report_page(browser, html_path.as_uri())
+    page = w.page
+    report = open_report(browser, (runs["lqr"] / "report" / "index.html").as_uri(), "file://").page
+    # The same top bar and stylesheet as the report: brand, bar height and colour, fonts.
+    style = "e => { const s = getComputedStyle(e); return [s.height, s.backgroundColor, s.fontFamily]; }"
+    assert page.eval_on_selector(".topbar", style) == report.eval_on_selector(".topbar", style)
+    assert page.inner_text(".topbar .brand") == report.inner_text(".topbar .brand") == "trialrun"
+    assert page.eval_on_selector_all(".topbar nav a", "as => as.map(a => a.textContent)") == [
+        "Jobs",
+        "Factors",
+        "Methods",
+    ]
+    # Cards with each run's pooled rate and Wilson interval, and the job table's bars.
+    assert page.locator("#overall .card").count() == 3
+    row = page.locator('#jobs-table tr[data-job="pole"]')
+    assert row.locator("svg.ibar:not(.dbar)").count() == 2 and row.locator("svg.dbar").count() == 1
+    diff = float(row.locator("svg.dbar").get_attribute("data-diff") or "nan")
+    shown = float(row.locator('[data-field="difference"]').get_attribute("data-value") or "nan")
+    assert diff == shown < 0  # random is worse than the LQR policy
+    assert page.locator("#jobs-table th.bar-col").all_inner_texts() == [
+        "A success (Wilson 95% CI)",
+        "B success (Wilson 95% CI)",
+        "B − A (paired 95% CI)",
+    ]
+    page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
+    assert Image.open(tmp_path / "compare.png").size[0] == 1280
+    assert w.problems == [] and w.dialogs == []
+
+
+def open_report_page(browser: Browser, url: str) -> Watched:
+    """A page with no script (compare.html): loaded, watched, nothing awaited."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    watched = Watched(page, "file://")
+    page.goto(url)
+    page.wait_for_load_state("load")
+    return watched

@@ -277,7 +277,9 @@ def test_sensitivity_section_only_when_the_analysis_exists(tmp_path: Path) -> No
 
 def _figure(html: str, factor: str) -> str:
     """The markup of the factor chart card of ``factor``."""
-    start = html.index(f'<figure class="chart-card" data-factor="{factor}"')
+    match = re.search(rf'<figure class="chart-card( wide)?" data-factor="{re.escape(factor)}"', html)
+    assert match is not None, factor
+    start = match.start()
     return html[start : html.index("</figure>", start)]
 
 

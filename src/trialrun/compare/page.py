@@ -1,15 +1,21 @@
 """``compare.html``: the comparison as one self-contained page.
 
-Rendered with jinja2 (autoescape on) from ``report/templates/compare.html.j2``
-with the report's own stylesheet inlined, so it looks like the run's report,
-opens from disk, runs no script and fetches nothing. The charts are inline
-SVG whose geometry is computed here.
+Rendered with jinja2 (autoescape on) from ``report/templates/compare.html.j2``,
+which shares the report's top bar (``_topbar.html.j2``), stylesheet, cards,
+formats and rate bars (:func:`trialrun.report.charts.interval_bar` for each
+run's Wilson interval, :func:`~trialrun.report.charts.difference_bar` for the
+paired B - A interval), so the two pages read alike. It opens from disk, runs
+no script and fetches nothing (its Content-Security-Policy says so). The
+charts are inline SVG whose geometry is computed here.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -18,6 +24,9 @@ import numpy as np
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
+import trialrun
+from trialrun.report.builder import fmt_int, fmt_pct, fmt_raw, fmt_when
+from trialrun.report.charts import difference_bar, interval_bar
 from trialrun.runfiles.comparison import Comparison, FactorComparison
 from trialrun.stats import wilson_interval
 
@@ -36,8 +45,69 @@ def _report_dir() -> Any:
 def _environment() -> Environment:
     templates = str(_report_dir().joinpath("templates"))
     env = Environment(loader=FileSystemLoader(templates), autoescape=True, undefined=StrictUndefined)
-    env.filters["rate_ci"] = rate_with_interval
+    env.filters.update(rate_ci=rate_with_interval, pct=fmt_pct, raw=fmt_raw, int_sep=fmt_int, when=fmt_when)
     return env
+
+
+def content_security_policy(style: str) -> str:
+    """The page's CSP: its one inline stylesheet (by hash) and nothing else:
+    no script at all, no network, so an injected value could not run."""
+    digest = base64.b64encode(hashlib.sha256(style.encode("utf-8")).digest()).decode()
+    return "; ".join(
+        [
+            "default-src 'none'",
+            "script-src 'none'",
+            f"style-src 'sha256-{digest}'",
+            "img-src data:",
+            "base-uri 'none'",
+            "form-action 'none'",
+        ]
+    )
+
+
+@dataclass
+class PooledRate:
+    """One run's success rate over the paired episodes of every compared job,
+    with its Wilson 95% interval and the report's rate bar (the overview cards)."""
+
+    successes: int
+    n: int
+    rate: float | None
+    low: float | None
+    high: float | None
+    bar: Markup
+
+
+def _pooled(comparison: Comparison, side: str) -> PooledRate:
+    successes = n = 0
+    for jc in comparison.jobs.values():
+        sc = jc.success
+        if sc is None:
+            continue
+        n += sc.both + sc.only_a + sc.only_b + sc.neither
+        successes += sc.both + (sc.only_a if side == "A" else sc.only_b)
+    if not n:
+        return PooledRate(0, 0, None, None, None, Markup(""))
+    low, high = wilson_interval(successes, n)
+    rate = successes / n
+    return PooledRate(successes, n, rate, low, high, interval_bar(rate, low, high, label=side, width=240))
+
+
+def _job_bars(comparison: Comparison) -> dict[str, dict[str, Markup]]:
+    """Per job: A's and B's rate bars (Wilson) and the paired difference bar."""
+    bars = {}
+    for name, jc in comparison.jobs.items():
+        sc = jc.success
+        if sc is None:
+            continue
+        n = sc.both + sc.only_a + sc.only_b + sc.neither
+        a, b = sc.both + sc.only_a, sc.both + sc.only_b
+        bars[name] = {
+            side: interval_bar(k / n, *wilson_interval(k, n), label=f"{name} {side}") if n else Markup("")
+            for side, k in (("a", a), ("b", b))
+        }
+        bars[name]["diff"] = difference_bar(sc.difference, sc.ci.low, sc.ci.high, label=name)
+    return bars
 
 
 def rate_with_interval(successes: int, n: int) -> str:
@@ -157,8 +227,18 @@ def render_compare_html(comparison: Comparison) -> str:
     inlined, inline SVG, no scripts, no network; every user-provided text is
     escaped)."""
     charts = {name: [_bin_chart(fc) for fc in jc.factors] for name, jc in comparison.jobs.items()}
+    css = _stylesheet()
     return (
         _environment()
         .get_template(TEMPLATE)
-        .render(c=comparison, f=_forest(comparison), charts=charts, css=Markup(_stylesheet()))
+        .render(
+            c=comparison,
+            f=_forest(comparison),
+            charts=charts,
+            css=Markup(css),
+            csp=content_security_policy(css),
+            version=trialrun.__version__,
+            overall={"a": _pooled(comparison, "A"), "b": _pooled(comparison, "B")},
+            job_bars=_job_bars(comparison),
+        )
     )

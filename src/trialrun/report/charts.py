@@ -120,6 +120,67 @@ def interval_bar(
     return Markup("".join(parts))
 
 
+def difference_bar(
+    diff: float | None,
+    low: float | None,
+    high: float | None,
+    *,
+    label: str = "",
+    width: int = 180,
+    height: int = 22,
+) -> Markup:
+    """A paired difference of rates (B - A) on a [-1, 1] track: a bar from 0 to
+    ``diff`` (green above 0, red below) with whiskers from ``low`` to ``high``.
+
+    The comparison page's counterpart of :func:`interval_bar`, so a difference
+    and its interval read the same way as the rates next to it.
+
+    Example:
+        >>> 'data-diff="0.25"' in difference_bar(0.25, 0.1, 0.4, label="lqr")
+        True
+    """
+    pad = 4
+    inner = width - 2 * pad
+    mid = height / 2
+
+    def x(v: float) -> float:
+        return pad + (max(-1.0, min(1.0, v)) + 1) / 2 * inner
+
+    parts = [
+        f'<svg class="ibar dbar" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img"'
+    ]
+    track = f'<rect x="{pad}" y="{_f(mid - 5)}" width="{inner}" height="10" rx="2" fill="{TRACK}"/>'
+    zero = f'<line x1="{_f(x(0))}" x2="{_f(x(0))}" y1="{_f(mid - 8)}" y2="{_f(mid + 8)}" stroke="{MUTED}"/>'
+    title = f"{label}: " if label else ""
+    if diff is None:
+        parts.append(f' aria-label="{escape(title)}no pairs">{track}{zero}</svg>')
+        return Markup("".join(parts))
+    lo = low if low is not None else diff
+    hi = high if high is not None else diff
+    text = f"{title}B - A {100 * diff:+.1f} pp (95% CI {100 * lo:+.1f} to {100 * hi:+.1f} pp)"
+    parts.append(f' aria-label="{escape(text)}" data-diff="{diff!r}" data-low="{lo!r}" data-high="{hi!r}">')
+    parts.append(f"<title>{escape(text)}</title>{track}")
+    x0, x1 = sorted((x(0), x(diff)))
+    colour = GOOD if diff > 0 else BAD
+    parts.append(
+        f'<rect x="{_f(x0)}" y="{_f(mid - 5)}" width="{_f(x1 - x0)}" height="10" fill="{colour}" '
+        'fill-opacity="0.75"/>'
+    )
+    parts.append(zero)
+    parts.append(
+        f'<line x1="{_f(x(lo))}" x2="{_f(x(hi))}" y1="{_f(mid)}" y2="{_f(mid)}" stroke="{INK}" '
+        'stroke-width="1.5"/>'
+    )
+    for v in (lo, hi):
+        parts.append(
+            f'<line x1="{_f(x(v))}" x2="{_f(x(v))}" y1="{_f(mid - 6)}" y2="{_f(mid + 6)}" '
+            f'stroke="{INK}" stroke-width="1.5"/>'
+        )
+    parts.append(f'<circle cx="{_f(x(diff))}" cy="{_f(mid)}" r="2.5" fill="{INK}"/></svg>')
+    return Markup("".join(parts))
+
+
 # --------------------------------------------------------------------------- factor chart
 
 W, H = 300, 170
