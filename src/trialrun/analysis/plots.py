@@ -130,7 +130,7 @@ def min_font_pt(fig: Figure) -> float:
         >>> round(min_font_pt(Figure(figsize=(15.6, 4))), 2)  # 1716 px shown 1190 px wide
         10.38
     """
-    fig_px = fig.get_figwidth() * DPI
+    fig_px = float(fig.get_figwidth()) * DPI
     return MIN_TEXT_PX * 72 / DPI * fig_px / min(fig_px, REPORT_WIDTH_PX)
 
 
