@@ -174,3 +174,15 @@ def test_every_figure_is_readable_at_the_report_width(
         )
         assert Image.open(path).text[MIN_FONT_KEY] == f"{smallest:.3f}"
     assert Image.open(tmp_path / "s.png").text[MIN_FONT_KEY] == "10.383"  # 11 px x 72/110 x 1716/1190
+
+
+def test_axis_labels_name_a_unit_only_when_there_is_one() -> None:
+    from trialrun.analysis.plots import _axis_label
+
+    assert [_axis_label("friction", u) for u in ("1", "", None, "kg", "x")] == [
+        "friction",
+        "friction",
+        "friction",
+        "friction [kg]",
+        "friction [x]",
+    ]

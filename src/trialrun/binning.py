@@ -305,5 +305,27 @@ __all__ = [
     "is_number",
     "level_key",
     "n_bins_for",
+    "shown_units",
     "uses_log_bins",
 ]
+
+
+#: Unit strings that mean "dimensionless": a friction coefficient's "1" (the SI
+#: way of writing a pure number) reads as a stray digit on the page ("0.02 – 1 1").
+NO_UNITS = frozenset({"", "1", "-"})
+
+
+def shown_units(units: str | None) -> str | None:
+    """The unit to print next to a factor, or None for a dimensionless one.
+
+    The report and the analysis decide this themselves (instead of trusting the
+    manifest), so runs whose variations wrote ``"1"`` for a ratio render right.
+
+    Example:
+        >>> [shown_units(u) for u in (None, "", " 1 ", "kg", "x")]
+        [None, None, None, 'kg', 'x']
+    """
+    if units is None:
+        return None
+    text = units.strip()
+    return None if text in NO_UNITS else text

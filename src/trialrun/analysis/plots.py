@@ -45,7 +45,7 @@ from trialrun.analysis.models import (
     PosteriorResult,
     SensitivityResult,
 )
-from trialrun.binning import level_key
+from trialrun.binning import level_key, shown_units
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,8 @@ def _tick(v: object) -> str:
 
 
 def _label(f: FactorResult) -> str:
-    return f"{f.name} [{f.units}]" if f.units else f.name
+    units = shown_units(f.units)
+    return f"{f.name} [{units}]" if units else f.name
 
 
 def _y_label(result: SensitivityResult) -> str:
@@ -395,8 +396,8 @@ def write_interaction_png(view: InteractionView, ds: Dataset, result: Sensitivit
                 setter(np.arange(len(values)), [str(v) for v in values])
             elif col.is_log:
                 scale("log")
-        ax.set_xlabel(f"{cx.name} [{cx.spec.units}]" if cx.spec.units else cx.name)
-        ax.set_ylabel(f"{cy.name} [{cy.spec.units}]" if cy.spec.units else cy.name)
+        ax.set_xlabel(_axis_label(cx.name, cx.spec.units))
+        ax.set_ylabel(_axis_label(cy.name, cy.spec.units))
     p = f"p = {_fmt_p(view.p_value)}, p_adj = {_fmt_p(view.p_adjusted)}"
     fig.suptitle(f"Top interaction: {cx.name} x {cy.name}   ({p})", fontsize=12)
     _readable_layout(fig, 0.95)
@@ -447,3 +448,9 @@ def write_posterior_png(post: PosteriorResult, result: SensitivityResult, path: 
     )
     _readable_layout(fig, 0.95)
     return _save(fig, path)
+
+
+def _axis_label(name: str, units: str | None) -> str:
+    """``name [units]``, or the name alone for a dimensionless factor."""
+    shown = shown_units(units)
+    return f"{name} [{shown}]" if shown else name

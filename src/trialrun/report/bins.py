@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from trialrun.binning import assign_bins, is_number, level_key
+from trialrun.binning import NO_UNITS as NO_UNITS  # re-exported
+from trialrun.binning import assign_bins, is_number, level_key, shown_units
 from trialrun.runfiles.names import ANALYSIS_DIR as ANALYSIS_DIR  # re-exported for the builder
 from trialrun.runfiles.schema import FactorSpec, FactorValue
 from trialrun.stats import wilson_interval
@@ -28,27 +29,9 @@ logger = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------- units
 
+
 #: Unit strings that mean "dimensionless": a friction coefficient's "1" (the SI
 #: way of writing a pure number) reads as a stray digit on the page ("0.02 – 1 1").
-NO_UNITS = frozenset({"", "1", "-"})
-
-
-def shown_units(units: str | None) -> str | None:
-    """The unit to print next to a factor, or None for a dimensionless one.
-
-    The report decides this itself (instead of trusting the manifest), so runs
-    recorded before variations stopped writing ``"1"`` render right too.
-
-    Example:
-        >>> [shown_units(u) for u in (None, "", " 1 ", "kg", "x")]
-        [None, None, None, 'kg', 'x']
-    """
-    if units is None:
-        return None
-    text = units.strip()
-    return None if text in NO_UNITS else text
-
-
 def display_spec(spec: FactorSpec) -> FactorSpec:
     """``spec`` with its unit as the report shows it (:func:`shown_units`)."""
     units = shown_units(spec.units)

@@ -33,8 +33,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from trialrun.binning import shown_units
 from trialrun.errors import InputError
-from trialrun.report.bins import BinStat, FactorBins, bin_factor, display_spec, infer_spec, shown_units
+from trialrun.report.bins import BinStat, FactorBins, bin_factor, display_spec, infer_spec
 from trialrun.report.payload import episodes_payload, relative_url
 from trialrun.report.sections import ComparisonView, SensitivityView, read_comparisons, read_sensitivity
 from trialrun.report.view import JobView, RunView, duration_s, parse_time

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trialrun.binning import is_number
-from trialrun.report.bins import shown_units
+from trialrun.binning import is_number, shown_units
 from trialrun.runfiles import (
     COMPARE_DIR,
     COMPARE_HTML,
