@@ -6,10 +6,15 @@ a long pole, a heavy cart; 20 paired episodes each), each into its own run
 directory under ``runs/cartpole_ppo/evals/<evaluator>/epoch<N>/``, with metrics
 in ``metrics.jsonl`` and TensorBoard (``tensorboard --logdir
 runs/cartpole_ppo/evals/tensorboard``). At the end, a table shows the success
-rates climbing. About two minutes on two cores::
+rates climbing (for how long it takes, see "How long things take" in the
+README)::
 
-    pip install 'trialrun[sb3,trackers]'
+    pip install torch==2.13.0 && pip install -e ".[sb3,trackers,video]"
     python examples/train_cartpole_ppo.py
+
+The ``video`` extra is needed because the nominal evaluator films one episode
+(CartPole draws its frames with pygame). The script exits 1 when any
+evaluation failed, so a broken set-up cannot pass for a finished training.
 
 Any run directory works with the other commands, for example
 ``trialrun report runs/cartpole_ppo/evals/nominal/final``.
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -47,7 +53,20 @@ def cell(result: EvalResult | None) -> str:
     return f"{result.success_rate:4.0%} [{low:4.0%},{high:4.0%}]"
 
 
-def main() -> None:
+def failures(
+    history: list[tuple[int, int, dict[str, EvalResult]]], final: dict[str, EvalResult]
+) -> list[str]:
+    """One line per failed evaluation (evaluator, step and its error message)."""
+    runs = [(f"step {step:,}", results) for _, step, results in history] + [("final", final)]
+    return [
+        f"{name} at {label}: {result.error}"
+        for label, results in runs
+        for name, result in results.items()
+        if not result.ok
+    ]
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -104,7 +123,14 @@ def main() -> None:
     print(f"\ntrained {args.timesteps:,} steps in {elapsed:.0f} s, of which {eval_seconds:.0f} s evaluating")
     print(f"run directories, metrics.jsonl and TensorBoard logs: {manager.output_dir}")
     print(f"final model: {checkpoint} (trialrun suite {args.suites} --policy {checkpoint})")
+    failed = failures(callback.history, callback.final_results)
+    if failed:
+        print(f"\n{len(failed)} evaluation(s) failed:", file=sys.stderr)
+        for line in failed:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
