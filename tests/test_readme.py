@@ -40,3 +40,23 @@ def test_durations_are_stated_in_one_place() -> None:
         if example.suffix in (".yaml", ".py"):
             text = example.read_text().lower()
             assert not re.search(r"\b(about|under|in) (a|one|two|five|\d+) (minute|second)", text), example
+
+
+def test_the_training_examples_install_line_has_the_extras_the_example_suite_uses() -> None:
+    """Issue 17: after the documented ``.[sb3,trackers]`` the example failed on every
+    evaluation (CartPole's video needs pygame: the ``video`` extra) and the suites
+    command on its TensorBoard logger. The install line next to the example names
+    every extra the example suite and the script need."""
+    import yaml
+
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"```bash\n(pip install[^\n]*)\npython examples/train_cartpole_ppo.py\n", readme)
+    assert block is not None
+    extras = set(re.search(r'\.\[([\w,]+)\]"', block.group(1)).group(1).split(","))  # type: ignore[union-attr]
+    suites = yaml.safe_load((ROOT / "examples" / "suites" / "cartpole.yaml").read_text())
+    needed = {"sb3"}  # the script trains with Stable-Baselines3
+    if set(suites["loggers"]) & {"tensorboard", "wandb", "mlflow"}:
+        needed.add("trackers")
+    if any("video" in evaluator for evaluator in suites["evaluators"].values()):
+        needed.add("video")  # CartPole's frames are drawn by pygame
+    assert needed <= extras, f"the install line lacks {sorted(needed - extras)}"
