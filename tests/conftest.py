@@ -28,6 +28,9 @@ _MODULE_MARKERS = {
     "test_suites_manager.py": ("slow",),
     "test_suites_cli.py": ("slow",),
     "test_recording_encoder.py": ("slow",),
+    "test_execution_signals.py": ("slow",),
+    "test_policy_faults.py": ("slow",),
+    "test_hostile_inputs.py": ("slow",),
 }
 _METAWORLD_WORDS = ("metaworld", "Meta-World", "pick_place", "pick-place")
 
