@@ -59,7 +59,7 @@ def test_an_alarm_that_is_not_ours_goes_to_the_previous_handler() -> None:
 
 def test_the_previous_alarm_handler_is_restored() -> None:
     def mine(signum: int, frame: Any) -> None:
-        pass
+        """A user's own alarm handler (it only has to be a distinct object)."""
 
     previous = signal.signal(signal.SIGALRM, mine)
     try:

@@ -53,7 +53,7 @@ class ControllerTransport:
         LOG[self.tag + ".reset"] = [*LOG.get(self.tag + ".reset", []), list(worlds)]
 
     def close(self) -> None:
-        pass
+        """Nothing to close: the controller lives in this process."""
 
 
 def controller_server(

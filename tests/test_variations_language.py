@@ -28,7 +28,7 @@ class RecordingInstructedPolicy:
         return np.zeros(len(obs), dtype=np.int64)
 
     def reset(self, mask: np.ndarray, seeds: Any = None) -> None:
-        pass
+        """Stateless: nothing to clear."""
 
 
 def _config(num_envs: int, policy: dict[str, Any], instruction: str | None = None) -> Any:

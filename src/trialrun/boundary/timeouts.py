@@ -138,8 +138,9 @@ class TimeLimits:
                     ctypes.c_ulong(self._target), ctypes.py_object(_AsyncTimeout)
                 )
             # One shot per call: wait for it to end before looking again.
-            while self._current is call and not self._stop.wait(_IDLE_POLL_S):
-                pass
+            while self._current is call:
+                if self._stop.wait(_IDLE_POLL_S):
+                    return
 
     def _on_alarm(self, signum: int, frame: FrameType | None) -> None:
         call = self._current

@@ -106,18 +106,23 @@ def interval_bar(
         f'<rect x="{pad}" y="{_f(mid - 5)}" width="{_f(rate * inner)}" height="10" rx="2" '
         f'fill="{_rate_color(rate)}" fill-opacity="0.75"/>'
     )
-    x0, x1 = pad + lo * inner, pad + hi * inner
-    parts.append(
-        f'<line x1="{_f(x0)}" x2="{_f(x1)}" y1="{_f(mid)}" y2="{_f(mid)}" stroke="{INK}" stroke-width="1.5"/>'
-    )
-    for x in (x0, x1):
-        parts.append(
-            f'<line x1="{_f(x)}" x2="{_f(x)}" y1="{_f(mid - 6)}" y2="{_f(mid + 6)}" '
-            f'stroke="{INK}" stroke-width="1.5"/>'
-        )
-    parts.append(f'<circle cx="{_f(pad + rate * inner)}" cy="{_f(mid)}" r="2.5" fill="{INK}"/>')
+    parts.append(_whiskers(pad + lo * inner, pad + hi * inner, pad + rate * inner, mid))
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+def _whiskers(x0: float, x1: float, point: float, mid: float) -> str:
+    """An interval from ``x0`` to ``x1`` with end ticks and a dot at ``point``
+    (the same marks on the rate bars and the paired-difference bars)."""
+    ticks = "".join(
+        f'<line x1="{_f(x)}" x2="{_f(x)}" y1="{_f(mid - 6)}" y2="{_f(mid + 6)}" '
+        f'stroke="{INK}" stroke-width="1.5"/>'
+        for x in (x0, x1)
+    )
+    return (
+        f'<line x1="{_f(x0)}" x2="{_f(x1)}" y1="{_f(mid)}" y2="{_f(mid)}" stroke="{INK}" stroke-width="1.5"/>'
+        f'{ticks}<circle cx="{_f(point)}" cy="{_f(mid)}" r="2.5" fill="{INK}"/>'
+    )
 
 
 def difference_bar(
@@ -168,16 +173,8 @@ def difference_bar(
         'fill-opacity="0.75"/>'
     )
     parts.append(zero)
-    parts.append(
-        f'<line x1="{_f(x(lo))}" x2="{_f(x(hi))}" y1="{_f(mid)}" y2="{_f(mid)}" stroke="{INK}" '
-        'stroke-width="1.5"/>'
-    )
-    for v in (lo, hi):
-        parts.append(
-            f'<line x1="{_f(x(v))}" x2="{_f(x(v))}" y1="{_f(mid - 6)}" y2="{_f(mid + 6)}" '
-            f'stroke="{INK}" stroke-width="1.5"/>'
-        )
-    parts.append(f'<circle cx="{_f(x(diff))}" cy="{_f(mid)}" r="2.5" fill="{INK}"/></svg>')
+    parts.append(_whiskers(x(lo), x(hi), x(diff), mid))
+    parts.append("</svg>")
     return Markup("".join(parts))
 
 
