@@ -20,15 +20,19 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from copy import deepcopy
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.error import CustomSpaceError
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 from gymnasium.vector.async_vector_env import AsyncState
 from gymnasium.vector.utils import concatenate, iterate
+
+logger = logging.getLogger(__name__)
 
 StepResult = tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]
 
@@ -107,17 +111,83 @@ class ActiveSubsetSyncVectorEnv(SyncVectorEnv):
 
 
 class ActiveSubsetAsyncVectorEnv(AsyncVectorEnv):
-    """An ``AsyncVectorEnv`` (autoreset disabled) whose idle workers are not stepped."""
+    """An ``AsyncVectorEnv`` (autoreset disabled) whose idle workers are not stepped.
+
+    Observations travel through shared memory when the observation space
+    allows it (Box, Discrete, Dict/Tuple of those ...). Spaces Gymnasium
+    cannot lay out in shared memory (a ``Text`` mission in MiniGrid's Dict
+    observation, a ``Graph``, a custom space) raise ``CustomSpaceError``
+    there; those fall back to sending observations through the workers'
+    pipes (``shared_memory=False``), which gives the same observations, only
+    slower, and one log line says so.
+
+    Example:
+        >>> import gymnasium as gym
+        >>> vec = ActiveSubsetAsyncVectorEnv([lambda: gym.make("CartPole-v1")] * 2)
+        >>> vec.shared_memory
+        True
+        >>> vec.close()
+    """
 
     def __init__(self, env_fns: Sequence[Callable[[], gym.Env[Any, Any]]]) -> None:
-        super().__init__(env_fns, shared_memory=True, copy=True, autoreset_mode="Disabled")
+        try:
+            super().__init__(env_fns, shared_memory=True, copy=True, autoreset_mode="Disabled")
+        except ValueError as exc:
+            if not isinstance(exc.__cause__, CustomSpaceError):
+                raise
+            # Raised before any worker started (only the probe env was built and closed).
+            super().__init__(env_fns, shared_memory=False, copy=True, autoreset_mode="Disabled")
+            logger.info(
+                "async: observation space %s cannot be placed in shared memory (it holds a %s space); "
+                "observations are sent through the worker pipes instead (shared_memory=False)",
+                _short(self.single_observation_space),
+                _unshareable(self.single_observation_space),
+            )
         self._last_obs: list[Any] = [None] * self.num_envs
 
     def reset_slots(
         self, mask: np.ndarray, seeds: Sequence[int | None], options: dict[str, Any]
     ) -> tuple[Any, dict[str, Any]]:
         """Reset the workers where ``mask`` is true (Gymnasium's masked reset)."""
-        return self.reset(seed=list(seeds), options={**options, "reset_mask": mask})
+        if self.shared_memory:
+            return self.reset(seed=list(seeds), options={**options, "reset_mask": mask})
+        # Without shared memory Gymnasium's masked reset batches every worker's
+        # last observation, which a worker never reset does not have yet.
+        self._assert_is_running()
+        if self._state != AsyncState.DEFAULT:
+            raise RuntimeError(f"reset_slots while waiting for {self._state.value}")
+        infos: dict[str, Any] = {}
+        for i, (obs, info) in self._call_each(
+            mask, "reset", [{"seed": s, "options": options} for s in seeds]
+        ):
+            self._last_obs[i] = obs
+            infos = self._add_info(infos, info, i)
+        return deepcopy(self._batch_last_obs()), infos
+
+    def _call_each(self, mask: np.ndarray, command: str, data: Sequence[Any]) -> list[tuple[int, Any]]:
+        """Send ``command`` with ``data[i]`` to the workers where ``mask`` is
+        true (they run in parallel) and collect ``(i, result)``; a worker's
+        error is raised once all have answered."""
+        indices = [int(i) for i in np.flatnonzero(mask)]
+        for i in indices:
+            self.parent_pipes[i].send((command, data[i]))
+        results: list[tuple[int, Any]] = []
+        successes = [True] * self.num_envs
+        for i in indices:
+            result, ok = self.parent_pipes[i].recv()
+            successes[i] = ok
+            if ok:
+                results.append((i, result))
+        self._raise_if_errors(successes)
+        return results
+
+    def _batch_last_obs(self) -> Any:
+        """The batch of each worker's last observation (a worker that has none
+        yet, idle since the start, shows the first worker's)."""
+        fill = next(obs for obs in self._last_obs if obs is not None)
+        rows = [fill if obs is None else obs for obs in self._last_obs]
+        self.observations = concatenate(self.single_observation_space, rows, self.observations)
+        return self.observations
 
     def step_active(self, actions: Any, active: np.ndarray) -> StepResult:
         """Step the workers where ``active`` is true (they run in parallel)."""
@@ -125,22 +195,32 @@ class ActiveSubsetAsyncVectorEnv(AsyncVectorEnv):
         if self._state != AsyncState.DEFAULT:
             raise RuntimeError(f"step_active while waiting for {self._state.value}")
         per_env_actions = list(iterate(self.action_space, actions))
-        indices = [int(i) for i in np.flatnonzero(active)]
-        for i in indices:
-            self.parent_pipes[i].send(("step", per_env_actions[i]))
         rewards = np.zeros(self.num_envs, dtype=np.float64)
         terminations = np.zeros(self.num_envs, dtype=np.bool_)
         truncations = np.zeros(self.num_envs, dtype=np.bool_)
         infos: dict[str, Any] = {}
-        successes = [True] * self.num_envs
-        for i in indices:
-            result, ok = self.parent_pipes[i].recv()
-            successes[i] = ok
-            if ok:
-                self._last_obs[i] = result[0]
-                rewards[i], terminations[i], truncations[i] = result[1], result[2], result[3]
-                infos = self._add_info(infos, result[4], i)
-        self._raise_if_errors(successes)
+        for i, result in self._call_each(active, "step", per_env_actions):
+            self._last_obs[i] = result[0]
+            rewards[i], terminations[i], truncations[i] = result[1], result[2], result[3]
+            infos = self._add_info(infos, result[4], i)
         if not self.shared_memory:
-            self.observations = concatenate(self.single_observation_space, self._last_obs, self.observations)
+            self._batch_last_obs()
         return deepcopy(self.observations), rewards, terminations, truncations, infos
+
+
+def _short(space: gym.Space[Any], limit: int = 120) -> str:
+    """A space's repr cut to one readable line (Dict spaces can be long)."""
+    text = repr(space)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_SHAREABLE = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
+
+
+def _unshareable(space: gym.Space[Any]) -> str:
+    """The type name of the first sub-space without a shared-memory layout."""
+    if isinstance(space, gym.spaces.Dict | gym.spaces.Tuple):
+        for sub in space.spaces.values() if isinstance(space, gym.spaces.Dict) else space.spaces:
+            if not isinstance(sub, _SHAREABLE):
+                return _unshareable(sub)
+    return type(space).__name__
