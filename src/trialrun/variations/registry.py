@@ -24,6 +24,7 @@ _REGISTRY: dict[str, type[Variation]] = {}
 _BUILTIN_MODULES = (
     "trialrun.variations.classic",
     "trialrun.variations.mujoco",
+    "trialrun.variations.pybullet",
     "trialrun.variations.metaworld",
     "trialrun.variations.env_kwarg",
     "trialrun.variations.language",
