@@ -844,7 +844,7 @@ F = "field 'jobs[j].factors.f.variation"
         (
             {"type": "mujoco.gravity"},
             "CartPole-v1",
-            f"{F}': variation 'mujoco.gravity' needs a MuJoCo env (with .model and .data); "
+            f"{F}': variation 'mujoco.gravity' needs a MuJoCo env (with .model and .data, or a dm_control .physics); "
             "CartPoleEnv is not one",
         ),
     ],

@@ -147,13 +147,27 @@ class Variation(ABC):
 
 
 def require_mujoco(env: gym.Env[Any, Any], variation: str) -> tuple[Any, Any]:
-    """``(model, data)`` of a MuJoCo-based env, or a clear error."""
+    """``(model, data)`` of a MuJoCo-based env, or a clear error.
+
+    Found as ``env.unwrapped.model``/``.data`` (Gymnasium's MuJoCo envs,
+    Meta-World, gymnasium-robotics) or through a dm_control ``Physics``
+    (``env.unwrapped.physics``, as shimmy's ``DmControlCompatibilityV0``
+    exposes it, or ``env.unwrapped._env.physics``), whose wrappers hold the
+    raw ``mujoco.MjModel``/``MjData`` as ``.ptr``: editing those in place is
+    what dm_control's own ``physics.model.body_mass[...] = ...`` does.
+    """
     base = env.unwrapped
     model = getattr(base, "model", None)
     data = getattr(base, "data", None)
-    if model is None or data is None or not hasattr(model, "body_mass"):
-        raise VariationError(
-            f"variation '{variation}' needs a MuJoCo env (with .model and .data); "
-            f"{type(base).__name__} is not one"
-        )
-    return model, data
+    if model is not None and data is not None and hasattr(model, "body_mass"):
+        return model, data
+    physics = getattr(base, "physics", None) or getattr(getattr(base, "_env", None), "physics", None)
+    if physics is not None:
+        model = getattr(getattr(physics, "model", None), "ptr", None)
+        data = getattr(getattr(physics, "data", None), "ptr", None)
+        if model is not None and data is not None and hasattr(model, "body_mass"):
+            return model, data
+    raise VariationError(
+        f"variation '{variation}' needs a MuJoCo env (with .model and .data, or a dm_control .physics); "
+        f"{type(base).__name__} is not one"
+    )

@@ -1,5 +1,6 @@
 """Built-in MuJoCo variations: mass, friction, gravity, damping, actuator gain,
-lights and cameras of any env exposing ``env.unwrapped.model`` / ``.data``.
+lights and cameras of any env exposing ``env.unwrapped.model`` / ``.data``, or
+a dm_control ``physics`` (dm_control suite tasks through shimmy).
 
 Every variation here edits the compiled ``mjModel`` in place (no rebuild), so it
 applies at reset: the factor hook calls :meth:`~Variation.restore` and then
@@ -186,7 +187,10 @@ class _MujocoVariation(Variation):
         """The bound model, after checking that ``env`` is the env it belongs to."""
         if self._model is None:
             raise self.error(f"variation '{self.type_name}' is not bound: call bind(env) first")
-        model = getattr(env.unwrapped, "model", None)
+        try:
+            model = require_mujoco(env, self.type_name)[0]
+        except VariationError:
+            model = None
         if model is not self._model:
             raise self.error(
                 f"variation '{self.type_name}' was bound to another env instance; "
