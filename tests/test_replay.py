@@ -16,8 +16,9 @@ from trialrun.cli import app
 from trialrun.config import parse_run_config
 from trialrun.errors import InputError
 from trialrun.execution.runner import run_evaluation
+from trialrun.outcomes import values_match
 from trialrun.recording.writer import probe_video
-from trialrun.replay import compare_records, replay_episode, values_match
+from trialrun.replay import compare_records, replay_episode
 from trialrun.runfiles import read_episodes
 
 CARTPOLE_RUN = {

@@ -171,7 +171,13 @@ class _EvenEpisodes:
     def settings(self, slot: Slot) -> dict[str, Any] | None:
         return {"episode": slot.episode} if slot.episode % 2 == 0 else None
 
-    def settle(self, slot: Slot, outcome: dict[str, Any], files: dict[str, str]) -> dict[str, str]:
+    def keeps_actions(self) -> bool:
+        return False
+
+    def settle(
+        self, slot: Slot, outcome: dict[str, Any], files: dict[str, str], actions: Any = None
+    ) -> dict[str, str]:
+        assert actions is None  # it keeps none
         self.settled.append(slot.episode)
         return files if slot.episode % 4 == 0 else {}
 

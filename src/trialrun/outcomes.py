@@ -204,3 +204,41 @@ class OutcomeTracker:
                 value = value.item()
             outcome[term.name] = value
         return outcome
+
+
+REPLAY_REL_TOL = 1e-9
+REPLAY_ABS_TOL = 1e-12
+
+
+class _Missing:
+    """A value one side of a comparison lacks."""
+
+    def __repr__(self) -> str:
+        return "(missing)"
+
+
+MISSING: Any = _Missing()
+
+
+def values_match(a: Any, b: Any) -> bool:
+    """Equal, or both floats within a relative 1e-9 (bools are not numbers here).
+
+    A faithful re-simulation of an episode (``trialrun replay``, a re-rendered
+    video) reproduces its outcome bit for bit, and JSON round-trips floats
+    exactly, so the tolerance only absorbs formatting, never a different episode.
+    """
+    if a is MISSING or b is MISSING:
+        return False
+    if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
+        return a is b or (type(a) is type(b) and a == b)
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+            return True
+        return math.isclose(a, b, rel_tol=REPLAY_REL_TOL, abs_tol=REPLAY_ABS_TOL)
+    return bool(a == b)
+
+
+def differing_keys(recorded: dict[str, Any], replayed: dict[str, Any]) -> list[str]:
+    """The keys of two outcomes whose values do not match (see :func:`values_match`)."""
+    keys = [*recorded, *(k for k in replayed if k not in recorded)]
+    return [k for k in keys if not values_match(recorded.get(k, MISSING), replayed.get(k, MISSING))]

@@ -26,7 +26,6 @@ Example:
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from typing import Any
 from trialrun.config import JobConfig, RunConfig, VideoConfig, parse_run_config
 from trialrun.errors import InputError
 from trialrun.execution.shard import RunContext, run_shard
+from trialrun.outcomes import MISSING, values_match
 from trialrun.plan import Slot
 from trialrun.runfiles import (
     EPISODES_FILE,
@@ -47,9 +47,6 @@ from trialrun.runfiles.schema import EpisodeRecord
 from trialrun.variations.factors import FactorSet
 
 logger = logging.getLogger(__name__)
-
-_REL_TOL = 1e-9
-_ABS_TOL = 1e-12
 
 
 @dataclass(frozen=True)
@@ -190,27 +187,6 @@ def compare_records(recorded: EpisodeRecord, replayed: EpisodeRecord) -> list[Co
         ("outcome", recorded.outcome, replayed.outcome),
     ):
         for key in [*old, *(k for k in new if k not in old)]:
-            a, b = old.get(key, _MISSING), new.get(key, _MISSING)
+            a, b = old.get(key, MISSING), new.get(key, MISSING)
             rows.append(Comparison(f"{section}.{key}", a, b, values_match(a, b)))
     return rows
-
-
-class _Missing:
-    def __repr__(self) -> str:
-        return "(missing)"
-
-
-_MISSING: Any = _Missing()
-
-
-def values_match(a: Any, b: Any) -> bool:
-    """Equal, or both floats within a relative 1e-9 (bools are not numbers here)."""
-    if a is _MISSING or b is _MISSING:
-        return False
-    if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
-        return a is b or (type(a) is type(b) and a == b)
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-            return True
-        return math.isclose(a, b, rel_tol=_REL_TOL, abs_tol=_ABS_TOL)
-    return bool(a == b)

@@ -43,6 +43,7 @@ from trialrun.errors import ConfigError
 from trialrun.outcomes import OutcomeTerm, OutcomeTracker, SuccessRule
 from trialrun.plan import Slot
 from trialrun.policies.base import Policy, PolicyContext
+from trialrun.policies.playback import ActionLog, ActionRow
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +59,20 @@ class VideoPlan(Protocol):
         """What the sub-env needs to record ``slot`` (None: do not record)."""
         ...
 
-    def settle(self, slot: Slot, outcome: dict[str, Any], files: dict[str, str]) -> dict[str, str]:
-        """The videos the result names, once the outcome is known (others are deleted)."""
+    def keeps_actions(self) -> bool:
+        """Whether episodes starting now keep their actions, for :meth:`settle`
+        to re-simulate the ones whose video is wanted instead of filming them all."""
+        ...
+
+    def settle(
+        self,
+        slot: Slot,
+        outcome: dict[str, Any],
+        files: dict[str, str],
+        actions: Sequence[ActionRow] | None = None,
+    ) -> dict[str, str]:
+        """The videos the result names, once the outcome is known (others are
+        deleted); ``actions`` is the episode's action stream when it kept one."""
         ...
 
 
@@ -130,6 +143,7 @@ def rollout(
     limits: GuardConfig | None = None,
     job: str = "",
     instruction_factor: str | None = None,
+    warn: bool = True,
 ) -> bool:
     """Run every slot in ``slots`` exactly once on ``len(env_fns)`` sub-envs
     (fewer when there are fewer slots) and call ``on_episode`` as each ends.
@@ -138,7 +152,9 @@ def rollout(
     action checks; default :class:`~trialrun.boundary.GuardConfig`); ``job``
     names the job in their messages. ``instruction_factor`` names the factor
     whose value is each episode's instruction (a ``language`` factor): the
-    policy gets it through ``instruct(mask, instructions)``.
+    policy gets it through ``instruct(mask, instructions)``. ``warn: False``
+    keeps the warnings about the env's outcomes quiet (a re-simulation of an
+    episode the run has already warned about).
 
     ``env_fns[i]`` builds sub-env ``i``; it may return a :class:`SlotWrapper`
     carrying pre-reset hooks (variations) and a recorder factory, otherwise
@@ -180,7 +196,8 @@ def rollout(
             vec.close(terminate=failed)
         else:
             vec.close()
-    warn_after_rollout(tracker, env_id)
+    if warn:
+        warn_after_rollout(tracker, env_id)
     return tracker.success_key_seen
 
 
@@ -253,6 +270,7 @@ def _loop(
     applied: list[dict[str, Any]] = [{} for _ in range(num_envs)]
     started: list[str] = [""] * num_envs
     active = np.zeros(num_envs, dtype=bool)
+    action_log = ActionLog(num_envs) if video is not None else None
 
     def start_episodes(mask: np.ndarray) -> Any:
         env_seeds: list[int | None] = [None] * num_envs
@@ -269,6 +287,8 @@ def _loop(
             settings[i] = {"slot": slot.episode, "seed": slot.seed, "factors": slot.factors}
             if video is not None:
                 settings[i]["video"] = video.settings(slot)
+            if action_log is not None and video is not None and video.keeps_actions():
+                action_log.begin(i)
         obs, infos = vec.reset_slots(mask, env_seeds, {"trialrun": settings})
         now = utc_now()
         for i in indices:
@@ -286,6 +306,8 @@ def _loop(
     running = num_envs
     while running:
         actions = guard.act(policy, obs, active)
+        if action_log is not None:
+            action_log.add(actions, active)
         obs, rewards, terminated, truncated, infos = guard.step(active, vec.step_active, actions, active)
         tracker.step(active, rewards, terminated, truncated, infos)
         # Idle sub-envs are not stepped and report neither flag.
@@ -301,6 +323,8 @@ def _loop(
             assert slot is not None  # an active sub-env always has a slot
             outcome = tracker.result(i)
             files: dict[str, str] = sub_env_json(infos, VIDEO_KEY, i)
+            if video is not None:
+                files = video.settle(slot, outcome, files, action_log.take(i) if action_log else None)
             on_episode(
                 EpisodeResult(
                     slot=slot,
@@ -309,7 +333,7 @@ def _loop(
                     factors=applied[i] or dict(slot.factors),
                     started_at=started[i],
                     ended_at=now,
-                    video=video.settle(slot, outcome, files) if video is not None else files,
+                    video=files,
                     extra=record_extra(guard, i, outcome, episode_extra),
                 )
             )

@@ -19,6 +19,7 @@ from trialrun.envs.batched import make_batched_env
 from trialrun.envs.build import make_env
 from trialrun.envs.slot_wrapper import CaptureFactory, SlotWrapper
 from trialrun.errors import ConfigError
+from trialrun.execution.rerender import Rerender
 from trialrun.outcomes import OutcomeTerm, SuccessRule
 from trialrun.plan import Slot
 from trialrun.policies.base import Policy, PolicyContext
@@ -27,7 +28,7 @@ from trialrun.policies.vla.mapping import camera_sizes
 from trialrun.recording.camera_obs import CameraObservations
 from trialrun.recording.capture import DEFAULT_CAMERA, EpisodeRecorder
 from trialrun.recording.selection import VideoSelection
-from trialrun.rollout import EpisodeResult, rollout
+from trialrun.rollout import EnvFn, EpisodeResult, rollout
 from trialrun.rollout_native import rollout_native
 from trialrun.runfiles import RunLayout
 from trialrun.runfiles.schema import EpisodeRecord, Outcome
@@ -96,6 +97,35 @@ def make_factor_env(
     return SlotWrapper(env, env_index=0, hooks=[hook] if hook else [], recorder_factory=recorder_factory)
 
 
+@dataclass(frozen=True)
+class GroupEnvFns:
+    """Makes the sub-env builders of one build-time group of a job (the env
+    kwargs its slots share). Each builder gets its own factor hook: a hook
+    binds to the first env it resets and keeps that env's nominal values."""
+
+    env_id: str
+    kwargs: dict[str, Any]
+    max_steps: int | None
+    factor_set: FactorSet | None
+    build_values: dict[str, Any]
+    render_mode: str | None
+    recorder_factory: CaptureFactory | None
+    cameras: dict[str, tuple[int, int]]
+
+    def __call__(self) -> EnvFn:
+        hook = self.factor_set.hook(self.build_values) if self.factor_set is not None else None
+        return partial(
+            make_factor_env,
+            self.env_id,
+            self.kwargs,
+            self.max_steps,
+            hook,
+            self.render_mode,
+            self.recorder_factory,
+            self.cameras,
+        )
+
+
 def run_shard(
     job: JobConfig,
     context: RunContext,
@@ -160,19 +190,28 @@ def run_shard(
         first = group[0].factors
         build_values = {name: first[name] for name in factor_set.build_names}
         kwargs = {**job.env.kwargs, **factor_set.build_kwargs(first)}
-        env_fns = [
-            partial(
-                make_factor_env,
-                job.env.id,
-                kwargs,
-                job.max_steps,
-                factor_set.hook(build_values) if factor_set else None,
-                render_mode,
-                recorder_factory,
-                cameras,
+
+        env_fn = GroupEnvFns(
+            job.env.id,
+            kwargs,
+            job.max_steps,
+            factor_set if factor_set else None,
+            build_values,
+            render_mode,
+            recorder_factory,
+            cameras,
+        )
+        if video is not None and video.quota:
+            # failures/successes: film the wanted episodes by re-simulating them.
+            video.replayer = Rerender(
+                env_fn,
+                env_id=job.env.id,
+                success=success_rule(job),
+                terms=partial(build_outcome_terms, job),
+                limits=job.limits,
+                job=job.name,
             )
-            for _ in range(job.num_envs)
-        ]
+        env_fns = [env_fn() for _ in range(job.num_envs)]
         seen |= rollout(
             group,
             env_fns,

@@ -4,8 +4,15 @@
 outcomes: it tells each sub-env whether to record an episode (the settings it
 returns travel to the sub-env's :class:`~trialrun.recording.capture.EpisodeRecorder`)
 and, for ``select: failures | successes``, keeps at most ``episodes`` videos
-per job (claims are files, so the quota holds across worker processes) and
-deletes the rest as soon as the outcome is known.
+per job (claims are files, so the quota holds across worker processes).
+
+For ``failures | successes`` the episodes are not filmed while they run: the
+rollout keeps their actions, and an episode that turns out to be wanted is
+re-simulated from them with its cameras on (a :class:`Replayer`, see
+:mod:`trialrun.execution.rerender`), so only the kept videos are rendered.
+If a re-simulation does not reproduce its episode, the selection films the
+rest of the job live: every episode while places are free, deleting the
+unwanted videos as soon as their outcome is known.
 """
 
 from __future__ import annotations
@@ -13,9 +20,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from trialrun.errors import RunWriteError
 from trialrun.runfiles import RunLayout
@@ -27,7 +34,27 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-"""A video of episode ``k``, complete or partial (see ``video_file_name``)."""
+
+class Replayed(Protocol):
+    """A re-simulated episode (:class:`trialrun.execution.rerender.Rerendered` is one)."""
+
+    @property
+    def files(self) -> dict[str, str]: ...
+
+    @property
+    def differences(self) -> list[str]: ...
+
+    @property
+    def outcome(self) -> dict[str, Any]: ...
+
+
+class Replayer(Protocol):
+    """Re-simulates ``slot`` with its recorded ``actions`` and films it with
+    ``settings`` (:class:`trialrun.execution.rerender.Rerender` is one)."""
+
+    def __call__(
+        self, slot: Slot, actions: Sequence[Any], recorded: dict[str, Any], settings: dict[str, Any] | None
+    ) -> Replayed: ...
 
 
 class VideoSelection:
@@ -62,6 +89,10 @@ class VideoSelection:
         except ValueError:
             self.prefix = f"{self.directory.as_posix()}/"
         self.claims = self.directory / ".claims"
+        self.replayer: Replayer | None = None
+        """Re-simulates wanted episodes of the env group running now (None: film live)."""
+        self.live = False
+        """Set once a re-simulation did not reproduce its episode: film the rest live."""
 
     @classmethod
     def for_job(cls, config: VideoConfig, job: str, run_dir: Path) -> VideoSelection:
@@ -96,13 +127,22 @@ class VideoSelection:
                 "%s: removed %d leftover video file(s) of episodes to re-run", self.directory, removed
             )
 
+    def keeps_actions(self) -> bool:
+        """Whether episodes starting now are filmed by re-simulation, afterwards."""
+        return self.quota and self.replayer is not None and not self.live
+
     def settings(self, slot: Slot) -> dict[str, Any] | None:
-        """What the sub-env needs to record ``slot`` (None: do not record)."""
+        """What the sub-env needs to record ``slot`` live (None: do not record)."""
         cfg = self.config
         if cfg.select == "first" and slot.episode >= cfg.episodes:
             return None
-        if self.quota and self._claimed() >= cfg.episodes:
+        if self.quota and (self.keeps_actions() or self._claimed() >= cfg.episodes):
             return None
+        return self.recording(slot)
+
+    def recording(self, slot: Slot) -> dict[str, Any]:
+        """The recorder's settings for ``slot`` (where, which cameras, how)."""
+        cfg = self.config
         return {
             "dir": str(self.directory),
             "prefix": self.prefix,
@@ -112,18 +152,66 @@ class VideoSelection:
             "fps": float(cfg.fps),
         }
 
-    def settle(self, slot: Slot, outcome: dict[str, Any], files: dict[str, str]) -> dict[str, str]:
-        """The videos the record names: ``files``, or ``{}`` after deleting
-        them when the episode's outcome is not wanted or the quota is full."""
-        if not files or not self.quota:
+    def settle(
+        self,
+        slot: Slot,
+        outcome: dict[str, Any],
+        files: dict[str, str],
+        actions: Sequence[Any] | None = None,
+    ) -> dict[str, str]:
+        """The videos the record names: ``files`` (filmed live), the videos of
+        a re-simulation from ``actions``, or ``{}`` (deleting ``files``) when
+        the episode's outcome is not wanted or the quota is full."""
+        if not self.quota:
             return dict(files)
         success = bool(outcome.get("success"))
         wanted = success if self.config.select == "successes" else not success
-        if wanted and self._claim(slot.episode):
-            return dict(files)
+        if files:
+            if wanted and self._claim(slot.episode):
+                return dict(files)
+            self._delete(files)
+            return {}
+        if actions is None or not wanted or self.replayer is None or not self._claim(slot.episode):
+            return {}
+        replayed = self.replayer(slot, actions, outcome, self.recording(slot))
+        if not replayed.differences:
+            return dict(replayed.files)
+        self._delete(replayed.files)
+        self._release(slot.episode)
+        if not self.live:
+            self.live = True
+            differ = ", ".join(
+                f"{key} {outcome.get(key)!r} recorded, {replayed.outcome[key]!r} replayed"
+                if key in replayed.outcome
+                else f"{key} {outcome.get(key)!r} recorded, longer replayed"
+                for key in replayed.differences[:3]
+            )
+            logger.warning(
+                "job '%s': episode %d, re-simulated from its actions to film it, did not reproduce "
+                "its record (%s): the env does not follow its seed exactly, so the rest of the job's "
+                "%s videos are filmed live (every episode is rendered until %d are kept); "
+                "episode %d keeps no video",
+                self.directory.name,
+                slot.episode,
+                differ,
+                self.config.select,
+                self.config.episodes,
+                slot.episode,
+            )
+        return {}
+
+    def _delete(self, files: dict[str, str]) -> None:
         for name in files.values():
             (self.root / name).unlink(missing_ok=True)
-        return {}
+
+    def _release(self, episode: int) -> None:
+        """Give back ``episode``'s quota place (its video was not kept)."""
+        if not self.claims.is_dir():
+            return
+        for place in range(self.config.episodes):
+            target = self.claims / str(place)
+            if _read_claim(target) == episode:
+                target.unlink(missing_ok=True)
 
     def _claimed(self) -> int:
         if not self.claims.is_dir():
