@@ -97,7 +97,7 @@ def test_overrides_apply_before_validation() -> None:
         (
             _with(episods=3),
             None,
-            "run.yaml: field 'jobs.0.episods': unknown key 'episods'; allowed keys: act_timeout, design, env, episode_timeout, episodes, "
+            "run.yaml: field 'jobs.0.episods': unknown key 'episods'; allowed keys: act_timeout, allow_unseeded, design, env, episode_timeout, episodes, "
             "factors, instruction, max_steps, name, native_mode, num_envs, on_nonfinite, on_out_of_bounds, "
             "outcomes, policy, success, vectorization, video",
         ),
@@ -135,7 +135,7 @@ def test_overrides_apply_before_validation() -> None:
         (
             {**BASE, "colour": 1},
             None,
-            "run.yaml: field 'colour': unknown key 'colour'; allowed keys: defaults, jobs, name, seed, target_half_width, templates",
+            "run.yaml: field 'colour': unknown key 'colour'; allowed keys: defaults, imports, jobs, name, seed, target_half_width, templates",
         ),
         (
             {**BASE, "jobs": []},
@@ -150,7 +150,7 @@ def test_overrides_apply_before_validation() -> None:
         (
             {**BASE, "defaults": {"num_env": 2}},
             None,
-            "run.yaml: field 'defaults.num_env': unknown key 'num_env'; allowed keys: act_timeout, design, env, episode_timeout, episodes, "
+            "run.yaml: field 'defaults.num_env': unknown key 'num_env'; allowed keys: act_timeout, allow_unseeded, design, env, episode_timeout, episodes, "
             "factors, instruction, max_steps, name, native_mode, num_envs, on_nonfinite, on_out_of_bounds, "
             "outcomes, policy, success, vectorization, video",
         ),

@@ -250,6 +250,9 @@ class JobConfig(_Model):
     """NaN or inf actions: ``fail`` the job, or ``warn`` once and pass them on."""
     on_out_of_bounds: OnOutOfBounds = "warn"
     """Box actions outside the bounds: ``warn`` once, ``clip`` them, or ``fail`` the job."""
+    allow_unseeded: bool = False
+    """Run the job although its env's episodes do not follow from their reset seed
+    (preflight's seed check otherwise refuses it); the manifest's config keeps the mark."""
 
     @property
     def limits(self) -> GuardConfig:
@@ -346,7 +349,17 @@ class RunConfig(_Model):
     seed: int = Field(default=0, ge=0, lt=2**63)
     target_half_width: float | None = Field(default=None, gt=0, lt=0.5)
     """Wanted half-width of each job's 95% success interval; summary.json says which jobs meet it."""
+    imports: list[str] = Field(default_factory=list)
+    """Modules imported before anything is checked (they register envs, policies, variations)."""
     jobs: list[JobConfig] = Field(min_length=1)
+
+    @field_validator("imports")
+    @classmethod
+    def _module_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$", name):
+                raise ValueError(f"'{name}' is not a module name (like 'package.module')")
+        return value
 
     @field_validator("name")
     @classmethod
@@ -473,9 +486,14 @@ def parse_run_config(
         set_dotted(doc, key, value)
     doc = resolve_document(doc, file)
     try:
-        return RunConfig.model_validate(doc)
+        config = RunConfig.model_validate(doc)
     except ValidationError as exc:
         raise format_validation_error(exc, file) from None
+    if config.imports:
+        from trialrun.envs.namespaces import import_modules  # imports gymnasium: only when needed
+
+        import_modules(config.imports, file=file)
+    return config
 
 
 def load_run_config(path: Path, overrides: list[str] | None = None) -> RunConfig:

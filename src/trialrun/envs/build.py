@@ -8,14 +8,13 @@ Example:
 
 from __future__ import annotations
 
-import difflib
-import importlib
 import os
 from typing import Any
 
 import gymnasium as gym
 
-from trialrun.errors import ConfigError
+from trialrun.envs.namespaces import resolve_env_id
+from trialrun.envs.seeding import honour_reset_seed
 
 
 def ensure_headless_rendering() -> None:
@@ -26,25 +25,11 @@ def ensure_headless_rendering() -> None:
 
 
 def check_env_id(env_id: str, field: str) -> gym.envs.registration.EnvSpec:
-    """The registered spec of ``env_id`` (importing ``module`` of
-    ``module:Env-v0`` first), or a ConfigError with close matches."""
-    name = env_id
-    if ":" in env_id:
-        module, name = env_id.split(":", 1)
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise ConfigError(
-                f"cannot import module '{module}' for env '{env_id}': {exc}", field=field
-            ) from None
-    try:
-        return gym.spec(name)
-    except gym.error.Error:
-        close = difflib.get_close_matches(name, list(gym.registry), n=3, cutoff=0.6)
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ConfigError(
-            f"unknown environment '{env_id}'{hint} (see 'trialrun list envs')", field=field
-        ) from None
+    """The registered spec of ``env_id``: ``module:Env-v0`` imports ``module``
+    first, an id of a known env package imports that package
+    (:mod:`trialrun.envs.namespaces`); a ConfigError names close matches."""
+    ensure_headless_rendering()  # the package imported may import MuJoCo
+    return resolve_env_id(env_id, field)
 
 
 def make_env(
@@ -53,11 +38,15 @@ def make_env(
     max_steps: int | None = None,
     render_mode: str | None = None,
 ) -> gym.Env[Any, Any]:
-    """``gymnasium.make`` with the job's kwargs and time limit."""
+    """``gymnasium.make`` with the job's kwargs and time limit, after importing
+    the package that registers ``env_id`` (in every process that builds one:
+    workers and replays too), with ``reset(seed=...)`` made to work for envs
+    known to ignore it (:func:`trialrun.envs.seeding.honour_reset_seed`)."""
     ensure_headless_rendering()
+    resolve_env_id(env_id, field="env.id")
     make_kwargs = dict(kwargs)
     if max_steps is not None:
         make_kwargs["max_episode_steps"] = max_steps
     if render_mode is not None:
         make_kwargs["render_mode"] = render_mode
-    return gym.make(env_id, **make_kwargs)
+    return honour_reset_seed(gym.make(env_id, **make_kwargs))
