@@ -4,16 +4,13 @@ restitution of the pushed object, set with ``changeDynamics``, read back with
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import pytest
-import yaml
 
-from helpers import subprocess_env
+from cli_errors import run_error_lines
 from trialrun.config import parse_run_config
 from trialrun.errors import ConfigError
 from trialrun.execution.runner import run_evaluation
@@ -194,18 +191,8 @@ def test_unknown_body_exits_2_with_one_line(tmp_path: Path) -> None:
             "sampler": {"type": "constant", "value": 2.0},
         }
     }
-    path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump({"name": "pb", "jobs": [_job(factors, episodes=1)]}))
-    proc = subprocess.run(
-        [sys.executable, "-m", "trialrun.cli", "run", str(path), "-o", str(tmp_path / "runs")],
-        capture_output=True,
-        text=True,
-        env=subprocess_env(),
-        timeout=300,
-    )
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    # pybullet itself prints its build time to stderr when imported.
-    lines = [line for line in proc.stderr.splitlines() if line and not line.startswith("pybullet build time")]
+    code, lines = run_error_lines(tmp_path, {"name": "pb", "jobs": [_job(factors, episodes=1)]})
+    assert code == 2
     assert lines == [
         "trialrun: error: field 'jobs[push].factors.m.variation': unknown body 'cube'; "
         "bodies: panda, plane, table, object, target"

@@ -37,6 +37,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from collections.abc import Callable
@@ -135,8 +136,9 @@ def _lookup(obj: Any, name: str) -> tuple[Any, bool]:
     return _MISSING, False
 
 
-def _public_numeric(obj: Any) -> dict[str, Any]:
-    """Public numeric data attributes of ``obj`` (instance first, then classes)."""
+def _public_data(obj: Any) -> dict[str, Any]:
+    """Public data attributes of ``obj`` (instance first, then classes; no
+    methods or properties, no episode state), sorted by name."""
     names: dict[str, None] = dict.fromkeys(vars(obj))
     for klass in type(obj).__mro__:
         if klass is not object:
@@ -146,9 +148,35 @@ def _public_numeric(obj: Any) -> dict[str, Any]:
         if name.startswith("_") or name in _RUNTIME_STATE:
             continue
         value, _ = _lookup(obj, name)
-        if value is not _MISSING and _is_number(value):
+        if value is not _MISSING and not inspect.isroutine(value):  # a bound method kept on the instance
             out[name] = value
     return dict(sorted(out.items()))
+
+
+def _public_numeric(obj: Any) -> dict[str, Any]:
+    """Public numeric data attributes of ``obj``, sorted by name."""
+    return {name: value for name, value in _public_data(obj).items() if _is_number(value)}
+
+
+def _is_object(value: Any) -> bool:
+    """Whether ``value`` is an object a dotted name can go into (not a number,
+    string, None, container or array, whose attributes are not settings)."""
+    plain = (
+        int,
+        float,
+        complex,
+        str,
+        bytes,
+        bool,
+        type(None),
+        np.generic,
+        np.ndarray,
+        list,
+        tuple,
+        dict,
+        set,
+    )
+    return not isinstance(value, plain)
 
 
 def _derived_names(obj: Any) -> dict[str, frozenset[str]]:
@@ -175,7 +203,11 @@ def _class_note(obj: Any, name: str, table: dict[tuple[type, str], str]) -> str 
 
 class AttrParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, description="a numeric attribute of env.unwrapped")
+    name: str = Field(
+        min_length=1,
+        pattern=r"^[^.]+(\.[^.]+)*$",
+        description="a numeric attribute of env.unwrapped; a dotted name reaches a nested object's",
+    )
     mode: Literal["set", "scale"] = Field(default="set", description="set: the value; scale: x nominal")
 
 
@@ -204,6 +236,9 @@ class Attr(Variation):
 
     def __init__(self, params: dict[str, Any], *, field: str = "variation") -> None:
         super().__init__(params, field=field)
+        self._attr = self.params.name.rsplit(".", 1)[-1]
+        """The attribute set (the last segment of a dotted name)."""
+        self._root: Any = None
         self._base: Any = None
         self._nominal: Any = None
         self._on_instance = False
@@ -214,9 +249,12 @@ class Attr(Variation):
         return "x" if self.params.mode == "scale" else self._units
 
     def _bind(self, env: gym.Env[Any, Any]) -> None:
-        base = env.unwrapped
-        name = self.params.name
+        root = env.unwrapped
+        base = self._walk(root)
+        name = self._attr
         cls_name = type(base).__name__
+        if base is not root:
+            cls_name += f" (at '{self.params.name}')"
         derived = _derived_names(base)
         value, on_instance = _lookup(base, name)
         numeric = [n for n in _public_numeric(base) if n not in derived]
@@ -248,15 +286,40 @@ class Attr(Variation):
                 cls_name,
                 space,
             )
+        self._root = root
         self._base = base
         self._nominal = value
         self._on_instance = on_instance
         self._units = _class_note(base, name, _UNITS)
 
+    def _walk(self, root: Any) -> Any:
+        """The object holding the last segment of a dotted name (``task`` of
+        ``task.distance_threshold``); ``root`` itself for a plain name. Each
+        segment must be a data attribute holding an object; the error names the
+        segment and lists the public attributes where it was looked up."""
+        *path, _ = self.params.name.split(".")
+        node = root
+        for depth, segment in enumerate(path):
+            value, _ = _lookup(node, segment)
+            if value is _MISSING:
+                where = f" (at '{'.'.join(path[:depth])}')" if depth else ""
+                listing = ", ".join(_public_data(node)) or "(none)"
+                raise self.error(
+                    f"unknown attribute '{segment}' of {type(node).__name__}{where} in '{self.params.name}'; "
+                    f"public attributes: {listing}"
+                )
+            if not _is_object(value):
+                raise self.error(
+                    f"'{'.'.join(path[: depth + 1])}' is a {type(value).__name__}, not an object, so "
+                    f"'{self.params.name}' cannot be reached"
+                )
+            node = value
+        return node
+
     def _checked_base(self, env: gym.Env[Any, Any]) -> Any:
         if self._base is None:
             raise self.error("variation 'attr' is not bound: call bind(env) first")
-        if env.unwrapped is not self._base:
+        if env.unwrapped is not self._root:
             raise self.error(
                 "variation 'attr' was bound to another env instance; bind one variation instance per sub-env"
             )
@@ -282,14 +345,14 @@ class Attr(Variation):
         if not self._on_instance and new == self._nominal and type(new) is type(self._nominal):
             self.restore(env)  # the nominal value of a class attribute: no instance copy needed
         else:
-            setattr(base, self.params.name, new)
-            _recompute(base, self.params.name)
-        actual = float(getattr(base, self.params.name))
+            setattr(base, self._attr, new)
+            _recompute(base, self._attr)
+        actual = float(getattr(base, self._attr))
         return actual / float(self._nominal) if self.params.mode == "scale" else actual
 
     def restore(self, env: gym.Env[Any, Any]) -> None:
         base = self._checked_base(env)
-        name = self.params.name
+        name = self._attr
         if self._on_instance:
             setattr(base, name, self._nominal)
         elif name in vars(base):

@@ -25,8 +25,10 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import json
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +43,8 @@ from trialrun.variations.registry import build_variation
 
 if TYPE_CHECKING:
     from trialrun.config import JobConfig
+
+logger = logging.getLogger(__name__)
 
 
 def _field(job_name: str, factor: str) -> str:
@@ -90,10 +94,26 @@ class FactorSet:
         return json.dumps({n: values[n] for n in self.build_names}, sort_keys=True)
 
     def build_kwargs(self, values: dict[str, Any]) -> dict[str, Any]:
-        """``gymnasium.make`` kwargs contributed by build-time factors."""
+        """``gymnasium.make`` kwargs contributed by build-time factors.
+
+        A dict value (from a dotted ``env_kwarg`` key such as
+        ``config.vehicles_count``) holds only the keys the factor sets; it is
+        merged over the job's own dict for that argument when the job gives
+        one, else over the env's defaults (:func:`env_dict_defaults`), so the
+        caller's shallow ``{**job.env.kwargs, **build_kwargs}`` keeps every
+        other setting, and factors setting keys of the same dict combine.
+        """
         kwargs: dict[str, Any] = {}
         for name in self.build_names:
-            kwargs.update(self.prototypes[name].build_kwargs(values[name]))
+            for argument, value in self.prototypes[name].build_kwargs(values[name]).items():
+                if not isinstance(value, dict):
+                    kwargs[argument] = value
+                    continue
+                if argument not in kwargs:
+                    given = self.job.env.kwargs.get(argument)
+                    base = given if isinstance(given, dict) else env_dict_defaults(self.job, argument)
+                    kwargs[argument] = copy.deepcopy(base)
+                _merge_into(kwargs[argument], value)
         return kwargs
 
     def hook(self, build_values: dict[str, Any]) -> FactorHook:
@@ -178,6 +198,48 @@ class FactorHook:
                 continue
             applied[name] = _plain(variation.apply(env, values[name]))
         return applied
+
+
+_DICT_DEFAULTS: dict[tuple[str, str, str], dict[str, Any]] = {}
+"""Per process: ``(env id, job kwargs, argument)`` -> the env's default dict."""
+
+
+def env_dict_defaults(job: JobConfig, argument: str) -> dict[str, Any]:
+    """The dict the env keeps as ``env.unwrapped.<argument>`` when built with
+    the job's kwargs (highway-env's full ``config``), or ``{}`` when it keeps
+    none or cannot be built here (the env then merges the partial dict itself,
+    or fails when the job's own build does, with its own error).
+
+    One nominal env is built per process, job kwargs and argument, only for a
+    dotted ``env_kwarg`` whose dict the job does not give.
+    """
+    key = (job.env.id, json.dumps(job.env.kwargs, sort_keys=True, default=repr), argument)
+    if key not in _DICT_DEFAULTS:
+        defaults: dict[str, Any] = {}
+        try:
+            env = gym.make(job.env.id, **job.env.kwargs)
+        except Exception as exc:  # an id only trialrun's builder resolves; the env's own error comes later
+            logger.debug("could not build %s to read its default '%s': %s", job.env.id, argument, exc)
+        else:
+            try:
+                value = getattr(env.unwrapped, argument, None)
+                if isinstance(value, Mapping):
+                    defaults = copy.deepcopy(dict(value))
+            finally:
+                env.close()
+        _DICT_DEFAULTS[key] = defaults
+    return _DICT_DEFAULTS[key]
+
+
+def _merge_into(target: dict[str, Any], update: dict[str, Any]) -> None:
+    """Set ``update``'s leaves in ``target``, creating or copying nested dicts."""
+    for key, value in update.items():
+        if isinstance(value, dict):
+            node = target.get(key)
+            target[key] = dict(node) if isinstance(node, Mapping) else {}
+            _merge_into(target[key], value)
+        else:
+            target[key] = value
 
 
 def _plain(value: Any) -> Any:
