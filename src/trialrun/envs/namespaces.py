@@ -23,10 +23,14 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import importlib.util
+import io
 import logging
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -180,18 +184,32 @@ def resolve_env_id(env_id: str, field: str) -> EnvSpec:
 
 def import_known_packages() -> list[str]:
     """Import every installed :data:`KNOWN_PACKAGES` module (a broken one is
-    skipped with a debug note); return the names imported."""
+    skipped with a debug note); return the names imported. What they print
+    while importing (notices, warnings) is dropped: the user asked about
+    another env, or for a listing."""
     imported = []
     for package in KNOWN_PACKAGES:
         if importlib.util.find_spec(package.module) is None:
             continue
         try:
-            importlib.import_module(package.module)
+            with _quiet():
+                importlib.import_module(package.module)
         except Exception as exc:  # only for suggestions: a broken package is reported when it is used
             logger.debug("could not import %s for id suggestions: %s", package.module, exc)
             continue
         imported.append(package.module)
     return imported
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    with (
+        contextlib.redirect_stdout(io.StringIO()),
+        contextlib.redirect_stderr(io.StringIO()),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore")
+        yield
 
 
 def unknown_id_message(env_id: str, name: str) -> str:

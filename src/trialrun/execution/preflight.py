@@ -1,8 +1,8 @@
 """Preflight: what can be checked before a run starts anything.
 
-Env ids, policy names, outcome terms, factors and their targets, video cameras
-and what a native simulator can do are checked against the config (building
-one nominal env where needed), so a typo fails in a second with exit code 2
+Env ids, policy names, outcome terms, factors and their targets, video cameras,
+whether the env honours reset seeds and what a native simulator can do are
+checked against the config (building one nominal env per job), so a typo fails in a second with exit code 2
 instead of marking a job failed after other jobs ran. What preflight learns
 (factor specs with nominal values, how native worlds are reset) goes into the
 manifest.
@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
 
 from trialrun.config import JobConfig, RunConfig
 from trialrun.envs.batched import make_batched_env
 from trialrun.envs.build import check_env_id, make_env
 from trialrun.envs.metaworld import METAWORLD_MAX_STEPS, is_metaworld_id
+from trialrun.envs.seeding import check_seeding
 from trialrun.errors import ConfigError, InputError
 from trialrun.execution.shard import build_outcome_terms
 from trialrun.policies.registry import resolve_policy_factory
@@ -54,8 +58,11 @@ def preflight(config: RunConfig) -> Preflight:
         factor_set = FactorSet(job)
         if job.vectorization == "native":
             checked.native[job.name] = check_native(job, index, factor_set)
-        needs_env = factor_set or job.video
-        checked.specs[job.name] = check_with_env(job, index, factor_set) if needs_env else []
+            checked.specs[job.name] = (
+                check_with_env(job, index, factor_set) if factor_set or job.video else []
+            )
+        else:
+            checked.specs[job.name] = check_with_env(job, index, factor_set, seeds=True)
     return checked
 
 
@@ -95,10 +102,13 @@ def check_native(job: JobConfig, index: int, factor_set: FactorSet) -> NativeRun
         env.close()
 
 
-def check_with_env(job: JobConfig, index: int, factor_set: FactorSet) -> list[FactorSpec]:
+def check_with_env(
+    job: JobConfig, index: int, factor_set: FactorSet, seeds: bool = False
+) -> list[FactorSpec]:
     """Build one nominal env and check the job against it: every factor's
     target exists (a VariationError lists the available names), every video
-    camera exists; return the factor specs with nominal values."""
+    camera exists, and (``seeds``) its episodes follow from their reset seed
+    (:func:`check_job_seeding`); return the factor specs with nominal values."""
     try:
         env = make_env(job.env.id, job.env.kwargs, job.max_steps)
     except InputError:
@@ -109,6 +119,39 @@ def check_with_env(job: JobConfig, index: int, factor_set: FactorSet) -> list[Fa
     try:
         if job.video is not None:
             check_video(env, job.video, field=f"jobs.{index}.video.cameras")
-        return factor_set.specs(env) if factor_set else []
+        specs = factor_set.specs(env) if factor_set else []
+        if seeds:
+            check_job_seeding(job, index, env)
+        return specs
     finally:
         env.close()
+
+
+def check_job_seeding(job: JobConfig, index: int, env: gym.Env[Any, Any]) -> None:
+    """Refuse a job whose episodes would not follow from their recorded seeds
+    (so ``trialrun replay`` could not reproduce them), unless it says
+    ``allow_unseeded: true``; then warn. Envs trialrun knows how to seed
+    (Meta-World) were seeded when built and pass.
+
+    Raises:
+        ConfigError: naming the job's field and the way out.
+    """
+    try:
+        check = check_seeding(env, job.env.kwargs)
+    except Exception as exc:  # a reset that raises fails the job later, with its traceback
+        logger.warning("job '%s': could not check that its env honours reset seeds: %s", job.name, exc)
+        return
+    logger.debug("job '%s': seed check took %.1f ms", job.name, check.milliseconds)
+    if check.problem is None:
+        return
+    if job.allow_unseeded:
+        logger.warning(
+            "job '%s': its episodes will not be reproducible (%s); running it because allow_unseeded is set",
+            job.name,
+            check.problem,
+        )
+        return
+    raise ConfigError(
+        f"episodes would not be reproducible: {check.problem}; set allow_unseeded: true to run it anyway",
+        field=f"jobs.{index}.{check.field}",
+    )
