@@ -110,9 +110,12 @@ def make_metaworld_env(
     env = classes[env_name](render_mode=render_mode, camera_name=camera_name, width=width, height=height)
     env._partially_observable = False
     # The observation bounds were cached while the goal was hidden (zero-width
-    # goal bounds would clip the goal out of every observation): recompute.
+    # goal bounds would clip the goal out of every observation): recompute them,
+    # and hand the recomputed space to policies too (MujocoEnv stored the hidden
+    # one as ``observation_space`` when it was built).
     if "sawyer_observation_space" in vars(env):
         del env.sawyer_observation_space
+    env.observation_space = env.sawyer_observation_space
     env._freeze_rand_vec = False
     env.seeded_rand_vec = True
     env._set_task_called = True

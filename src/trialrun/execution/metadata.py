@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import platform
+import re
 import socket
 import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from trialrun.config import RunConfig
 
 _PACKAGES = (
     "trialrun",
@@ -22,15 +28,84 @@ _PACKAGES = (
 )
 
 
-def package_versions() -> dict[str, str]:
-    """Versions of the packages that can change an evaluation's results."""
+_SIMULATORS = {"mujoco": "mujoco", "pybullet": "pybullet", "dm_control": "dm-control"}
+"""Simulator modules -> distributions, recorded when the run imported them."""
+
+_NOT_ENV_PACKAGES = frozenset({"gymnasium", "trialrun", "functools", "builtins"})
+
+
+def package_versions(config: RunConfig | None = None) -> dict[str, str]:
+    """Versions of the packages that can change an evaluation's results: the
+    fixed list above, the simulators the run imported (MuJoCo, PyBullet,
+    dm_control), the packages owning the envs' entry points and, with
+    ``config``, the packages of ``module:attr`` policies.
+
+    Without ``config`` the env packages are those whose envs are registered
+    and imported in this process (preflight imported each job's)."""
     versions = {"python": platform.python_version()}
-    for name in _PACKAGES:
+    names = list(_PACKAGES)
+    names += [dist for module, dist in _SIMULATORS.items() if module in sys.modules]
+    names += config_packages(config) if config is not None else imported_env_packages()
+    for name in dict.fromkeys(names):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
     return versions
+
+
+def entry_point_module(entry: object) -> str | None:
+    """The module of an env spec's entry point (``module:attr`` text, a class,
+    a function or a ``functools.partial`` of one)."""
+    while isinstance(entry, functools.partial):
+        entry = entry.func
+    if isinstance(entry, str):
+        return entry.split(":", 1)[0] or None
+    module = getattr(entry, "__module__", None)
+    return module if isinstance(module, str) else None
+
+
+def distributions_of(modules: list[str]) -> list[str]:
+    """The installed distributions providing the top-level packages of ``modules``."""
+    owners = metadata.packages_distributions()
+    found: list[str] = []
+    for module in modules:
+        top = module.split(".")[0]
+        if top not in _NOT_ENV_PACKAGES:
+            # Normalized (PEP 503) so a distribution is listed once, as in _PACKAGES.
+            found += [re.sub(r"[-_.]+", "-", name).lower() for name in owners.get(top, [])]
+    return list(dict.fromkeys(found))
+
+
+def imported_env_packages() -> list[str]:
+    """Distributions of the imported modules that registered Gymnasium envs."""
+    import gymnasium as gym
+
+    modules = set()
+    for spec in gym.registry.values():
+        module = entry_point_module(spec.entry_point or spec.vector_entry_point)
+        if module is not None and module.split(".")[0] in sys.modules:
+            modules.add(module)
+    return distributions_of(sorted(modules))
+
+
+def config_packages(config: RunConfig) -> list[str]:
+    """Distributions of each job's env (its entry point's module, and
+    ``module`` of ``module:Id``) and of each ``module:attr`` policy."""
+    import gymnasium as gym
+
+    modules: list[str] = list(config.imports)
+    for job in config.jobs:
+        prefix, _, name = job.env.id.rpartition(":")
+        if prefix:
+            modules.append(prefix)
+        spec = gym.registry.get(name)
+        module = entry_point_module(spec.entry_point or spec.vector_entry_point) if spec else None
+        if module is not None:
+            modules.append(module)
+        if ":" in job.policy.type:
+            modules.append(job.policy.type.split(":", 1)[0])
+    return distributions_of(modules)
 
 
 def git_commit(directory: Path) -> str | None:
