@@ -24,7 +24,9 @@ episodes are recorded and which videos are kept is
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,17 +41,106 @@ if TYPE_CHECKING:
 
     from trialrun.config import VideoConfig
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_CAMERA = "default"
 """The camera that records the env's own ``render()`` image."""
 
+DEFAULT_SIZE = (224, 224)
+"""``(width, height)`` of named MuJoCo cameras when the job sets no size."""
 
-def _quiet_headless_pygame() -> None:
-    """Classic-control envs draw ``rgb_array`` frames with pygame, which greets
-    stdout on import and, without a display, makes SDL complain: frames are
-    drawn off-screen, so SDL's dummy drivers are the right ones."""
+_WARNED: set[tuple[str, str]] = set()
+"""``(video folder, camera)`` of the one-colour warnings given (one per job
+and camera in each rendering process)."""
+
+
+_SDL_CHOSEN = False
+"""Whether this process has chosen its SDL video driver (done once)."""
+
+
+def headless_sdl() -> None:
+    """Choose an SDL video driver that draws frames without a display, once
+    per process, before an env's ``render()`` first initialises pygame.
+
+    Classic-control envs, highway-env and others draw ``rgb_array`` frames with
+    pygame (pygame-ce). SDL's ``dummy`` video driver draws some of them all
+    black (highway-env's road and vehicles: measured with pygame-ce 2.5.8, SDL
+    2.32), its ``offscreen`` driver draws them correctly and is as headless
+    (and draws CartPole's frames identically). So ``offscreen`` is used when
+    SDL has it, in place of an unset ``SDL_VIDEODRIVER`` and also of
+    ``dummy``, which headless setups (CI) set only to have no window; any
+    other value the user set is kept. Without ``offscreen`` it stays
+    ``dummy``, and an all-one-colour video is warned about
+    (:class:`EpisodeRecorder`).
+    """
+    global _SDL_CHOSEN
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
-    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    requested = os.environ.get("SDL_VIDEODRIVER") or None
+    if _SDL_CHOSEN or requested not in (None, "dummy"):
+        return
+    _SDL_CHOSEN = True
+    try:
+        import pygame
+    except ImportError:  # the env does not draw with pygame
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+        return
+    if pygame.display.get_init():
+        return  # already drawing with a driver; changing it now would not apply
+    os.environ["SDL_VIDEODRIVER"] = "offscreen"
+    try:
+        pygame.display.init()
+    except pygame.error as exc:
+        os.environ["SDL_VIDEODRIVER"] = "dummy"
+        logger.debug("SDL has no offscreen video driver (%s); frames are drawn with 'dummy'", exc)
+        return
+    if requested == "dummy":
+        logger.info(
+            "SDL_VIDEODRIVER=dummy draws some pygame envs' frames all black (highway-env); "
+            "frames are drawn with SDL's 'offscreen' driver instead, as headless"
+        )
+
+
+def _sdl_video_driver() -> str | None:
+    """The SDL video driver pygame draws with in this process (None: pygame
+    has not initialised its display)."""
+    pygame = sys.modules.get("pygame")
+    if pygame is None or not pygame.display.get_init():
+        return None
+    return str(pygame.display.get_driver())
+
+
+_NATIVE_PIXELS = 224 * 224
+"""Pixel budget of a ``default`` camera video without a set size (that of the
+MuJoCo cameras' default 224 x 224)."""
+
+
+def native_size(height: int, width: int, budget: int = _NATIVE_PIXELS) -> tuple[int, int]:
+    """``(width, height)`` of a video of an env's own ``height x width`` images
+    when no size is set: the same aspect ratio, about ``budget`` pixels (never
+    larger than the images), even sides (H.264 in yuv420p), at least 16.
+
+    Example:
+        >>> native_size(400, 600), native_size(150, 600), native_size(160, 160)
+        ((274, 182), (448, 112), (160, 160))
+    """
+    scale = min(1.0, (budget / (height * width)) ** 0.5)
+    return (max(16, round(width * scale / 2) * 2), max(16, round(height * scale / 2) * 2))
+
+
+def _likely_cause(camera: str, colour: tuple[int, ...]) -> str:
+    """The likely reason why every checked frame of a camera is one colour."""
+    if camera == DEFAULT_CAMERA:
+        driver = _sdl_video_driver()
+        if driver == "dummy":
+            return (
+                "SDL's 'dummy' video driver, which draws some pygame envs' frames all black "
+                "(highway-env): set SDL_VIDEODRIVER=offscreen"
+            )
+        return "the env's render() draws nothing in this setup (check its render settings)"
+    if not any(colour):
+        return "the camera sees nothing lit (inside a body, or every light off: a mujoco.light factor?)"
+    return "the camera faces one uniform surface (inside or against a body?)"
 
 
 def _mujoco_model(env: gym.Env[Any, Any]) -> Any:
@@ -108,10 +199,11 @@ class FrameSource:
         >>> source.close(); env.close()
     """
 
-    def __init__(self, env: gym.Env[Any, Any], cameras: list[str], size: tuple[int, int]) -> None:
+    def __init__(self, env: gym.Env[Any, Any], cameras: list[str], size: tuple[int, int] | None) -> None:
         from trialrun.envs.metaworld import camera_is_upside_down, fast_render_settings
 
         self.cameras = list(cameras)
+        size = size or DEFAULT_SIZE
         self.size = (int(size[0]), int(size[1]))
         self.env_unwrapped = env.unwrapped
         self._renderer: Any = None
@@ -120,7 +212,7 @@ class FrameSource:
         env_name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
         named = [c for c in self.cameras if c != DEFAULT_CAMERA]
         if DEFAULT_CAMERA in self.cameras:
-            _quiet_headless_pygame()
+            headless_sdl()
             if env.render_mode != "rgb_array":
                 raise VideoError(
                     f"camera 'default' needs env '{env_name}' to render rgb_array images "
@@ -214,6 +306,8 @@ class EpisodeRecorder:
         self._source_key: tuple[Any, ...] = ()
         self._writers: dict[str, VideoWriter] = {}
         self._names: dict[str, str] = {}
+        self._folder = ""
+        """The job's video folder (``videos/<job>/``), which keys the one-colour warnings."""
 
     @property
     def recording(self) -> bool:
@@ -223,7 +317,8 @@ class EpisodeRecorder:
         """Start recording the episode that was just reset (first frame now)."""
         self.abort()
         cameras = list(settings["cameras"])
-        size = (int(settings["size"][0]), int(settings["size"][1]))
+        given = settings.get("size")
+        size = (int(given[0]), int(given[1])) if given else None
         key = (id(env.unwrapped), tuple(cameras), size)
         if self._source is None or self._source_key != key:
             if self._source is not None:
@@ -236,27 +331,57 @@ class EpisodeRecorder:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise RunWriteError(f"cannot create the video folder {directory}: {exc}") from exc
+        first = self._source.render(env)
         for camera in cameras:
             name = video_file_name(int(settings["episode"]), camera)
-            self._writers[camera] = VideoWriter(directory / name, size[0], size[1], float(settings["fps"]))
+            # Without a set size a video keeps the env's own aspect ratio.
+            width, height = size or native_size(*np.shape(first[camera])[:2])
+            self._writers[camera] = VideoWriter(directory / name, width, height, float(settings["fps"]))
             self._names[camera] = f"{settings['prefix']}{name}"
-        self.capture(env)
+        self._folder = str(settings["prefix"])
+        self._write(first)
 
     def capture(self, env: gym.Env[Any, Any]) -> None:
         """Render every camera once and send the frames to the encoder."""
         if not self._writers or self._source is None:
             return
         try:
-            for camera, image in self._source.render(env).items():
+            frames = self._source.render(env)
+        except BaseException:
+            self.abort()
+            raise
+        self._write(frames)
+
+    def _write(self, frames: dict[str, np.ndarray]) -> None:
+        try:
+            for camera, image in frames.items():
                 self._writers[camera].write(image)
         except BaseException:
             self.abort()
             raise
 
+    def _warn_if_one_colour(self, writers: dict[str, VideoWriter]) -> None:
+        """Warn, once per job and camera, about a video whose checked frames
+        (0, 1, 2, 4, 8 ...) are all one colour, naming the likely cause."""
+        for camera, writer in writers.items():
+            colour = writer.uniform_colour
+            if colour is None or (self._folder, camera) in _WARNED:
+                continue
+            _WARNED.add((self._folder, camera))
+            logger.warning(
+                "%s: every frame checked of camera '%s' is one colour %s (%d frames); likely cause: %s",
+                writer.path.name,
+                camera,
+                colour,
+                writer.frames,
+                _likely_cause(camera, colour),
+            )
+
     def finish(self) -> dict[str, str]:
         """Complete the files (waits for the encoders); ``{camera: name}``."""
         names = dict(self._names)
-        writers = list(self._writers.values())
+        by_camera = dict(self._writers)
+        writers = list(by_camera.values())
         self._writers.clear()
         self._names.clear()
         completed: list[Path] = []
@@ -269,6 +394,7 @@ class EpisodeRecorder:
             for path in completed:
                 path.unlink(missing_ok=True)
             raise
+        self._warn_if_one_colour(by_camera)
         return names
 
     def abort(self) -> None:

@@ -15,6 +15,13 @@ name (and the encoder deletes its partial files when the renderer dies).
 :func:`probe_video` reads a finished file back (frames, size, codec, pixel
 format, frame rate, faststart).
 
+A writer also notices a video whose frames are all one colour (a renderer
+that draws nothing: pygame-ce under SDL's dummy driver, a camera inside a
+body), cheaply: it looks at frames 0, 1, 2, 4, 8, ... only (about
+``log2(length)`` frames), and in each first at a 1-in-64 grid of pixels,
+reading the whole frame only when that grid is one colour. The recorder
+warns about it (:class:`~trialrun.recording.capture.EpisodeRecorder`).
+
 Example:
     >>> import tempfile, pathlib, numpy as np
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "ep0-default.mp4"
@@ -75,6 +82,9 @@ class VideoWriter:
         self.height = height
         self.rate = Fraction(fps).limit_denominator(100_000)
         self.frames = 0
+        self._colour: tuple[int, ...] | bool | None = None
+        """One-colour check: None before the first checked frame, the colour of
+        every checked frame so far, or False once two differ or one is not uniform."""
         self._finished = False
         self._encoder = encoder()
         try:
@@ -87,12 +97,21 @@ class VideoWriter:
         if self._finished:
             raise RuntimeError(f"{self.path}: write after close")
         pixels = _as_rgb24(image)
+        if self._colour is not False and self.frames & (self.frames - 1) == 0:  # frames 0, 1, 2, 4, 8 ...
+            colour = one_colour(pixels)
+            self._colour = colour if colour is not None and self._colour in (None, colour) else False
         try:
             self._encoder.frame(self._id, pixels)
         except EncoderError as exc:
             self._finished = True
             raise RunWriteError(f"cannot write video {self.path}: {exc}") from None
         self.frames += 1
+
+    @property
+    def uniform_colour(self) -> tuple[int, ...] | None:
+        """The RGB colour of every frame checked (0, 1, 2, 4, 8 ...), when all
+        of them are that one colour; None when the video shows anything."""
+        return self._colour if isinstance(self._colour, tuple) else None
 
     def close(self) -> Path:
         """Finish the file and give it its final name; returns ``path``."""
@@ -131,6 +150,24 @@ def _as_rgb24(image: Any) -> np.ndarray:
     elif array.ndim != 3 or array.shape[2] != 3:
         raise ValueError(f"video frames must be H x W x 3 (RGB) images, got shape {array.shape}")
     return np.ascontiguousarray(array)
+
+
+def one_colour(pixels: np.ndarray) -> tuple[int, ...] | None:
+    """The colour of an ``H x W x 3`` image whose pixels are all that colour,
+    else None. A 1-in-64 grid of pixels is compared first, so an image that
+    shows anything costs a few microseconds; the whole image is read only
+    when the grid is uniform.
+
+    Example:
+        >>> black, stripe = np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4, 3), np.uint8)
+        >>> stripe[2] = 255
+        >>> one_colour(black), one_colour(stripe)
+        ((0, 0, 0), None)
+    """
+    first = pixels[0, 0]
+    if not (pixels[::8, ::8] == first).all() or not (pixels == first).all():
+        return None
+    return tuple(int(c) for c in first)
 
 
 @dataclass(frozen=True)
