@@ -99,7 +99,7 @@ def test_overrides_apply_before_validation() -> None:
             None,
             "run.yaml: field 'jobs.0.episods': unknown key 'episods'; allowed keys: act_timeout, allow_unseeded, design, env, episode_timeout, episodes, "
             "factors, instruction, max_steps, name, native_mode, num_envs, on_nonfinite, on_out_of_bounds, "
-            "outcomes, policy, success, vectorization, video",
+            "outcomes, policy, success, trajectories, vectorization, video",
         ),
         (
             _with(episodes="many"),
@@ -152,7 +152,7 @@ def test_overrides_apply_before_validation() -> None:
             None,
             "run.yaml: field 'defaults.num_env': unknown key 'num_env'; allowed keys: act_timeout, allow_unseeded, design, env, episode_timeout, episodes, "
             "factors, instruction, max_steps, name, native_mode, num_envs, on_nonfinite, on_out_of_bounds, "
-            "outcomes, policy, success, vectorization, video",
+            "outcomes, policy, success, trajectories, vectorization, video",
         ),
         (BASE, ["jobs.3.episodes=4"], "field '--set': 'jobs.3': index must be 0..0 (the list has 1 items)"),
         (BASE, ["jobs.0.episodes"], "field '--set': override 'jobs.0.episodes' is not of the form key=value"),

@@ -223,6 +223,44 @@ class VideoConfig(_Model):
         return value
 
 
+TrajectoryFormat = Literal["hdf5"]
+"""How trajectories are written (docs/trajectories.md)."""
+
+
+class TrajectoryConfig(_Model):
+    """Per-step data of chosen episodes: one HDF5 file per episode under
+    ``trajectories/<job>/ep<k>.h5``, in robomimic's layout (see
+    docs/trajectories.md).
+
+    ``select`` and ``episodes`` choose episodes as for videos (``failures``
+    and ``successes`` re-simulate the kept episodes from their actions).
+    ``info_keys`` are the ``info`` entries stored at every step; ``cameras``
+    (with ``size``, ``[width, height]``) adds each camera's image to the
+    observations. ``trajectories: true`` records with the defaults.
+    """
+
+    episodes: int = Field(default=8, ge=0)
+    select: VideoSelect = "first"
+    format: TrajectoryFormat = "hdf5"
+    info_keys: list[str] = Field(default_factory=list)
+    cameras: list[str] = Field(default_factory=list)
+    size: tuple[int, int] = (84, 84)
+
+    @field_validator("cameras")
+    @classmethod
+    def _camera_names(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("a camera is listed twice")
+        return value
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if not all(16 <= side <= 4096 for side in value):
+            raise ValueError(f"size is [width, height] in pixels, each 16 to 4096, got {list(value)}")
+        return value
+
+
 class JobConfig(_Model):
     """One job: an environment, a policy and how many episodes to run."""
 
@@ -240,6 +278,8 @@ class JobConfig(_Model):
     design: Design = "random"
     video: VideoConfig | None = None
     """Per-episode videos (``None``: none)."""
+    trajectories: TrajectoryConfig | None = None
+    """Per-step data of chosen episodes (``None``: none)."""
     instruction: str | None = None
     """A language instruction for language-conditioned policies (PolicyContext.instruction)."""
     act_timeout: float | None = Field(default=DEFAULT_ACT_TIMEOUT, gt=0, allow_inf_nan=False)
@@ -313,7 +353,7 @@ class JobConfig(_Model):
     def _policy_shorthand(cls, value: YamlDocument) -> YamlDocument:
         return {"type": value} if isinstance(value, str) else value
 
-    @field_validator("video", mode="before")
+    @field_validator("video", "trajectories", mode="before")
     @classmethod
     def _video_shorthand(cls, value: YamlDocument) -> YamlDocument:
         if value is True:

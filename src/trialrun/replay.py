@@ -163,7 +163,8 @@ def replay_episode(
         video_dir = Path(out) if out is not None else target.run_dir / REPLAY_DIR / job_config.name
     else:
         settings = None
-    replay_job = job_config.model_copy(update={"video": settings})
+    # A replay writes its own videos and never touches the run's trajectories.
+    replay_job = job_config.model_copy(update={"video": settings, "trajectories": None})
     context = RunContext(run_name=target.config.name, run_seed=target.config.seed, run_dir=target.run_dir)
     results: list[EpisodeRecord] = []
     run_shard(replay_job, context, [target.slot], results.append, video_dir=video_dir)

@@ -36,7 +36,7 @@ import gymnasium as gym
 import numpy as np
 
 from trialrun.boundary import Guard, GuardConfig
-from trialrun.envs.info import APPLIED_KEY, VIDEO_KEY, sub_env_json
+from trialrun.envs.info import APPLIED_KEY, TRAJECTORY_KEY, VIDEO_KEY, sub_env_json
 from trialrun.envs.slot_wrapper import SlotWrapper
 from trialrun.envs.vector import ActiveSubsetAsyncVectorEnv, ActiveSubsetSyncVectorEnv
 from trialrun.errors import ConfigError
@@ -111,6 +111,7 @@ class EpisodeResult:
     ended_at: str
     video: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    trajectory: str | None = None
 
 
 class _WrappedEnvFn:
@@ -144,6 +145,7 @@ def rollout(
     job: str = "",
     instruction_factor: str | None = None,
     warn: bool = True,
+    trajectories: VideoPlan | None = None,
 ) -> bool:
     """Run every slot in ``slots`` exactly once on ``len(env_fns)`` sub-envs
     (fewer when there are fewer slots) and call ``on_episode`` as each ends.
@@ -160,7 +162,8 @@ def rollout(
     carrying pre-reset hooks (variations) and a recorder factory, otherwise
     one is added (without either: it cannot record videos).
     ``video`` decides which episodes the sub-envs record and which of the
-    finished videos the results name (the others are deleted).
+    finished videos the results name (the others are deleted);
+    ``trajectories`` does the same for per-step trajectories.
     Exceptions from the env or the policy propagate (a timeout or a bad
     action as a :class:`~trialrun.errors.UserCodeError`); episodes that ended
     before the exception have already been emitted.
@@ -188,7 +191,8 @@ def rollout(
         tracker = OutcomeTracker(num_envs, success or SuccessRule(), terms)
         where = f"job '{job}'" if job else ""
         with Guard(limits or GuardConfig(), vec.single_action_space, num_envs, where=where) as guard:
-            _loop(vec, policy, guard, tracker, deque(slots), num_envs, on_episode, video, instruct)
+            queue = deque(slots)
+            _loop(vec, policy, guard, tracker, queue, num_envs, on_episode, video, instruct, trajectories)
         failed = False
     finally:
         if isinstance(vec, ActiveSubsetAsyncVectorEnv):
@@ -263,6 +267,7 @@ def _loop(
     on_episode: Callable[[EpisodeResult], None],
     video: VideoPlan | None = None,
     instruct: Instruct | None = None,
+    trajectories: VideoPlan | None = None,
 ) -> None:
     # A policy may keep per-episode facts for the record (a server policy's latency).
     episode_extra: Callable[[int], dict[str, Any]] | None = getattr(policy, "episode_extra", None)
@@ -270,7 +275,8 @@ def _loop(
     applied: list[dict[str, Any]] = [{} for _ in range(num_envs)]
     started: list[str] = [""] * num_envs
     active = np.zeros(num_envs, dtype=bool)
-    action_log = ActionLog(num_envs) if video is not None else None
+    plans = [plan for plan in (video, trajectories) if plan is not None]
+    action_log = ActionLog(num_envs) if plans else None
 
     def start_episodes(mask: np.ndarray) -> Any:
         env_seeds: list[int | None] = [None] * num_envs
@@ -287,7 +293,9 @@ def _loop(
             settings[i] = {"slot": slot.episode, "seed": slot.seed, "factors": slot.factors}
             if video is not None:
                 settings[i]["video"] = video.settings(slot)
-            if action_log is not None and video is not None and video.keeps_actions():
+            if trajectories is not None:
+                settings[i]["trajectory"] = trajectories.settings(slot)
+            if action_log is not None and any(plan.keeps_actions() for plan in plans):
                 action_log.begin(i)
         obs, infos = vec.reset_slots(mask, env_seeds, {"trialrun": settings})
         now = utc_now()
@@ -323,8 +331,13 @@ def _loop(
             assert slot is not None  # an active sub-env always has a slot
             outcome = tracker.result(i)
             files: dict[str, str] = sub_env_json(infos, VIDEO_KEY, i)
+            stream = action_log.take(i) if action_log is not None else None
             if video is not None:
-                files = video.settle(slot, outcome, files, action_log.take(i) if action_log else None)
+                files = video.settle(slot, outcome, files, stream)
+            trajectory: str | None = None
+            if trajectories is not None:
+                kept = trajectories.settle(slot, outcome, sub_env_json(infos, TRAJECTORY_KEY, i), stream)
+                trajectory = kept.get("trajectory")
             on_episode(
                 EpisodeResult(
                     slot=slot,
@@ -335,6 +348,7 @@ def _loop(
                     ended_at=now,
                     video=files,
                     extra=record_extra(guard, i, outcome, episode_extra),
+                    trajectory=trajectory,
                 )
             )
             assigned[i] = None

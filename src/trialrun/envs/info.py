@@ -27,6 +27,9 @@ APPLIED_KEY = "trialrun_applied"
 VIDEO_KEY = "trialrun_video"
 """Terminal-step info key: the finished video files (JSON ``{camera: name}``)."""
 
+TRAJECTORY_KEY = "trialrun_trajectory"
+"""Terminal-step info key: the finished trajectory file (JSON ``{"trajectory": name}``)."""
+
 
 def sub_env_json(infos: Mapping[str, Any], key: str, index: int) -> dict[str, Any]:
     """The JSON object sub-env ``index`` reported under ``key`` in a vector

@@ -18,7 +18,11 @@ sub-env passes ``recorder_factory`` (for example
 :class:`trialrun.recording.capture.EpisodeRecorder`; a module-level class or
 function, so async workers can unpickle the env fn), and the wrapper makes
 one :class:`EpisodeCapture` from it the first time an episode is recorded.
-This package never imports :mod:`trialrun.recording`.
+Settings carrying ``trajectory`` work the same with a :class:`StepCapture`
+made by ``step_recorder_factory`` (e.g.
+:class:`trialrun.recording.trajectory.TrajectoryRecorder`), which sees every
+step's action, observation, reward, flags and info, and names its file in
+``info["trialrun_trajectory"]``. This package never imports :mod:`trialrun.recording`.
 
 Example:
     >>> import gymnasium as gym
@@ -41,7 +45,7 @@ from typing import Any, Protocol
 
 import gymnasium as gym
 
-from trialrun.envs.info import APPLIED_KEY, VIDEO_KEY
+from trialrun.envs.info import APPLIED_KEY, TRAJECTORY_KEY, VIDEO_KEY
 
 ResetHook = Callable[[gym.Env[Any, Any], dict[str, Any], int | None], dict[str, Any]]
 """``hook(env, slot_settings, seed) -> applied values`` run before each reset."""
@@ -76,6 +80,45 @@ CaptureFactory = Callable[[], EpisodeCapture]
 """Makes a sub-env's :class:`EpisodeCapture` (picklable: a module-level class or function)."""
 
 
+class StepCapture(Protocol):
+    """Records the steps of episodes inside a sub-env (a trajectory recorder).
+
+    ``begin`` right after a reset with the episode's settings, its first
+    observation and info; ``capture`` after every step with the action the
+    env got and what the step returned; ``finish`` after the terminal step
+    completes the file and returns ``{"trajectory": file name}``; ``abort``
+    drops the episode; ``close`` releases everything.
+    """
+
+    @property
+    def recording(self) -> bool: ...
+
+    def begin(
+        self, env: gym.Env[Any, Any], settings: dict[str, Any], obs: Any, info: dict[str, Any]
+    ) -> None: ...
+
+    def capture(
+        self,
+        env: gym.Env[Any, Any],
+        action: Any,
+        obs: Any,
+        reward: Any,
+        terminated: bool,
+        truncated: bool,
+        info: dict[str, Any],
+    ) -> None: ...
+
+    def finish(self) -> dict[str, str]: ...
+
+    def abort(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+StepCaptureFactory = Callable[[], StepCapture]
+"""Makes a sub-env's :class:`StepCapture` (picklable, like :data:`CaptureFactory`)."""
+
+
 class SlotWrapper(gym.Wrapper[Any, Any, Any, Any]):
     """Applies a slot's settings before each reset and reports what was applied."""
 
@@ -85,12 +128,15 @@ class SlotWrapper(gym.Wrapper[Any, Any, Any, Any]):
         env_index: int,
         hooks: list[ResetHook] | None = None,
         recorder_factory: CaptureFactory | None = None,
+        step_recorder_factory: StepCaptureFactory | None = None,
     ) -> None:
         super().__init__(env)
         self.env_index = env_index
         self.hooks = list(hooks or [])
         self.recorder_factory = recorder_factory
+        self.step_recorder_factory = step_recorder_factory
         self._recorder: EpisodeCapture | None = None
+        self._stepper: StepCapture | None = None
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -105,6 +151,8 @@ class SlotWrapper(gym.Wrapper[Any, Any, Any, Any]):
             applied.update(hook(self.env, settings, seed))
         if self._recorder is not None:
             self._recorder.abort()  # a reset before the end drops the episode's video
+        if self._stepper is not None:
+            self._stepper.abort()
         obs, info = self.env.reset(seed=seed, options=inner_options)
         if self.hooks:
             info = dict(info)
@@ -118,6 +166,19 @@ class SlotWrapper(gym.Wrapper[Any, Any, Any, Any]):
                     )
                 self._recorder = self.recorder_factory()
             self._recorder.begin(self.env, settings["video"])
+        if settings.get("trajectory"):
+            if self._stepper is None:
+                if self.step_recorder_factory is None:
+                    raise RuntimeError(
+                        f"sub-env {self.env_index} was asked to record a trajectory but has no step "
+                        "recorder: build it with SlotWrapper(..., step_recorder_factory=TrajectoryRecorder)"
+                    )
+                self._stepper = self.step_recorder_factory()
+            # The trajectory's attributes are the values applied (read back), as in the record.
+            step_settings = dict(settings["trajectory"])
+            if self.hooks:
+                step_settings["factors"] = applied
+            self._stepper.begin(self.env, step_settings, obs, info)
         return obs, info
 
     @property
@@ -129,22 +190,37 @@ class SlotWrapper(gym.Wrapper[Any, Any, Any, Any]):
         this wrapper at every step; on a fast env such as CartPole one wrapper
         layer is ~5% of the step time.
         """
-        if self._recorder is not None and self._recorder.recording:
+        if (self._recorder is not None and self._recorder.recording) or (
+            self._stepper is not None and self._stepper.recording
+        ):
             return self.step
         return self.env.step
 
     def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
-        recorder = self._recorder
-        if recorder is not None and recorder.recording:
-            recorder.capture(self.env)
-            if terminated or truncated:
+        recorder, stepper = self._recorder, self._stepper
+        video = recorder is not None and recorder.recording
+        steps = stepper is not None and stepper.recording
+        if video or steps:
+            ended = bool(terminated or truncated)
+            step_info = info
+            if ended:
                 info = dict(info)
-                info[VIDEO_KEY] = json.dumps(recorder.finish(), sort_keys=True)
+            if recorder is not None and video:
+                recorder.capture(self.env)
+                if ended:
+                    info[VIDEO_KEY] = json.dumps(recorder.finish(), sort_keys=True)
+            if stepper is not None and steps:
+                stepper.capture(self.env, action, obs, reward, bool(terminated), bool(truncated), step_info)
+                if ended:
+                    info[TRAJECTORY_KEY] = json.dumps(stepper.finish(), sort_keys=True)
         return obs, reward, terminated, truncated, info
 
     def close(self) -> None:
         if self._recorder is not None:
             self._recorder.close()
             self._recorder = None
+        if self._stepper is not None:
+            self._stepper.close()
+            self._stepper = None
         super().close()

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from trialrun.boundary import GuardConfig
 from trialrun.outcomes import OutcomeTerm, SuccessRule, differing_keys
@@ -101,6 +101,8 @@ class Rerender:
     terms: Callable[[], list[OutcomeTerm]] = list
     limits: GuardConfig = field(default_factory=GuardConfig)
     job: str = ""
+    records: Literal["video", "trajectory"] = "video"
+    """What the re-simulation records with the settings it is given."""
 
     def __call__(
         self,
@@ -129,7 +131,8 @@ class Rerender:
                 env_id=self.env_id,
                 success=self.success,
                 terms=self.terms(),
-                video=_FilmOnce(settings),
+                video=_FilmOnce(settings) if self.records == "video" else None,
+                trajectories=_FilmOnce(settings) if self.records == "trajectory" else None,
                 limits=limits,
                 job=self.job,
                 warn=False,
@@ -139,6 +142,10 @@ class Rerender:
             # video was never finished, so no file is named or left complete.
             return Rerendered(files={}, outcome={}, differences=["length"])
         (result,) = results
+        if self.records == "video":
+            files = result.video
+        else:
+            files = {"trajectory": result.trajectory} if result.trajectory else {}
         return Rerendered(
-            files=result.video, outcome=result.outcome, differences=differing_keys(recorded, result.outcome)
+            files=files, outcome=result.outcome, differences=differing_keys(recorded, result.outcome)
         )

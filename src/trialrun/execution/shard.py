@@ -17,7 +17,7 @@ from trialrun._imports import load_object
 from trialrun.config import JobConfig
 from trialrun.envs.batched import make_batched_env
 from trialrun.envs.build import make_env
-from trialrun.envs.slot_wrapper import CaptureFactory, SlotWrapper
+from trialrun.envs.slot_wrapper import CaptureFactory, SlotWrapper, StepCaptureFactory
 from trialrun.errors import ConfigError
 from trialrun.execution.rerender import Rerender
 from trialrun.outcomes import OutcomeTerm, SuccessRule
@@ -27,7 +27,8 @@ from trialrun.policies.registry import build_policy
 from trialrun.policies.vla.mapping import camera_sizes
 from trialrun.recording.camera_obs import CameraObservations
 from trialrun.recording.capture import DEFAULT_CAMERA, EpisodeRecorder
-from trialrun.recording.selection import VideoSelection
+from trialrun.recording.selection import TrajectorySelection, VideoSelection
+from trialrun.recording.trajectory import TrajectoryRecorder
 from trialrun.rollout import EnvFn, EpisodeResult, rollout
 from trialrun.rollout_native import rollout_native
 from trialrun.runfiles import RunLayout
@@ -86,6 +87,7 @@ def make_factor_env(
     render_mode: str | None = None,
     recorder_factory: CaptureFactory | None = None,
     cameras: dict[str, tuple[int, int]] | None = None,
+    step_recorder_factory: StepCaptureFactory | None = None,
 ) -> SlotWrapper:
     """One sub-env with its factor hook and, for a job with video, its
     recorder factory (module-level, as is ``recorder_factory``, so async
@@ -94,7 +96,13 @@ def make_factor_env(
     env = make_env(env_id, kwargs, max_steps, render_mode=render_mode)
     if cameras:
         env = CameraObservations(env, cameras)
-    return SlotWrapper(env, env_index=0, hooks=[hook] if hook else [], recorder_factory=recorder_factory)
+    return SlotWrapper(
+        env,
+        env_index=0,
+        hooks=[hook] if hook else [],
+        recorder_factory=recorder_factory,
+        step_recorder_factory=step_recorder_factory,
+    )
 
 
 @dataclass(frozen=True)
@@ -111,6 +119,7 @@ class GroupEnvFns:
     render_mode: str | None
     recorder_factory: CaptureFactory | None
     cameras: dict[str, tuple[int, int]]
+    step_recorder_factory: StepCaptureFactory | None = None
 
     def __call__(self) -> EnvFn:
         hook = self.factor_set.hook(self.build_values) if self.factor_set is not None else None
@@ -123,6 +132,7 @@ class GroupEnvFns:
             self.render_mode,
             self.recorder_factory,
             self.cameras,
+            self.step_recorder_factory,
         )
 
 
@@ -162,6 +172,7 @@ def run_shard(
                 factors=result.factors,
                 outcome=cast(Outcome, result.outcome),
                 video=result.video,
+                trajectory=result.trajectory,
                 started_at=result.started_at,
                 ended_at=result.ended_at,
                 extra=result.extra,
@@ -179,6 +190,14 @@ def run_shard(
         video.prepare(slot.episode for slot in slots)
         render_mode = "rgb_array" if DEFAULT_CAMERA in job.video.cameras else None
         recorder_factory = EpisodeRecorder
+    trajectories = None
+    step_recorder_factory: StepCaptureFactory | None = None
+    if job.trajectories is not None:
+        trajectories = TrajectorySelection.for_job(job.trajectories, job.name, context.run_dir, job.env.id)
+        trajectories.prepare(slot.episode for slot in slots)
+        step_recorder_factory = TrajectoryRecorder
+        if DEFAULT_CAMERA in job.trajectories.cameras:
+            render_mode = "rgb_array"
     cameras = policy_cameras(job)
     if DEFAULT_CAMERA in cameras:
         render_mode = "rgb_array"
@@ -200,17 +219,20 @@ def run_shard(
             render_mode,
             recorder_factory,
             cameras,
+            step_recorder_factory,
         )
-        if video is not None and video.quota:
-            # failures/successes: film the wanted episodes by re-simulating them.
-            video.replayer = Rerender(
-                env_fn,
-                env_id=job.env.id,
-                success=success_rule(job),
-                terms=partial(build_outcome_terms, job),
-                limits=job.limits,
-                job=job.name,
-            )
+        # failures/successes: record the wanted episodes by re-simulating them.
+        for selection, records in ((video, "video"), (trajectories, "trajectory")):
+            if selection is not None and selection.quota:
+                selection.replayer = Rerender(
+                    env_fn,
+                    env_id=job.env.id,
+                    success=success_rule(job),
+                    terms=partial(build_outcome_terms, job),
+                    limits=job.limits,
+                    job=job.name,
+                    records="video" if records == "video" else "trajectory",
+                )
         env_fns = [env_fn() for _ in range(job.num_envs)]
         seen |= rollout(
             group,
@@ -226,6 +248,7 @@ def run_shard(
             limits=job.limits,
             job=job.name,
             instruction_factor=instruction_factor,
+            trajectories=trajectories,
         )
     return seen
 

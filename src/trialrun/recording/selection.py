@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from trialrun.errors import RunWriteError
 from trialrun.runfiles import RunLayout
-from trialrun.runfiles.names import video_file_episode
+from trialrun.runfiles.names import episode_file_episode
 
 if TYPE_CHECKING:
-    from trialrun.config import VideoConfig
+    from trialrun.config import TrajectoryConfig, VideoConfig
     from trialrun.plan import Slot
 
 logger = logging.getLogger(__name__)
@@ -57,8 +57,10 @@ class Replayer(Protocol):
     ) -> Replayed: ...
 
 
-class VideoSelection:
-    """Decides which episodes of a job are recorded and which videos are kept.
+class EpisodeSelection:
+    """Decides which episodes of a job are recorded and which files are kept
+    (:class:`VideoSelection` for videos, :class:`TrajectorySelection` for
+    trajectories; they differ only in what the recorder is told).
 
     ``directory`` is where the files go (``<run>/videos/<job>``); names in
     records are relative to ``root`` (the run directory) when the directory is
@@ -79,7 +81,10 @@ class VideoSelection:
         [True, True, False]
     """
 
-    def __init__(self, config: VideoConfig, directory: Path, root: Path) -> None:
+    kind = "episode files"
+    """What the files are, in messages."""
+
+    def __init__(self, config: VideoConfig | TrajectoryConfig, directory: Path, root: Path) -> None:
         self.config = config
         self.directory = Path(directory).absolute()
         self.root = Path(root).absolute()
@@ -89,15 +94,11 @@ class VideoSelection:
         except ValueError:
             self.prefix = f"{self.directory.as_posix()}/"
         self.claims = self.directory / ".claims"
+        self.job = self.directory.name
         self.replayer: Replayer | None = None
         """Re-simulates wanted episodes of the env group running now (None: film live)."""
         self.live = False
         """Set once a re-simulation did not reproduce its episode: film the rest live."""
-
-    @classmethod
-    def for_job(cls, config: VideoConfig, job: str, run_dir: Path) -> VideoSelection:
-        """The selection writing to ``<run_dir>/videos/<job>``."""
-        return cls(config, RunLayout(run_dir).video_dir(job), run_dir)
 
     @property
     def quota(self) -> bool:
@@ -112,7 +113,7 @@ class VideoSelection:
             return
         removed = 0
         for entry in os.scandir(self.directory):
-            if video_file_episode(entry.name) in wanted:
+            if episode_file_episode(entry.name) in wanted:
                 Path(entry.path).unlink(missing_ok=True)
                 removed += 1
         if self.claims.is_dir():
@@ -141,16 +142,8 @@ class VideoSelection:
         return self.recording(slot)
 
     def recording(self, slot: Slot) -> dict[str, Any]:
-        """The recorder's settings for ``slot`` (where, which cameras, how)."""
-        cfg = self.config
-        return {
-            "dir": str(self.directory),
-            "prefix": self.prefix,
-            "episode": slot.episode,
-            "cameras": list(cfg.cameras),
-            "size": [int(cfg.size[0]), int(cfg.size[1])],
-            "fps": float(cfg.fps),
-        }
+        """The recorder's settings for ``slot``."""
+        raise NotImplementedError
 
     def settle(
         self,
@@ -187,14 +180,15 @@ class VideoSelection:
                 for key in replayed.differences[:3]
             )
             logger.warning(
-                "job '%s': episode %d, re-simulated from its actions to film it, did not reproduce "
+                "job '%s': episode %d, re-simulated from its actions to record it, did not reproduce "
                 "its record (%s): the env does not follow its seed exactly, so the rest of the job's "
-                "%s videos are filmed live (every episode is rendered until %d are kept); "
-                "episode %d keeps no video",
-                self.directory.name,
+                "%s %s are recorded live (every episode is recorded until %d are kept); "
+                "episode %d keeps none",
+                self.job,
                 slot.episode,
                 differ,
                 self.config.select,
+                self.kind,
                 self.config.episodes,
                 slot.episode,
             )
@@ -247,6 +241,74 @@ class VideoSelection:
             return False
         finally:
             tmp.unlink(missing_ok=True)
+
+
+class VideoSelection(EpisodeSelection):
+    """Which episodes of a job are filmed and which videos are kept."""
+
+    kind = "videos"
+    config: VideoConfig
+
+    @classmethod
+    def for_job(cls, config: VideoConfig, job: str, run_dir: Path) -> VideoSelection:
+        """The selection writing to ``<run_dir>/videos/<job>``."""
+        return cls(config, RunLayout(run_dir).video_dir(job), run_dir)
+
+    def recording(self, slot: Slot) -> dict[str, Any]:
+        """The video recorder's settings for ``slot`` (where, which cameras, how)."""
+        cfg = self.config
+        return {
+            "dir": str(self.directory),
+            "prefix": self.prefix,
+            "episode": slot.episode,
+            "cameras": list(cfg.cameras),
+            "size": [int(cfg.size[0]), int(cfg.size[1])],
+            "fps": float(cfg.fps),
+        }
+
+
+class TrajectorySelection(EpisodeSelection):
+    """Which episodes of a job keep a trajectory (``trajectories:``).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> from trialrun.config import TrajectoryConfig
+        >>> from trialrun.plan import slot_for
+        >>> run = pathlib.Path(tempfile.mkdtemp())
+        >>> sel = TrajectorySelection.for_job(TrajectoryConfig(episodes=1), "j", run, env_id="CartPole-v1")
+        >>> sel.settings(slot_for(0, "j", 0))["prefix"], sel.settings(slot_for(0, "j", 1))
+        ('trajectories/j/', None)
+    """
+
+    kind = "trajectories"
+    config: TrajectoryConfig
+
+    def __init__(self, config: TrajectoryConfig, directory: Path, root: Path, env_id: str = "") -> None:
+        super().__init__(config, directory, root)
+        self.env_id = env_id
+
+    @classmethod
+    def for_job(
+        cls, config: TrajectoryConfig, job: str, run_dir: Path, env_id: str = ""
+    ) -> TrajectorySelection:
+        """The selection writing to ``<run_dir>/trajectories/<job>``."""
+        return cls(config, RunLayout(run_dir).trajectory_dir(job), run_dir, env_id)
+
+    def recording(self, slot: Slot) -> dict[str, Any]:
+        """The trajectory recorder's settings for ``slot``."""
+        cfg = self.config
+        return {
+            "dir": str(self.directory),
+            "prefix": self.prefix,
+            "episode": slot.episode,
+            "seed": slot.seed,
+            "job": self.job,
+            "env_id": self.env_id,
+            "factors": dict(slot.factors),
+            "info_keys": list(cfg.info_keys),
+            "cameras": list(cfg.cameras),
+            "size": [int(cfg.size[0]), int(cfg.size[1])],
+        }
 
 
 def _read_claim(path: Path) -> int | None:

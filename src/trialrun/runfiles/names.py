@@ -21,6 +21,7 @@ EPISODES_FILE = "episodes.jsonl"
 SUMMARY_FILE = "summary.json"
 LOCK_FILE = ".trialrun.lock"
 VIDEO_DIR = "videos"
+TRAJECTORY_DIR = "trajectories"
 REPLAY_DIR = "replays"
 REPORT_DIR = "report"
 REPORT_INDEX = "index.html"
@@ -39,6 +40,11 @@ def video_file_name(episode: int, camera: str) -> str:
     return f"ep{episode}-{camera}.mp4"
 
 
+def trajectory_file_name(episode: int) -> str:
+    """``ep<k>.h5``, the file name of one episode's trajectory."""
+    return f"ep{episode}.h5"
+
+
 def partial_file(path: Path) -> Path:
     """The hidden name a file is written under until it is complete
     (``.ep3-top.mp4.part`` for ``ep3-top.mp4``): a killed writer never leaves
@@ -46,17 +52,18 @@ def partial_file(path: Path) -> Path:
     return path.with_name(f".{path.name}.part")
 
 
-_VIDEO_FILE = re.compile(r"^\.?ep(\d+)-.+\.mp4(\.part)?$")
+_EPISODE_FILE = re.compile(r"^\.?ep(\d+)(-.+\.mp4|\.h5)(\.part)?$")
 
 
-def video_file_episode(name: str) -> int | None:
-    """The episode a video file (complete or partial) belongs to, or None.
+def episode_file_episode(name: str) -> int | None:
+    """The episode a video or trajectory file (complete or partial) belongs to, or None.
 
     Example:
-        >>> [video_file_episode(n) for n in ("ep12-corner.mp4", ".ep3-top.mp4.part", "x")]
-        [12, 3, None]
+        >>> names = ("ep12-corner.mp4", ".ep3-top.mp4.part", "ep4.h5", ".ep5.h5.part", "x")
+        >>> [episode_file_episode(n) for n in names]
+        [12, 3, 4, 5, None]
     """
-    match = _VIDEO_FILE.match(name)
+    match = _EPISODE_FILE.match(name)
     return int(match.group(1)) if match else None
 
 
@@ -100,6 +107,10 @@ class RunLayout:
     def video_dir(self, job: str) -> Path:
         """``videos/<job>``: where a job's episode videos go."""
         return self.root / VIDEO_DIR / job
+
+    def trajectory_dir(self, job: str) -> Path:
+        """``trajectories/<job>``: where a job's episode trajectories go."""
+        return self.root / TRAJECTORY_DIR / job
 
     def replay_dir(self, job: str) -> Path:
         """``replays/<job>``: where ``trialrun replay --video`` writes."""

@@ -101,13 +101,17 @@ class EpisodeRecord(_Strict):
     factors: dict[str, FactorValue] = Field(default_factory=dict)
     outcome: Outcome
     video: dict[str, str] = Field(default_factory=dict)
+    trajectory: str | None = None
+    """The episode's trajectory file, relative to the run directory (only
+    written when the job keeps one for this episode)."""
     started_at: str | None = None
     ended_at: str | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
 
     def to_json_line(self) -> str:
         """The record as one line of JSON (no trailing newline), keys in schema order."""
-        return self.model_dump_json(by_alias=True, exclude_defaults=False)
+        exclude = {"trajectory"} if self.trajectory is None else None
+        return self.model_dump_json(by_alias=True, exclude_defaults=False, exclude=exclude)
 
 
 class FactorSpec(_Strict):
