@@ -185,3 +185,20 @@ def test_replay_leaves_the_runs_trajectories_alone(tmp_path: Path) -> None:
     assert replay_episode(run_dir, "pendulum", 1).matches
     after = {p.name: p.read_bytes() for p in (run_dir / "trajectories" / "pendulum").iterdir()}
     assert before == after
+
+
+def test_preflight_checks_trajectory_cameras_and_refuses_native_jobs(tmp_path: Path) -> None:
+    from trialrun.execution.preflight import preflight
+
+    def config(**overrides: Any) -> Any:
+        job = {"name": "j", "env": "CartPole-v1", "policy": "random", "episodes": 1, **overrides}
+        return parse_run_config({"name": "r", "jobs": [job]})
+
+    with pytest.raises(ConfigError) as info:
+        preflight(config(trajectories={"cameras": ["top"]}))
+    assert info.value.field == "jobs.0.trajectories.cameras"
+    assert str(info.value).endswith("unknown camera 'top'; this env's cameras: default")
+    with pytest.raises(ConfigError) as info:
+        preflight(config(env="CartPole-v1", vectorization="native", num_envs=2, trajectories=True))
+    assert info.value.field == "jobs.0.trajectories"
+    assert "trajectories are not recorded with vectorization: native yet" in str(info.value)

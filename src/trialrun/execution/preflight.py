@@ -16,7 +16,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from trialrun.config import JobConfig, RunConfig
+from trialrun.config import JobConfig, RunConfig, VideoConfig
 from trialrun.envs.batched import make_batched_env
 from trialrun.envs.build import check_env_id, make_env
 from trialrun.envs.metaworld import METAWORLD_MAX_STEPS, is_metaworld_id
@@ -89,6 +89,11 @@ def check_native(job: JobConfig, index: int, factor_set: FactorSet) -> NativeRun
             "(or replay chosen episodes with trialrun replay --video)",
             field=f"jobs.{index}.video",
         )
+    if job.trajectories is not None:
+        raise ConfigError(
+            "trajectories are not recorded with vectorization: native yet; record them with a sync job",
+            field=f"jobs.{index}.trajectories",
+        )
     mode = None if job.native_mode == "auto" else job.native_mode
     try:
         env = make_batched_env(
@@ -119,6 +124,9 @@ def check_with_env(
     try:
         if job.video is not None:
             check_video(env, job.video, field=f"jobs.{index}.video.cameras")
+        if job.trajectories is not None and job.trajectories.cameras:
+            cameras = VideoConfig(cameras=job.trajectories.cameras)
+            check_video(env, cameras, field=f"jobs.{index}.trajectories.cameras")
         specs = factor_set.specs(env) if factor_set else []
         if seeds:
             check_job_seeding(job, index, env)
