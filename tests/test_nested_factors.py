@@ -243,3 +243,22 @@ def test_bad_nested_targets_exit_2_with_one_line(tmp_path: Path, job: dict[str, 
     assert code == 2
     assert lines == [message]
     assert not (tmp_path / "runs").exists()
+
+
+# --------------------------------------------------------------------------- what list variations shows
+
+
+def test_nested_targets_are_listed() -> None:
+    highway = gym.make(HIGHWAY)
+    settings = {t.target: t.nominal for t in EnvKwargVariation.targets(highway)}
+    assert settings["config.vehicles_count"] == 50 and settings["config.lanes_count"] == 4
+    assert (
+        "config.observation" not in settings and "config.other_vehicles_type" not in settings
+    )  # not numbers
+    push = gym.make(PUSH)
+    try:
+        attributes = {t.target: (t.nominal, t.note) for t in Attr.targets(push)}
+        assert attributes["task.distance_threshold"] == (0.05, "of the env's task")
+        assert not any(name.startswith(("spec.", "action_space.", "np_random.")) for name in attributes)
+    finally:
+        push.close()

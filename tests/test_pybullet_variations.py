@@ -197,3 +197,11 @@ def test_unknown_body_exits_2_with_one_line(tmp_path: Path) -> None:
         "trialrun: error: field 'jobs[push].factors.m.variation': unknown body 'cube'; "
         "bodies: panda, plane, table, object, target"
     ]
+
+
+def test_listed_targets(env: Any) -> None:
+    assert [(t.target, t.nominal, t.units) for t in Mass.targets(env)] == [("object", 1.0, "kg")]
+    frictions = {t.target: (t.nominal, t.note) for t in LateralFriction.targets(env)}
+    assert list(frictions) == ["panda", "plane", "table", "object", "target"]
+    assert frictions["panda"] == (0.5, "base link; 12 more links (link: name or index)")
+    assert frictions["object"] == (0.5, "base link")

@@ -40,6 +40,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import types
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
@@ -123,7 +124,7 @@ def _lookup(obj: Any, name: str) -> tuple[Any, bool]:
     ``getattr`` so that properties (e.g. ``np_random``, which creates a
     generator on first access) are never triggered, and methods are skipped.
     """
-    instance = vars(obj)
+    instance = getattr(obj, "__dict__", {})  # objects with __slots__ (or pybind11's) have none
     if name in instance:
         return instance[name], True
     for klass in type(obj).__mro__:
@@ -139,7 +140,7 @@ def _lookup(obj: Any, name: str) -> tuple[Any, bool]:
 def _public_data(obj: Any) -> dict[str, Any]:
     """Public data attributes of ``obj`` (instance first, then classes; no
     methods or properties, no episode state), sorted by name."""
-    names: dict[str, None] = dict.fromkeys(vars(obj))
+    names: dict[str, None] = dict.fromkeys(getattr(obj, "__dict__", {}))
     for klass in type(obj).__mro__:
         if klass is not object:
             names.update(dict.fromkeys(vars(klass)))
@@ -379,4 +380,26 @@ class Attr(Variation):
             out.append(
                 TargetInfo(cls.type_name, name, value, _class_note(base, name, _UNITS), "; ".join(notes))
             )
+        for holder, obj in _parts(base).items():
+            for name, value in _public_numeric(obj).items():
+                out.append(
+                    TargetInfo(cls.type_name, f"{holder}.{name}", value, None, f"of the env's {holder}")
+                )
         return out
+
+
+def _parts(base: Any) -> dict[str, Any]:
+    """The env's public objects a dotted ``attr`` name can reach, one level
+    deep (panda-gym's ``task``, ``sim``, ``robot``), for ``list variations``;
+    spaces, the spec, random generators, classes, modules and renderers
+    (``mujoco_renderer``, ``viewer``: their sizes are not the simulation's) are
+    not parts."""
+    skipped = (gym.Space, gym.envs.registration.EnvSpec, np.random.Generator, type, types.ModuleType)
+    return {
+        name: value
+        for name, value in _public_data(base).items()
+        if _is_object(value)
+        and not isinstance(value, skipped)
+        and not callable(value)
+        and not any(word in name for word in ("render", "viewer"))
+    }

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import gymnasium as gym
 from pydantic import BaseModel, ConfigDict, Field
 
-from trialrun.variations.base import AppliesAt, FactorValue, Variation
+from trialrun.variations.base import AppliesAt, FactorValue, TargetInfo, Variation
 from trialrun.variations.registry import register_variation
 
 _SCALARS = (str, int, float, bool)
@@ -147,6 +147,19 @@ class EnvKwargVariation(Variation):
     def restore(self, env: gym.Env[Any, Any]) -> None:
         """Nothing to undo: a different value means a different env."""
 
+    @classmethod
+    def targets(cls, env: gym.Env[Any, Any]) -> list[TargetInfo]:
+        """The scalar keys of the dicts the env keeps from its constructor
+        arguments (``config.vehicles_count``), one level deep."""
+        out = []
+        for argument, settings in _settings_dicts(env).items():
+            for key, value in sorted(settings.items(), key=lambda item: str(item[0])):
+                if isinstance(value, _SCALARS) and not isinstance(value, str):
+                    out.append(
+                        TargetInfo(cls.type_name, f"{argument}.{key}", value, None, "rebuilds the env")
+                    )
+        return out
+
     def build_kwargs(self, value: FactorValue) -> dict[str, Any]:
         """``{key: value}``; for a dotted key the nested part alone
         (``{"config": {"vehicles_count": value}}``), which
@@ -156,6 +169,18 @@ class EnvKwargVariation(Variation):
         for segment in reversed(self.path):
             nested = {segment: nested}
         return {self.argument: nested}
+
+
+def _settings_dicts(env: gym.Env[Any, Any]) -> dict[str, Mapping[str, Any]]:
+    """Constructor arguments the built env keeps as a dict attribute of the
+    same name (highway-env's ``config``): the dicts dotted keys can reach."""
+    base = env.unwrapped
+    try:
+        parameters = inspect.signature(type(base).__init__).parameters
+    except (TypeError, ValueError):
+        return {}
+    found = {name: getattr(base, name, None) for name in parameters if not name.startswith("_")}
+    return {name: value for name, value in found.items() if isinstance(value, Mapping)}
 
 
 def _given(env: gym.Env[Any, Any]) -> dict[str, Any]:

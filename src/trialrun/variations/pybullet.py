@@ -224,7 +224,11 @@ class _PyBulletVariation(Variation):
         out = []
         for name, body in body_names(env, client).items():
             value = float(client.getDynamicsInfo(body, -1)[cls.index])
-            out.append(TargetInfo(cls.type_name, name, round(value, 6), cls.quantity_units, "base link"))
+            if cls.index == _MASS and value == 0:
+                continue  # static: refused (its links, if any, can be named with link:)
+            links = client.getNumJoints(body)
+            note = f"base link; {links} more links (link: name or index)" if links else "base link"
+            out.append(TargetInfo(cls.type_name, name, round(value, 6), cls.quantity_units, note))
         return out
 
 
