@@ -113,6 +113,29 @@ def test_a_run_file_with_official_ids_runs(tmp_path: Path) -> None:
     ]
 
 
+def test_worker_processes_find_official_ids_by_themselves(tmp_path: Path) -> None:
+    # A spawned worker builds its env from the job alone: the id must resolve there too.
+    doc = {
+        "name": "workers",
+        "jobs": [
+            {
+                "name": "grid",
+                "env": "MiniGrid-Empty-5x5-v0",
+                "policy": "random",
+                "episodes": 2,
+                "max_steps": 4,
+            }
+        ],
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(doc))
+    proc = _trialrun(
+        "run", str(tmp_path / "run.yaml"), "--run-dir", str(tmp_path / "run"), "-q", "--executor", "process",
+        "--workers", "1",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert len(read_episodes(tmp_path / "run" / "episodes.jsonl")) == 2
+
+
 def test_unknown_id_names_the_closest_ids_and_the_module_form(tmp_path: Path) -> None:
     doc = {"name": "bad", "jobs": [{"name": "a", "env": "highway-v9", "policy": "random", "episodes": 1}]}
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(doc))
