@@ -200,9 +200,14 @@ def test_list_envs_check(tmp_path: Path) -> None:
         "gym.register('Seedless-v0', entry_point=E)\n"
     )
     kw["env"] = {**kw["env"], "PYTHONPATH": f"{tmp_path}:{kw['env']['PYTHONPATH']}"}
-    bad = subprocess.run([*TRIALRUN, "list", "envs", "--check", "seedless:Seedless-v0"], **kw)
-    assert bad.returncode == 1
+    bad = subprocess.run(
+        [*TRIALRUN, "list", "envs", "--check", "seedless:Seedless-v0", "Meta-World/MT1"], **kw
+    )
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
     assert "seedless:Seedless-v0 │ NO" in bad.stdout
+    # An id that cannot be built without kwargs is a row saying so, not a traceback.
+    flat = " ".join(bad.stdout.replace("│", " ").split())
+    assert "Meta-World/MT1 ? ? - - could not build and reset it without kwargs: TypeError:" in flat
     usage = subprocess.run([*TRIALRUN, "list", "envs", "--check"], **kw)
     assert usage.returncode == 2
     assert usage.stderr.strip() == (
