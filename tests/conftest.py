@@ -31,6 +31,7 @@ _MODULE_MARKERS = {
     "test_execution_signals.py": ("slow",),
     "test_policy_faults.py": ("slow",),
     "test_hostile_inputs.py": ("slow",),
+    "test_gallery.py": ("slow",),
 }
 _METAWORLD_WORDS = ("metaworld", "Meta-World", "pick_place", "pick-place")
 
