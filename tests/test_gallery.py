@@ -185,3 +185,28 @@ def test_the_installed_env_packages_are_the_pinned_ones() -> None:
         name: str(r.specifier) for name, r in _envs_extra().items()
     }
     assert metadata.version("mujoco").startswith("3.3.")
+
+
+def test_highway_ends_early_exactly_on_a_crash() -> None:
+    """What the highway example's ``success: survived`` relies on: highway-fast-v0
+    terminates exactly when ``info["crashed"]`` and truncates itself after
+    ``config.duration`` decisions, so "survived" is "did not crash"."""
+    import gymnasium as gym
+    import highway_env  # noqa: F401  (registers the ids)
+
+    endings = []
+    for seed, density in [(0, 2.0), (1, 2.0), (2, 0.5), (3, 0.5)]:
+        env = gym.make("highway-fast-v0", config={"vehicles_density": density, "vehicles_count": 10})
+        env.reset(seed=seed)
+        env.action_space.seed(seed)
+        for step in range(1, 100):
+            _, _, terminated, truncated, info = env.step(env.action_space.sample())
+            assert terminated == bool(info["crashed"]), step
+            if terminated or truncated:
+                break
+        duration = env.unwrapped.config["duration"]
+        env.close()
+        if not terminated:  # no crash: the env's own time limit ended it
+            assert truncated and step == duration == 30
+        endings.append("crash" if terminated else "time")
+    assert set(endings) == {"crash", "time"}  # both endings occur in these four episodes
