@@ -163,8 +163,11 @@ def test_config_errors_and_shorthand() -> None:
     assert parse_run_config(job(True)).jobs[0].trajectories == TrajectoryConfig()
     assert parse_run_config(job(False)).jobs[0].trajectories is None
     with pytest.raises(ConfigError) as info:
-        parse_run_config(job({"format": "lerobot"}))
-    assert info.value.field == "jobs.0.trajectories.format" and "'hdf5'" in str(info.value)
+        parse_run_config(job({"format": "zarr"}))
+    assert info.value.field == "jobs.0.trajectories.format" and "'hdf5' or 'lerobot'" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        parse_run_config(job({"size": [85, 84]}))
+    assert info.value.field == "jobs.0.trajectories.size" and "each even" in str(info.value)
     with pytest.raises(ConfigError) as info:
         parse_run_config(job({"select": "worst"}))
     assert info.value.field == "jobs.0.trajectories.select"

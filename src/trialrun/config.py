@@ -223,8 +223,9 @@ class VideoConfig(_Model):
         return value
 
 
-TrajectoryFormat = Literal["hdf5"]
-"""How trajectories are written (docs/trajectories.md)."""
+TrajectoryFormat = Literal["hdf5", "lerobot"]
+"""How trajectories are written (docs/trajectories.md): per-episode HDF5 files,
+and with ``lerobot`` also a LeRobot dataset gathered from them when the job ends."""
 
 
 class TrajectoryConfig(_Model):
@@ -245,6 +246,8 @@ class TrajectoryConfig(_Model):
     info_keys: list[str] = Field(default_factory=list)
     cameras: list[str] = Field(default_factory=list)
     size: tuple[int, int] = (84, 84)
+    fps: int = Field(default=30, gt=0, le=1000)
+    """Steps per second: the LeRobot dataset's timestamps and video frame rate."""
 
     @field_validator("cameras")
     @classmethod
@@ -256,8 +259,11 @@ class TrajectoryConfig(_Model):
     @field_validator("size")
     @classmethod
     def _size(cls, value: tuple[int, int]) -> tuple[int, int]:
-        if not all(16 <= side <= 4096 for side in value):
-            raise ValueError(f"size is [width, height] in pixels, each 16 to 4096, got {list(value)}")
+        if not all(16 <= side <= 4096 and side % 2 == 0 for side in value):
+            raise ValueError(
+                f"size is [width, height] in pixels, each even and 16 to 4096 "
+                f"(a LeRobot dataset stores images as H.264 videos), got {list(value)}"
+            )
         return value
 
 

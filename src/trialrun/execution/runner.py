@@ -37,6 +37,7 @@ from trialrun.execution.metadata import git_commit, host_info, package_versions
 from trialrun.execution.preflight import Preflight, preflight
 from trialrun.execution.shard import RunContext, run_shard
 from trialrun.execution.stopping import EarlyStopper, StopRule, run_in_batches
+from trialrun.execution.trajectory_export import export_trajectories
 from trialrun.plan import Slot, missing_slots
 from trialrun.policies.base import Policy
 from trialrun.rollout import utc_now
@@ -310,6 +311,7 @@ def _run_locked(
             if not slots:
                 state.status = "completed"
                 state.error = state.traceback = None
+                _export(job, run_dir, config.seed, state, errors, again=False)
                 writer.write()
                 if observer:
                     observer.job_finished(job.name, "completed", None)
@@ -367,6 +369,7 @@ def _run_locked(
                     errors[job.name] = state.error
                 else:
                     state.status = "completed"
+                    _export(job, run_dir, config.seed, state, errors)
             state.ended_at = utc_now()
             writer.write()
             if observer:
@@ -411,6 +414,23 @@ def _normalized(stored: dict[str, object], path: Path) -> dict[str, object] | No
 def _has_success_rule(job: JobConfig) -> bool:
     """Whether the job decides success by its own rule rather than the env's default key."""
     return job.success.key is not None or job.success.survived or job.success.min_return is not None
+
+
+def _export(
+    job: JobConfig, run_dir: Path, seed: int, state: JobManifest, errors: dict[str, str], again: bool = True
+) -> None:
+    """Gather the completed job's trajectories into their dataset (``format:
+    lerobot``); a failure fails the job (its episodes and files are kept)."""
+    try:
+        export_trajectories(job, run_dir, seed, again=again)
+    except RunWriteError:
+        raise
+    except Exception as exc:
+        state.status = "failed"
+        state.error = f"the trajectories' dataset could not be written: {type(exc).__name__}: {exc}"
+        state.traceback = traceback.format_exc()
+        errors[job.name] = state.error
+        logger.error("job '%s' failed: %s", job.name, state.error)
 
 
 def _try_write(writer: _ManifestWriter) -> None:
