@@ -22,7 +22,7 @@ def test_video_config_validation() -> None:
         return {"name": "run", "jobs": [cartpole_job(video=video)]}
 
     assert parse_run_config(job(True)).jobs[0].video == VideoConfig()
-    assert VideoConfig().cameras == ["default"] and VideoConfig().size == (224, 224)
+    assert VideoConfig().cameras == ["default"] and VideoConfig().size is None
     assert parse_run_config(job(False)).jobs[0].video is None
     cases = {
         "size must be even": ({"size": [63, 64]}, "jobs.0.video.size", "each even"),
@@ -137,7 +137,7 @@ def test_selection_settings_claims_and_cleanup(tmp_path: Path) -> None:
         "prefix": "videos/j/",
         "episode": 1,
         "cameras": ["a", "b"],
-        "size": [224, 224],
+        "size": None,
         "fps": 30.0,
     }
     assert first.settings(slot_for(0, "j", 2)) is None
@@ -166,3 +166,10 @@ def test_selection_settings_claims_and_cleanup(tmp_path: Path) -> None:
     failures.prepare([2, 5])
     assert sorted(p.name for p in directory.iterdir()) == [".claims", "ep1-default.mp4"]
     assert failures.settings(slot_for(0, "j", 9)) is not None
+
+
+def test_a_video_without_a_size_keeps_the_envs_aspect_ratio(tmp_path: Path) -> None:
+    job = cartpole_job(episodes=1, num_envs=1, video={"episodes": 1})
+    run_dir = run_videos(tmp_path, job)
+    (record,) = read_episodes(run_dir / "episodes.jsonl")
+    assert_video(run_dir, record, 274, 182)  # CartPole's 600x400, at about 224x224 pixels

@@ -187,7 +187,7 @@ class VideoConfig(_Model):
     ``cameras`` are MuJoCo camera names (``trialrun list variations ENV``
     lists them) or ``default``, the env's own ``render()`` image (the only
     choice for classic-control envs). ``size`` is ``[width, height]`` in
-    pixels. ``select`` picks which episodes keep a video: the ``first``
+    pixels (unset: the env's own aspect ratio). ``select`` picks which episodes keep a video: the ``first``
     ``episodes`` by episode index, at most ``episodes`` ``failures`` or
     ``successes``, or ``all`` of them (``episodes`` is then ignored).
     ``video: true`` records with the defaults.
@@ -196,7 +196,9 @@ class VideoConfig(_Model):
     cameras: list[str] = Field(default_factory=lambda: ["default"], min_length=1)
     episodes: int = Field(default=8, ge=0)
     select: VideoSelect = "first"
-    size: tuple[int, int] = (224, 224)
+    size: tuple[int, int] | None = None
+    """``[width, height]``; unset: named MuJoCo cameras render 224x224 and a
+    ``default`` camera keeps the env's own aspect ratio at about 224x224 pixels."""
     fps: float = Field(default=30.0, gt=0, le=240)
 
     @field_validator("cameras")
@@ -213,12 +215,12 @@ class VideoConfig(_Model):
 
     @field_validator("size")
     @classmethod
-    def _even_size(cls, value: tuple[int, int]) -> tuple[int, int]:
-        for side in value:
+    def _even_size(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        for side in value or ():
             if side < 16 or side > 4096 or side % 2:
                 raise ValueError(
                     f"size is [width, height] in pixels, each even and between 16 and 4096 "
-                    f"(H.264 in yuv420p needs even sides), got {list(value)}"
+                    f"(H.264 in yuv420p needs even sides), got {list(value or ())}"
                 )
         return value
 

@@ -262,7 +262,7 @@ class VideoSelection(EpisodeSelection):
             "prefix": self.prefix,
             "episode": slot.episode,
             "cameras": list(cfg.cameras),
-            "size": [int(cfg.size[0]), int(cfg.size[1])],
+            "size": None if cfg.size is None else [int(cfg.size[0]), int(cfg.size[1])],
             "fps": float(cfg.fps),
         }
 
