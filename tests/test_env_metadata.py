@@ -166,3 +166,10 @@ def test_list_variations_omits_counters_and_private_state() -> None:
         "width",
     ]
     assert "2 counter(s) and private attribute(s) omitted" in result.output
+
+
+def test_settings_dict_keys_are_listed_whatever_their_name() -> None:
+    # highway-env's vehicle count is a setting of its config dict, not a counter.
+    assert not is_private_or_counter("config.vehicles_count", "env_kwarg")
+    assert is_private_or_counter("config._cache", "env_kwarg")
+    assert is_private_or_counter("vehicles_count", "attr")

@@ -168,7 +168,7 @@ def list_variations(
         omitted = 0
         for name, targets in listed.items():
             for target in targets:
-                if (name, target.target) in state or is_private_or_counter(target.target):
+                if (name, target.target) in state or is_private_or_counter(target.target, name):
                     omitted += 1
                     continue
                 table.add_row(
@@ -188,12 +188,16 @@ def list_variations(
 _COUNTER_NAME = re.compile(r"^(num|curr|current)_|_(count|counter)$")
 
 
-def is_private_or_counter(target: str) -> bool:
+def is_private_or_counter(target: str, variation: str = "attr") -> bool:
     """Whether a target names private state (a part starting with ``_``) or,
     by its name, a counter (``num_resets``, ``curr_path_length``, ``*_count``):
-    nothing a factor should set, even when it did not change while we looked."""
+    nothing a factor should set, even when it did not change while we looked.
+    The name rule is for attributes only: a key of a constructor's settings
+    dict is a setting whatever its name (highway-env's ``config.vehicles_count``)."""
     parts = target.split(".")
-    return any(part.startswith("_") for part in parts) or bool(_COUNTER_NAME.search(parts[-1]))
+    if any(part.startswith("_") for part in parts):
+        return True
+    return variation != "env_kwarg" and bool(_COUNTER_NAME.search(parts[-1]))
 
 
 def changing_targets(
