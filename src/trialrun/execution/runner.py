@@ -166,7 +166,7 @@ def _new_manifest(config: RunConfig, config_path: Path | None, argv: list[str]) 
         seed=config.seed,
         config=config.model_dump(mode="json"),
         config_path=str(config_path) if config_path else None,
-        versions=package_versions(),
+        versions=package_versions(config),
         git_commit=git_commit(commit_dir),
         host=host["host"],
         python=host["python"],
