@@ -32,6 +32,9 @@ _MODULE_MARKERS = {
     "test_policy_faults.py": ("slow",),
     "test_hostile_inputs.py": ("slow",),
     "test_gallery.py": ("slow",),
+    "test_recording_trajectory.py": ("slow",),
+    "test_recording_lerobot.py": ("slow",),
+    "test_execution_rerender.py": ("slow",),
 }
 _METAWORLD_WORDS = ("metaworld", "Meta-World", "pick_place", "pick-place")
 

@@ -205,3 +205,95 @@ def test_preflight_checks_trajectory_cameras_and_refuses_native_jobs(tmp_path: P
         preflight(config(env="CartPole-v1", vectorization="native", num_envs=2, trajectories=True))
     assert info.value.field == "jobs.0.trajectories"
     assert "trajectories are not recorded with vectorization: native yet" in str(info.value)
+
+
+def test_replay_writes_one_episodes_trajectory_on_demand(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from trialrun.cli import app
+
+    job = _pendulum_job(episodes=3, trajectories={"select": "all", "info_keys": ["reward_survive"]})
+    run_dir = run_videos(tmp_path, job)
+    result = CliRunner().invoke(app, ["replay", str(run_dir), "pendulum", "2", "--trajectory"])
+    assert result.exit_code == 0, result.output
+    replayed = run_dir / "replays" / "pendulum" / "ep2.h5"
+    assert f"trajectory: {replayed}" in result.output.replace("\n", "")
+    record = next(r for r in _records(run_dir) if r.episode == 2)
+    ours = _demo(run_dir, record)
+    with h5py.File(replayed) as f:
+        for key in ("actions", "obs/state", "rewards", "dones", "info/reward_survive"):
+            assert np.array_equal(f[f"data/demo_0/{key}"][()], ours[key]), key
+    # Without trajectories in the job, the defaults; --out chooses the folder.
+    plain = run_videos(tmp_path, _pendulum_job(episodes=1, trajectories=None), name="plain")
+    out = tmp_path / "elsewhere"
+    result = CliRunner().invoke(
+        app, ["replay", str(plain), "pendulum", "0", "--trajectory", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["ep0.h5"]
+    assert not (plain / "replays").exists()
+
+
+def test_a_killed_run_names_only_complete_trajectories_and_resume_completes_them(tmp_path: Path) -> None:
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    from helpers import subprocess_env
+    from recording_helpers import cartpole_job
+    from trialrun.runfiles import read_manifest
+
+    job = cartpole_job(
+        name="long",
+        episodes=8,
+        num_envs=2,
+        max_steps=300,
+        policy="cartpole-balance",  # survives: 300-step episodes, long enough to kill mid-file
+        video=None,
+        trajectories={"select": "all", "format": "lerobot"},
+    )
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump({"name": "killed", "seed": 4, "jobs": [job]}))
+    run_dir = tmp_path / "run"
+    directory = run_dir / "trajectories" / "long"
+    command = [sys.executable, "-m", "trialrun.cli", "run", str(cfg), "--run-dir", str(run_dir), "-q"]
+    child = subprocess.Popen(
+        command, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    episodes = run_dir / "episodes.jsonl"
+    deadline = time.monotonic() + 120
+    partial_seen = False
+    while time.monotonic() < deadline and not partial_seen:
+        if episodes.exists() and episodes.read_text().count("\n") >= 2 and directory.is_dir():
+            partial_seen = any(p.name.endswith(".part") for p in directory.iterdir())
+        time.sleep(0.005)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    assert partial_seen  # killed while a trajectory was being written
+    before = read_episodes(episodes)
+    assert 2 <= len(before) < 8
+    for record in before:  # every trajectory a record names is complete
+        assert _demo(run_dir, record)["attrs"]["num_samples"] == record.outcome["length"]
+    assert not (directory / "lerobot").exists()  # the job did not complete
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "trialrun.cli", "run", "--resume", str(run_dir), "-q"],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    records = read_episodes(episodes)
+    assert sorted(r.episode for r in records) == list(range(8))
+    # The killed episodes' partial files are gone: one complete file per record.
+    assert sorted(p.name for p in directory.iterdir() if p.is_file()) == sorted(f"ep{k}.h5" for k in range(8))
+    for record in records:
+        assert _demo(run_dir, record)["attrs"]["num_samples"] == record.outcome["length"] == 300
+    info = json.loads((directory / "lerobot" / "meta" / "info.json").read_text())
+    assert info["total_episodes"] == 8 and info["total_frames"] == 8 * 300
+    assert read_manifest(run_dir).jobs["long"].status == "completed"

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trialrun.config import JobConfig, RunConfig, VideoConfig, parse_run_config
+from trialrun.config import JobConfig, RunConfig, TrajectoryConfig, VideoConfig, parse_run_config
 from trialrun.errors import InputError
 from trialrun.execution.shard import RunContext, run_shard
 from trialrun.outcomes import MISSING, values_match
@@ -96,6 +96,12 @@ class ReplayResult:
         """The replay's video files by camera (absolute paths)."""
         return {camera: self.target.run_dir / name for camera, name in self.replayed.video.items()}
 
+    @property
+    def trajectory(self) -> Path | None:
+        """The replay's trajectory file (absolute), when one was written."""
+        name = self.replayed.trajectory
+        return None if name is None else self.target.run_dir / name
+
 
 def load_replay_target(run_dir: Path, job_name: str, episode: int) -> ReplayTarget:
     """Read the run's config and the episode's record, checking every argument.
@@ -144,6 +150,7 @@ def replay_episode(
     video: bool = False,
     out: Path | None = None,
     cameras: list[str] | None = None,
+    trajectory: bool = False,
 ) -> ReplayResult:
     """Re-run episode ``episode`` of ``job`` from ``run_dir`` and compare it
     with its record.
@@ -152,6 +159,9 @@ def replay_episode(
     settings (or ``cameras``; ``default`` when the job has none) to
     ``<run_dir>/replays/<job>/ep<k>-<camera>.mp4``, or into ``out``.
     Recording does not change the episode: frames are rendered after each step.
+    With ``trajectory``, the replay writes the episode's trajectory (the job's
+    ``trajectories`` settings, or the defaults) to
+    ``<run_dir>/replays/<job>/ep<k>.h5``, or into ``out``.
     """
     target = load_replay_target(run_dir, job, episode)
     job_config = target.job
@@ -163,11 +173,24 @@ def replay_episode(
         video_dir = Path(out) if out is not None else target.run_dir / REPLAY_DIR / job_config.name
     else:
         settings = None
-    # A replay writes its own videos and never touches the run's trajectories.
-    replay_job = job_config.model_copy(update={"video": settings, "trajectories": None})
+    steps: TrajectoryConfig | None = None
+    trajectory_dir: Path | None = None
+    if trajectory:
+        base_steps = job_config.trajectories or TrajectoryConfig()
+        steps = base_steps.model_copy(update={"select": "all", "format": "hdf5"})
+        trajectory_dir = Path(out) if out is not None else target.run_dir / REPLAY_DIR / job_config.name
+    # A replay writes its own files and never touches the run's videos or trajectories.
+    replay_job = job_config.model_copy(update={"video": settings, "trajectories": steps})
     context = RunContext(run_name=target.config.name, run_seed=target.config.seed, run_dir=target.run_dir)
     results: list[EpisodeRecord] = []
-    run_shard(replay_job, context, [target.slot], results.append, video_dir=video_dir)
+    run_shard(
+        replay_job,
+        context,
+        [target.slot],
+        results.append,
+        video_dir=video_dir,
+        trajectory_dir=trajectory_dir,
+    )
     if len(results) != 1:
         raise RuntimeError(f"the replay produced {len(results)} episodes instead of 1")
     replayed = results[0]

@@ -32,8 +32,13 @@ def replay(
     video: Annotated[
         bool, typer.Option("--video", help="Record the replay: RUN_DIR/replays/JOB/ep<k>-<camera>.mp4.")
     ] = False,
+    trajectory: Annotated[
+        bool,
+        typer.Option("--trajectory", help="Write the replay's trajectory: RUN_DIR/replays/JOB/ep<k>.h5."),
+    ] = False,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Folder for the replay's videos (implies --video).")
+        Path | None,
+        typer.Option("--out", help="Folder for the replay's videos and trajectory (alone: implies --video)."),
     ] = None,
     cameras: Annotated[
         list[str] | None,
@@ -54,8 +59,9 @@ def replay(
         raise fail(f"EPISODE must be 0 or more, got {episode}")
     load_replay_target(run_dir, job, episode)  # bad arguments: exit 2 before anything runs
     try:
+        wants_video = video or bool(cameras) or (out is not None and not trajectory)
         result = replay_episode(
-            run_dir, job, episode, video=video or out is not None or bool(cameras), out=out, cameras=cameras
+            run_dir, job, episode, video=wants_video, out=out, cameras=cameras, trajectory=trajectory
         )
     except InputError:
         raise
@@ -81,6 +87,8 @@ def replay(
     stdout.print(table)
     for camera, path in result.videos.items():
         stdout.print(f"video {escape(camera)}: {escape(str(path))}", highlight=False)
+    if result.trajectory is not None:
+        stdout.print(f"trajectory: {escape(str(result.trajectory))}", highlight=False)
     if result.matches:
         stdout.print("[green]matches[/]: the replayed episode equals its record", highlight=False)
         raise typer.Exit(EXIT_OK)

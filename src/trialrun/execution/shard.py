@@ -143,6 +143,7 @@ def run_shard(
     emit: Callable[[EpisodeRecord], None],
     policy: Policy | None = None,
     video_dir: Path | None = None,
+    trajectory_dir: Path | None = None,
 ) -> bool:
     """Run ``slots`` of ``job`` and ``emit`` one record per finished episode;
     return whether the env ever reported the success key.
@@ -150,7 +151,8 @@ def run_shard(
     ``policy`` overrides the job's policy spec with a live object (used by
     training-time evaluation, which passes the trainer's policy).
     ``video_dir`` is where the job's videos go (default
-    ``<run_dir>/videos/<job>``; replay writes elsewhere).
+    ``<run_dir>/videos/<job>``; replay writes elsewhere), ``trajectory_dir``
+    where its trajectories go (default ``<run_dir>/trajectories/<job>``).
     """
 
     instruction_factor = FactorSet(job).instruction_name
@@ -193,7 +195,12 @@ def run_shard(
     trajectories = None
     step_recorder_factory: StepCaptureFactory | None = None
     if job.trajectories is not None:
-        trajectories = TrajectorySelection.for_job(job.trajectories, job.name, context.run_dir, job.env.id)
+        trajectories = TrajectorySelection(
+            job.trajectories,
+            trajectory_dir or RunLayout(context.run_dir).trajectory_dir(job.name),
+            context.run_dir,
+            job.env.id,
+        )
         trajectories.prepare(slot.episode for slot in slots)
         step_recorder_factory = TrajectoryRecorder
         if DEFAULT_CAMERA in job.trajectories.cameras:
