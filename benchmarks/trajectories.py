@@ -1,30 +1,50 @@
-"""What recording trajectories holds in memory: it must not grow with the
-number or the length of the recorded episodes.
+"""What recording trajectories costs: time next to the same job without, and memory.
 
-One fresh subprocess per case runs a Pendulum-v1 job (the ``zero`` policy:
-no episode ends before ``max_steps``) with ``trajectories: {select: all,
-cameras: [default], size: [96, 96]}`` and reports its peak RSS
-(``ru_maxrss``) and the peak of Python-tracked allocations (``tracemalloc``;
-numpy arrays are tracked). Steps are buffered 256 at a time and appended to
-the HDF5 file, so both peaks must stay flat from 4 to 16 episodes and from 250
-to 2,000 steps; the table also shows what holding one episode's images
-(observation and next observation) would take, and the bytes written.
+1. **Overhead.** The same job runs with and without ``trajectories: {select:
+   all}`` (state observations, actions, rewards of every episode), interleaved
+   over ``--rounds`` rounds: CartPole-v1 x16 (the LQR controller, 500-step
+   episodes) and HalfCheetah-v5 x4 (random actions, 1,000 steps). The table
+   prints median seconds and the median of the per-round ratios with/without
+   (target: at most 1.2).
+
+2. **Memory.** One fresh subprocess per case runs a Pendulum-v1 job (the
+   ``zero`` policy: every episode lasts ``max_steps``) recording 4 and then 64
+   episodes of 500 steps, with a 64x64 ``default`` camera in the observations,
+   and reports its peak RSS (``ru_maxrss``) and the peak of Python-tracked
+   allocations (``tracemalloc``; numpy arrays are tracked). Steps are buffered
+   256 at a time and appended to the HDF5 file, so both peaks must stay flat;
+   a 2,000-step case shows the same for the length of an episode.
 
 Usage:
-    python benchmarks/trajectories.py     # about 1-2 minutes on 2 cores
+    python benchmarks/trajectories.py              # about 3-4 minutes on 2 cores
+    python benchmarks/trajectories.py --rounds 1 --only overhead
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
-CASES = [(4, 250), (16, 250), (4, 2000)]
-SIZE = 96
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+
+from trialrun.config import parse_run_config
+from trialrun.execution.runner import run_evaluation
+
+OVERHEAD_CASES: dict[str, dict[str, Any]] = {
+    "CartPole x16": {"env": "CartPole-v1", "policy": "cartpole-balance", "episodes": 16, "max_steps": 500},
+    "HalfCheetah x4": {"env": "HalfCheetah-v5", "policy": "random", "episodes": 4, "max_steps": 1000},
+}
+MEMORY_CASES = [(4, 500), (64, 500), (4, 2000)]
+SIZE = 64
 
 CHILD = """
 import json, os, resource, sys, tracemalloc
@@ -46,12 +66,45 @@ print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss /
 """
 
 
-def main() -> None:
-    print(f"Pendulum-v1, camera 'default' at {SIZE}x{SIZE}, one subprocess per case, {os.cpu_count()} cores")
+def _timed(case: dict[str, Any], record: bool, root: Path) -> float:
+    job = {"name": "j", "num_envs": 1, **case}
+    if record:
+        job["trajectories"] = {"select": "all"}
+    config = parse_run_config({"name": "bench", "seed": 2, "jobs": [job]})
+    run_dir = Path(tempfile.mkdtemp(dir=root)) / "run"
+    start = time.perf_counter()
+    result = run_evaluation(config, run_dir)
+    seconds = time.perf_counter() - start
+    if result.exit_code != 0:
+        raise SystemExit(f"{case}: {result.errors}")
+    return seconds
+
+
+def overhead(rounds: int) -> None:
+    print(f"1. overhead, {rounds} round(s), interleaved")
+    print(f"{'case':<16} {'without s':>10} {'with s':>8} {'with/without':>13}")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for name, case in OVERHEAD_CASES.items():
+            _timed(case, True, root)  # warm-up: imports, the env, h5py
+            without: list[float] = []
+            with_: list[float] = []
+            for index in range(rounds):
+                for record in (False, True) if index % 2 == 0 else (True, False):
+                    (with_ if record else without).append(_timed(case, record, root))
+            ratios = [w / o for w, o in zip(with_, without, strict=True)]
+            print(
+                f"{name:<16} {statistics.median(without):>10.2f} {statistics.median(with_):>8.2f} "
+                f"{statistics.median(ratios):>13.2f}"
+            )
+
+
+def memory() -> None:
+    print(f"2. memory: Pendulum-v1, 'default' camera at {SIZE}x{SIZE}, one subprocess per case")
     header = f"{'peak RSS MB':>12} {'traced MB':>10} {'one episode held MB':>20} {'written MB':>11}"
     print(f"{'episodes':>8} {'steps':>6} {header}")
     with tempfile.TemporaryDirectory() as tmp:
-        for index, (episodes, steps) in enumerate(CASES):
+        for index, (episodes, steps) in enumerate(MEMORY_CASES):
             out = Path(tmp) / f"run{index}"
             done = subprocess.run(
                 [sys.executable, "-c", CHILD, str(episodes), str(steps), str(SIZE), str(out)],
@@ -67,6 +120,18 @@ def main() -> None:
                 f"{episodes:>8} {steps:>6} {numbers['rss_mb']:>12.0f} {numbers['traced_mb']:>10.1f} "
                 f"{held:>20.0f} {numbers['written_mb']:>11.1f}"
             )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", choices=["overhead", "memory"])
+    args = parser.parse_args()
+    print(f"{os.cpu_count()} cores")
+    if args.only in (None, "overhead"):
+        overhead(args.rounds)
+    if args.only in (None, "memory"):
+        memory()
 
 
 if __name__ == "__main__":

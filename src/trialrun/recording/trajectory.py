@@ -92,61 +92,67 @@ def _leaves(value: Any, prefix: str) -> Iterator[tuple[str, Any]]:
 
 
 class _Column:
-    """One dataset, appended to in chunks."""
+    """One dataset, appended to a block of steps at a time."""
 
     def __init__(self, group: Any, name: str, first: np.ndarray) -> None:
         h5py = _h5py()
         self.name = name
-        self.rows: list[np.ndarray] = []
         self.strings = first.dtype.kind in "UO"
         dtype = h5py.string_dtype() if self.strings else first.dtype
-        shape = first.shape
-        chunk = (min(CHUNK_STEPS, 64) if first.nbytes > 4096 else CHUNK_STEPS, *shape)
+        shape = first.shape[1:]
+        row_bytes = first.nbytes // max(len(first), 1)
+        chunk = (64 if row_bytes > 4096 else CHUNK_STEPS, *shape)
         compress = {"compression": "gzip", "compression_opts": 1} if first.dtype == np.uint8 else {}
         self.dataset = group.create_dataset(
             name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype, chunks=chunk, **compress
         )
 
-    def add(self, row: np.ndarray) -> None:
-        self.rows.append(row)
-        if len(self.rows) >= CHUNK_STEPS:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.rows:
-            return
-        block = np.stack(self.rows)
+    def append(self, block: np.ndarray) -> None:
+        if block.shape[1:] != self.dataset.shape[1:]:
+            raise ValueError(
+                f"trajectory value '{self.name}' changed shape within an episode: "
+                f"{self.dataset.shape[1:]} then {block.shape[1:]} (trajectories need fixed shapes)"
+            )
         if self.strings:
             block = block.astype(object)
         start = self.dataset.shape[0]
         self.dataset.resize(start + len(block), axis=0)
         self.dataset[start:] = block
-        self.rows.clear()
 
 
 class _Columns:
-    """The datasets of one group, made on first use from the first row's shapes."""
+    """The datasets of one group, made on first use from the first block's shapes.
+
+    Steps are kept as the values the env gave (no per-step array work: a
+    CartPole step costs tens of microseconds) and stacked into one array per
+    dataset when a block is written.
+    """
 
     def __init__(self, group: Any) -> None:
         self.group = group
         self.columns: dict[str, _Column] = {}
 
-    def add(self, value: Any, name: str = "") -> None:
-        for path, leaf in _leaves(value, name):
-            row = np.asarray(leaf)
+    def append(self, rows: list[Any], name: str = "") -> None:
+        """Write ``rows`` (one value per step: an array, a number, or a dict/tuple of them)."""
+        if not rows:
+            return
+        paths = [path for path, _ in _leaves(rows[0], name)]
+        if len(paths) == 1 and paths[0] == name:
+            blocks = {name: np.asarray(rows) if not isinstance(rows[0], np.ndarray) else np.stack(rows)}
+        else:
+            leaves = [dict(_leaves(row, name)) for row in rows]
+            try:
+                blocks = {path: np.stack([np.asarray(leaf[path]) for leaf in leaves]) for path in paths}
+            except (KeyError, ValueError) as exc:
+                raise ValueError(
+                    f"trajectory values under '{name or self.group.name}' changed keys or shapes "
+                    f"within an episode (trajectories need fixed ones): {exc}"
+                ) from None
+        for path, block in blocks.items():
             column = self.columns.get(path)
             if column is None:
-                column = self.columns[path] = _Column(self.group, path, row)
-            elif row.shape != column.dataset.shape[1:]:
-                raise ValueError(
-                    f"trajectory value '{path}' changed shape within an episode: "
-                    f"{column.dataset.shape[1:]} then {row.shape} (trajectories need fixed shapes)"
-                )
-            column.add(row)
-
-    def flush(self) -> None:
-        for column in self.columns.values():
-            column.flush()
+                column = self.columns[path] = _Column(self.group, path, block)
+            column.append(block)
 
 
 class TrajectoryRecorder:
@@ -159,7 +165,13 @@ class TrajectoryRecorder:
         self._settings: dict[str, Any] = {}
         self._columns: dict[str, _Columns] = {}
         self._steps = 0
-        self._obs: Any = None
+        self._observations: list[Any] = []
+        """The observations not written yet, the current one last."""
+        self._actions: list[Any] = []
+        self._rewards: list[float] = []
+        self._terminated: list[bool] = []
+        self._truncated: list[bool] = []
+        self._infos: list[dict[str, Any]] = []
         self._frames: FrameSource | None = None
         self._frames_key: tuple[Any, ...] = ()
 
@@ -197,6 +209,7 @@ class TrajectoryRecorder:
         self._columns = {group: _Columns(demo.create_group(group)) for group in ("obs", "next_obs", "info")}
         self._columns["steps"] = _Columns(demo)
         self._steps = 0
+        self._clear()
         cameras = list(settings.get("cameras") or [])
         size = (int(settings["size"][0]), int(settings["size"][1]))
         if cameras:
@@ -206,7 +219,7 @@ class TrajectoryRecorder:
                     self._frames.close()
                 self._frames = FrameSource(env, cameras, size)
                 self._frames_key = key
-        self._obs = self._observation(env, obs)
+        self._observations.append(self._observation(env, obs))
 
     def capture(
         self,
@@ -218,40 +231,66 @@ class TrajectoryRecorder:
         truncated: bool,
         info: dict[str, Any],
     ) -> None:
-        """Append one step: the action taken on the previous observation and what followed."""
+        """Keep one step: the action taken on the previous observation and what followed."""
         if self._file is None:
             return
         try:
-            following = self._observation(env, obs)
-            self._columns["obs"].add(self._obs)
-            self._columns["next_obs"].add(following)
-            steps = self._columns["steps"]
-            steps.add(action, "actions")
-            steps.add(np.float64(reward), "rewards")
-            steps.add(np.uint8(terminated or truncated), "dones")
-            steps.add(np.bool_(terminated), "terminated")
-            steps.add(np.bool_(truncated), "truncated")
-            for key in self._settings.get("info_keys") or []:
-                if key not in info:
+            keys = self._settings.get("info_keys")
+            if keys:
+                missing = [key for key in keys if key not in info]
+                if missing:
                     raise ConfigError(
-                        f"info key '{key}' is missing at step {self._steps}; "
+                        f"info key '{missing[0]}' is missing at step {self._steps}; "
                         f"this step's info has: {', '.join(sorted(info)) or 'nothing'}",
                         field="trajectories.info_keys",
                     )
-                self._columns["info"].add(info[key], key)
-            self._obs = following
+                self._infos.append({key: info[key] for key in keys})
+            self._observations.append(self._observation(env, obs))
+            self._actions.append(_copied(action))
+            self._rewards.append(float(reward))
+            self._terminated.append(terminated)
+            self._truncated.append(truncated)
             self._steps += 1
+            if len(self._rewards) >= CHUNK_STEPS:
+                self._write_block()
         except BaseException:
             self.abort()
             raise
+
+    def _write_block(self) -> None:
+        """Append the kept steps to the file (the current observation stays kept:
+        it is the next step's ``obs``)."""
+        count = len(self._rewards)
+        if not count:
+            return
+        observations = self._observations
+        self._columns["obs"].append(observations[:count])
+        self._columns["next_obs"].append(observations[1 : count + 1])
+        steps = self._columns["steps"]
+        steps.append(self._actions, "actions")
+        steps.append(self._rewards, "rewards")
+        ended = np.logical_or(self._terminated, self._truncated).astype(np.uint8)
+        steps.append(list(ended), "dones")
+        steps.append(self._terminated, "terminated")
+        steps.append(self._truncated, "truncated")
+        if self._infos:
+            self._columns["info"].append(self._infos)
+        self._clear(keep=observations[count])
+
+    def _clear(self, keep: Any = None) -> None:
+        self._observations = [] if keep is None else [keep]
+        self._actions = []
+        self._rewards = []
+        self._terminated = []
+        self._truncated = []
+        self._infos = []
 
     def finish(self) -> dict[str, str]:
         """Complete the file; ``{"trajectory": name}``."""
         if self._file is None or self._path is None:
             return {}
         try:
-            for columns in self._columns.values():
-                columns.flush()
+            self._write_block()
             demo = self._file["data/demo_0"]
             demo.attrs["num_samples"] = self._steps
             self._file["data"].attrs["total"] = self._steps
@@ -274,6 +313,7 @@ class TrajectoryRecorder:
         if self._path is not None:
             partial_file(self._path).unlink(missing_ok=True)
         self._columns = {}
+        self._clear()
 
     def close(self) -> None:
         self.abort()
@@ -283,12 +323,23 @@ class TrajectoryRecorder:
 
     def _observation(self, env: gym.Env[Any, Any], obs: Any) -> Any:
         """The observation as stored: ``{"state": obs}`` or its dict, plus camera images."""
-        stored = dict(obs) if isinstance(obs, dict) else {"state": obs}
+        stored = {k: _copied(v) for k, v in obs.items()} if isinstance(obs, dict) else {"state": _copied(obs)}
         if self._frames is not None:
             for camera, image in self._frames.render(env).items():
                 own_size = camera == DEFAULT_CAMERA  # the env's render() comes at its own size
                 stored[f"{camera}_image"] = _resized(image, self._frames.size) if own_size else image
         return stored
+
+
+def _copied(value: Any) -> Any:
+    """A value the env may reuse or change later, copied (arrays; dicts and tuples of them)."""
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if isinstance(value, dict):
+        return {key: _copied(item) for key, item in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_copied(item) for item in value)
+    return value
 
 
 def _resized(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
