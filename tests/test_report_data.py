@@ -24,6 +24,8 @@ from trialrun.report.data import (
     relative_url,
     shown_units,
 )
+from trialrun.report.linechart import nice_ticks
+from trialrun.report.trajectories import MAX_DIMS, MAX_POINTS, downsample, read_trajectory
 from trialrun.runfiles import write_json_atomic
 from trialrun.runfiles.schema import EpisodeRecord, FactorSpec, JobManifest, Manifest
 from trialrun.stats import summarize_run, wilson_interval
@@ -437,3 +439,89 @@ def test_bins_rates_match_a_direct_count() -> None:
         ]
         assert b.n == len(inside) and b.successes == sum(inside)
         assert math.isclose(b.rate or 0, sum(inside) / len(inside))
+
+
+# --------------------------------------------------------------------------- trajectories
+
+
+def write_trajectory(path: Path, actions: Any, rewards: np.ndarray) -> Path:
+    """A trajectory file in the layout the recorder writes (robomimic's): ``actions``
+    is an array, or a dict of arrays for dict actions (a group)."""
+    import h5py
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        demo = f.create_group("data/demo_0")
+        demo.attrs["num_samples"] = len(rewards)
+        if isinstance(actions, dict):
+            group = demo.create_group("actions")
+            for key, value in actions.items():
+                group.create_dataset(key, data=value)
+        else:
+            demo.create_dataset("actions", data=actions)
+        demo.create_dataset("rewards", data=np.asarray(rewards, dtype=np.float64))
+        demo.create_dataset("dones", data=(np.arange(len(rewards)) == len(rewards) - 1).astype(np.uint8))
+    return path
+
+
+def test_downsample_keeps_short_series_and_the_extremes_of_long_ones() -> None:
+    short = np.arange(7.0)
+    steps, values = downsample(short, 500)
+    assert steps.tolist() == list(range(7)) and values.tolist() == short.tolist()
+    rng = np.random.default_rng(0)
+    long = rng.normal(size=1234)
+    long[777] = 50.0  # a one-step spike survives, unlike with every k-th step
+    long[3] = -40.0
+    steps, values = downsample(long, 500)
+    assert len(steps) == 500 and np.all(np.diff(steps) > 0)
+    assert values.max() == 50.0 and values.min() == -40.0 and values.tolist() == long[steps].tolist()
+    flat = np.ones(2000)
+    steps, _ = downsample(flat, 500)
+    assert len(steps) == 500 and steps[0] == 0 and steps[-1] == 1999
+
+
+def test_read_trajectory_flattens_actions_and_sums_rewards(tmp_path: Path) -> None:
+    rewards = np.linspace(0.0, 1.0, 30)
+    path = write_trajectory(tmp_path / "ep0.h5", np.arange(30) % 2, rewards)
+    data = read_trajectory(path)
+    assert data is not None and data.length == 30 and data.action_dims == 1
+    (action,) = data.actions
+    assert (
+        action.name == "action" and action.discrete and action.values.tolist() == (np.arange(30) % 2).tolist()
+    )
+    assert data.reward is not None and data.reward.values.tolist() == rewards.tolist()
+    assert data.ret is not None and np.allclose(data.ret.values, np.cumsum(rewards))
+
+    wide = write_trajectory(tmp_path / "ep1.h5", np.zeros((40, 3, 4), dtype=np.float32), np.ones(40))
+    data = read_trajectory(wide)
+    assert data is not None and data.action_dims == 12 and len(data.actions) == MAX_DIMS == 8
+    assert data.dims_left_out == 4 and [s.name for s in data.actions][:2] == ["a[0]", "a[1]"]
+
+    nested = write_trajectory(
+        tmp_path / "ep2.h5",
+        {"arm": np.zeros((5, 2)), "grip": np.array([0, 1, 1, 0, 1], dtype=bool)},
+        np.ones(5),
+    )
+    data = read_trajectory(nested)
+    assert data is not None and [s.name for s in data.actions] == ["arm[0]", "arm[1]", "grip"]
+
+    long = write_trajectory(tmp_path / "ep3.h5", np.sin(np.arange(1234.0)), np.ones(1234))
+    data = read_trajectory(long)
+    assert data is not None and data.length == 1234
+    assert len(data.actions[0].steps) == len(data.reward.steps) == len(data.ret.steps) == MAX_POINTS == 500  # type: ignore[union-attr]
+
+
+def test_an_unreadable_trajectory_gives_a_warning_and_no_charts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "bad.h5").write_bytes(b"not an HDF5 file")
+    with caplog.at_level("WARNING", logger="trialrun.report.trajectories"):
+        assert read_trajectory(tmp_path / "bad.h5") is None
+        assert read_trajectory(tmp_path / "missing.h5") is None
+    assert "bad.h5: cannot read the trajectory" in caplog.text and "missing.h5" in caplog.text
+
+
+def test_nice_ticks() -> None:
+    assert nice_ticks(0.0, 499.0) == [0.0, 200.0, 400.0, 600.0]
+    assert nice_ticks(1.0, 1.0) == [0.5, 0.75, 1.0, 1.25, 1.5]
+    assert nice_ticks(-3.0, 3.0) == [-4.0, -2.0, 0.0, 2.0, 4.0]

@@ -43,6 +43,8 @@ import trialrun
 from trialrun.errors import InputError
 from trialrun.report.charts import HATCH_DEFS, factor_chart, interval_bar, pct, short_number
 from trialrun.report.data import ANALYSIS_DIR, RunView, episodes_payload, load_run, parse_time, relative_url
+from trialrun.report.linechart import action_chart, reward_chart
+from trialrun.report.trajectories import MAX_EPISODES, MAX_POINTS, episode_trajectories
 from trialrun.runfiles import (
     EPISODES_FILE,
     MANIFEST_FILE,
@@ -266,6 +268,10 @@ def render_report(view: RunView, out_dir: Path) -> str:
     payload = episodes_payload(view)
     payload["base"] = base
     payload["runDir"] = str(run_dir.resolve())
+    trajectories = episode_trajectories(run_dir, view.records)
+    # [row, path, state]: the script shows the charts (a <template> per charted row) or says why not.
+    payload["trajectories"] = [[t.row, t.path, t.state] for t in trajectories if t.state != "outside"]
+    payload["trajectoryLimit"] = MAX_EPISODES
 
     states: dict[str, int] = {}
     for job in view.jobs:
@@ -318,6 +324,19 @@ def render_report(view: RunView, out_dir: Path) -> str:
             for j in view.jobs
         ],
         "wide": [wide_charts(len(j.factor_bins)) for j in view.jobs],
+        "trajectory_charts": [
+            {
+                "row": t.row,
+                "length": t.data.length,
+                "thinned": t.data.length > MAX_POINTS,
+                "max_points": MAX_POINTS,
+                "actions": action_chart(t.data),
+                "reward": reward_chart(t.data),
+                "notes": t.data.notes,
+            }
+            for t in trajectories
+            if t.data is not None
+        ],
         "any_factors": any(j.factor_bins for j in view.jobs),
         "any_log": any(fb.spec.scale == "log" for j in view.jobs for fb in j.factor_bins),
     }

@@ -39,8 +39,8 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _safe_relpath(path: str) -> bool:
-    """A record's video path is usable if it is relative and stays in the run dir."""
+def safe_relpath(path: str) -> bool:
+    """A record's video (or trajectory) path is usable if it is relative and stays in the run dir."""
     if not path or path.startswith(("/", "\\")) or ":" in path.split("/")[0]:
         return False
     return ".." not in path.replace("\\", "/").split("/")
@@ -116,7 +116,7 @@ def episodes_payload(view: RunView, check_files: bool = True) -> dict[str, Any]:
             continue
         cams = {}
         for camera, rel in r.video.items():
-            if not _safe_relpath(rel):
+            if not safe_relpath(rel):
                 logger.warning(
                     "episode (%s, %d): ignoring video path %r (not inside the run)", r.job, r.episode, rel
                 )

@@ -95,6 +95,8 @@
   var extraByRow = {};
   D.extra.forEach(function (pair) { extraByRow[pair[0]] = pair[1]; });
   var hasVideo = D.videos.length > 0;
+  var trajectoryByRow = {};
+  (D.trajectories || []).forEach(function (t) { trajectoryByRow[t[0]] = t; });
 
   /* Column descriptors: key, label, get(row) for display, sortKey(row) for order. */
   var columns = [];
@@ -414,6 +416,22 @@
     return ["trialrun", "replay", D.runDir, D.jobs[D.job[i]], String(D.episode[i])].map(shellQuote).join(" ");
   }
 
+  /* The action and reward charts of row i, drawn by the builder into <template id="traj-i">
+     (inert markup, cloned here), or a line saying why there are none. */
+  function trajectoryFigure(i, t) {
+    var rel = t[1];
+    var tpl = document.getElementById("traj-" + i);
+    var body;
+    if (tpl) body = document.importNode(tpl.content, true);
+    else if (t[2] === "not-charted") body = el("div", { className: "missing", text: "charts are drawn for the first " +
+      D.trajectoryLimit + " trajectories only; read this one with h5py" });
+    else body = el("div", { className: "missing", text: "trajectory file missing or unreadable: " + rel });
+    return el("figure", { className: "ev-traj", "data-state": t[2] }, [
+      el("figcaption", null, [el("b", { text: "Trajectory" }), " ", el("a", { href: runUrl(rel), text: rel, className: "muted" })]),
+      body
+    ]);
+  }
+
   function openEpisode(i) {
     current = i;
     var job = D.jobs[D.job[i]];
@@ -437,9 +455,10 @@
     inner.appendChild(el("div", { className: "ev-head" }, [title, el("div", { className: "ev-nav" }, [prev, next, close])]));
 
     var videos = videoByRow[i];
-    if (videos) {
+    var trajectory = trajectoryByRow[i];
+    if (videos || trajectory) {
       var grid = el("div", { className: "ev-videos" });
-      Object.keys(videos).forEach(function (camera) {
+      Object.keys(videos || {}).forEach(function (camera) {
         var rel = videos[camera][0];
         var exists = videos[camera][1];
         var body = exists
@@ -449,6 +468,7 @@
           el("b", { text: camera }), " ", el("a", { href: runUrl(rel), text: rel, className: "muted" })
         ])]));
       });
+      if (trajectory) grid.appendChild(trajectoryFigure(i, trajectory));
       inner.appendChild(grid);
     }
 
