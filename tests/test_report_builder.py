@@ -479,3 +479,142 @@ def test_a_report_failure_does_not_change_the_exit_code(tmp_path: Path) -> None:
         assert f"try again with: trialrun report {run_dir}" in done.stderr
         assert "Traceback" not in done.stderr
         assert (run_dir / "summary.json").is_file()
+
+
+# --------------------------------------------------------------------------- trajectories
+
+TRAJECTORY_RUN = {
+    "name": "trajectory-report",
+    "seed": 3,
+    "jobs": [
+        {
+            "name": "cart",
+            "env": "CartPole-v1",
+            "policy": "random",
+            "episodes": 4,
+            "num_envs": 2,
+            "trajectories": {"select": "all"},
+            "video": {"select": "first", "episodes": 2},
+        },
+        {
+            "name": "pendulum",
+            "env": "InvertedPendulum-v5",
+            "policy": "random",
+            "episodes": 3,
+            "trajectories": {"select": "first", "episodes": 2},
+        },
+        {"name": "plain", "env": "CartPole-v1", "policy": "random", "episodes": 2},
+    ],
+}
+
+
+def make_trajectory_run(run_dir: Path) -> Path:
+    """A real run: CartPole keeping every trajectory (and two videos), InvertedPendulum-v5
+    keeping two trajectories, and a job keeping none; its report built."""
+    from trialrun.config import parse_run_config
+    from trialrun.execution.runner import run_evaluation
+
+    result = run_evaluation(parse_run_config(TRAJECTORY_RUN), run_dir)
+    assert set(result.statuses.values()) == {"completed"}
+    build_report(run_dir)
+    return run_dir
+
+
+def trajectory_templates(html: str) -> dict[int, tuple[int, str]]:
+    """row -> (data-length, markup) of every <template> holding an episode's charts."""
+    found = re.findall(r'<template id="traj-(\d+)" data-length="(\d+)">(.*?)</template>', html, re.S)
+    return {int(row): (int(length), body) for row, length, body in found}
+
+
+def chart_series(markup: str) -> dict[str, list[tuple[str, int, int]]]:
+    """chart (actions, reward) -> [(series, data-points, points drawn in its path)]. A path
+    draws one point per M, L (a line) or V (a step of a discrete action)."""
+    charts: dict[str, list[tuple[str, int, int]]] = {}
+    for kind, svg in re.findall(r'<svg class="tchart"[^>]*data-chart="(\w+)"[^>]*>(.*?)</svg>', markup, re.S):
+        charts[kind] = [
+            (name, int(points), len(re.findall(r"[MLV]", d)))
+            for name, points, d in re.findall(
+                r'<path class="series" data-series="([^"]*)" data-points="(\d+)" d="([^"]*)"', svg
+            )
+        ]
+    return charts
+
+
+@pytest.fixture(scope="module")
+def trajectory_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_trajectory_run(tmp_path_factory.mktemp("traj") / "run")
+
+
+def test_an_episode_with_a_trajectory_gets_action_and_reward_charts(trajectory_run: Path) -> None:
+    path = trajectory_run / "report" / "index.html"
+    html = path.read_text(encoding="utf-8")
+    data = _data(path)
+    templates = trajectory_templates(html)
+    records = [json.loads(line) for line in (trajectory_run / "episodes.jsonl").read_text().splitlines()]
+    by_key = {(r["job"], r["episode"]): r for r in records}
+    with_trajectory = []
+    for row in range(data["n"]):
+        rec = by_key[(data["jobs"][data["job"][row]], data["episode"][row])]
+        if "trajectory" not in rec:
+            assert row not in templates, rec  # an episode without a trajectory shows none
+            continue
+        with_trajectory.append((rec["job"], rec["episode"]))
+        length = rec["outcome"]["length"]
+        assert templates[row][0] == length
+        charts = chart_series(templates[row][1])
+        assert set(charts) == {"actions", "reward"}
+        # One action dimension each (CartPole's discrete action, the pendulum's force), every step drawn.
+        assert [(n, p, d) for n, p, d in charts["actions"]] == [
+            ("action" if rec["job"] == "cart" else "a[0]", length, length)
+        ]
+        assert charts["reward"] == [("cumulative return", length, length), ("reward", length, length)]
+        assert [row, rec["trajectory"], "charted"] in data["trajectories"]
+    assert sorted(with_trajectory) == [("cart", k) for k in range(4)] + [("pendulum", 0), ("pendulum", 1)]
+    assert len(templates) == len(data["trajectories"]) == 6
+    # Axis labels and the legend of the two lines of the reward chart.
+    body = templates[0][1]
+    for label in (">step<", ">action value<", ">reward<", ">cumulative return<", ">reward per step<"):
+        assert label in body, label
+
+
+def test_long_and_wide_trajectories_are_thinned_and_an_unreadable_one_is_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import numpy as np
+
+    from test_report_data import write_trajectory
+
+    run = tmp_path / "run"
+    steps = 1234
+    write_trajectory(
+        run / "trajectories/a/ep0.h5", np.sin(np.arange(steps * 12.0)).reshape(steps, 12), np.ones(steps)
+    )
+    write_trajectory(run / "trajectories/a/ep1.h5", np.zeros(37, dtype=np.int64), np.ones(37))
+    (run / "trajectories/a/ep2.h5").write_bytes(b"\x89HDF broken")
+    recs = [
+        record("a", 0, True, length=steps).model_copy(update={"trajectory": "trajectories/a/ep0.h5"}),
+        record("a", 1, False, length=37).model_copy(update={"trajectory": "trajectories/a/ep1.h5"}),
+        record("a", 2, False).model_copy(update={"trajectory": "trajectories/a/ep2.h5"}),
+        record("a", 3, False).model_copy(update={"trajectory": "../outside.h5"}),
+        record("a", 4, True),
+    ]
+    write_run(run, [JobSpec("a", recs)])
+    with caplog.at_level("WARNING", logger="trialrun.report"):
+        path = build_report(run)
+    assert "ep2.h5: cannot read the trajectory, the report shows no charts for it" in caplog.text
+    assert "ignoring trajectory path '../outside.h5'" in caplog.text
+    html = path.read_text(encoding="utf-8")
+    templates = trajectory_templates(html)
+    assert set(templates) == {0, 1}
+    charts = chart_series(templates[0][1])
+    assert [n for n, _, _ in charts["actions"]] == [f"a[{j}]" for j in range(8)]  # 8 of 12 drawn
+    assert all(p == d == 500 for _, p, d in charts["actions"] + charts["reward"])
+    assert "4 more action dimensions not drawn (first 8 of 12 shown)" in templates[0][1]
+    assert templates[0][1].count('class="key"') == 8 + 2  # a legend for the 8 lines, and for the reward chart
+    assert "each line thinned to 500 points" in templates[0][1]
+    assert chart_series(templates[1][1])["actions"] == [("action", 37, 37)]
+    assert _data(path)["trajectories"] == [
+        [0, "trajectories/a/ep0.h5", "charted"],
+        [1, "trajectories/a/ep1.h5", "charted"],
+        [2, "trajectories/a/ep2.h5", "unreadable"],
+    ]
