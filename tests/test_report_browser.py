@@ -7,6 +7,7 @@ fetch only file:// URLs; served pages only the server's own URLs).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shlex
@@ -27,6 +28,7 @@ from PIL import Image
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from helpers import subprocess_env
+from test_report_builder import make_trajectory_run
 from test_report_data import JobSpec, record, write_run
 from trialrun.analysis.api import analyze
 from trialrun.analysis.plots import DPI, MIN_FONT_KEY
@@ -501,22 +503,111 @@ def test_episode_view_plays_videos_from_disk(browser: Browser, video_run: Path) 
     assert w.problems == [] and w.dialogs == []
 
 
-def test_served_video_plays_and_seeks(browser: Browser, video_run: Path) -> None:
-    server = make_server(video_run, port=0)
+@contextlib.contextmanager
+def served(run_dir: Path) -> Iterator[tuple[str, str]]:
+    """The run served on a free port in a thread: ``(report URL, origin)``."""
+    server = make_server(run_dir, port=0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         url = server.url("report/index.html")
-        origin = url[: url.index("/report/")]
+        yield url, url[: url.index("/report/")]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_served_video_plays_and_seeks(browser: Browser, video_run: Path) -> None:
+    with served(video_run) as (url, origin):
         w = open_report(browser, f"{url}#episode=cam%20job/0", origin + "/")
         page = w.page
         page.wait_for_selector('#episode-view[open][data-episode="0"]')  # opened from the link
         after = _play(page, '#episode-view video[data-camera="top"]', seek=1.0)
         assert after > 1.3  # seeking needs Range support
         assert w.problems == []
-    finally:
-        server.shutdown()
-        server.server_close()
+
+
+# --------------------------------------------------------------------------- trajectories
+
+
+@pytest.fixture(scope="module")
+def trajectory_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_trajectory_run(tmp_path_factory.mktemp("trajectories") / "trajectory-report")
+
+
+def _trajectory_series(page: Page) -> list[tuple[str, str, int, float]]:
+    """(chart, series, data-points, drawn width in CSS pixels) of every line in the episode view."""
+    script = """() => Array.from(document.querySelectorAll('#episode-view .ev-traj path.series')).map(p =>
+      [p.closest('svg').dataset.chart, p.dataset.series, Number(p.dataset.points), p.getBoundingClientRect().width])"""
+    return [tuple(x) for x in page.evaluate(script)]
+
+
+def _coloured_pixels(path: Path, colour: tuple[int, int, int]) -> int:
+    """Pixels of a screenshot within a small distance of ``colour`` (a line's stroke, antialiased)."""
+    pixels = np.asarray(Image.open(path).convert("RGB"), dtype=np.int32)
+    return int((np.abs(pixels - np.array(colour)).sum(axis=2) < 60).sum())
+
+
+def _open_episode_view(w: Watched, job: str, episode: int) -> None:
+    w.page.evaluate("h => { location.hash = h; }", f"#episode={job}/{episode}")
+    w.page.wait_for_selector(f'#episode-view[open][data-job="{job}"][data-episode="{episode}"]')
+
+
+def test_episode_view_draws_action_and_reward_beside_the_video(
+    browser: Browser, trajectory_run: Path, tmp_path: Path
+) -> None:
+    lengths = {
+        (r.job, r.episode): r.outcome["length"] for r in read_episodes(trajectory_run / "episodes.jsonl")
+    }
+    w = open_report(browser, (trajectory_run / "report" / "index.html").as_uri(), "file://")
+    page = w.page
+    _open_episode_view(w, "cart", 0)
+    # Beside the video: in the same row, to its right, as wide as a camera.
+    video = page.locator("#episode-view video").bounding_box()
+    charts = page.locator("#episode-view figure.ev-traj").bounding_box()
+    assert (
+        video and charts and abs(video["y"] - charts["y"]) < 1 and charts["x"] > video["x"] + video["width"]
+    )
+    assert charts["width"] > 400
+    n = lengths[("cart", 0)]
+    series = _trajectory_series(page)
+    assert [(c, s, p) for c, s, p, _ in series] == [
+        ("actions", "action", n),
+        ("reward", "cumulative return", n),
+        ("reward", "reward", n),
+    ]
+    assert all(width > 300 for *_, width in series)  # drawn across the plot, not collapsed
+    text = page.inner_text("#episode-view .ev-traj")
+    for label in ("step", "action value", "reward", "cumulative return", "reward per step", f"{n} steps"):
+        assert label in text, label
+    shot = tmp_path / "trajectory-cart-0.png"
+    page.locator("#episode-view figure.ev-traj").screenshot(path=str(shot))
+    assert _coloured_pixels(shot, (0x25, 0x63, 0xEB)) > 200  # the blue action and reward lines
+    assert _coloured_pixels(shot, (0xD9, 0x77, 0x06)) > 100  # the orange cumulative return
+
+    # No video (CartPole keeps 2): the charts take its place.
+    _open_episode_view(w, "cart", 3)
+    assert page.locator("#episode-view video").count() == 0
+    assert [p for _, _, p, _ in _trajectory_series(page)] == [lengths[("cart", 3)]] * 3
+    # InvertedPendulum-v5's continuous force, one line per step.
+    _open_episode_view(w, "pendulum", 1)
+    first = _trajectory_series(page)[0]
+    assert first[1:3] == ("a[0]", lengths[("pendulum", 1)])
+    # Episodes without a trajectory show no charts.
+    for job, episode in (("pendulum", 2), ("plain", 0)):
+        _open_episode_view(w, job, episode)
+        assert page.locator("#episode-view .ev-traj").count() == 0
+    assert w.problems == [] and w.dialogs == []
+
+
+def test_served_report_draws_trajectory_charts(browser: Browser, trajectory_run: Path) -> None:
+    with served(trajectory_run) as (url, origin):
+        w = open_report(browser, f"{url}#episode=pendulum/0", origin + "/")
+        w.page.wait_for_selector('#episode-view[open][data-episode="0"] .ev-traj svg[data-chart="reward"]')
+        assert len(_trajectory_series(w.page)) == 3
+        link = w.page.locator("#episode-view .ev-traj figcaption a").get_attribute("href")
+        assert link == "../trajectories/pendulum/ep0.h5"
+        assert w.problems == []
 
 
 # --------------------------------------------------------------------------- escaping

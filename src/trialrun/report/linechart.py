@@ -172,7 +172,11 @@ def _path(frame: _Frame, series: Series, ticks: list[float], colour: str) -> str
     )
 
 
-def _y_axis(frame: _Frame, ticks: list[float], label: str, side: str, colour: str, grid: bool) -> list[str]:
+def _y_axis(
+    frame: _Frame, ticks: list[float], label: str, side: str, colour: str, grid: bool, integers: bool = False
+) -> list[str]:
+    """Gridlines (left axis) or ticks on the axis line (right axis) with their values, and the
+    axis' name turned along it. ``integers``: label only whole values (a discrete action has no 0.25)."""
     parts = []
     if not grid:
         right = frame.ml + frame.pw
@@ -180,6 +184,8 @@ def _y_axis(frame: _Frame, ticks: list[float], label: str, side: str, colour: st
     x_text = frame.ml - 5 if side == "left" else frame.ml + frame.pw + 7
     anchor = "end" if side == "left" else "start"
     for t in ticks:
+        if integers and not float(t).is_integer():
+            continue
         y = frame.y(t, ticks)
         if grid:
             parts.append(_line("grid", frame.ml, frame.ml + frame.pw, y, y, GRID))
@@ -232,7 +238,13 @@ def action_chart(data: TrajectoryData) -> Markup:
     legend, top = _legend(names if len(lines) > 1 else [], note)
     frame = _Frame(data.length, max(top, 10.0))
     ticks = frame.y_domain(lines)
-    body = [*legend, *_y_axis(frame, ticks, "action value", "left", MUTED, grid=True), *_x_axis(frame)]
+    body = [
+        *legend,
+        *_y_axis(
+            frame, ticks, "action value", "left", MUTED, True, bool(lines) and all(s.discrete for s in lines)
+        ),
+        *_x_axis(frame),
+    ]
     if not lines:
         middle = (frame.ml + frame.pw / 2, frame.top + frame.ph / 2)
         body.append(_text(*middle, "no numeric actions in the file", MUTED, "middle"))
