@@ -618,3 +618,11 @@ def test_long_and_wide_trajectories_are_thinned_and_an_unreadable_one_is_a_warni
         [1, "trajectories/a/ep1.h5", "charted"],
         [2, "trajectories/a/ep2.h5", "unreadable"],
     ]
+
+
+def test_trialrun_report_draws_the_trajectories(trajectory_run: Path) -> None:
+    (trajectory_run / "report" / "index.html").unlink()
+    done = _trialrun("report", str(trajectory_run))
+    assert done.returncode == 0, done.stderr
+    html = (trajectory_run / "report" / "index.html").read_text(encoding="utf-8")
+    assert len(trajectory_templates(html)) == 6

@@ -25,7 +25,13 @@ from trialrun.report.data import (
     shown_units,
 )
 from trialrun.report.linechart import nice_ticks
-from trialrun.report.trajectories import MAX_DIMS, MAX_POINTS, downsample, read_trajectory
+from trialrun.report.trajectories import (
+    MAX_DIMS,
+    MAX_POINTS,
+    downsample,
+    episode_trajectories,
+    read_trajectory,
+)
 from trialrun.runfiles import write_json_atomic
 from trialrun.runfiles.schema import EpisodeRecord, FactorSpec, JobManifest, Manifest
 from trialrun.stats import summarize_run, wilson_interval
@@ -525,3 +531,22 @@ def test_nice_ticks() -> None:
     assert nice_ticks(0.0, 499.0) == [0.0, 200.0, 400.0, 600.0]
     assert nice_ticks(1.0, 1.0) == [0.5, 0.75, 1.0, 1.25, 1.5]
     assert nice_ticks(-3.0, 3.0) == [-4.0, -2.0, 0.0, 2.0, 4.0]
+
+
+def test_only_the_first_trajectories_are_charted_and_none_without_h5py(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recs = []
+    for k in range(3):
+        write_trajectory(tmp_path / f"trajectories/a/ep{k}.h5", np.zeros(5), np.ones(5))
+        recs.append(record("a", k, True).model_copy(update={"trajectory": f"trajectories/a/ep{k}.h5"}))
+    recs.append(record("a", 3, True))
+    found = episode_trajectories(tmp_path, recs, max_episodes=2)
+    assert [(t.row, t.state) for t in found] == [(0, "charted"), (1, "charted"), (2, "not-charted")]
+    assert all(t.data is not None and t.data.length == 5 for t in found[:2])
+
+    monkeypatch.setattr("trialrun.report.trajectories._h5py", lambda: None)
+    with caplog.at_level("WARNING", logger="trialrun.report.trajectories"):
+        found = episode_trajectories(tmp_path, recs)
+    assert [t.state for t in found] == ["unreadable"] * 3
+    assert caplog.text.count("h5py is not installed") == 1  # said once, not per episode
