@@ -1,7 +1,7 @@
 """The HTML report of a run, and a small server to view it.
 
 The report reads run files only (``manifest.json``, ``episodes.jsonl``,
-``summary.json``, ``videos/``, ``analysis/``) and never imports the rollout
+``summary.json``, ``videos/``, ``trajectories/``, ``analysis/``) and never imports the rollout
 side, so it can be built anywhere the run directory is copied.
 
 Example (a run directory made by ``trialrun run``)::

@@ -4,7 +4,11 @@ The page is rendered with jinja2 (autoescape on) from the run files and
 inlines its stylesheet and script, so it opens from disk and fetches nothing
 from the network. Videos and analysis figures are linked by relative paths
 (``../videos/<job>/ep17-corner.mp4`` from ``RUN_DIR/report/``), so the whole
-run directory can be copied, zipped or served as it is.
+run directory can be copied, zipped or served as it is. The action and reward
+charts of episodes with a trajectory are drawn here, from the HDF5 files
+(:mod:`~trialrun.report.trajectories`), as inline SVG in one inert
+``<template id="traj-<row>">`` per episode that the script clones into the
+episode view: the page's data stays plain JSON and nothing is drawn by script.
 
 Defence in depth against a run whose names or values hold HTML: jinja2 escapes
 every value, the episode data sits in a ``<script type="application/json">``
