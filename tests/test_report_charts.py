@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+import numpy as np
+
 from trialrun.report.charts import factor_chart, interval_bar, pct, short_number
 from trialrun.report.data import bin_factor
+from trialrun.report.linechart import action_chart, reward_chart
+from trialrun.report.trajectories import Series, TrajectoryData
 from trialrun.runfiles.schema import FactorSpec
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -118,3 +122,34 @@ def test_number_formats() -> None:
         "2e+07",
     ]
     assert pct(0.7166) == "71.7%" and pct(None) == "-"
+
+
+# --------------------------------------------------------------------------- trajectory charts
+
+
+def test_trajectory_charts_are_valid_svg_with_escaped_names_and_gaps_at_non_finite_values() -> None:
+    steps = np.arange(6)
+    data = TrajectoryData(
+        length=6,
+        action_dims=3,
+        actions=[
+            Series("<img src=x onerror=alert(1)>", steps, np.array([0.0, 1.0, np.nan, 3.0, 4.0, 5.0])),
+            Series("grip", steps, np.array([0, 1, 1, 0, 0, 1]), discrete=True),
+        ],
+        reward=Series("reward", steps, np.ones(6)),
+        ret=Series("cumulative return", steps, np.cumsum(np.ones(6))),
+    )
+    actions = _parse(action_chart(data))
+    paths = actions.findall(f"{SVG}path")
+    assert [p.get("data-series") for p in paths] == ["<img src=x onerror=alert(1)>", "grip"]
+    assert [p.get("data-points") for p in paths] == ["5", "6"]  # the NaN is left out...
+    assert paths[0].get("d", "").count("M") == 2  # ...and the line broken there
+    assert "V" in paths[1].get("d", "") and "L" not in paths[1].get("d", "")  # a discrete action steps
+    texts = ["".join(t.itertext()) for t in actions.iter(f"{SVG}text")]
+    assert "<img src=x onerror=alert(1)>" in texts and "action value" in texts and "step" in texts
+    assert "1 more action dimension not drawn (first 2 of 3 shown)" in texts
+    reward = _parse(reward_chart(data))
+    assert reward.get("data-length") == "6"
+    assert {"reward", "cumulative return", "reward per step", "cumulative return (right axis)"} <= {
+        "".join(t.itertext()) for t in reward.iter(f"{SVG}text")
+    }
