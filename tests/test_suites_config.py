@@ -243,7 +243,7 @@ def test_unknown_job_key_lists_the_job_keys() -> None:
     message = _errors({"evaluators": {"e": {"jobs": [_probe_job(colour="red")]}}})
     assert message.startswith(
         "suites.yaml: field 'evaluators.e.jobs.0.colour': unknown key 'colour'; allowed keys: act_timeout, "
-        "design, env, episode_timeout, episodes, factors,"
+        "allow_unseeded, design, env, episode_timeout, episodes, factors,"
     )
 
 
