@@ -62,7 +62,7 @@ from trialrun.runfiles.schema import (
     StoppedEarly,
     Summary,
 )
-from trialrun.stats import EpisodeOutcome, summarize_run
+from trialrun.stats import EpisodeOutcome, OutcomeTally, summarize_tallies
 from trialrun.variations.factors import FactorSet
 
 logger = logging.getLogger(__name__)
@@ -187,10 +187,15 @@ def load_for_resume(run_dir: Path) -> tuple[RunConfig, Manifest]:
     return config, manifest
 
 
-def _existing_records(path: Path, config: RunConfig) -> dict[str, dict[int, EpisodeOutcome]]:
-    done: dict[str, dict[int, EpisodeOutcome]] = {job.name: {} for job in config.jobs}
+def _existing_records(
+    path: Path, config: RunConfig, keep: bool
+) -> tuple[dict[str, OutcomeTally], dict[str, dict[int, EpisodeOutcome]]]:
+    """Each job's tally of the episodes already on disk and, with ``keep``
+    (stopping early needs them), their outcomes."""
+    done = {job.name: OutcomeTally(job.episodes) for job in config.jobs}
+    kept: dict[str, dict[int, EpisodeOutcome]] = {job.name: {} for job in config.jobs}
     if not path.exists():
-        return done
+        return done, kept
     repair_torn_tail(path)
     try:
         records = read_episodes(path)
@@ -202,8 +207,11 @@ def _existing_records(path: Path, config: RunConfig) -> dict[str, dict[int, Epis
         if rec.episode in done[rec.job]:
             logger.warning("%s: duplicate record for (%s, %d); keeping the first", path, rec.job, rec.episode)
             continue
-        done[rec.job][rec.episode] = EpisodeOutcome.of(rec)
-    return done
+        outcome = EpisodeOutcome.of(rec)
+        done[rec.job].add(rec.episode, rec.outcome, outcome.seconds)
+        if keep:
+            kept[rec.job][rec.episode] = outcome
+    return done, kept
 
 
 def run_evaluation(
@@ -292,7 +300,9 @@ def _run_locked(
     for job in config.jobs:
         manifest.jobs[job.name].factors = checked.specs[job.name]
         manifest.jobs[job.name].native = checked.native.get(job.name)
-    done = _existing_records(episodes_path, config)
+    # Each job's running aggregates (summary.json in bounded memory); the
+    # outcomes themselves only when stopping early looks at them.
+    done, kept = _existing_records(episodes_path, config, keep=stopper is not None)
     writer = _ManifestWriter(manifest_path, manifest)
     writer.write()
     context = RunContext(run_name=config.name, run_seed=config.seed, run_dir=run_dir)
@@ -304,7 +314,7 @@ def _run_locked(
         for job in config.jobs:
             state = manifest.jobs[job.name]
             job_done = done[job.name]
-            slots = missing_slots(FactorSet(job).slots(config.seed), set(job_done))
+            slots = missing_slots(FactorSet(job).slots(config.seed), job_done.finished())
             if observer:
                 observer.job_started(job.name, job.episodes, len(job_done))
             state.completed = len(job_done)
@@ -326,7 +336,10 @@ def _run_locked(
                     logger.warning("ignoring a second result for (%s, %d)", _job, record.episode)
                     return
                 log.append(record)
-                done[_job][record.episode] = EpisodeOutcome.of(record)
+                outcome = EpisodeOutcome.of(record)
+                done[_job].add(record.episode, record.outcome, outcome.seconds)
+                if stopper is not None:
+                    kept[_job][record.episode] = outcome
                 _state.completed = len(done[_job])
                 if observer:
                     observer.episode_finished(record)
@@ -338,7 +351,7 @@ def _run_locked(
                 return run_job(_job, context, group, _emit)
 
             try:
-                seen, state.stopped_early = run_in_batches(job, slots, stopper, done[job.name], run_slots)
+                seen, state.stopped_early = run_in_batches(job, slots, stopper, kept[job.name], run_slots)
                 if seen is not None:
                     success_seen[job.name] = seen
             except RunWriteError:
@@ -377,10 +390,9 @@ def _run_locked(
             if interrupted is not None:
                 break
 
-    all_records = [rec for job in config.jobs for rec in done[job.name].values()]
-    summary = summarize_run(
+    summary = summarize_tallies(
         config.name,
-        all_records,
+        done,
         planned={job.name: job.episodes for job in config.jobs},
         statuses={name: s.status for name, s in manifest.jobs.items()},
         seed=config.seed,

@@ -33,7 +33,9 @@ from trialrun.stats.summary import (
     success_status,
     summarize_job,
     summarize_run,
+    summarize_tallies,
 )
+from trialrun.stats.tally import OutcomeTally
 
 __all__ = [
     "EXACT_MCNEMAR_BELOW",
@@ -41,6 +43,7 @@ __all__ = [
     "SUCCESS_FIX",
     "EpisodeOutcome",
     "HasOutcome",
+    "OutcomeTally",
     "bootstrap_mean_interval",
     "holm_adjust",
     "iqm",
@@ -52,6 +55,7 @@ __all__ = [
     "success_status",
     "summarize_job",
     "summarize_run",
+    "summarize_tallies",
     "wilson_episodes_needed",
     "wilson_interval",
 ]

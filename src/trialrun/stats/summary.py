@@ -18,6 +18,7 @@ from trialrun.runfiles.schema import (
     Summary,
 )
 from trialrun.stats.intervals import bootstrap_mean_interval, iqm, wilson_interval
+from trialrun.stats.tally import OutcomeTally
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +87,23 @@ def _number(value: float | None) -> float:
 SUCCESS_FIX = "set success: survived / {min_return: X} / {key: NAME} in the job"
 
 
+def _status(
+    success_rule: bool, success_seen: bool | None, episodes: int, any_success: bool, any_success_value: bool
+) -> SuccessStatus | None:
+    """:func:`success_status` from the counts it depends on."""
+    if success_rule:
+        return "rule"
+    if success_seen or any_success:
+        return "reported"
+    if success_seen is False:
+        return "absent"
+    if not episodes:
+        return None
+    if not any_success_value:
+        return "absent"
+    return "reported"
+
+
 def success_status(
     records: Sequence[HasOutcome], success_rule: bool = False, success_seen: bool | None = None
 ) -> SuccessStatus | None:
@@ -106,17 +124,24 @@ def success_status(
         >>> success_status([fail], success_rule=True), success_status([EpisodeOutcome("j", 0, {})])
         ('rule', 'absent')
     """
-    if success_rule:
-        return "rule"
-    if success_seen or any(r.outcome.get("success") for r in records):
-        return "reported"
-    if success_seen is False:
-        return "absent"
-    if not records:
-        return None
-    if all(r.outcome.get("success") is None for r in records):
-        return "absent"
-    return "reported"
+    return _status(
+        success_rule,
+        success_seen,
+        len(records),
+        any(r.outcome.get("success") for r in records),
+        any(r.outcome.get("success") is not None for r in records),
+    )
+
+
+def _tally_of(records: Sequence[HasOutcome]) -> tuple[OutcomeTally, np.ndarray]:
+    """The counts of ``records`` as a tally, and their returns in the records'
+    order (duplicates kept, unlike a tally's by-episode array)."""
+    tally = OutcomeTally()
+    returns = np.array([_number(r.outcome.get("return")) for r in records], dtype=float)
+    for r in records:
+        # Duplicates count twice, as they always did (a tally's add would not).
+        tally.count(r.outcome, episode_seconds(r))
+    return tally, returns
 
 
 def summarize_job(
@@ -139,9 +164,36 @@ def summarize_job(
     (the env reported the success key at some step; None when not known) give
     ``success_status`` (see :func:`success_status`); ``absent`` logs a warning
     naming the job and the fix."""
-    n = len(records)
-    successes = sum(1 for r in records if r.outcome.get("success"))
-    signal = success_status(records, success_rule, success_seen)
+    tally, returns = _tally_of(records)
+    return _summarize(
+        job,
+        tally,
+        returns,
+        planned,
+        seed,
+        status,
+        target_half_width,
+        success_rule=success_rule,
+        success_seen=success_seen,
+    )
+
+
+def _summarize(
+    job: str,
+    tally: OutcomeTally,
+    raw_returns: np.ndarray,
+    planned: int,
+    seed: int,
+    status: JobState | None = None,
+    target_half_width: float | None = None,
+    *,
+    success_rule: bool = False,
+    success_seen: bool | None = None,
+) -> JobSummary:
+    """:func:`summarize_job` from a job's counts and its returns in episode order."""
+    n = tally.episodes
+    successes = tally.successes
+    signal = _status(success_rule, success_seen, n, successes > 0, tally.any_success_value)
     if signal == "absent" and n and job != OVERALL:
         logger.warning(
             "job '%s': success was never reported (no info['success'] or info['is_success']), "
@@ -149,7 +201,6 @@ def summarize_job(
             job,
             SUCCESS_FIX,
         )
-    raw_returns = np.array([_number(r.outcome.get("return")) for r in records], dtype=float)
     finite = np.isfinite(raw_returns)
     invalid_returns = int((~finite).sum())
     if invalid_returns:
@@ -160,9 +211,9 @@ def summarize_job(
             job,
             invalid_returns,
         )
-    returns = raw_returns[finite]
+    returns = raw_returns[finite] if invalid_returns else raw_returns
+    del finite
     m = len(returns)
-    lengths = np.array([float(r.outcome.get("length") or 0) for r in records])
     success_ci = None
     return_ci = None
     if n:
@@ -172,7 +223,6 @@ def summarize_job(
         blo, bhi = bootstrap_mean_interval(returns, seed=seed)
         return_ci = Interval(low=blo, high=bhi, method="percentile-bootstrap")
     half_width = (success_ci.high - success_ci.low) / 2 if success_ci is not None else None
-    timed = [s for s in map(episode_seconds, records) if s is not None]
     return JobSummary(
         job=job,
         status=status,
@@ -186,17 +236,18 @@ def summarize_job(
         return_iqm=iqm(returns) if m else None,
         return_std=float(returns.std(ddof=1)) if m > 1 else (0.0 if m else None),
         invalid_returns=invalid_returns,
-        length_mean=float(lengths.mean()) if n else None,
-        terminated=sum(1 for r in records if r.outcome.get("terminated")),
-        truncated=sum(1 for r in records if r.outcome.get("truncated")),
+        # The lengths are integers: their sum is exact, so this is the float mean.
+        length_mean=float(tally.length_total) / n if n else None,
+        terminated=tally.terminated,
+        truncated=tally.truncated,
         half_width=half_width,
         target_half_width=target_half_width,
         meets_target=None
         if target_half_width is None or half_width is None
         else bool(half_width <= target_half_width + 1e-12),
         success_status=signal,
-        policy_seconds=round(sum(s[0] for s in timed), 3) if timed else None,
-        env_seconds=round(sum(s[1] for s in timed), 3) if timed else None,
+        policy_seconds=round(tally.policy_seconds, 3) if tally.timed else None,
+        env_seconds=round(tally.env_seconds, 3) if tally.timed else None,
     )
 
 
@@ -219,26 +270,78 @@ def summarize_run(
     ``success_seen`` (job -> the env reported the success key) give each job's
     ``success_status``; a job missing from them counts as no rule / unknown.
     The overall status is the jobs' common status (None when they differ)."""
-    rules = success_rules or {}
-    seen = success_seen or {}
     by_job: dict[str, list[HasOutcome]] = {name: [] for name in planned}
     for rec in records:
         by_job.setdefault(rec.job, []).append(rec)
     for recs in by_job.values():
         recs.sort(key=lambda r: r.episode)
-    seeds = np.random.SeedSequence(seed).spawn(len(by_job) + 1)
+    columns = {name: _tally_of(recs) for name, recs in by_job.items()}
+    overall = _tally_of([r for recs in by_job.values() for r in recs]) if len(by_job) > 1 else None
+    return _summarize_columns(
+        run, columns, planned, statuses, seed, target_half_width, success_rules, success_seen, overall
+    )
+
+
+def summarize_tallies(
+    run: str,
+    tallies: dict[str, OutcomeTally],
+    planned: dict[str, int],
+    statuses: dict[str, JobState],
+    seed: int,
+    target_half_width: float | None = None,
+    *,
+    success_rules: dict[str, bool] | None = None,
+    success_seen: dict[str, bool] | None = None,
+) -> Summary:
+    """:func:`summarize_run` from each job's :class:`OutcomeTally` instead of
+    its records: the same summary (the runner's, in bounded memory).
+
+    Example:
+        >>> tally = OutcomeTally(2)
+        >>> tally.add(0, {"success": True, "return": 2.0, "length": 5})
+        >>> tally.add(1, {"success": False, "return": 4.0, "length": 7})
+        >>> s = summarize_tallies("r", {"j": tally}, {"j": 2}, {"j": "completed"}, seed=0)
+        >>> s.jobs["j"].success_rate, s.jobs["j"].return_mean, s.overall.length_mean
+        (0.5, 3.0, 6.0)
+    """
+    columns = {name: (tally, tally.returns()) for name, tally in tallies.items()}
+    for name in planned:
+        columns.setdefault(name, (OutcomeTally(), np.empty(0)))
+    ordered = {name: columns[name] for name in [*planned, *(k for k in columns if k not in planned)]}
+    return _summarize_columns(
+        run, ordered, planned, statuses, seed, target_half_width, success_rules, success_seen
+    )
+
+
+def _summarize_columns(
+    run: str,
+    columns: dict[str, tuple[OutcomeTally, np.ndarray]],
+    planned: dict[str, int],
+    statuses: dict[str, JobState],
+    seed: int,
+    target_half_width: float | None,
+    success_rules: dict[str, bool] | None,
+    success_seen: dict[str, bool] | None,
+    overall_columns: tuple[OutcomeTally, np.ndarray] | None = None,
+) -> Summary:
+    """The summary of jobs given as (counts, returns in episode order), in
+    order; the overall entry from ``overall_columns`` or the jobs' merged."""
+    rules = success_rules or {}
+    seen = success_seen or {}
+    seeds = np.random.SeedSequence(seed).spawn(len(columns) + 1)
     jobs = {
-        name: summarize_job(
+        name: _summarize(
             name,
-            by_job[name],
-            planned.get(name, len(by_job[name])),
+            tally,
+            returns,
+            planned.get(name, tally.episodes),
             int(seeds[i].generate_state(1)[0]),
             statuses.get(name),
             target_half_width,
             success_rule=rules.get(name, False),
             success_seen=seen.get(name),
         )
-        for i, name in enumerate(by_job)
+        for i, (name, (tally, returns)) in enumerate(columns.items())
     }
     if len(jobs) == 1:
         # One job: the overall numbers are that job's (no second bootstrap).
@@ -247,10 +350,18 @@ def summarize_run(
             update={"job": OVERALL, "status": None, "target_half_width": None, "meets_target": None}
         )
     else:
-        all_records = [r for name in by_job for r in by_job[name]]
-        overall = summarize_job(
-            OVERALL, all_records, sum(planned.values()), int(seeds[-1].generate_state(1)[0])
+        total, all_returns = overall_columns or _merged(list(columns.values()))
+        overall = _summarize(
+            OVERALL, total, all_returns, sum(planned.values()), int(seeds[-1].generate_state(1)[0])
         )
         kinds = {j.success_status for j in jobs.values()}
         overall.success_status = kinds.pop() if len(kinds) == 1 else None
     return Summary(run=run, jobs=jobs, overall=overall)
+
+
+def _merged(columns: list[tuple[OutcomeTally, np.ndarray]]) -> tuple[OutcomeTally, np.ndarray]:
+    """The counts and returns of several jobs, as one (in the given order)."""
+    total = OutcomeTally()
+    for tally, _ in columns:
+        total.absorb(tally)
+    return total, np.concatenate([returns for _, returns in columns]) if columns else np.empty(0)
