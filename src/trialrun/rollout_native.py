@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from trialrun.boundary import Guard, GuardConfig
-from trialrun.envs.batched import BatchedEnv
+from trialrun.envs.batched import BatchedEnv, PerWorldFactors
 from trialrun.outcomes import OutcomeTerm, OutcomeTracker, SuccessRule
 from trialrun.plan import Slot
 from trialrun.policies.base import Policy, PolicyContext
@@ -146,6 +146,8 @@ def _run_exact(
                 starting[i] = True
             else:  # no slot left: keep the world valid, never record it
                 assigned[i], seeds[i] = None, IDLE_SEED
+        if isinstance(env, PerWorldFactors):
+            _apply_factors(env, mask, assigned)
         obs, _ = env.reset_worlds(mask, seeds)
         now = utc_now()
         for i in starting.nonzero()[0].tolist():
@@ -199,6 +201,10 @@ def _run_waves(
     for wave in sorted({position[e] // n for e in wanted}):
         members = list(plan[wave * n : (wave + 1) * n])
         wave_seed = members[0].seed
+        if isinstance(env, PerWorldFactors):
+            world_slots: list[Slot | None] = [*members, *[None] * (n - len(members))]
+            _apply_factors(env, np.ones(n, dtype=bool), world_slots)
+            members = [s for s in world_slots if s is not None]
         obs, _ = env.reset_all(wave_seed)
         started = utc_now()
         mask = np.zeros(n, dtype=bool)
@@ -234,6 +240,18 @@ def _run_waves(
                 result.extra.update(record_extra(guard, i, result.outcome, episode_extra))
                 result.extra["wave"] = wave_info
                 on_episode(result)
+
+
+def _apply_factors(env: PerWorldFactors, mask: np.ndarray, assigned: list[Slot | None]) -> None:
+    """Set each masked world's slot factors in the simulator (nominal for a
+    world without a slot) and keep the values read back in its slot, so the
+    record holds what the world ran with."""
+    worlds = mask.nonzero()[0].tolist()
+    applied = env.apply(worlds, [dict(s.factors) if (s := assigned[i]) is not None else {} for i in worlds])
+    for i, values in zip(worlds, applied, strict=True):
+        slot = assigned[i]
+        if slot is not None and values:
+            assigned[i] = replace(slot, factors={**slot.factors, **values})
 
 
 def _result(slot: Slot, world: int, outcome: dict[str, Any], started: str, ended: str) -> EpisodeResult:

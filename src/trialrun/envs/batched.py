@@ -36,7 +36,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import gymnasium as gym
@@ -59,6 +59,9 @@ class BatchedEnv(Protocol):
     step belongs to*: an adapter of a simulator that autoresets inside
     ``step`` (Isaac Lab, ManiSkill's autoreset wrapper) takes the terminal
     infos (success) before the reset overwrites them.
+
+    An adapter may also implement :class:`PerWorldFactors` (per-world factor
+    values through a batched model).
     """
 
     mode: ResetMode
@@ -80,6 +83,25 @@ class BatchedEnv(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class PerWorldFactors(Protocol):
+    """The optional hook of a :class:`BatchedEnv` that sets factors per world.
+
+    A simulator whose worlds can hold different model values at once (MJX's
+    batched ``mjx.Model``) implements ``apply``; the batched rollout calls it
+    for the worlds it is about to reset, before :meth:`BatchedEnv.reset_worlds`
+    (exact mode) or :meth:`BatchedEnv.reset_all` (wave mode), with each world's
+    slot factors (``{}`` for a world left without a slot: back to nominal).
+    It returns, per world, the values read back from the simulator: those, not
+    the sampled ones, go into the records. Values a world held before are
+    restored first, so nothing leaks from one slot into the next.
+    """
+
+    def apply(self, worlds: Sequence[int], factors: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Set ``factors[k]`` on world ``worlds[k]``; return the values read back."""
+        ...
 
 
 def _autoreset_mode(vec: VectorEnv[Any, Any, Any]) -> AutoresetMode | None:
