@@ -21,7 +21,7 @@ An array observation is ``obs/state``; a dict observation is one dataset per
 key (nested dicts joined with ``/``); a camera named in the job adds
 ``obs/<camera>_image`` (uint8, ``(T, height, width, 3)``). Dict and tuple
 actions become groups under ``actions``. Rows are buffered and appended in
-chunks of :data:`CHUNK_STEPS` steps to resizable datasets, so memory does not
+blocks of about :data:`BLOCK_BYTES` to resizable datasets, so memory does not
 grow with the episode's length. The file is written under a hidden ``.part``
 name and renamed when the episode ends; h5py and robomimic read it as is.
 
@@ -50,7 +50,7 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
@@ -63,8 +63,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+BLOCK_BYTES = 4 * 2**20
+"""About how many bytes of observations are buffered before a block is written."""
+MAX_BLOCK_STEPS = 4096
+MIN_BLOCK_STEPS = 16
 CHUNK_STEPS = 256
-"""Steps buffered in memory before they are appended to the file."""
+"""HDF5 chunk length of a small-row dataset (large rows, such as images, use 64)."""
 
 
 def _h5py() -> Any:
@@ -91,8 +95,69 @@ def _leaves(value: Any, prefix: str) -> Iterator[tuple[str, Any]]:
         yield prefix, value
 
 
+def _block_steps(value: Any) -> int:
+    """Rows per block for values like ``value``: about :data:`BLOCK_BYTES` of them."""
+    row_bytes = sum(np.asarray(leaf).nbytes for _, leaf in _leaves(value, ""))
+    return int(min(MAX_BLOCK_STEPS, max(MIN_BLOCK_STEPS, BLOCK_BYTES // max(row_bytes, 1))))
+
+
+class _Rows:
+    """Preallocated rows for the values of one kind (an array, a number, or a
+    dict/tuple of them) that one block of steps gives.
+
+    Why preallocated: a step only assigns into arrays (which also copies what
+    the env may reuse); a block is then written as whole-array slices. Keeping
+    per-step Python objects and stacking them cost more than the CartPole step
+    itself. The dtype and shape of each leaf are the first step's; a later
+    step whose keys or shapes differ is an error, since datasets are fixed.
+    """
+
+    def __init__(self, first: Any, rows: int, name: str) -> None:
+        self.name = name
+        self.arrays: dict[str, np.ndarray] = {}
+        for path, leaf in _leaves(first, name):
+            array = np.asarray(leaf)
+            dtype = np.dtype(object) if array.dtype.kind in "UO" else array.dtype
+            self.arrays[path] = np.empty((rows, *array.shape), dtype=dtype)
+        self.single = self.arrays.get(name) if len(self.arrays) == 1 else None
+
+    def put(self, row: int, value: Any) -> None:
+        single = self.single
+        if single is not None:
+            if type(value) is np.ndarray and value.shape != single.shape[1:]:
+                self._changed(value.shape, single.shape[1:])
+            single[row] = value
+            return
+        count = 0
+        for path, leaf in _leaves(value, self.name):
+            target = self.arrays.get(path)
+            if target is None:
+                self._changed(f"key '{path}'", f"keys {sorted(self.arrays)}")
+            if np.shape(leaf) != target.shape[1:]:
+                self._changed(np.shape(leaf), target.shape[1:])
+            target[row] = leaf
+            count += 1
+        if count != len(self.arrays):
+            self._changed(f"{count} values", f"{len(self.arrays)}")
+
+    def _changed(self, now: Any, before: Any) -> NoReturn:
+        raise ValueError(
+            f"trajectory values under '{self.name or 'obs'}' changed keys or shapes within an episode "
+            f"(trajectories need fixed ones): {now} instead of {before}"
+        )
+
+    def head(self, count: int, start: int = 0) -> dict[str, np.ndarray]:
+        """Rows ``start .. start + count`` of every leaf (views)."""
+        return {path: array[start : start + count] for path, array in self.arrays.items()}
+
+    def carry(self, row: int) -> None:
+        """Move row ``row`` to row 0 (the observation the next block starts from)."""
+        for array in self.arrays.values():
+            array[0] = array[row]
+
+
 class _Column:
-    """One dataset, appended to a block of steps at a time."""
+    """One dataset, made from its first block and appended to a block at a time."""
 
     def __init__(self, group: Any, name: str, first: np.ndarray) -> None:
         h5py = _h5py()
@@ -104,15 +169,15 @@ class _Column:
         chunk = (64 if row_bytes > 4096 else CHUNK_STEPS, *shape)
         compress = {"compression": "gzip", "compression_opts": 1} if first.dtype == np.uint8 else {}
         self.dataset = group.create_dataset(
-            name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype, chunks=chunk, **compress
+            name,
+            data=first.astype(object) if self.strings else first,
+            maxshape=(None, *shape),
+            dtype=dtype,
+            chunks=chunk,
+            **compress,
         )
 
     def append(self, block: np.ndarray) -> None:
-        if block.shape[1:] != self.dataset.shape[1:]:
-            raise ValueError(
-                f"trajectory value '{self.name}' changed shape within an episode: "
-                f"{self.dataset.shape[1:]} then {block.shape[1:]} (trajectories need fixed shapes)"
-            )
         if self.strings:
             block = block.astype(object)
         start = self.dataset.shape[0]
@@ -121,38 +186,22 @@ class _Column:
 
 
 class _Columns:
-    """The datasets of one group, made on first use from the first block's shapes.
-
-    Steps are kept as the values the env gave (no per-step array work: a
-    CartPole step costs tens of microseconds) and stacked into one array per
-    dataset when a block is written.
-    """
+    """The datasets of one group, made on first use from the first block."""
 
     def __init__(self, group: Any) -> None:
         self.group = group
         self.columns: dict[str, _Column] = {}
 
-    def append(self, rows: list[Any], name: str = "") -> None:
-        """Write ``rows`` (one value per step: an array, a number, or a dict/tuple of them)."""
-        if not rows:
-            return
-        paths = [path for path, _ in _leaves(rows[0], name)]
-        if len(paths) == 1 and paths[0] == name:
-            blocks = {name: np.asarray(rows) if not isinstance(rows[0], np.ndarray) else np.stack(rows)}
-        else:
-            leaves = [dict(_leaves(row, name)) for row in rows]
-            try:
-                blocks = {path: np.stack([np.asarray(leaf[path]) for leaf in leaves]) for path in paths}
-            except (KeyError, ValueError) as exc:
-                raise ValueError(
-                    f"trajectory values under '{name or self.group.name}' changed keys or shapes "
-                    f"within an episode (trajectories need fixed ones): {exc}"
-                ) from None
+    def append(self, blocks: dict[str, np.ndarray]) -> None:
+        """Write one block per dataset path (all the same number of rows)."""
         for path, block in blocks.items():
+            if not len(block):
+                continue
             column = self.columns.get(path)
             if column is None:
-                column = self.columns[path] = _Column(self.group, path, block)
-            column.append(block)
+                self.columns[path] = _Column(self.group, path, block)
+            else:
+                column.append(block)
 
 
 class TrajectoryRecorder:
@@ -165,13 +214,14 @@ class TrajectoryRecorder:
         self._settings: dict[str, Any] = {}
         self._columns: dict[str, _Columns] = {}
         self._steps = 0
-        self._observations: list[Any] = []
-        """The observations not written yet, the current one last."""
-        self._actions: list[Any] = []
-        self._rewards: list[float] = []
-        self._terminated: list[bool] = []
-        self._truncated: list[bool] = []
-        self._infos: list[dict[str, Any]] = []
+        self._row = 0
+        """Steps kept in the current block (row ``_row`` of the observations is the current one)."""
+        self._observations: _Rows | None = None
+        self._actions: _Rows | None = None
+        self._infos: _Rows | None = None
+        self._rewards = np.empty(0)
+        self._terminated = np.empty(0, dtype=bool)
+        self._truncated = np.empty(0, dtype=bool)
         self._frames: FrameSource | None = None
         self._frames_key: tuple[Any, ...] = ()
 
@@ -209,7 +259,8 @@ class TrajectoryRecorder:
         self._columns = {group: _Columns(demo.create_group(group)) for group in ("obs", "next_obs", "info")}
         self._columns["steps"] = _Columns(demo)
         self._steps = 0
-        self._clear()
+        self._row = 0
+        self._actions = self._infos = None
         cameras = list(settings.get("cameras") or [])
         size = (int(settings["size"][0]), int(settings["size"][1]))
         if cameras:
@@ -219,7 +270,13 @@ class TrajectoryRecorder:
                     self._frames.close()
                 self._frames = FrameSource(env, cameras, size)
                 self._frames_key = key
-        self._observations.append(self._observation(env, obs))
+        first = self._observation(env, obs)
+        rows = _block_steps(first)
+        self._observations = _Rows(first, rows + 1, "" if isinstance(first, dict) else "state")
+        self._observations.put(0, first)
+        self._rewards = np.empty(rows)
+        self._terminated = np.empty(rows, dtype=bool)
+        self._truncated = np.empty(rows, dtype=bool)
 
     def capture(
         self,
@@ -234,7 +291,11 @@ class TrajectoryRecorder:
         """Keep one step: the action taken on the previous observation and what followed."""
         if self._file is None:
             return
+        observations = self._observations
+        if observations is None:
+            return
         try:
+            row = self._row
             keys = self._settings.get("info_keys")
             if keys:
                 missing = [key for key in keys if key not in info]
@@ -244,46 +305,47 @@ class TrajectoryRecorder:
                         f"this step's info has: {', '.join(sorted(info)) or 'nothing'}",
                         field="trajectories.info_keys",
                     )
-                self._infos.append({key: info[key] for key in keys})
-            self._observations.append(self._observation(env, obs))
-            self._actions.append(_copied(action))
-            self._rewards.append(float(reward))
-            self._terminated.append(terminated)
-            self._truncated.append(truncated)
+                chosen = {key: info[key] for key in keys}
+                if self._infos is None:
+                    self._infos = _Rows(chosen, len(self._rewards), "")
+                self._infos.put(row, chosen)
+            if self._actions is None:
+                self._actions = _Rows(action, len(self._rewards), "actions")
+            self._actions.put(row, action)
+            observations.put(row + 1, self._observation(env, obs))
+            self._rewards[row] = reward
+            self._terminated[row] = terminated
+            self._truncated[row] = truncated
             self._steps += 1
-            if len(self._rewards) >= CHUNK_STEPS:
+            self._row = row + 1
+            if self._row == len(self._rewards):
                 self._write_block()
         except BaseException:
             self.abort()
             raise
 
     def _write_block(self) -> None:
-        """Append the kept steps to the file (the current observation stays kept:
-        it is the next step's ``obs``)."""
-        count = len(self._rewards)
-        if not count:
+        """Append the kept steps to the file; the current observation becomes
+        row 0 (it is the next step's ``obs``)."""
+        count = self._row
+        if not count or self._observations is None or self._actions is None:
             return
-        observations = self._observations
-        self._columns["obs"].append(observations[:count])
-        self._columns["next_obs"].append(observations[1 : count + 1])
-        steps = self._columns["steps"]
-        steps.append(self._actions, "actions")
-        steps.append(self._rewards, "rewards")
-        ended = np.logical_or(self._terminated, self._truncated).astype(np.uint8)
-        steps.append(list(ended), "dones")
-        steps.append(self._terminated, "terminated")
-        steps.append(self._truncated, "truncated")
-        if self._infos:
-            self._columns["info"].append(self._infos)
-        self._clear(keep=observations[count])
-
-    def _clear(self, keep: Any = None) -> None:
-        self._observations = [] if keep is None else [keep]
-        self._actions = []
-        self._rewards = []
-        self._terminated = []
-        self._truncated = []
-        self._infos = []
+        self._columns["obs"].append(self._observations.head(count))
+        self._columns["next_obs"].append(self._observations.head(count, start=1))
+        terminated, truncated = self._terminated[:count], self._truncated[:count]
+        self._columns["steps"].append(
+            {
+                **self._actions.head(count),
+                "rewards": self._rewards[:count],
+                "dones": np.logical_or(terminated, truncated).astype(np.uint8),
+                "terminated": terminated,
+                "truncated": truncated,
+            }
+        )
+        if self._infos is not None:
+            self._columns["info"].append(self._infos.head(count))
+        self._observations.carry(count)
+        self._row = 0
 
     def finish(self) -> dict[str, str]:
         """Complete the file; ``{"trajectory": name}``."""
@@ -313,7 +375,8 @@ class TrajectoryRecorder:
         if self._path is not None:
             partial_file(self._path).unlink(missing_ok=True)
         self._columns = {}
-        self._clear()
+        self._observations = self._actions = self._infos = None
+        self._row = 0
 
     def close(self) -> None:
         self.abort()
@@ -323,23 +386,13 @@ class TrajectoryRecorder:
 
     def _observation(self, env: gym.Env[Any, Any], obs: Any) -> Any:
         """The observation as stored: ``{"state": obs}`` or its dict, plus camera images."""
-        stored = {k: _copied(v) for k, v in obs.items()} if isinstance(obs, dict) else {"state": _copied(obs)}
-        if self._frames is not None:
-            for camera, image in self._frames.render(env).items():
-                own_size = camera == DEFAULT_CAMERA  # the env's render() comes at its own size
-                stored[f"{camera}_image"] = _resized(image, self._frames.size) if own_size else image
+        if self._frames is None:
+            return obs
+        stored = dict(obs) if isinstance(obs, dict) else {"state": obs}
+        for camera, image in self._frames.render(env).items():
+            own_size = camera == DEFAULT_CAMERA  # the env's render() comes at its own size
+            stored[f"{camera}_image"] = _resized(image, self._frames.size) if own_size else image
         return stored
-
-
-def _copied(value: Any) -> Any:
-    """A value the env may reuse or change later, copied (arrays; dicts and tuples of them)."""
-    if isinstance(value, np.ndarray):
-        return value.copy()
-    if isinstance(value, dict):
-        return {key: _copied(item) for key, item in value.items()}
-    if isinstance(value, tuple):
-        return tuple(_copied(item) for item in value)
-    return value
 
 
 def _resized(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
