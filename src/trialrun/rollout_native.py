@@ -236,7 +236,11 @@ def _run_waves(
                     "world": i,
                     "num_envs": n,
                 }
-                result = _result(replace(slot, seed=wave_seed), i, tracker.result(i), started, now)
+                # A direct constructor: dataclasses.replace costs ~10 us per episode.
+                waved = Slot(
+                    slot.job, slot.episode, wave_seed, slot.policy_seed, slot.factor_seed, slot.factors
+                )
+                result = _result(waved, i, tracker.result(i), started, now)
                 result.extra.update(record_extra(guard, i, result.outcome, episode_extra))
                 result.extra["wave"] = wave_info
                 on_episode(result)

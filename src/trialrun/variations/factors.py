@@ -249,6 +249,8 @@ def _plain(value: Any) -> Any:
 
 def group_slots(factor_set: FactorSet, slots: Iterable[Slot]) -> dict[str, list[Slot]]:
     """Slots grouped by build-time values, groups in first-appearance order."""
+    if not factor_set.build_names:
+        return {factor_set.group_key({}): list(slots)}
     groups: dict[str, list[Slot]] = {}
     for slot in slots:
         groups.setdefault(factor_set.group_key(slot.factors), []).append(slot)
