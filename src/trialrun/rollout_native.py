@@ -52,6 +52,7 @@ from trialrun.envs.batched import BatchedEnv, PerWorldFactors
 from trialrun.outcomes import OutcomeTerm, OutcomeTracker, SuccessRule
 from trialrun.plan import Slot
 from trialrun.policies.base import Policy, PolicyContext
+from trialrun.recording.native_film import WorldFilm
 from trialrun.rollout import (
     EpisodeResult,
     Instruct,
@@ -82,6 +83,7 @@ def rollout_native(
     limits: GuardConfig | None = None,
     job: str = "",
     instruction_factor: str | None = None,
+    film: WorldFilm | None = None,
 ) -> bool:
     """Run every slot in ``slots`` exactly once on the worlds of ``env`` and call
     ``on_episode`` as each ends.
@@ -89,6 +91,8 @@ def rollout_native(
     ``limits`` bounds the calls into the policy and the simulator (as in
     :func:`trialrun.rollout.rollout`; actions that are not numpy arrays get
     the shape check only, so device arrays stay on their device).
+    ``film`` films the episodes its video selection wants; their records
+    name the videos.
 
     ``plan`` is the ordered list of all slots the waves are cut from (the
     job's, or its build-time group's); it defaults to ``slots`` and matters
@@ -111,9 +115,9 @@ def rollout_native(
     where = f"job '{job}'" if job else ""
     with Guard(limits or GuardConfig(), env.single_action_space, env.num_worlds, where=where) as guard:
         if env.mode == "exact":
-            _run_exact(env, policy, guard, tracker, deque(slots), on_episode, instruct)
+            _run_exact(env, policy, guard, tracker, deque(slots), on_episode, instruct, film)
         else:
-            _run_waves(env, policy, guard, tracker, slots, plan or slots, on_episode, instruct)
+            _run_waves(env, policy, guard, tracker, slots, plan or slots, on_episode, instruct, film)
     warn_after_rollout(tracker, env_id)
     return tracker.success_key_seen
 
@@ -126,6 +130,7 @@ def _run_exact(
     queue: deque[Slot],
     on_episode: Callable[[EpisodeResult], None],
     instruct: Instruct | None = None,
+    film: WorldFilm | None = None,
 ) -> None:
     n = env.num_worlds
     episode_extra: Callable[[int], dict[str, Any]] | None = getattr(policy, "episode_extra", None)
@@ -158,6 +163,9 @@ def _run_exact(
         guard.started(starting, episodes)
         tracker.start(starting)
         active[mask] = starting[mask]
+        if film is not None:
+            worlds = starting.nonzero()[0].tolist()
+            film.begin(worlds, [slot for i in worlds if (slot := assigned[i]) is not None])
         return obs
 
     obs = start(np.ones(n, dtype=bool))
@@ -165,6 +173,8 @@ def _run_exact(
         actions = guard.act(policy, obs, active)
         obs, rewards, terminated, truncated, infos = guard.step(active, env.step, actions)
         tracker.step(active, rewards, terminated, truncated, infos)
+        if film is not None:
+            film.capture()
         done = terminated | truncated
         ended = (done & active).nonzero()[0].tolist()
         guard.finished(ended)
@@ -176,6 +186,8 @@ def _run_exact(
                     raise RuntimeError(f"world {i} ended an episode without a slot")
                 result = _result(slot, i, tracker.result(i), started[i], now)
                 result.extra.update(record_extra(guard, i, result.outcome, episode_extra))
+                if film is not None:
+                    result.video = film.finish(i, result.outcome)
                 on_episode(result)
         if done.any():
             obs = start(done)
@@ -190,6 +202,7 @@ def _run_waves(
     plan: Sequence[Slot],
     on_episode: Callable[[EpisodeResult], None],
     instruct: Instruct | None = None,
+    film: WorldFilm | None = None,
 ) -> None:
     n = env.num_worlds
     episode_extra: Callable[[int], dict[str, Any]] | None = getattr(policy, "episode_extra", None)
@@ -216,10 +229,15 @@ def _run_waves(
         guard.started(mask, [m.episode for m in members] + [None] * (n - len(members)))
         tracker.start(mask)
         active = mask.copy()
+        if film is not None:
+            filmed = [i for i, m in enumerate(members) if m.episode in wanted]
+            film.begin(filmed, [members[i] for i in filmed])
         while active.any():
             actions = guard.act(policy, obs, active)
             obs, rewards, terminated, truncated, infos = guard.step(active, env.step, actions)
             tracker.step(active, rewards, terminated, truncated, infos)
+            if film is not None:
+                film.capture()
             ended = ((terminated | truncated) & active).nonzero()[0].tolist()
             if not ended:
                 continue
@@ -243,6 +261,8 @@ def _run_waves(
                 result = _result(waved, i, tracker.result(i), started, now)
                 result.extra.update(record_extra(guard, i, result.outcome, episode_extra))
                 result.extra["wave"] = wave_info
+                if film is not None:
+                    result.video = film.finish(i, result.outcome)
                 on_episode(result)
 
 

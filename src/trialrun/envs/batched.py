@@ -185,6 +185,19 @@ class GymnasiumBatchedEnv:
             infos,
         )
 
+    def render_worlds(self, worlds: Sequence[int]) -> list[np.ndarray]:
+        """One RGB image per asked world, from the vector env's ``render()``
+        (Gymnasium's vector envs return one image per sub-env)."""
+        frames = self.vec.render()
+        if frames is None or len(frames) != self.num_worlds:
+            got = "nothing" if frames is None else f"{len(frames)} image(s)"
+            raise ConfigError(
+                f"{self.env_name}.render() gave {got} for {self.num_worlds} worlds; filming a native job "
+                "needs one image per world (build it with render_mode='rgb_array')",
+                field="video",
+            )
+        return [np.asarray(frames[i]) for i in worlds]
+
     def close(self) -> None:
         self.vec.close()
 

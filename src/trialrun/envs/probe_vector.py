@@ -49,7 +49,7 @@ class SeedProbeVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
             raise ValueError(f"autoreset_mode must be 'disabled' or 'next_step', got {autoreset_mode!r}")
         mode = modes[autoreset_mode]
         self.num_envs = num_envs
-        self.metadata = {"autoreset_mode": mode, "render_modes": []}
+        self.metadata = {"autoreset_mode": mode, "render_modes": ["rgb_array"]}
         self.render_mode = render_mode
         self.max_episode_steps = max_episode_steps
         self.single_observation_space = gym.spaces.Box(0.0, float(2**20), shape=(3,), dtype=np.float32)
@@ -134,6 +134,16 @@ class SeedProbeVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
             truncated,
             {"success": success, "_success": np.ones(self.num_envs, dtype=bool)},
         )
+
+    def render(self) -> tuple[np.ndarray, ...] | None:
+        """One 64x64 image per world: grey level = steps taken, red = steps left
+        (so a video shows which episode and step it is; tests read it back)."""
+        if self.render_mode != "rgb_array":
+            return None
+        images = np.zeros((self.num_envs, 64, 64, 3), dtype=np.uint8)
+        images[:, :, :, 1] = np.minimum(self._t, 255).astype(np.uint8)[:, None, None]
+        images[:, :, :, 0] = np.minimum(self._length - self._t, 255).clip(0).astype(np.uint8)[:, None, None]
+        return tuple(images)
 
 
 __all__ = ["MAX_PROBE_LENGTH", "SeedProbeVectorEnv"]

@@ -15,16 +15,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
-
+import numpy as np
 from trialrun.config import JobConfig, RunConfig, VideoConfig
-from trialrun.envs.batched import make_batched_env
+from trialrun.envs.batched import BatchedEnv, make_batched_env
 from trialrun.envs.build import check_env_id, make_env
 from trialrun.envs.metaworld import METAWORLD_MAX_STEPS, is_metaworld_id
 from trialrun.envs.seeding import check_seeding
 from trialrun.errors import ConfigError, InputError
 from trialrun.execution.shard import build_outcome_terms
 from trialrun.policies.registry import resolve_policy_factory
-from trialrun.recording.capture import check_video
+from trialrun.recording.capture import DEFAULT_CAMERA, check_video
+from trialrun.recording.native_film import RendersWorlds
 from trialrun.runfiles.schema import FactorSpec, NativeRun
 from trialrun.variations.factors import FactorSet
 
@@ -83,11 +84,11 @@ def check_native(job: JobConfig, index: int, factor_set: FactorSet) -> NativeRun
             "group's simulator is built with its value, or vectorization: sync",
             field=f"jobs.{index}.factors.{name}",
         )
-    if job.video is not None:
+    if job.video is not None and list(job.video.cameras) != [DEFAULT_CAMERA]:
         raise ConfigError(
-            "videos are not recorded with vectorization: native yet; record them with a sync job "
-            "(or replay chosen episodes with trialrun replay --video)",
-            field=f"jobs.{index}.video",
+            f"a native job films its simulator's own render() only: cameras must be ['{DEFAULT_CAMERA}'], "
+            f"got {list(job.video.cameras)}; film named cameras with a sync job or trialrun replay --video",
+            field=f"jobs.{index}.video.cameras",
         )
     if job.trajectories is not None:
         raise ConfigError(
@@ -95,16 +96,45 @@ def check_native(job: JobConfig, index: int, factor_set: FactorSet) -> NativeRun
             field=f"jobs.{index}.trajectories",
         )
     mode = None if job.native_mode == "auto" else job.native_mode
+    kwargs = dict(job.env.kwargs)
+    if job.video is not None:
+        kwargs["render_mode"] = "rgb_array"
     try:
-        env = make_batched_env(
-            job.env.id, job.env.kwargs, 1, max_steps=job.max_steps, mode=mode, job=job.name
-        )
+        env = make_batched_env(job.env.id, kwargs, 1, max_steps=job.max_steps, mode=mode, job=job.name)
     except ConfigError as exc:
         raise exc.located(prefix=f"jobs.{index}") from None
     try:
+        if job.video is not None:
+            _check_native_render(env, job, index)
         return NativeRun(mode=env.mode, num_envs=job.num_envs, depends_on_num_envs=env.mode == "wave")
     finally:
         env.close()
+
+
+def _check_native_render(env: BatchedEnv, job: JobConfig, index: int) -> None:
+    """A native job with video: its simulator gives one image per world."""
+    field = f"jobs.{index}.video"
+    if not isinstance(env, RendersWorlds):
+        raise ConfigError(
+            f"job '{job.name}': {type(env).__name__} cannot render its worlds (no render_worlds), so this "
+            "native job cannot be filmed; drop video or use vectorization: sync",
+            field=field,
+        )
+    if env.mode == "exact":
+        env.reset_worlds(np.ones(1, dtype=bool), [0])
+    else:
+        env.reset_all(0)
+    renders: RendersWorlds = env
+    try:
+        frames = renders.render_worlds([0])
+    except ConfigError as exc:
+        raise ConfigError(f"job '{job.name}': {exc.message}", field=field) from None
+    shape = np.shape(frames[0]) if frames else ()
+    if len(shape) != 3 or shape[2] not in (3, 4):
+        raise ConfigError(
+            f"job '{job.name}': the simulator rendered {shape} for a world; a video needs H x W x 3 images",
+            field=field,
+        )
 
 
 def check_with_env(

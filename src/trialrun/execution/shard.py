@@ -27,6 +27,7 @@ from trialrun.policies.registry import build_policy
 from trialrun.policies.vla.mapping import camera_sizes
 from trialrun.recording.camera_obs import CameraObservations
 from trialrun.recording.capture import DEFAULT_CAMERA, EpisodeRecorder
+from trialrun.recording.native_film import WorldFilm
 from trialrun.recording.selection import TrajectorySelection, VideoSelection
 from trialrun.recording.trajectory import TrajectoryRecorder
 from trialrun.rollout import EnvFn, EpisodeResult, rollout
@@ -182,7 +183,7 @@ def run_shard(
         )
 
     if job.vectorization == "native":
-        return _run_native(job, context, slots, policy_builder, on_episode)
+        return _run_native(job, context, slots, policy_builder, on_episode, video_dir)
     video = None
     render_mode = None
     recorder_factory: CaptureFactory | None = None
@@ -266,21 +267,33 @@ def _run_native(
     slots: Sequence[Slot],
     policy_builder: Callable[[PolicyContext], Policy],
     on_episode: Callable[[EpisodeResult], None],
+    video_dir: Path | None = None,
 ) -> bool:
     """``vectorization: native``: one batched simulator per build-time group.
 
     Waves (wave mode) are cut from the group's full plan, not from the slots
     this shard runs, so a wave is the same whichever shard or resume runs it.
+    A job with ``video`` builds its simulator with ``render_mode="rgb_array"``
+    and films the worlds its selection wants (:class:`WorldFilm`).
     """
     factor_set = FactorSet(job)
+    video = None
+    if job.video is not None:
+        video = VideoSelection(
+            job.video, video_dir or RunLayout(context.run_dir).video_dir(job.name), context.run_dir
+        )
+        video.prepare(slot.episode for slot in slots)
     plans = group_slots(factor_set, factor_set.slots(context.run_seed))
     mode = None if job.native_mode == "auto" else job.native_mode
     seen = False
     for key, group in group_slots(factor_set, slots).items():
         kwargs = {**job.env.kwargs, **factor_set.build_kwargs(group[0].factors)}
+        if video is not None:
+            kwargs["render_mode"] = "rgb_array"
         env = make_batched_env(
             job.env.id, kwargs, job.num_envs, max_steps=job.max_steps, mode=mode, job=job.name
         )
+        film = WorldFilm(env, video) if video is not None else None
         try:
             seen |= rollout_native(
                 group,
@@ -295,7 +308,10 @@ def _run_native(
                 limits=job.limits,
                 job=job.name,
                 instruction_factor=factor_set.instruction_name,
+                film=film,
             )
         finally:
+            if film is not None:
+                film.close()
             env.close()
     return seen
