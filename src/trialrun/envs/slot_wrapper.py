@@ -24,6 +24,15 @@ made by ``step_recorder_factory`` (e.g.
 step's action, observation, reward, flags and info, and names its file in
 ``info["trialrun_trajectory"]``. This package never imports :mod:`trialrun.recording`.
 
+A hook may also hand out :class:`Perturbation` objects (its
+``perturbations()`` method: the factor hook's ``obs_noise``,
+``action_delay``... variations, :mod:`trialrun.variations.perturbations`).
+After each reset the wrapper begins them with the reset seed; those that
+are active wrap the episode's step function around the recording one
+(lowest ``layer`` innermost) and change the first observation. Recorders
+therefore see the env's clean steps, and the policy the perturbed ones.
+An episode without an active perturbation steps exactly as before.
+
 Example:
     >>> import gymnasium as gym
     >>> def long_pole(env, settings, seed):
@@ -49,6 +58,26 @@ from trialrun.envs.info import APPLIED_KEY, TRAJECTORY_KEY, VIDEO_KEY
 
 ResetHook = Callable[[gym.Env[Any, Any], dict[str, Any], int | None], dict[str, Any]]
 """``hook(env, slot_settings, seed) -> applied values`` run before each reset."""
+
+StepFn = Callable[[Any], tuple[Any, Any, bool, bool, dict[str, Any]]]
+
+
+class Perturbation(Protocol):
+    """Changes what the policy sees or what the env gets, for one episode at a time.
+
+    ``begin(seed, name)`` starts an episode (``name`` keys its generator) and
+    says whether there is anything to do; ``observe`` maps the reset
+    observation; ``wrap_step`` returns the episode's step around ``step``.
+    ``layer`` orders several: the lowest wraps nearest the env.
+    """
+
+    layer: int
+
+    def begin(self, seed: int | None, name: str) -> bool: ...
+
+    def observe(self, obs: Any) -> Any: ...
+
+    def wrap_step(self, step: StepFn) -> StepFn: ...
 
 
 class EpisodeCapture(Protocol):
@@ -137,6 +166,7 @@ class SlotWrapper(gym.Wrapper[Any, Any, Any, Any]):
         self.step_recorder_factory = step_recorder_factory
         self._recorder: EpisodeCapture | None = None
         self._stepper: StepCapture | None = None
+        self._perturbed: StepFn | None = None
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -179,17 +209,39 @@ class SlotWrapper(gym.Wrapper[Any, Any, Any, Any]):
             if self.hooks:
                 step_settings["factors"] = applied
             self._stepper.begin(self.env, step_settings, obs, info)
+        self._perturbed = None
+        if self.hooks:
+            obs = self._begin_perturbations(obs, seed)
         return obs, info
+
+    def _begin_perturbations(self, obs: Any, seed: int | None) -> Any:
+        """Begin the hooks' perturbations; wrap this episode's steps with the active ones."""
+        active: list[Perturbation] = []
+        for hook in self.hooks:
+            found = getattr(hook, "perturbations", None)
+            if found is not None:
+                active.extend(p for name, p in found().items() if p.begin(seed, name))
+        if not active:
+            return obs
+        step: StepFn = self._recorded_step
+        for perturbation in sorted(active, key=lambda p: p.layer):
+            step = perturbation.wrap_step(step)
+            obs = perturbation.observe(obs)
+        self._perturbed = step
+        return obs
 
     @property
     def step_target(self) -> Callable[[Any], tuple[Any, Any, bool, bool, dict[str, Any]]]:
-        """What steps the current episode: :meth:`step` while it is recorded,
-        otherwise the inner env's ``step``.
+        """What steps the current episode: its perturbed step function when a
+        perturbation is active, :meth:`step` while it is recorded, otherwise
+        the inner env's ``step``.
 
         Why: the vector env calls this once per reset instead of going through
         this wrapper at every step; on a fast env such as CartPole one wrapper
         layer is ~5% of the step time.
         """
+        if self._perturbed is not None:
+            return self._perturbed
         if (self._recorder is not None and self._recorder.recording) or (
             self._stepper is not None and self._stepper.recording
         ):
@@ -197,6 +249,12 @@ class SlotWrapper(gym.Wrapper[Any, Any, Any, Any]):
         return self.env.step
 
     def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
+        if self._perturbed is not None:
+            return self._perturbed(action)
+        return self._recorded_step(action)
+
+    def _recorded_step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
+        """One env step, captured by the recorders that are recording."""
         obs, reward, terminated, truncated, info = self.env.step(action)
         recorder, stepper = self._recorder, self._stepper
         video = recorder is not None and recorder.recording

@@ -90,8 +90,9 @@ class FactorSet:
         return [replace(slot, factors=values[slot.episode]) for slot in slots]
 
     def group_key(self, values: dict[str, Any]) -> str:
-        """The build-time part of a slot's values (slots with equal keys share an env)."""
-        return json.dumps({n: values[n] for n in self.build_names}, sort_keys=True)
+        """The build-time part of a slot's values (slots with equal keys share an env);
+        a factor absent from ``values`` (at nominal in a ``one_at_a_time`` design) is left out."""
+        return json.dumps({n: values[n] for n in self.build_names if n in values}, sort_keys=True)
 
     def build_kwargs(self, values: dict[str, Any]) -> dict[str, Any]:
         """``gymnasium.make`` kwargs contributed by build-time factors.
@@ -105,6 +106,8 @@ class FactorSet:
         """
         kwargs: dict[str, Any] = {}
         for name in self.build_names:
+            if name not in values:  # at nominal: the env's own default
+                continue
             for argument, value in self.prototypes[name].build_kwargs(values[name]).items():
                 if not isinstance(value, dict):
                     kwargs[argument] = value
@@ -194,10 +197,19 @@ class FactorHook:
             variation.restore(env)
         applied: dict[str, Any] = {}
         for name, variation in self._variations.items():
-            if name not in values:
-                continue
-            applied[name] = _plain(variation.apply(env, values[name]))
+            if name in values:
+                applied[name] = _plain(variation.apply(env, values[name]))
+            else:
+                # Left out by a one_at_a_time design: restored, so at nominal.
+                nominal = variation.nominal()
+                if nominal is not None:
+                    applied[name] = _plain(nominal)
         return applied
+
+    def perturbations(self) -> dict[str, Variation]:
+        """The bound variations that act on each step (``obs_noise``, ``action_delay``...),
+        by factor name: the sub-env's SlotWrapper wraps the episode with them."""
+        return {n: v for n, v in (self._variations or {}).items() if hasattr(v, "wrap_step")}
 
 
 _DICT_DEFAULTS: dict[tuple[str, str, str], dict[str, Any]] = {}

@@ -28,6 +28,8 @@ _BUILTIN_MODULES = (
     "trialrun.variations.metaworld",
     "trialrun.variations.env_kwarg",
     "trialrun.variations.language",
+    "trialrun.variations.perturbations",
+    "trialrun.variations.image_noise",
 )
 
 
