@@ -190,7 +190,7 @@ def test_replay_leaves_the_runs_trajectories_alone(tmp_path: Path) -> None:
     assert before == after
 
 
-def test_preflight_checks_trajectory_cameras_and_refuses_native_jobs(tmp_path: Path) -> None:
+def test_preflight_checks_trajectory_cameras_and_native_cameras(tmp_path: Path) -> None:
     from trialrun.execution.preflight import preflight
 
     def config(**overrides: Any) -> Any:
@@ -201,10 +201,12 @@ def test_preflight_checks_trajectory_cameras_and_refuses_native_jobs(tmp_path: P
         preflight(config(trajectories={"cameras": ["top"]}))
     assert info.value.field == "jobs.0.trajectories.cameras"
     assert str(info.value).endswith("unknown camera 'top'; this env's cameras: default")
+    native = {"env": "CartPole-v1", "vectorization": "native", "num_envs": 2}
+    preflight(config(**native, trajectories=True))  # native jobs record trajectories (test_recording_native_steps)
     with pytest.raises(ConfigError) as info:
-        preflight(config(env="CartPole-v1", vectorization="native", num_envs=2, trajectories=True))
-    assert info.value.field == "jobs.0.trajectories"
-    assert "trajectories are not recorded with vectorization: native yet" in str(info.value)
+        preflight(config(**native, trajectories={"cameras": ["default"]}))
+    assert info.value.field == "jobs.0.trajectories.cameras"
+    assert "a native job's trajectories hold no camera images" in str(info.value)
 
 
 def test_replay_writes_one_episodes_trajectory_on_demand(tmp_path: Path) -> None:

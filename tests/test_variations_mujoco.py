@@ -758,9 +758,9 @@ F = "field 'jobs[j].factors.f.variation"
             f"{F}.zoom': unknown key 'zoom' for variation 'mujoco.camera'; allowed keys: camera, mode, property",
         ),
         (
-            {"type": "mujoco.camera", "camera": "track", "property": "roll"},
+            {"type": "mujoco.camera", "camera": "track", "property": "zoom"},
             None,
-            f"{F}.property': Input should be 'fovy', 'pos_x', 'pos_y' or 'pos_z'",
+            f"{F}.property': Input should be 'fovy', 'pos_x', 'pos_y', 'pos_z', 'yaw', 'pitch' or 'roll'",
         ),
         (
             {"type": "mujoco.light", "light": 0, "mode": "offset"},

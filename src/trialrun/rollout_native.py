@@ -53,6 +53,7 @@ from trialrun.outcomes import OutcomeTerm, OutcomeTracker, SuccessRule
 from trialrun.plan import Slot
 from trialrun.policies.base import Policy, PolicyContext
 from trialrun.recording.native_film import WorldFilm
+from trialrun.recording.native_steps import WorldSteps
 from trialrun.rollout import (
     EpisodeResult,
     Instruct,
@@ -84,6 +85,7 @@ def rollout_native(
     job: str = "",
     instruction_factor: str | None = None,
     film: WorldFilm | None = None,
+    steps: WorldSteps | None = None,
 ) -> bool:
     """Run every slot in ``slots`` exactly once on the worlds of ``env`` and call
     ``on_episode`` as each ends.
@@ -91,8 +93,8 @@ def rollout_native(
     ``limits`` bounds the calls into the policy and the simulator (as in
     :func:`trialrun.rollout.rollout`; actions that are not numpy arrays get
     the shape check only, so device arrays stay on their device).
-    ``film`` films the episodes its video selection wants; their records
-    name the videos.
+    ``film`` films the episodes its video selection wants and ``steps``
+    records the trajectories its selection wants; records name the files.
 
     ``plan`` is the ordered list of all slots the waves are cut from (the
     job's, or its build-time group's); it defaults to ``slots`` and matters
@@ -115,9 +117,9 @@ def rollout_native(
     where = f"job '{job}'" if job else ""
     with Guard(limits or GuardConfig(), env.single_action_space, env.num_worlds, where=where) as guard:
         if env.mode == "exact":
-            _run_exact(env, policy, guard, tracker, deque(slots), on_episode, instruct, film)
+            _run_exact(env, policy, guard, tracker, deque(slots), on_episode, instruct, film, steps)
         else:
-            _run_waves(env, policy, guard, tracker, slots, plan or slots, on_episode, instruct, film)
+            _run_waves(env, policy, guard, tracker, slots, plan or slots, on_episode, instruct, film, steps)
     warn_after_rollout(tracker, env_id)
     return tracker.success_key_seen
 
@@ -131,6 +133,7 @@ def _run_exact(
     on_episode: Callable[[EpisodeResult], None],
     instruct: Instruct | None = None,
     film: WorldFilm | None = None,
+    steps: WorldSteps | None = None,
 ) -> None:
     n = env.num_worlds
     episode_extra: Callable[[int], dict[str, Any]] | None = getattr(policy, "episode_extra", None)
@@ -153,7 +156,7 @@ def _run_exact(
                 assigned[i], seeds[i] = None, IDLE_SEED
         if isinstance(env, PerWorldFactors):
             _apply_factors(env, mask, assigned)
-        obs, _ = env.reset_worlds(mask, seeds)
+        obs, reset_infos = env.reset_worlds(mask, seeds)
         now = utc_now()
         for i in starting.nonzero()[0].tolist():
             started[i] = now
@@ -163,9 +166,13 @@ def _run_exact(
         guard.started(starting, episodes)
         tracker.start(starting)
         active[mask] = starting[mask]
-        if film is not None:
+        if film is not None or steps is not None:
             worlds = starting.nonzero()[0].tolist()
-            film.begin(worlds, [slot for i in worlds if (slot := assigned[i]) is not None])
+            started_slots = [slot for i in worlds if (slot := assigned[i]) is not None]
+            if film is not None:
+                film.begin(worlds, started_slots)
+            if steps is not None:
+                steps.begin(worlds, started_slots, obs, reset_infos)
         return obs
 
     obs = start(np.ones(n, dtype=bool))
@@ -175,6 +182,8 @@ def _run_exact(
         tracker.step(active, rewards, terminated, truncated, infos)
         if film is not None:
             film.capture()
+        if steps is not None and steps.recording:
+            steps.capture(actions, obs, rewards, terminated, truncated, infos)
         done = terminated | truncated
         ended = (done & active).nonzero()[0].tolist()
         guard.finished(ended)
@@ -188,6 +197,8 @@ def _run_exact(
                 result.extra.update(record_extra(guard, i, result.outcome, episode_extra))
                 if film is not None:
                     result.video = film.finish(i, result.outcome)
+                if steps is not None:
+                    result.trajectory = steps.finish(i, result.outcome).get("trajectory")
                 on_episode(result)
         if done.any():
             obs = start(done)
@@ -203,6 +214,7 @@ def _run_waves(
     on_episode: Callable[[EpisodeResult], None],
     instruct: Instruct | None = None,
     film: WorldFilm | None = None,
+    steps: WorldSteps | None = None,
 ) -> None:
     n = env.num_worlds
     episode_extra: Callable[[int], dict[str, Any]] | None = getattr(policy, "episode_extra", None)
@@ -218,7 +230,7 @@ def _run_waves(
             world_slots: list[Slot | None] = [*members, *[None] * (n - len(members))]
             _apply_factors(env, np.ones(n, dtype=bool), world_slots)
             members = [s for s in world_slots if s is not None]
-        obs, _ = env.reset_all(wave_seed)
+        obs, reset_infos = env.reset_all(wave_seed)
         started = utc_now()
         mask = np.zeros(n, dtype=bool)
         mask[: len(members)] = True
@@ -229,15 +241,20 @@ def _run_waves(
         guard.started(mask, [m.episode for m in members] + [None] * (n - len(members)))
         tracker.start(mask)
         active = mask.copy()
-        if film is not None:
-            filmed = [i for i, m in enumerate(members) if m.episode in wanted]
-            film.begin(filmed, [members[i] for i in filmed])
+        if film is not None or steps is not None:
+            recorded = [i for i, m in enumerate(members) if m.episode in wanted]
+            if film is not None:
+                film.begin(recorded, [members[i] for i in recorded])
+            if steps is not None:
+                steps.begin(recorded, [members[i] for i in recorded], obs, reset_infos)
         while active.any():
             actions = guard.act(policy, obs, active)
             obs, rewards, terminated, truncated, infos = guard.step(active, env.step, actions)
             tracker.step(active, rewards, terminated, truncated, infos)
             if film is not None:
                 film.capture()
+            if steps is not None and steps.recording:
+                steps.capture(actions, obs, rewards, terminated, truncated, infos)
             ended = ((terminated | truncated) & active).nonzero()[0].tolist()
             if not ended:
                 continue
@@ -263,6 +280,8 @@ def _run_waves(
                 result.extra["wave"] = wave_info
                 if film is not None:
                     result.video = film.finish(i, result.outcome)
+                if steps is not None:
+                    result.trajectory = steps.finish(i, result.outcome).get("trajectory")
                 on_episode(result)
 
 

@@ -16,8 +16,9 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.vector import AutoresetMode
 from trialrun.config import JobConfig, RunConfig, VideoConfig
-from trialrun.envs.batched import BatchedEnv, make_batched_env
+from trialrun.envs.batched import BatchedEnv, GymnasiumBatchedEnv, make_batched_env
 from trialrun.envs.build import check_env_id, make_env
 from trialrun.envs.metaworld import METAWORLD_MAX_STEPS, is_metaworld_id
 from trialrun.envs.seeding import check_seeding
@@ -90,10 +91,11 @@ def check_native(job: JobConfig, index: int, factor_set: FactorSet) -> NativeRun
             f"got {list(job.video.cameras)}; film named cameras with a sync job or trialrun replay --video",
             field=f"jobs.{index}.video.cameras",
         )
-    if job.trajectories is not None:
+    if job.trajectories is not None and job.trajectories.cameras:
         raise ConfigError(
-            "trajectories are not recorded with vectorization: native yet; record them with a sync job",
-            field=f"jobs.{index}.trajectories",
+            "a native job's trajectories hold no camera images (its simulator renders every world at "
+            f"once); drop trajectories.cameras (got {list(job.trajectories.cameras)}) or use a sync job",
+            field=f"jobs.{index}.trajectories.cameras",
         )
     mode = None if job.native_mode == "auto" else job.native_mode
     kwargs = dict(job.env.kwargs)
@@ -106,9 +108,25 @@ def check_native(job: JobConfig, index: int, factor_set: FactorSet) -> NativeRun
     try:
         if job.video is not None:
             _check_native_render(env, job, index)
+        if job.trajectories is not None and not _keeps_terminal_obs(env):
+            raise ConfigError(
+                f"job '{job.name}': {type(env).__name__} returns the next episode's first observation for a "
+                "world that just ended (it resets worlds within the step), so a trajectory's last next_obs "
+                "would be wrong; trajectories of a native job need native_mode: exact, or a Gymnasium vector "
+                "env with autoreset_mode NEXT_STEP",
+                field=f"jobs.{index}.trajectories",
+            )
         return NativeRun(mode=env.mode, num_envs=job.num_envs, depends_on_num_envs=env.mode == "wave")
     finally:
         env.close()
+
+
+def _keeps_terminal_obs(env: BatchedEnv) -> bool:
+    """Whether a world's observation after its last step is its terminal one:
+    exact mode (nothing resets by itself), or Gymnasium's NEXT_STEP autoreset."""
+    if env.mode == "exact":
+        return True
+    return isinstance(env, GymnasiumBatchedEnv) and env.autoreset == AutoresetMode.NEXT_STEP
 
 
 def _check_native_render(env: BatchedEnv, job: JobConfig, index: int) -> None:

@@ -28,6 +28,7 @@ from trialrun.policies.vla.mapping import camera_sizes
 from trialrun.recording.camera_obs import CameraObservations
 from trialrun.recording.capture import DEFAULT_CAMERA, EpisodeRecorder
 from trialrun.recording.native_film import WorldFilm
+from trialrun.recording.native_steps import WorldSteps
 from trialrun.recording.selection import TrajectorySelection, VideoSelection
 from trialrun.recording.trajectory import TrajectoryRecorder
 from trialrun.rollout import EnvFn, EpisodeResult, rollout
@@ -183,7 +184,7 @@ def run_shard(
         )
 
     if job.vectorization == "native":
-        return _run_native(job, context, slots, policy_builder, on_episode, video_dir)
+        return _run_native(job, context, slots, policy_builder, on_episode, video_dir, trajectory_dir)
     video = None
     render_mode = None
     recorder_factory: CaptureFactory | None = None
@@ -268,13 +269,15 @@ def _run_native(
     policy_builder: Callable[[PolicyContext], Policy],
     on_episode: Callable[[EpisodeResult], None],
     video_dir: Path | None = None,
+    trajectory_dir: Path | None = None,
 ) -> bool:
     """``vectorization: native``: one batched simulator per build-time group.
 
     Waves (wave mode) are cut from the group's full plan, not from the slots
     this shard runs, so a wave is the same whichever shard or resume runs it.
     A job with ``video`` builds its simulator with ``render_mode="rgb_array"``
-    and films the worlds its selection wants (:class:`WorldFilm`).
+    and films the worlds its selection wants (:class:`WorldFilm`); one with
+    ``trajectories`` records theirs (:class:`WorldSteps`).
     """
     factor_set = FactorSet(job)
     video = None
@@ -283,6 +286,15 @@ def _run_native(
             job.video, video_dir or RunLayout(context.run_dir).video_dir(job.name), context.run_dir
         )
         video.prepare(slot.episode for slot in slots)
+    trajectories = None
+    if job.trajectories is not None:
+        trajectories = TrajectorySelection(
+            job.trajectories,
+            trajectory_dir or RunLayout(context.run_dir).trajectory_dir(job.name),
+            context.run_dir,
+            env_id=job.env.id,
+        )
+        trajectories.prepare(slot.episode for slot in slots)
     plans = group_slots(factor_set, factor_set.slots(context.run_seed))
     mode = None if job.native_mode == "auto" else job.native_mode
     seen = False
@@ -294,6 +306,7 @@ def _run_native(
             job.env.id, kwargs, job.num_envs, max_steps=job.max_steps, mode=mode, job=job.name
         )
         film = WorldFilm(env, video) if video is not None else None
+        steps = WorldSteps(trajectories) if trajectories is not None else None
         try:
             seen |= rollout_native(
                 group,
@@ -309,9 +322,12 @@ def _run_native(
                 job=job.name,
                 instruction_factor=factor_set.instruction_name,
                 film=film,
+                steps=steps,
             )
         finally:
             if film is not None:
                 film.close()
+            if steps is not None:
+                steps.close()
             env.close()
     return seen

@@ -85,6 +85,9 @@ class Variation(ABC):
     Params: ClassVar[type[BaseModel]] = NoParams
     applies_at: ClassVar[AppliesAt] = "reset"
     kind: ClassVar[Literal["continuous", "categorical"]] = "continuous"
+    rebuilds_model: ClassVar[bool] = False
+    """True when :meth:`bind` replaces the env's simulator model (``mujoco.distractors``):
+    the factor hook binds such variations before the others, which then bind to the new model."""
 
     def __init__(self, params: dict[str, Any], *, field: str = "variation") -> None:
         self.field = field
@@ -119,6 +122,16 @@ class Variation(ABC):
     @abstractmethod
     def nominal(self) -> FactorValue:
         """The factor value that leaves the env unchanged (e.g. 1.0 for a scale)."""
+
+    def begin_episode(self, seed: int | None) -> None:
+        """Called by the factor hook before :meth:`apply` with the episode's reset seed.
+
+        A variation that draws something per episode (where distractors
+        stand) derives its generator from this seed, never from global
+        state, so the slot replays exactly with any ``num_envs``. The
+        default does nothing.
+        """
+        return None
 
     @abstractmethod
     def apply(self, env: gym.Env[Any, Any], value: FactorValue) -> FactorValue:

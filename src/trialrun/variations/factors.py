@@ -181,11 +181,13 @@ class FactorHook:
         self._variations: dict[str, Variation] | None = None
 
     def _bind(self, env: gym.Env[Any, Any]) -> dict[str, Variation]:
-        variations = {}
-        for name, cfg in self.variation_configs.items():
-            variation = build_variation(cfg, _field(self.job, name) + ".variation")
+        variations = {
+            name: build_variation(cfg, _field(self.job, name) + ".variation")
+            for name, cfg in self.variation_configs.items()
+        }
+        # A variation that replaces the env's model binds first; the others bind to the new model.
+        for variation in sorted(variations.values(), key=lambda v: not v.rebuilds_model):
             variation.bind(env)
-            variations[name] = variation
         return variations
 
     def __call__(self, env: gym.Env[Any, Any], settings: dict[str, Any], seed: int | None) -> dict[str, Any]:
@@ -198,6 +200,7 @@ class FactorHook:
         applied: dict[str, Any] = {}
         for name, variation in self._variations.items():
             if name in values:
+                variation.begin_episode(seed)
                 applied[name] = _plain(variation.apply(env, values[name]))
             else:
                 # Left out by a one_at_a_time design: restored, so at nominal.

@@ -52,7 +52,8 @@ from typing import Any, ClassVar, Literal
 import gymnasium as gym
 import mujoco
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from trialrun.errors import VariationError
 from trialrun.variations.base import FactorValue, TargetInfo, Variation, require_mujoco
@@ -85,6 +86,8 @@ def _count(model: Any, obj: Any) -> int:
         _OBJ.mjOBJ_ACTUATOR: model.nu,
         _OBJ.mjOBJ_CAMERA: model.ncam,
         _OBJ.mjOBJ_LIGHT: model.nlight,
+        _OBJ.mjOBJ_MATERIAL: model.nmat,
+        _OBJ.mjOBJ_TEXTURE: model.ntex,
     }
     return int(counts[obj])
 
@@ -161,26 +164,30 @@ class _MujocoVariation(Variation):
     def _bind_model(self, model: Any) -> None:
         """Resolve the target in ``model`` and snapshot its nominal values."""
 
-    def _lookup(self, model: Any, key: ObjectKey) -> int:
-        """Index of the object named (or numbered) ``key``; the error lists the names."""
-        count = _count(model, self.obj_type)
-        names = [*self.extra_names, *(_name(model, self.obj_type, i) for i in range(count))]
-        listing = (
-            f"{self.obj_plural}: {_name_list(names)}" if names else f"this model has no {self.obj_plural}"
-        )
+    def _lookup(self, model: Any, key: ObjectKey, kind: tuple[Any, str, str] | None = None) -> int:
+        """Index of the object named (or numbered) ``key``; the error lists the names.
+
+        ``kind`` is ``(mjtObj, what, plural)`` for an object other than this
+        variation's own (e.g. the body whose geoms a colour factor changes).
+        """
+        obj_type, obj_what, obj_plural = kind or (self.obj_type, self.obj_what, self.obj_plural)
+        extra = self.extra_names if kind is None else ()
+        count = _count(model, obj_type)
+        names = [*extra, *(_name(model, obj_type, i) for i in range(count))]
+        listing = f"{obj_plural}: {_name_list(names)}" if names else f"this model has no {obj_plural}"
         index: int | None = None
         if isinstance(key, int) and not isinstance(key, bool):
             index = key
         else:
-            found = mujoco.mj_name2id(model, self.obj_type, str(key))
+            found = mujoco.mj_name2id(model, obj_type, str(key))
             if found >= 0:
                 return int(found)
             match = re.fullmatch(r"#(\d+)", str(key))
             if match is None:
-                raise self.error(f"unknown {self.obj_what} '{key}'; {listing}")
+                raise self.error(f"unknown {obj_what} '{key}'; {listing}")
             index = int(match.group(1))
         if not 0 <= index < count:
-            raise self.error(f"{self.obj_what} index {index} is out of range; {listing}")
+            raise self.error(f"{obj_what} index {index} is out of range; {listing}")
         return index
 
     def _model_of(self, env: gym.Env[Any, Any]) -> Any:
@@ -666,28 +673,98 @@ class Gravity(_MujocoVariation):
 # lights
 
 _HEADLIGHT = "headlight"
+_LIGHT_COLORS = ("diffuse", "ambient", "specular")
+_AXES = {"x": 0, "y": 1, "z": 2}
+_LIGHT_MODES = {
+    "color": ("scale", "set"),
+    "pos": ("offset", "set"),
+    "rot": ("offset",),
+}
+"""Modes each kind of light property takes (the first is the default)."""
+
+
+def _light_kind(prop: str) -> str:
+    """``color``, ``pos`` (``pos_x``...) or ``rot`` (``rot_x``...)."""
+    return "color" if prop in _LIGHT_COLORS else prop.split("_")[0]
+
+
+def _allowed(modes: tuple[str, ...]) -> str:
+    quoted = [f"'{m}'" for m in modes]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
 
 
 class LightParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     light: ObjectKey = Field(description="light name, index / '#index', or 'headlight'")
-    property: Literal["diffuse", "ambient", "specular"] = Field(default="diffuse", description="which color")
-    mode: Literal["scale", "set"] = Field(
-        default="scale", description="scale: x nominal RGB; set: R=G=B=value"
+    property: Literal[
+        "diffuse", "ambient", "specular", "pos_x", "pos_y", "pos_z", "rot_x", "rot_y", "rot_z"
+    ] = Field(
+        default="diffuse",
+        description="a color; a position coordinate (m); or a rotation of the direction about an axis (deg)",
     )
+    mode: Literal["scale", "set", "offset"] | None = Field(
+        default=None,
+        description="colors: scale (default) x nominal RGB, set R=G=B; positions: offset (default) or set; "
+        "rotations: offset",
+    )
+
+    @field_validator("mode")
+    @classmethod
+    def _mode_fits_property(cls, mode: str | None, info: ValidationInfo) -> str | None:
+        modes = _LIGHT_MODES[_light_kind(str(info.data.get("property", "diffuse")))]
+        if mode is not None and mode not in modes:
+            raise PydanticCustomError("literal_error", f"Input should be {_allowed(modes)}")
+        return mode
+
+    @model_validator(mode="after")
+    def _default_mode(self) -> LightParams:
+        if self.mode is None:
+            self.mode = _LIGHT_MODES[_light_kind(self.property)][0]  # type: ignore[assignment]
+        return self
+
+
+def _rotation_angle(before: Any, after: Any, axis: int) -> float:
+    """Signed angle (deg) that turns ``before`` into ``after`` about coordinate ``axis``
+    (both vectors' components across that axis)."""
+    i, j = (axis + 1) % 3, (axis + 2) % 3
+    cross = before[i] * after[j] - before[j] * after[i]
+    dot = before[i] * after[i] + before[j] * after[j]
+    return math.degrees(math.atan2(cross, dot))
+
+
+def _rotate(vector: Any, axis: int, degrees: float) -> Any:
+    """``vector`` rotated by ``degrees`` about coordinate ``axis`` (right-handed)."""
+    i, j = (axis + 1) % 3, (axis + 2) % 3
+    a = math.radians(degrees)
+    out = np.array(vector, dtype=np.float64, copy=True)
+    out[i] = math.cos(a) * vector[i] - math.sin(a) * vector[j]
+    out[j] = math.sin(a) * vector[i] + math.cos(a) * vector[j]
+    return out
 
 
 @register_variation
 class Light(_MujocoVariation):
-    """Intensity of a light's diffuse, ambient or specular color (visual only).
+    """Intensity, position or direction of a light (visual only).
 
-    The value multiplies (``mode: scale``, default) or sets (``mode: set``)
-    all three RGB channels of the color. ``light: headlight`` is the
-    viewer's headlight (``model.vis.headlight``), which every MuJoCo scene
-    has even when the MJCF declares no light (a model light named
-    "headlight" can still be reached by its index). Colors are stored as
-    float32, so a set value reads back rounded to float32. Only rendered
-    frames change: use it to test vision-based policies.
+    Colors (``property: diffuse`` (default), ``ambient``, ``specular``): the
+    value multiplies (``mode: scale``, default) or sets (``mode: set``) all
+    three RGB channels. ``light: headlight`` is the viewer's headlight
+    (``model.vis.headlight``), which every MuJoCo scene has even when the
+    MJCF declares no light (a model light named "headlight" can still be
+    reached by its index). Colors are stored as float32, so a set value
+    reads back rounded to float32.
+
+    Position (``pos_x``/``pos_y``/``pos_z``, metres in the parent body's
+    frame; ``mode: offset`` (default) adds to the nominal coordinate,
+    ``set`` sets it) and direction (``rot_x``/``rot_y``/``rot_z``: the
+    light's direction rotated by the value, in degrees, about that axis of
+    the parent body's frame; offset only): model lights only (the headlight
+    follows the camera). A directional light's position changes nothing in
+    the image and is refused; a rotation about an axis the direction is
+    parallel to is refused too. Tracking lights get their derived offsets
+    recomputed (``mj_setConst``), as tracking cameras do.
+
+    Only rendered frames change: use it to test vision-based policies.
 
     Example:
         >>> import gymnasium as gym
@@ -695,6 +772,9 @@ class Light(_MujocoVariation):
         >>> v = Light({"light": "headlight", "mode": "scale"}); v.bind(env)
         >>> v.apply(env, 0.5), float(env.unwrapped.model.vis.headlight.diffuse[0])
         (0.5, 0.20000000298023224)
+        >>> tilt = Light({"light": 0, "property": "rot_y"}); tilt.bind(env)
+        >>> tilt.params.mode, tilt.units, round(tilt.apply(env, 30.0), 6)
+        ('offset', 'deg', 30.0)
     """
 
     type_name = "mujoco.light"
@@ -705,10 +785,10 @@ class Light(_MujocoVariation):
     extra_names = (_HEADLIGHT,)
 
     def _quantity_units(self) -> str | None:
-        return "rgb"
+        return {"color": "rgb", "pos": "m", "rot": "deg"}[_light_kind(self.params.property)]
 
-    def _lookup(self, model: Any, key: ObjectKey) -> int:
-        return -1 if key == _HEADLIGHT else super()._lookup(model, key)
+    def _lookup(self, model: Any, key: ObjectKey, kind: tuple[Any, str, str] | None = None) -> int:
+        return -1 if key == _HEADLIGHT and kind is None else super()._lookup(model, key, kind)
 
     def _color(self, model: Any) -> Any:
         """A writable view of the RGB color this factor changes."""
@@ -719,17 +799,59 @@ class Light(_MujocoVariation):
     def _bind_model(self, model: Any) -> None:
         self._i = self._lookup(model, self.params.light)
         self._lname = _HEADLIGHT if self._i < 0 else _name(model, self.obj_type, self._i)
+        self._kind = _light_kind(self.params.property)
+        if self._kind != "color":
+            self._bind_pose(model)
+            return
         self._rgb0 = np.array(self._color(model), copy=True)
         self._check_scalable(self._rgb0, f"{self.params.property} color of light '{self._lname}'")
         self._k = int(np.argmax(self._rgb0))
 
+    def _bind_pose(self, model: Any) -> None:
+        """Snapshot the position and direction of a model light (pos_* / rot_*)."""
+        if self._i < 0:
+            raise self.error(
+                f"the headlight has no position or direction of its own (it follows the camera); "
+                f"'{self.params.property}' needs a model light"
+            )
+        self._axis = _AXES[self.params.property[-1]]
+        self._pos0 = model.light_pos[self._i].copy()
+        self._dir0 = model.light_dir[self._i].copy()
+        if self._kind == "pos" and model.light_directional[self._i]:
+            raise self.error(
+                f"light '{self._lname}' is directional: its position does not change the image; "
+                "vary its direction (rot_x, rot_y, rot_z)"
+            )
+        if self._kind == "rot":
+            i, j = (self._axis + 1) % 3, (self._axis + 2) % 3
+            if math.hypot(float(self._dir0[i]), float(self._dir0[j])) < 1e-9:
+                raise self.error(
+                    f"the direction of light '{self._lname}' ({_vec(self._dir0)}) is along the "
+                    f"{self.params.property[-1]} axis: '{self.params.property}' cannot change it"
+                )
+
     def nominal(self) -> FactorValue:
         if self.params.mode == "scale":
             return 1.0
+        if self.params.mode == "offset":
+            return 0.0
         self._need_bound()
+        if self._kind == "pos":
+            return float(self._pos0[self._axis])
         return float(self._rgb0[self._k])
 
     def _apply(self, model: Any, value: float) -> float:
+        if self._kind == "pos":
+            model.light_pos[self._i, self._axis] = _compose(
+                str(self.params.mode), self._pos0[self._axis], value
+            )
+            self._refresh_constants(model)
+            actual = float(model.light_pos[self._i, self._axis])
+            return _decompose(str(self.params.mode), actual, float(self._pos0[self._axis]))
+        if self._kind == "rot":
+            model.light_dir[self._i] = _rotate(self._dir0, self._axis, value)
+            self._refresh_constants(model)
+            return _rotation_angle(self._dir0, model.light_dir[self._i], self._axis)
         if value < 0:
             raise self.error(f"light intensity must be >= 0, got {value}")
         color = self._color(model)
@@ -737,10 +859,15 @@ class Light(_MujocoVariation):
             color[:] = self._rgb0.astype(np.float64) * value
         else:
             color[:] = value
-        return _decompose(self.params.mode, float(color[self._k]), float(self._rgb0[self._k]))
+        return _decompose(str(self.params.mode), float(color[self._k]), float(self._rgb0[self._k]))
 
     def _restore(self, model: Any) -> None:
-        self._color(model)[:] = self._rgb0
+        if self._kind == "color":
+            self._color(model)[:] = self._rgb0
+            return
+        model.light_pos[self._i] = self._pos0
+        model.light_dir[self._i] = self._dir0
+        self._refresh_constants(model)
 
     @classmethod
     def targets(cls, env: gym.Env[Any, Any]) -> list[TargetInfo]:
@@ -759,6 +886,7 @@ class Light(_MujocoVariation):
         ]
         for i in range(model.nlight):
             active = "" if model.light_active[i] else ", inactive"
+            kind = "directional" if model.light_directional[i] else "spot"
             out.append(
                 TargetInfo(
                     cls.type_name,
@@ -766,7 +894,8 @@ class Light(_MujocoVariation):
                     _vec(model.light_diffuse[i]),
                     "rgb",
                     f"diffuse; ambient {_vec(model.light_ambient[i])}, "
-                    f"specular {_vec(model.light_specular[i])}{active}; visual only",
+                    f"specular {_vec(model.light_specular[i])}{active}; {kind}, "
+                    f"pos {_vec(model.light_pos[i])} m, dir {_vec(model.light_dir[i])}; visual only",
                 )
             )
         return out
@@ -776,37 +905,60 @@ class Light(_MujocoVariation):
 # cameras
 
 _CAMERA_AXES = {"pos_x": 0, "pos_y": 1, "pos_z": 2}
+_CAMERA_ANGLES = {"pitch": 0, "yaw": 1, "roll": 2}
+"""Rotations about the camera's own x (right), y (up) and z (backward) axes."""
+_TARGETING = (int(mujoco.mjtCamLight.mjCAMLIGHT_TARGETBODY), int(mujoco.mjtCamLight.mjCAMLIGHT_TARGETBODYCOM))
 
 
 class CameraParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     camera: ObjectKey = Field(description="camera name (or index / '#index')")
-    property: Literal["fovy", "pos_x", "pos_y", "pos_z"] = Field(
-        description="vertical field of view (deg) or position in the parent body's frame (m)"
+    property: Literal["fovy", "pos_x", "pos_y", "pos_z", "yaw", "pitch", "roll"] = Field(
+        description="vertical field of view (deg), position in the parent body's frame (m), "
+        "or a rotation about the camera's own axes (deg)"
     )
     mode: Literal["set", "offset", "scale"] | None = Field(
-        default=None, description="default: set for fovy, offset for positions"
+        default=None,
+        description="default: set for fovy, offset for positions and angles (angles: offset only)",
     )
 
     @model_validator(mode="after")
     def _default_mode(self) -> CameraParams:
         if self.mode is None:
             self.mode = "set" if self.property == "fovy" else "offset"
+        if self.property in _CAMERA_ANGLES and self.mode != "offset":
+            raise PydanticCustomError(
+                "angle_mode",
+                f"mode '{self.mode}' is not available for property '{self.property}': camera angles are "
+                "offsets from the nominal orientation, in degrees (mode 'offset')",
+            )
         return self
+
+
+def _quat_mul(a: Any, b: Any) -> Any:
+    out = np.zeros(4)
+    mujoco.mju_mulQuat(out, np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
+    return out
 
 
 @register_variation
 class Camera(_MujocoVariation):
-    """Field of view or position of a model camera (visual only).
+    """Field of view, position or orientation of a model camera (visual only).
 
     ``property: fovy`` (vertical field of view, degrees; default mode
     ``set``) or ``pos_x``/``pos_y``/``pos_z`` (position in the parent body's
     frame, metres; default mode ``offset``, added to the nominal position).
-    ``mode: scale`` multiplies the nominal quantity. Tracking cameras get
-    their derived offsets recomputed (``mj_setConst``), without which they
-    would not move. Cameras defined by a sensor size (intrinsics) ignore
-    ``fovy`` and are refused for it; the viewer's free camera is not a model
-    camera and cannot be targeted.
+    ``mode: scale`` multiplies the nominal quantity. ``yaw``/``pitch``/``roll``
+    turn the camera about its own up (y), right (x) and viewing (z) axes by
+    the value in degrees, from its nominal orientation (offset only). One
+    factor per axis with a symmetric sampler around 0 is a camera-extrinsics
+    jitter (as Isaac Lab Arena's camera variation): e.g. ``pos_x``, ``pos_y``,
+    ``pos_z`` uniform in +-2 cm and ``yaw``, ``pitch`` uniform in +-3 deg.
+    Tracking cameras get their derived offsets recomputed (``mj_setConst``),
+    without which they would not move. Cameras defined by a sensor size
+    (intrinsics) ignore ``fovy`` and are refused for it; cameras that aim at
+    a target body compute their orientation and are refused for angles; the
+    viewer's free camera is not a model camera and cannot be targeted.
 
     Example:
         >>> import gymnasium as gym
@@ -814,6 +966,9 @@ class Camera(_MujocoVariation):
         >>> v = Camera({"camera": "track", "property": "pos_z"}); v.bind(env)
         >>> v.params.mode, v.units, v.nominal(), round(v.apply(env, 0.5), 6)
         ('offset', 'm', 0.0, 0.5)
+        >>> yaw = Camera({"camera": "track", "property": "yaw"}); yaw.bind(env)
+        >>> yaw.units, yaw.nominal(), round(yaw.apply(env, -4.0), 6)
+        ('deg', 0.0, -4.0)
     """
 
     type_name = "mujoco.camera"
@@ -823,28 +978,49 @@ class Camera(_MujocoVariation):
     obj_plural = "cameras"
 
     def _quantity_units(self) -> str | None:
-        return "deg" if self.params.property == "fovy" else "m"
+        return "m" if self.params.property in _CAMERA_AXES else "deg"
 
     def _read(self, model: Any) -> float:
         if self.params.property == "fovy":
             return float(model.cam_fovy[self._c])
+        if self.params.property in _CAMERA_ANGLES:
+            k = _CAMERA_ANGLES[self.params.property]
+            relative = _quat_mul(self._quat0 * np.array([1.0, -1.0, -1.0, -1.0]), model.cam_quat[self._c])
+            return math.degrees(2.0 * math.atan2(float(relative[1 + k]), float(relative[0])))
         return float(model.cam_pos[self._c, _CAMERA_AXES[self.params.property]])
 
     def _write(self, model: Any, quantity: float) -> None:
         if self.params.property == "fovy":
             model.cam_fovy[self._c] = quantity
+            return
+        if self.params.property in _CAMERA_ANGLES:
+            turn = np.zeros(4)
+            axis = np.zeros(3)
+            axis[_CAMERA_ANGLES[self.params.property]] = 1.0
+            mujoco.mju_axisAngle2Quat(turn, axis, math.radians(quantity))
+            model.cam_quat[self._c] = _quat_mul(self._quat0, turn)
         else:
             model.cam_pos[self._c, _CAMERA_AXES[self.params.property]] = quantity
-            self._refresh_constants(model)
+        self._refresh_constants(model)
 
     def _bind_model(self, model: Any) -> None:
         self._c = self._lookup(model, self.params.camera)
         self._cname = _name(model, self.obj_type, self._c)
+        self._quat0 = model.cam_quat[self._c].copy()
+        self._pos0 = model.cam_pos[self._c].copy()
         if self.params.property == "fovy" and np.any(model.cam_sensorsize[self._c] != 0):
             raise self.error(
                 f"camera '{self._cname}' is defined by its sensor size and focal length, "
                 "so MuJoCo ignores its fovy"
             )
+        if self.params.property in _CAMERA_ANGLES:
+            if int(model.cam_mode[self._c]) in _TARGETING:
+                raise self.error(
+                    f"camera '{self._cname}' aims at a target body: MuJoCo computes its orientation, "
+                    f"so '{self.params.property}' cannot change it"
+                )
+            self._value0 = 0.0
+            return
         self._value0 = self._read(model)
         self._check_scalable(self._value0, f"{self.params.property} of camera '{self._cname}'")
 
@@ -864,7 +1040,11 @@ class Camera(_MujocoVariation):
         return _decompose(str(self.params.mode), self._read(model), self._value0)
 
     def _restore(self, model: Any) -> None:
-        self._write(model, self._value0)
+        if self.params.property in _CAMERA_ANGLES:
+            model.cam_quat[self._c] = self._quat0
+            self._refresh_constants(model)
+        else:
+            self._write(model, self._value0)
 
     @classmethod
     def targets(cls, env: gym.Env[Any, Any]) -> list[TargetInfo]:

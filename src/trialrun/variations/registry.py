@@ -28,6 +28,10 @@ _BUILTIN_MODULES = (
     "trialrun.variations.metaworld",
     "trialrun.variations.env_kwarg",
     "trialrun.variations.language",
+    "trialrun.variations.geom_rgba",
+    "trialrun.variations.texture",
+    "trialrun.variations.body_pos",
+    "trialrun.variations.distractors",
     "trialrun.variations.perturbations",
     "trialrun.variations.image_noise",
 )
