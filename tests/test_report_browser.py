@@ -425,6 +425,109 @@ def test_a_run_of_100000_episodes_stays_responsive(browser: Browser, tmp_path: P
     assert t_load < 60 and t_filter < 30
 
 
+def _paged_run(root: Path, n: int) -> Path:
+    """A run of ``n`` episodes in two jobs (``a`` gets the first half), one factor."""
+    spec = FactorSpec(name="mass", kind="continuous", low=0.0, high=1.0)
+    half = n // 2
+    jobs = []
+    for j, name in enumerate(("a", "b")):
+        recs = [
+            EpisodeRecord.model_construct(
+                schema_version=1,
+                run="paged",
+                job=name,
+                episode=k,
+                seed=100_000 * j + k,
+                env_index=k % 8,
+                factors={"mass": (k % 1000) / 1000},
+                outcome={"success": k % 3 != 0, "return": float(k), "length": k % 50},
+                video={},
+                started_at="2026-11-21T19:00:01.000Z",
+                ended_at="2026-11-21T19:00:01.400Z",
+                extra={"note": f"{name}-{k}"} if k % 10_000 == 7 else {},
+            )
+            for k in range(half)
+        ]
+        jobs.append(JobSpec(name, recs, [spec]))
+    return write_run(root, jobs, name="paged")
+
+
+def _shown(page: Page) -> list[tuple[str, int]]:
+    return [
+        (r["job"], int(r["episode"]))
+        for r in page.eval_on_selector_all(
+            "#episodes-table tbody tr[data-row]", "rs => rs.map(r => r.dataset)"
+        )
+    ]
+
+
+def _wait_shown(page: Page, first: tuple[str, int]) -> None:
+    wait_until(
+        page,
+        "f => { const r = document.querySelector('#episodes-table tbody tr[data-row]');"
+        " return !!r && r.dataset.job === f[0] && r.dataset.episode === String(f[1]); }",
+        list(first),
+    )
+
+
+def test_a_paged_table_loads_the_rows_it_shows_from_the_data_files(browser: Browser, tmp_path: Path) -> None:
+    run = _paged_run(tmp_path / "paged", 90_000)  # 5 data files of 20,000 rows
+    path = build_report(run)
+    assert sorted(p.name for p in (path.parent / "episodes").iterdir()) == [
+        f"rows-{i:05d}.js" for i in range(5)
+    ]
+    w = open_report(browser, path.as_uri(), "file://")
+    page = w.page
+    assert count(page) == 90_000 and page.get_attribute("#page-label", "data-pages") == "1800"
+    assert _shown(page) == [("a", k) for k in range(50)]
+    # Only the first file is read to open the page.
+    assert [u.split("/")[-1].split("?")[0] for u in w.requests if "/episodes/" in u] == ["rows-00000.js"]
+
+    page.click("#page-next")
+    _wait_shown(page, ("a", 50))
+    assert _shown(page) == [("a", k) for k in range(50, 100)]
+    page.click("#page-last")  # rows 89,950..89,999: job b's last episodes, in the fifth file
+    _wait_shown(page, ("b", 44_950))
+    assert _shown(page) == [("b", k) for k in range(44_950, 45_000)]
+    assert page.get_attribute("#page-label", "data-page") == "1800"
+    loaded = sorted({u.split("/")[-1].split("?")[0] for u in w.requests if "/episodes/" in u})
+    assert loaded == ["rows-00000.js", "rows-00004.js"]
+
+    # A row of a late file opens in the episode view, and so does its neighbour.
+    page.select_option("#filter-job", "1")
+    wait_count(page, 45_000)
+    page.click('button[data-sort="o:return"]')
+    page.wait_for_selector('th[data-col="o:return"][aria-sort="ascending"]')
+    page.click("#page-last")
+    _wait_shown(page, ("b", 44_950))
+    page.locator('#episodes-table tbody tr[data-episode="44957"]').click()
+    page.wait_for_selector("#episode-view[open]")
+    assert page.get_attribute("#episode-view", "data-episode") == "44957"
+    page.click("#ev-next")
+    wait_until(page, "() => document.getElementById('episode-view').dataset.episode === '44958'")
+
+    # Filtering reads every file: exactly the failures (every third episode of each job).
+    page.keyboard.press("Escape")
+    page.select_option("#filter-job", "-1")
+    page.select_option("#filter-outcome", "failure")
+    wait_count(page, 2 * 15_000)
+    assert sorted({u.split("/")[-1].split("?")[0] for u in w.requests if "/episodes/" in u}) == [
+        f"rows-{i:05d}.js" for i in range(5)
+    ]
+    assert w.problems == []
+
+
+def test_a_paged_report_opens_an_episode_from_its_address(browser: Browser, tmp_path: Path) -> None:
+    run = _paged_run(tmp_path / "paged", 45_000)
+    path = build_report(run)
+    w = open_report(browser, path.as_uri() + "#episode=b/20007", "file://")
+    page = w.page
+    page.wait_for_selector("#episode-view[open]")
+    assert page.get_attribute("#episode-view", "data-job") == "b"
+    assert "b-20007" in (page.text_content("#episode-view") or "")
+    assert w.problems == []
+
+
 # --------------------------------------------------------------------------- videos
 
 

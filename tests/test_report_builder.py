@@ -626,3 +626,50 @@ def test_trialrun_report_draws_the_trajectories(trajectory_run: Path) -> None:
     assert done.returncode == 0, done.stderr
     html = (trajectory_run / "report" / "index.html").read_text(encoding="utf-8")
     assert len(trajectory_templates(html)) == 6
+
+
+def test_a_large_run_pages_its_table_from_data_files_beside_the_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above INLINE_ROWS the page holds only the columns' description; the rows
+    are in episodes/rows-*.js (CHUNK_ROWS each), which the CSP lets it load."""
+    monkeypatch.setattr("trialrun.report.builder.INLINE_ROWS", 30)
+    monkeypatch.setattr("trialrun.report.builder.CHUNK_ROWS", 16)
+    run = _sweep_run(tmp_path)  # 40 episodes: 3 files of 16, 16 and 8 rows
+    path = build_report(run)
+    data = _data(path)
+    assert data["n"] == 40 and data["job"] == data["episode"] == [] and data["hasVideo"] is False
+    assert [o["values"] for o in data["outcomes"]] == [[]] * len(data["outcomes"])
+    token = data["chunks"]["files"][0].split("?v=")[1]
+    assert data["chunks"] == {
+        "rows": 16,
+        "files": [f"episodes/rows-{i:05d}.js?v={token}" for i in range(3)],
+    }
+    parts = []
+    for i in range(3):
+        text = (path.parent / "episodes" / f"rows-{i:05d}.js").read_text(encoding="utf-8")
+        assert text.startswith("trialrunRows(") and text.endswith(");\n")
+        parts.append(json.loads(text[len("trialrunRows(") : -len(");\n")]))
+    assert [(p["index"], p["start"], len(p["episode"])) for p in parts] == [
+        (0, 0, 16),
+        (1, 16, 16),
+        (2, 32, 8),
+    ]
+    assert [e for p in parts for e in p["episode"]] == list(range(40))
+    success = next(n for n, o in enumerate(data["outcomes"]) if o["name"] == "success")
+    assert [v for p in parts for v in p["outcomes"][success]] == [int(k % 4 != 0) for k in range(40)]
+    assert [v for p in parts for v in p["factors"][0]] == [k / 40 for k in range(40)]
+    csp = next(a["content"] for t, a in _parse(path).tags if a.get("http-equiv") == "Content-Security-Policy")
+    assert "script-src 'sha256-" in csp and csp.split("script-src ")[1].split(";")[0].endswith(" 'self'")
+
+    # A rebuild of a smaller run drops the files it no longer needs; an inline table, all of them.
+    monkeypatch.setattr("trialrun.report.builder.CHUNK_ROWS", 20)
+    build_report(run)
+    assert sorted(p.name for p in (path.parent / "episodes").iterdir()) == ["rows-00000.js", "rows-00001.js"]
+    monkeypatch.setattr("trialrun.report.builder.INLINE_ROWS", 100)
+    build_report(run)
+    assert list((path.parent / "episodes").iterdir()) == []
+    assert (
+        len(_data(path)["episode"]) == 40
+        and "'self'" not in path.read_text(encoding="utf-8").split("script-src")[1][:80]
+    )

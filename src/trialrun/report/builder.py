@@ -1,8 +1,12 @@
-"""Build ``report/index.html``: one self-contained page per run.
+"""Build ``report/index.html``: one page per run.
 
 The page is rendered with jinja2 (autoescape on) from the run files and
 inlines its stylesheet and script, so it opens from disk and fetches nothing
-from the network. Videos and analysis figures are linked by relative paths
+from the network. A run of up to :data:`~trialrun.report.payload.INLINE_ROWS`
+episodes is one self-contained file; a larger one pages its episode table
+from data files beside the page (``report/episodes/rows-00000.js``, loaded by
+``<script>`` elements, which work from ``file://``), so a run of a million
+episodes opens as fast as one of a thousand. Videos and analysis figures are linked by relative paths
 (``../videos/<job>/ep17-corner.mp4`` from ``RUN_DIR/report/``), so the whole
 run directory can be copied, zipped or served as it is. The action and reward
 charts of episodes with a trajectory are drawn here, from the HDF5 files
@@ -48,6 +52,7 @@ from trialrun.errors import InputError
 from trialrun.report.charts import HATCH_DEFS, factor_chart, interval_bar, pct, short_number
 from trialrun.report.data import ANALYSIS_DIR, RunView, episodes_payload, load_run, parse_time, relative_url
 from trialrun.report.linechart import action_chart, reward_chart
+from trialrun.report.payload import CHUNK_ROWS, INLINE_ROWS, episode_chunks
 from trialrun.report.trajectories import MAX_EPISODES, MAX_POINTS, episode_trajectories
 from trialrun.runfiles import (
     EPISODES_FILE,
@@ -62,6 +67,8 @@ logger = logging.getLogger(__name__)
 
 REPORT_DIR = "report"
 INDEX_FILE = "index.html"
+#: The folder beside ``index.html`` that holds a paged table's data files.
+DATA_DIR = "episodes"
 _PACKAGE = "trialrun.report"
 _STATE_ORDER = {"completed": 0, "failed": 1, "interrupted": 2, "running": 3, "pending": 4}
 
@@ -167,14 +174,17 @@ def _sha256(text: str) -> str:
     return "sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii")
 
 
-def content_security_policy(script: str, style: str) -> str:
+def content_security_policy(script: str, style: str, data_files: bool = False) -> str:
     """The page's CSP: its own inline script and stylesheet (by hash), images
     and media from the run directory, nothing else: no network connections,
-    no other scripts even if an injected one slipped through escaping."""
+    no other scripts even if an injected one slipped through escaping. A paged
+    report (``data_files``) also runs scripts of its own origin: its data files
+    (``'self'``; for a page opened from disk, Chromium's file origin)."""
+    scripts = f"'{_sha256(script)}'" + (" 'self'" if data_files else "")
     return "; ".join(
         [
             "default-src 'none'",
-            f"script-src '{_sha256(script)}'",
+            f"script-src {scripts}",
             f"style-src '{_sha256(style)}'",
             "img-src 'self' data: file:",
             "media-src 'self' file: blob:",
@@ -264,12 +274,35 @@ def wide_charts(n: int) -> list[bool]:
 
 def render_report(view: RunView, out_dir: Path) -> str:
     """The HTML of the report of ``view``, for a page living in ``out_dir``
-    (links to videos and figures are relative to it)."""
+    (links to videos and figures are relative to it). A run of more than
+    :data:`INLINE_ROWS` episodes pages its table from data files that
+    :func:`build_report` writes beside the page."""
+    return _render(view, out_dir)[0]
+
+
+def _chunk_name(index: int) -> str:
+    return f"rows-{index:05d}.js"
+
+
+def _render(view: RunView, out_dir: Path) -> tuple[str, dict[str, Any] | None]:
+    """The page's HTML and, for a paged table, the description of its columns
+    (what :func:`_write_chunks` needs), else None."""
     run_dir = view.run_dir
     base = relative_url(run_dir, out_dir)
     base = "" if base == "." else base
     m = view.manifest
-    payload = episodes_payload(view)
+    generated_at = datetime.now(timezone.utc).isoformat()
+    paged = len(view.records) > INLINE_ROWS
+    payload = episodes_payload(view, inline=not paged)
+    if paged:
+        # The build's token in each URL: a browser that cached an older build's
+        # files (a served report) fetches this build's.
+        token = hashlib.sha256(f"{run_dir.resolve()} {generated_at}".encode()).hexdigest()[:12]
+        count = math.ceil(len(view.records) / CHUNK_ROWS)
+        payload["chunks"] = {
+            "rows": CHUNK_ROWS,
+            "files": [f"{DATA_DIR}/{_chunk_name(i)}?v={token}" for i in range(count)],
+        }
     payload["base"] = base
     payload["runDir"] = str(run_dir.resolve())
     trajectories = episode_trajectories(run_dir, view.records)
@@ -289,10 +322,10 @@ def render_report(view: RunView, out_dir: Path) -> str:
         "run": view,
         "m": m,
         "version": trialrun.__version__,
-        "generated_at": datetime.now(timezone.utc).isoformat(),
+        "generated_at": generated_at,
         "css": Markup(css),
         "js": Markup(js),
-        "csp": content_security_policy(js, css),
+        "csp": content_security_policy(js, css, data_files=paged),
         "hatch_defs": HATCH_DEFS,
         "data_json": script_json(payload),
         "base_url": f"{base}/" if base else "",
@@ -344,7 +377,25 @@ def render_report(view: RunView, out_dir: Path) -> str:
         "any_factors": any(j.factor_bins for j in view.jobs),
         "any_log": any(fb.spec.scale == "log" for j in view.jobs for fb in j.factor_bins),
     }
-    return _environment().get_template("index.html.j2").render(**context)
+    html = _environment().get_template("index.html.j2").render(**context)
+    return html, payload if paged else None
+
+
+def _write_chunks(view: RunView, meta: dict[str, Any] | None, out: Path) -> None:
+    """Write the data files of a paged table to ``out/episodes/`` (and remove
+    those of an earlier, larger build); for an inline table, remove them all."""
+    folder = out / DATA_DIR
+    kept: set[str] = set()
+    if meta is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        for chunk in episode_chunks(view, meta, meta["chunks"]["rows"]):
+            name = _chunk_name(chunk["index"])
+            write_text_atomic(folder / name, f"trialrunRows({script_json(chunk)});\n")
+            kept.add(name)
+    if folder.is_dir():
+        for stale in folder.glob("rows-*.js"):
+            if stale.name not in kept:
+                stale.unlink()
 
 
 def build_report(run_dir: Path | str, out_dir: Path | str | None = None, *, bins: int | None = None) -> Path:
@@ -362,10 +413,11 @@ def build_report(run_dir: Path | str, out_dir: Path | str | None = None, *, bins
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir is not None else default_out_dir(run_dir)
     view = load_run(run_dir, bins=bins)
-    html = render_report(view, out)
+    html, meta = _render(view, out)
     target = out / INDEX_FILE
     try:
         out.mkdir(parents=True, exist_ok=True)
+        _write_chunks(view, meta, out)  # before the page that loads them
         write_text_atomic(target, html)
     except (OSError, RunWriteError) as exc:
         cause = exc.__cause__ if isinstance(exc, RunWriteError) and exc.__cause__ else exc

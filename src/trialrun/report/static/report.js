@@ -8,6 +8,13 @@
  * Filtering and sorting work on an array of row indices, so a run of 100,000
  * episodes filters and sorts in tens of milliseconds; only the current page
  * of rows is in the DOM.
+ *
+ * A large run pages its table: the embedded JSON then describes the columns
+ * (D.n rows, D.chunks.files) but holds none of their values, and each data
+ * file beside the page ("episodes/rows-00000.js", D.chunks.rows rows each)
+ * calls trialrunRows(chunk) when loaded by a <script> element (which works
+ * from file://, unlike fetch). A page loads the files of the rows it shows;
+ * filtering, sorting and opening #episode=... load them all first.
  */
 (function () {
   "use strict";
@@ -16,6 +23,77 @@
   var N = D.n;
   var app = document.getElementById("episode-app");
   var dialog = document.getElementById("episode-view");
+
+  // ------------------------------------------------------------------ data files of a paged table
+
+  var CH = D.chunks || null;
+  var chunkState = []; // per data file: undefined (not asked), 1 (loading), 2 (loaded)
+  var chunkWaiters = [];
+  if (CH) {
+    ["job", "episode", "seed", "envIndex", "t0", "dur"].forEach(function (k) { D[k] = new Array(N); });
+    D.outcomes.forEach(function (o) { o.values = new Array(N); });
+    D.factors.forEach(function (f) { f.values = new Array(N); });
+    D.videos = [];
+    D.extra = [];
+  }
+  function chunkOf(i) { return Math.floor(i / CH.rows); }
+  function chunksLoaded(list) {
+    for (var k = 0; k < list.length; k++) if (chunkState[list[k]] !== 2) return false;
+    return true;
+  }
+  function allChunks() {
+    var list = [];
+    if (CH) for (var k = 0; k < CH.files.length; k++) list.push(k);
+    return list;
+  }
+  window.trialrunRows = function (part) {
+    var s = part.start;
+    ["job", "episode", "seed", "envIndex", "t0", "dur"].forEach(function (k) {
+      var src = part[k], dst = D[k];
+      for (var j = 0; j < src.length; j++) dst[s + j] = src[j];
+    });
+    D.outcomes.forEach(function (o, oi) {
+      var src = part.outcomes[oi];
+      for (var j = 0; j < src.length; j++) o.values[s + j] = src[j];
+    });
+    D.factors.forEach(function (f, fi) {
+      var src = part.factors[fi];
+      for (var j = 0; j < src.length; j++) f.values[s + j] = src[j];
+    });
+    part.videos.forEach(function (pair) { videoByRow[pair[0]] = pair[1]; });
+    part.extra.forEach(function (pair) { extraByRow[pair[0]] = pair[1]; });
+    chunkState[part.index] = 2;
+  };
+  /* Load the data files of `list` (chunk indices), then call fn. */
+  function loadChunks(list, fn) {
+    if (chunksLoaded(list)) { fn(); return; }
+    chunkWaiters.push({ list: list, fn: fn });
+    status.textContent = "loading episodes\u2026";
+    status.setAttribute("data-loading", "1");
+    list.forEach(function (k) {
+      if (chunkState[k]) return;
+      chunkState[k] = 1;
+      var script = document.createElement("script");
+      script.src = CH.files[k];
+      script.onload = function () {
+        if (chunkState[k] !== 2) chunkState[k] = 2; // a file that did not call trialrunRows: keep going
+        var waiting = chunkWaiters;
+        chunkWaiters = [];
+        waiting.forEach(function (w) { if (chunksLoaded(w.list)) w.fn(); else chunkWaiters.push(w); });
+        if (!chunkWaiters.length) status.removeAttribute("data-loading");
+      };
+      script.onerror = function () {
+        status.removeAttribute("data-loading");
+        status.textContent = "cannot read the episode data file " + CH.files[k].split("?")[0] +
+          " beside this page; rebuild the report (trialrun report RUN_DIR)";
+      };
+      document.body.appendChild(script);
+    });
+  }
+  /* Run fn once every row is loaded (at once for an inline table). */
+  function withAllRows(fn) {
+    if (!CH) fn(); else loadChunks(allChunks(), fn);
+  }
 
   // ------------------------------------------------------------------ helpers
 
@@ -94,7 +172,7 @@
   D.videos.forEach(function (pair) { videoByRow[pair[0]] = pair[1]; });
   var extraByRow = {};
   D.extra.forEach(function (pair) { extraByRow[pair[0]] = pair[1]; });
-  var hasVideo = D.videos.length > 0;
+  var hasVideo = D.hasVideo !== undefined ? D.hasVideo : D.videos.length > 0;
   var trajectoryByRow = {};
   (D.trajectories || []).forEach(function (t) { trajectoryByRow[t[0]] = t; });
 
@@ -103,7 +181,15 @@
   function numericSortKey(values) {
     return function (i) { var v = values[i]; return typeof v === "number" ? v : null; };
   }
-  function rankSortKey(values) {
+  /* Rank of each distinct value, computed at the first sort (when every row is loaded). */
+  function rankSortKey(valuesOf) {
+    var rankOf = null;
+    return function (i) {
+      if (!rankOf) rankOf = rankKey(valuesOf());
+      return rankOf(i);
+    };
+  }
+  function rankKey(values) {
     var seen = {};
     var keys = [];
     for (var i = 0; i < values.length; i++) {
@@ -125,7 +211,7 @@
   if (D.jobs.length > 1) {
     columns.push({ key: "job", label: "Job", cls: "job-cell",
       text: function (i) { return D.jobs[D.job[i]]; },
-      sortKey: rankSortKey(D.job.map(function (j) { return D.jobs[j]; })) });
+      sortKey: rankSortKey(function () { return D.job.map(function (j) { return D.jobs[j]; }); }) });
   }
   columns.push({ key: "episode", label: "Episode", cls: "num",
     text: function (i) { return String(D.episode[i]); }, sortKey: numericSortKey(D.episode) });
@@ -144,7 +230,7 @@
   D.factors.forEach(function (f) {
     columns.push({ key: "f:" + f.name, label: f.name, sub: f.units || "", cls: f.kind === "continuous" ? "num factor" : "factor",
       text: function (i) { return f.kind === "continuous" ? fmtNum(f.values[i]) : fmtValue(f.values[i]); },
-      sortKey: f.kind === "continuous" ? numericSortKey(f.values) : rankSortKey(f.values) });
+      sortKey: f.kind === "continuous" ? numericSortKey(f.values) : rankSortKey(function () { return f.values; }) });
   });
   columns.push({ key: "seed", label: "Seed", cls: "num muted-cell",
     text: function (i) { return String(D.seed[i]); }, sortKey: numericSortKey(D.seed) });
@@ -192,7 +278,18 @@
     return true;
   }
 
+  function filtered() {
+    if (state.job >= 0 || state.outcome !== "all" || state.episode !== "" || state.sort) return true;
+    for (var name in state.ranges) {
+      var r = state.ranges[name];
+      if (r && (r.min !== null || r.max !== null)) return true;
+    }
+    for (var lv in state.levels) if (state.levels[lv] !== undefined && state.levels[lv] !== "") return true;
+    return false;
+  }
+
   function recompute() {
+    if (CH && filtered() && !chunksLoaded(allChunks())) { withAllRows(recompute); return; }
     var t = performance.now();
     var rows = [];
     for (var i = 0; i < N; i++) if (passes(i)) rows.push(i);
@@ -354,9 +451,17 @@
   }
 
   function render() {
-    renderHead();
     var start = state.page * state.size;
     var end = Math.min(order.length, start + state.size);
+    if (CH) {
+      var needed = [];
+      for (var q = start; q < end; q++) {
+        var c = chunkOf(order[q]);
+        if (needed.indexOf(c) < 0) needed.push(c);
+      }
+      if (!chunksLoaded(needed)) { loadChunks(needed, render); return; }
+    }
+    renderHead();
     var frag = document.createDocumentFragment();
     for (var p = start; p < end; p++) {
       var i = order[p];
@@ -387,6 +492,7 @@
     pageLabel.setAttribute("data-pages", String(pages));
     firstBtn.disabled = prevBtn.disabled = state.page === 0;
     nextBtn.disabled = lastBtn.disabled = state.page >= pages - 1;
+    app.setAttribute("data-ready", "1"); // the first page is shown (a paged table's first file is loaded)
   }
 
   tbody.addEventListener("click", function (ev) {
@@ -432,6 +538,11 @@
     ]);
   }
 
+  /* Open row i once its data file is loaded (a neighbour on another page may not be). */
+  function openRow(i) {
+    if (!CH) openEpisode(i); else loadChunks([chunkOf(i)], function () { openEpisode(i); });
+  }
+
   function openEpisode(i) {
     current = i;
     var job = D.jobs[D.job[i]];
@@ -445,9 +556,9 @@
 
     var pos = order.indexOf(i);
     var prev = el("button", { type: "button", className: "btn", id: "ev-prev", text: "\u2039 Previous", disabled: pos <= 0,
-      onclick: function () { openEpisode(order[pos - 1]); } });
+      onclick: function () { openRow(order[pos - 1]); } });
     var next = el("button", { type: "button", className: "btn", id: "ev-next", text: "Next \u203A",
-      disabled: pos < 0 || pos >= order.length - 1, onclick: function () { openEpisode(order[pos + 1]); } });
+      disabled: pos < 0 || pos >= order.length - 1, onclick: function () { openRow(order[pos + 1]); } });
     var close = el("button", { type: "button", className: "btn btn-close", id: "ev-close", text: "\u2715", "aria-label": "close",
       onclick: function () { dialog.close(); } });
     var title = el("h2", { id: "ev-title" }, [el("span", { className: "ev-job", text: job }), " \u00B7 episode " + ep, " "]);
@@ -545,13 +656,14 @@
   dialog.addEventListener("keydown", function (ev) {
     if (ev.target && (ev.target.tagName === "VIDEO" || ev.target.tagName === "INPUT")) return;
     var pos = order.indexOf(current);
-    if (ev.key === "ArrowRight" && pos >= 0 && pos < order.length - 1) openEpisode(order[pos + 1]);
-    if (ev.key === "ArrowLeft" && pos > 0) openEpisode(order[pos - 1]);
+    if (ev.key === "ArrowRight" && pos >= 0 && pos < order.length - 1) openRow(order[pos + 1]);
+    if (ev.key === "ArrowLeft" && pos > 0) openRow(order[pos - 1]);
   });
 
   function openFromHash() {
     var m = /^#episode=(.*)\/(\d+)$/.exec(location.hash);
     if (!m) return;
+    if (CH && !chunksLoaded(allChunks())) { withAllRows(openFromHash); return; }
     var job = D.jobs.indexOf(decodeURIComponent(m[1]));
     var ep = parseInt(m[2], 10);
     for (var i = 0; i < N; i++) {
@@ -599,5 +711,4 @@
   recompute();
   openFromHash();
   window.addEventListener("hashchange", openFromHash);
-  app.setAttribute("data-ready", "1");
 })();
