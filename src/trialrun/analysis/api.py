@@ -50,6 +50,7 @@ from trialrun.analysis.plots import (
     write_sensitivity_png,
 )
 from trialrun.analysis.posterior import posterior_analysis, require_sbi
+from trialrun.analysis.sampling import sample_job_records, subsample_note
 from trialrun.errors import InputError
 from trialrun.runfiles import (
     ANALYSIS_DIR,
@@ -58,13 +59,11 @@ from trialrun.runfiles import (
     SENSITIVITY_FIGURE,
     SENSITIVITY_FILE,
     RunLayout,
-    read_episodes,
     read_manifest,
     read_summary,
     write_json_atomic,
 )
 from trialrun.runfiles.outputs import writing_output
-from trialrun.runfiles.readers import read_run_episodes
 from trialrun.runfiles.schema import EpisodeRecord, FactorSpec, Summary
 from trialrun.runfiles.sensitivity import read_sensitivity
 
@@ -295,19 +294,23 @@ def analyze_records(
     episodes_path, factors_yaml_path = Path(episodes_path), Path(factors_yaml_path)
     _check_args(method, alpha)
     specs = load_factors_yaml(factors_yaml_path)
-    records = read_episodes(episodes_path)
-    jobs = sorted({r.job for r in records})
+    # Every job of the file is sampled (at most MAX_ROWS each): the jobs are
+    # only known once it is read, and a file of several jobs without --job is refused.
+    by_job, totals = sample_job_records(episodes_path, seed=seed)
+    jobs = sorted(by_job)
     if job is not None:
         if job not in jobs:
             raise InputError(
                 f"{episodes_path}: no episodes of job '{job}'; jobs in the file: "
                 f"{', '.join(jobs) or '(none)'}"
             )
-        records = [r for r in records if r.job == job]
     elif len(jobs) > 1:
         raise InputError(
             f"{episodes_path}: holds episodes of several jobs ({', '.join(jobs)}); choose one with --job"
         )
+    name = job or (jobs[0] if jobs else None)
+    records = by_job[name] if name is not None else []
+    note = subsample_note(name, len(records), totals[name]) if name is not None else None
     out = Path(out_dir) if out_dir is not None else episodes_path.parent / ANALYSIS_DIR
     return analyze(
         records,
@@ -317,9 +320,10 @@ def analyze_records(
         method=method,
         alpha=alpha,
         seed=seed,
-        job=job or (jobs[0] if jobs else None),
+        job=name,
         source=str(episodes_path),
         spec_source=str(factors_yaml_path),
+        notes=[note] if note else (),
     )
 
 
@@ -370,7 +374,7 @@ def analyze_run(
             )
         selected = with_factors
     episodes_path = layout.episodes
-    records = read_run_episodes(run_dir, manifest)
+    by_job, totals = sample_job_records(episodes_path, manifest.jobs, selected, seed=seed)
     summary = read_summary(run_dir) if layout.summary.is_file() else None
     root = Path(out_dir) if out_dir is not None else layout.analysis_dir
     nested = len(with_factors) > 1
@@ -385,10 +389,14 @@ def analyze_run(
                 f"job '{name}' is {jm.status} ({jm.completed} of {jm.planned} planned episodes): "
                 "the analysis covers the episodes recorded so far"
             )
+        records = by_job.pop(name)
+        sampled = subsample_note(name, len(records), totals[name])
+        if sampled:
+            notes.append(sampled)
         try:
             refuse_absent_success(summary, name, outcome, layout.summary)
             results[name] = analyze(
-                [r for r in records if r.job == name],
+                records,
                 jm.factors,
                 outcome,
                 out_dir=root / name if nested else root,

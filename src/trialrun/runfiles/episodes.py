@@ -92,9 +92,18 @@ def read_episodes(path: Path) -> list[EpisodeRecord]:
             line is not a valid record (naming the line and the field): not
             UTF-8, not JSON, a wrong type, or a number that is not finite.
     """
+    return list(iter_episodes(path))
+
+
+def iter_episodes(path: Path) -> Iterator[EpisodeRecord]:
+    """The complete records of an ``episodes.jsonl`` one at a time, checked as
+    :func:`read_episodes` checks them (for readers that keep only a few).
+
+    Raises:
+        RunFileError: as :func:`read_episodes`, when the bad line is reached.
+    """
     path = Path(path)
     check_regular_file(path, "episodes file")
-    records = []
     try:
         for number, line in iter_episode_lines(path):
             try:
@@ -108,10 +117,9 @@ def read_episodes(path: Path) -> list[EpisodeRecord]:
                     f"{path}:{number}: field '{bad}': {value} is not a finite number "
                     "(a record holds a finite number or null)"
                 )
-            records.append(record)
+            yield record
     except OSError as exc:
         raise RunFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    return records
 
 
 def _lookup(record: EpisodeRecord, dotted: str) -> object:
