@@ -121,7 +121,7 @@ def test_unknown_design_is_a_config_error() -> None:
     with pytest.raises(ConfigError) as info:
         factor_values(_samplers(), "halton", 0, "j", 4)  # type: ignore[arg-type]
     assert info.value.field == "design"
-    assert str(info.value) == "field 'design': unknown design 'halton'; allowed: random, grid, lhs, sobol"
+    assert str(info.value) == "field 'design': unknown design 'halton'; allowed: random, grid, lhs, sobol, one_at_a_time, combined"
 
 
 @pytest.mark.parametrize("episodes", [0, -1, 2.0, True])

@@ -216,7 +216,7 @@ def run_shard(
     # group's env is built once, and its slots keep their own seeds.
     for group in group_slots(factor_set, slots).values():
         first = group[0].factors
-        build_values = {name: first[name] for name in factor_set.build_names}
+        build_values = {name: first[name] for name in factor_set.build_names if name in first}
         kwargs = {**job.env.kwargs, **factor_set.build_kwargs(first)}
 
         env_fn = GroupEnvFns(

@@ -26,6 +26,29 @@ with one config see identical episodes.
   ``k % size``, so ``episodes`` must be a multiple of the grid size and every
   point gets ``episodes / size`` episodes (the first ``size`` slots cover the
   grid once). No randomness.
+- ``one_at_a_time`` (Colosseum's single-factor sweep): each varied factor
+  alone, the others at nominal, plus a nominal block. A factor is *varied*
+  when its sampler has more than one grid level (``constant`` and a
+  one-value ``choice`` are not; they hold their value in every slot). With
+  ``F`` varied factors (config order) there are ``F + 1`` blocks,
+  interleaved: slot ``k`` is in block ``b = k % (F + 1)`` and is the
+  ``j = k // (F + 1)``-th slot of it. Block 0 is the nominal block: no
+  varied factor is set. Block ``i`` sets the ``i``-th varied factor to its
+  grid level ``j % L`` (``L`` levels, as the grid design makes them:
+  ``levels`` or ``grid_default_levels`` evenly spaced points of a continuous
+  range, a ``choice``'s values) and leaves the others out. ``episodes`` must
+  be a multiple of ``F + 1`` (every block gets ``episodes / (F + 1)``
+  slots); when a block's size is not a multiple of ``L``, the first levels
+  get one slot more (a warning says so). A factor left out of a slot is at
+  its *nominal* value: the variation's own, restored before every episode
+  and reported as the applied value in the record (a build-time factor left
+  out builds the env without its kwarg). No randomness. Interleaving keeps a
+  prefix of the slots balanced over the blocks (a run stopped early).
+- ``combined``: every factor varied at once, each slot drawn independently:
+  exactly the ``random`` design's values (the same slots get the same
+  values). It is its own name so that a report pairs a ``combined`` job
+  with a ``one_at_a_time`` job of the same factors (the "drop from nominal"
+  chart shows the combined rate beside the single-factor ones).
 
 Values are bit-identical across processes and runs on one machine; across
 platforms, ``log``/``exp``/``truncnorm.ppf`` of the same uniform numbers can
@@ -62,11 +85,18 @@ import trialrun.plan as _plan
 from trialrun.errors import ConfigError
 from trialrun.variations.samplers import ConstantSampler, SamplerModel, ScalarValue
 
-__all__ = ["DESIGNS", "Design", "factor_values", "grid_size", "random_values_for_slot"]
+__all__ = [
+    "DESIGNS",
+    "Design",
+    "factor_values",
+    "grid_size",
+    "one_at_a_time_block",
+    "random_values_for_slot",
+]
 
 logger = logging.getLogger(__name__)
 
-Design = Literal["random", "grid", "lhs", "sobol"]
+Design = Literal["random", "grid", "lhs", "sobol", "one_at_a_time", "combined"]
 DESIGNS: tuple[str, ...] = get_args(Design)
 
 # Separates the design seed's spawn key from a slot's ``(job hash, episode)`` key.
@@ -142,7 +172,7 @@ def factor_values(
         raise ValueError(f"episodes must be a positive integer (got {episodes!r})")
     if not samplers:
         return [{} for _ in range(episodes)]
-    if design != "grid":
+    if design not in ("grid", "one_at_a_time"):
         ignored = [name for name, s in samplers.items() if getattr(s, "levels", None) is not None]
         if ignored:
             logger.warning(
@@ -151,10 +181,12 @@ def factor_values(
                 ", ".join(repr(n) for n in ignored),
                 design,
             )
-    if design == "random":
+    if design in ("random", "combined"):
         return _random(samplers, run_seed, job, episodes)
     if design == "grid":
         return _grid(samplers, episodes, grid_default_levels)
+    if design == "one_at_a_time":
+        return _one_at_a_time(samplers, episodes, grid_default_levels, job)
     return _quasi_random(samplers, design, run_seed, job, episodes)
 
 
@@ -196,6 +228,54 @@ def _grid(
     names = list(samplers)
     points = [dict(zip(names, point, strict=True)) for point in itertools.product(*levels)]
     return [dict(points[k % size]) for k in range(episodes)]
+
+
+def one_at_a_time_block(episode: int, varied: int) -> int:
+    """The block of slot ``episode`` in a ``one_at_a_time`` design with ``varied``
+    varied factors: 0 is the nominal block, ``i`` the ``i``-th varied factor.
+
+    Example:
+        >>> [one_at_a_time_block(k, 2) for k in range(6)]
+        [0, 1, 2, 0, 1, 2]
+    """
+    return episode % (varied + 1)
+
+
+def _one_at_a_time(
+    samplers: Mapping[str, SamplerModel], episodes: int, grid_default_levels: int, job: str
+) -> list[dict[str, Any]]:
+    levels = {name: s.grid_levels(grid_default_levels) for name, s in samplers.items()}
+    varied = [name for name in samplers if len(levels[name]) > 1]
+    held = {name: points[0] for name, points in levels.items() if len(points) == 1}
+    blocks = len(varied) + 1
+    if episodes % blocks:
+        below, above = (episodes // blocks) * blocks, (episodes // blocks + 1) * blocks
+        suggestion = f"use {below} or {above}" if below > 0 else f"use {above}"
+        raise ConfigError(
+            f"one_at_a_time design has {blocks} blocks (nominal + {len(varied)} varied factor(s)); "
+            f"episodes must be a multiple of {blocks} (got {episodes}; {suggestion})",
+            field="design",
+        )
+    size = episodes // blocks
+    uneven = [f"{name} ({len(levels[name])} levels)" for name in varied if size % len(levels[name])]
+    if uneven:
+        logger.warning(
+            "job %r: one_at_a_time blocks of %d episodes do not divide evenly over the levels of %s; "
+            "the first levels get one episode more",
+            job,
+            size,
+            ", ".join(uneven),
+        )
+    rows = []
+    for k in range(episodes):
+        row = dict(held)
+        block = one_at_a_time_block(k, len(varied))
+        if block:
+            name = varied[block - 1]
+            points = levels[name]
+            row[name] = points[(k // blocks) % len(points)]
+        rows.append({name: row[name] for name in samplers if name in row})
+    return rows
 
 
 def _design_rng(run_seed: int, job: str, design: str) -> np.random.Generator:
