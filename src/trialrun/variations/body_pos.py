@@ -42,7 +42,6 @@ from trialrun.variations.mujoco import (
     _decompose,
     _MujocoVariation,
     _name,
-    _name_list,
     _vec,
 )
 from trialrun.variations.registry import register_variation
@@ -88,17 +87,7 @@ class BodyPos(_MujocoVariation):
 
     def _bind_model(self, model: Any) -> None:
         b = self._lookup(model, self.params.body)
-        reason = self._why_not(model, b)
-        if reason is not None:
-            movable = [
-                _name(model, _OBJ.mjOBJ_BODY, i)
-                for i in range(model.nbody)
-                if self._why_not(model, i) is None
-            ]
-            raise self.error(
-                f"body '{_name(model, _OBJ.mjOBJ_BODY, b)}' {reason}; bodies with a position to vary: "
-                f"{_name_list(movable)}"
-            )
+        self._refuse_body(model, b, self._why_not, "", "bodies with a position to vary")
         self._b = b
         self._k = _AXES[self.params.axis]
         self._pos0 = float(model.body_pos[b, self._k])

@@ -47,6 +47,7 @@ import logging
 import math
 import re
 from abc import abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 import gymnasium as gym
@@ -259,6 +260,19 @@ class _MujocoVariation(Variation):
     def _restore(self, model: Any) -> None:
         """Write the nominal values back."""
 
+    def _refuse_body(
+        self, model: Any, b: int, why_not: Callable[[Any, int], str | None], consequence: str, usable: str
+    ) -> None:
+        """Raise when ``why_not`` gives a reason why body ``b`` cannot be a target,
+        naming the reason and listing the bodies that can (``usable``: what they are)."""
+        reason = why_not(model, b)
+        if reason is None:
+            return
+        fine = [_name(model, _OBJ.mjOBJ_BODY, i) for i in range(model.nbody) if why_not(model, i) is None]
+        raise self.error(
+            f"body '{_name(model, _OBJ.mjOBJ_BODY, b)}' {reason}{consequence}; {usable}: {_name_list(fine)}"
+        )
+
     def _need_bound(self) -> None:
         if self._model is None:
             raise self.error(f"variation '{self.type_name}' is not bound: call bind(env) first")
@@ -328,15 +342,8 @@ class BodyMass(_MujocoVariation):
 
     def _bind_model(self, model: Any) -> None:
         b = self._lookup(model, self.params.body)
-        reason = self._why_not(model, b)
-        if reason is not None:
-            movable = [
-                _name(model, self.obj_type, i) for i in range(model.nbody) if self._why_not(model, i) is None
-            ]
-            raise self.error(
-                f"body '{_name(model, self.obj_type, b)}' {reason}: its mass does not affect the simulation; "
-                f"bodies with a mass that matters: {_name_list(movable)}"
-            )
+        matters = "bodies with a mass that matters"
+        self._refuse_body(model, b, self._why_not, ": its mass does not affect the simulation", matters)
         self._b = b
         self._mass0 = float(model.body_mass[b])
         self._inertia0 = model.body_inertia[b].copy()
