@@ -152,7 +152,7 @@ def mjcf_path(env: gym.Env[Any, Any]) -> str | None:
     for attr in ("fullpath", "model_name"):
         try:
             path = getattr(base, attr, None)
-        except NotImplementedError:
+        except Exception:  # a property that raises (Meta-World's abstract model_name): no file
             path = None
         if isinstance(path, str) and path.endswith(".xml") and os.path.isfile(path):
             return path
