@@ -52,6 +52,7 @@ from trialrun.errors import InputError
 from trialrun.report.charts import HATCH_DEFS, factor_chart, interval_bar, pct, short_number
 from trialrun.report.data import ANALYSIS_DIR, RunView, episodes_payload, load_run, parse_time, relative_url
 from trialrun.report.linechart import action_chart, reward_chart
+from trialrun.report.nominal_drop import nominal_drops
 from trialrun.report.payload import CHUNK_ROWS, INLINE_ROWS, episode_chunks
 from trialrun.report.trajectories import MAX_EPISODES, MAX_POINTS, episode_trajectories
 from trialrun.runfiles import (
@@ -375,6 +376,7 @@ def _render(view: RunView, out_dir: Path) -> tuple[str, dict[str, Any] | None]:
             if t.data is not None
         ],
         "any_factors": any(j.factor_bins for j in view.jobs),
+        "nominal_drops": nominal_drops(view),
         "any_log": any(fb.spec.scale == "log" for j in view.jobs for fb in j.factor_bins),
     }
     html = _environment().get_template("index.html.j2").render(**context)
