@@ -96,8 +96,15 @@ class PerWorldFactors(Protocol):
     slot factors (``{}`` for a world left without a slot: back to nominal).
     It returns, per world, the values read back from the simulator: those, not
     the sampled ones, go into the records. Values a world held before are
-    restored first, so nothing leaks from one slot into the next.
+    restored first, so nothing leaks from one slot into the next. Which
+    factors it sets is given once, by ``bind_factors`` (the run's
+    ``execution`` layer binds a job's per-world factors).
     """
+
+    def bind_factors(self, variations: Mapping[str, Any]) -> None:
+        """The factors ``apply`` sets: name -> unbound variation (bound here to
+        the simulator's model, so a bad target fails before anything runs)."""
+        ...
 
     def apply(self, worlds: Sequence[int], factors: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Set ``factors[k]`` on world ``worlds[k]``; return the values read back."""

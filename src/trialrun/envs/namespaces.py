@@ -89,6 +89,10 @@ KNOWN_PACKAGES: tuple[KnownPackage, ...] = (
         "pip install gymnasium-robotics",
     ),
     KnownPackage("minigrid", "minigrid", ("MiniGrid-", "BabyAI-"), "pip install minigrid"),
+    # MuJoCo Playground's envs, registered as playground/<Name> by trialrun's adapter.
+    KnownPackage(
+        "trialrun.envs.adapters.playground", "playground", ("playground/",), "pip install 'trialrun[mjx]'"
+    ),
     KnownPackage(
         "shimmy",
         "shimmy",

@@ -23,7 +23,7 @@ from trialrun.envs.build import check_env_id, make_env
 from trialrun.envs.metaworld import METAWORLD_MAX_STEPS, is_metaworld_id
 from trialrun.envs.seeding import check_seeding
 from trialrun.errors import ConfigError, InputError
-from trialrun.execution.shard import build_outcome_terms
+from trialrun.execution.shard import bind_per_world_factors, build_outcome_terms
 from trialrun.policies.registry import resolve_policy_factory
 from trialrun.recording.capture import DEFAULT_CAMERA, check_video
 from trialrun.recording.native_film import RendersWorlds
@@ -71,20 +71,14 @@ def preflight(config: RunConfig) -> Preflight:
 def check_native(job: JobConfig, index: int, factor_set: FactorSet) -> NativeRun:
     """Check a ``vectorization: native`` job before anything runs: the env has a
     vector entry point and can do the forced mode (a one-world env is built to
-    find out), and nothing asks for what native mode cannot do yet. Returns
+    find out), its reset-time factors can be set per world (bound now, so a
+    missing body is named before anything runs), and nothing asks for what
+    native mode cannot do yet. Returns
     how its worlds will be reset (for the manifest).
 
     Raises:
         ConfigError: naming the job's field and what the env supports.
     """
-    if factor_set.reset_names:
-        name = factor_set.reset_names[0]
-        raise ConfigError(
-            f"factor '{name}' applies at reset, one value per episode, but a native simulator's worlds share "
-            "one env object: use a build-time variation (env_kwarg), which groups the slots so that each "
-            "group's simulator is built with its value, or vectorization: sync",
-            field=f"jobs.{index}.factors.{name}",
-        )
     if job.video is not None and list(job.video.cameras) != [DEFAULT_CAMERA]:
         raise ConfigError(
             f"a native job films its simulator's own render() only: cameras must be ['{DEFAULT_CAMERA}'], "
@@ -106,6 +100,7 @@ def check_native(job: JobConfig, index: int, factor_set: FactorSet) -> NativeRun
     except ConfigError as exc:
         raise exc.located(prefix=f"jobs.{index}") from None
     try:
+        bind_per_world_factors(env, factor_set, f"jobs.{index}.factors")
         if job.video is not None:
             _check_native_render(env, job, index)
         if job.trajectories is not None and not _keeps_terminal_obs(env):

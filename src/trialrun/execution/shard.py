@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from trialrun._imports import load_object
 from trialrun.config import JobConfig
-from trialrun.envs.batched import make_batched_env
+from trialrun.envs.batched import BatchedEnv, PerWorldFactors, make_batched_env
 from trialrun.envs.build import make_env
 from trialrun.envs.slot_wrapper import CaptureFactory, SlotWrapper, StepCaptureFactory
 from trialrun.errors import ConfigError
@@ -36,6 +36,7 @@ from trialrun.rollout_native import rollout_native
 from trialrun.runfiles import RunLayout
 from trialrun.runfiles.schema import EpisodeRecord, Outcome
 from trialrun.variations.factors import FactorHook, FactorSet, group_slots
+from trialrun.variations.mjx import per_world_variations
 
 
 @dataclass(frozen=True)
@@ -262,6 +263,29 @@ def run_shard(
     return seen
 
 
+def bind_per_world_factors(env: BatchedEnv, factor_set: FactorSet, field: str) -> None:
+    """Give a native simulator the job's reset-time factors, which it sets per
+    world (:class:`~trialrun.envs.batched.PerWorldFactors`, e.g. MJX's batched
+    model); a simulator without that hook cannot take them (the worlds share
+    one env object).
+
+    Raises:
+        ConfigError: naming the first reset-time factor (``field``.<name>).
+        VariationError: a factor's target is not in the model (listing the names).
+    """
+    names = factor_set.reset_names
+    if not names:
+        return
+    if not isinstance(env, PerWorldFactors):
+        raise ConfigError(
+            f"factor '{names[0]}' applies at reset, one value per episode, but a native simulator's "
+            "worlds share one env object: use a build-time variation (env_kwarg), which groups the slots "
+            "so that each group's simulator is built with its value, or vectorization: sync",
+            field=f"{field}.{names[0]}",
+        )
+    env.bind_factors(per_world_variations({n: factor_set.variation_configs[n] for n in names}, field=field))
+
+
 def _run_native(
     job: JobConfig,
     context: RunContext,
@@ -308,6 +332,7 @@ def _run_native(
         film = WorldFilm(env, video) if video is not None else None
         steps = WorldSteps(trajectories) if trajectories is not None else None
         try:
+            bind_per_world_factors(env, factor_set, f"jobs[{job.name}].factors")
             seen |= rollout_native(
                 group,
                 env,

@@ -1,0 +1,377 @@
+"""MuJoCo Playground (MJX) as a natively batched simulator, in exact mode.
+
+A Playground env is a pure JAX object: ``reset(key) -> State`` and
+``step(state, action) -> State``. This adapter ``vmap``-s both over the
+worlds and jits them once, and adds what the batched rollout needs:
+
+- **Exact mode through per-world keys.** World ``i`` is reset from the key of
+  its slot's seed (``jax.random.PRNGKey(seed)``, built on the host), and a
+  world that finished is reset alone: every world is reset in the same jitted
+  call and ``where(mask, fresh, state)`` keeps the others' state (not
+  Playground's ``AutoResetWrapper``, which restores a cached first state).
+  A slot's episode is therefore a function of its seed only, for any
+  ``num_envs``.
+- **Outcomes from the env itself.** ``terminated`` is Playground's ``done``
+  (a failure state or a NaN), ``truncated`` is the time limit
+  (``episode_length`` of the env's config, or ``max_episode_steps``) counted
+  here, the reward is the env's reward summed over ``action_repeat``, and
+  ``success`` is the env's ``metrics["success"]`` where it reports one.
+- **Per-world factors through the batched model**
+  (:class:`~trialrun.envs.batched.PerWorldFactors`): the fields
+  :class:`~trialrun.variations.mjx.WorldModels` keeps per world are passed to
+  the jitted functions as a leading-axis argument, and each world runs with
+  its own ``mjx.Model``. Their shapes are fixed, so new values never
+  recompile (``traces`` counts the traces of each function).
+
+Observations are the env's JAX arrays, passed to the policy untouched: a JAX
+policy takes them as they are, a numpy policy converts them with
+``numpy.asarray`` when it needs to (JAX arrays support ``__array__``).
+Actions may be numpy or JAX arrays.
+
+Env ids ``playground/<Name>`` are registered when this module is imported
+(``trialrun.envs.namespaces`` imports it for ids starting with
+``playground/``); the JAX compilation cache is persistent
+(:func:`enable_compile_cache`).
+
+Example (a world's key is its seed's ``jax.random.PRNGKey``, built on the host):
+    >>> seed_keys([1, 2**32 + 5]).tolist()
+    [[0, 1], [1, 5]]
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from trialrun.envs.adapters.mjx_worlds import WorldModels, read_field
+from trialrun.envs.adapters.playground_catalog import Catalog, catalog, unknown_env
+from trialrun.envs.batched import BatchStep, ResetMode
+from trialrun.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+NAMESPACE = "playground"
+DEFAULT_LANES = 8
+"""Worlds per vectorized group (see :class:`PlaygroundBatchedEnv`)."""
+CACHE_ENV = "TRIALRUN_JAX_CACHE"
+"""Environment variable naming the JAX compilation cache directory."""
+
+
+def compile_cache_dir() -> Path:
+    """Where compiled programs are kept between runs: ``$TRIALRUN_JAX_CACHE``,
+    else ``$XDG_CACHE_HOME/trialrun/jax`` (``~/.cache/trialrun/jax``)."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "trialrun" / "jax"
+
+
+def enable_compile_cache() -> Path:
+    """Turn on JAX's persistent compilation cache (every program, however fast
+    it compiled), so a second run skips the minute of JIT compilation."""
+    import jax
+
+    config: Any = jax.config
+    path = compile_cache_dir()
+    path.mkdir(parents=True, exist_ok=True)
+    if config.jax_compilation_cache_dir != str(path):
+        config.update("jax_compilation_cache_dir", str(path))
+        config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return path
+
+
+def seed_keys(seeds: Sequence[int | None]) -> np.ndarray:
+    """``jax.random.PRNGKey(seed)`` of every seed (``None``: 0), built on the
+    host as the raw ``uint32`` pairs ``[seed >> 32, seed & 0xffffffff]``."""
+    values = np.array([0 if s is None else int(s) for s in seeds], dtype=np.uint64)
+    return np.stack([values >> np.uint64(32), values & np.uint64(0xFFFFFFFF)], axis=1).astype(np.uint32)
+
+
+def _space(size: Any, low: float, high: float) -> gym.Space[Any]:
+    if isinstance(size, Mapping):
+        return gym.spaces.Dict({k: _space(v, low, high) for k, v in size.items()})
+    shape = (size,) if isinstance(size, int) else tuple(size)
+    return gym.spaces.Box(low, high, shape, dtype=np.float32)
+
+
+class PlaygroundBatchedEnv:
+    """A :class:`~trialrun.envs.batched.BatchedEnv` over one Playground env
+    (``mujoco_playground.MjxEnv``), stepping ``num_worlds`` worlds; see the
+    module docstring. ``factors`` maps factor names to unbound per-world
+    variations (:func:`trialrun.variations.mjx.per_world_variations`), as
+    :meth:`bind_factors` does.
+
+    ``lanes`` is how many worlds one compiled step computes side by side
+    (``vmap``); the worlds are padded to a multiple of it and the lanes are
+    stepped one group after another (``lax.map``). XLA's floating-point
+    results depend on the vectorized shape (a ``vmap`` over 1 world and over
+    4 worlds differ in the 7th digit), so a fixed ``lanes`` is what makes a
+    world's episode identical for every ``num_envs``. ``lanes=None`` uses
+    ``num_envs`` (one ``vmap`` over every world: fastest, but results then
+    depend on ``num_envs`` at float rounding level).
+    """
+
+    mode: ResetMode = "exact"
+
+    def __init__(
+        self,
+        env: Any,
+        num_worlds: int,
+        *,
+        max_episode_steps: int | None = None,
+        factors: Mapping[str, Any] | None = None,
+        lanes: int | None = DEFAULT_LANES,
+        name: str = "",
+    ) -> None:
+        enable_compile_cache()
+        self.env = env
+        self.env_name = name or type(env).__name__
+        self.num_worlds = int(num_worlds)
+        self.lanes = int(lanes or self.num_worlds)
+        self.padded = -(-self.num_worlds // self.lanes) * self.lanes
+        config: Any = getattr(env, "_config", None)
+        limit: int = (
+            getattr(config, "episode_length", 1000) if max_episode_steps is None else max_episode_steps
+        )
+        repeat: int = getattr(config, "action_repeat", 1) or 1
+        self.max_steps = int(limit)
+        self.action_repeat = int(repeat)
+        self.single_observation_space = _space(env.observation_size, -np.inf, np.inf)
+        self.single_action_space = _space(env.action_size, -1.0, 1.0)
+        self.worlds = WorldModels(env.mj_model, self.padded, factors)
+        self.traces = {"reset": 0, "step": 0}
+        """How often each jitted function was traced (each trace is a compilation)."""
+        self.compile_seconds = 0.0
+        """Wall time of the calls that traced (compiling, or loading from the cache)."""
+        self._build()
+        self._steps = np.zeros(self.num_worlds, dtype=np.int64)
+        self._state: Any = None
+        self._uploaded = -1
+        self._fields: dict[str, Any] = {}
+
+    def _build(self) -> None:
+        import jax
+        import jax.numpy as jnp
+
+        env, base, repeat = self.env, self.env.mjx_model, self.action_repeat
+        n, padded, lanes = self.num_worlds, self.padded, self.lanes
+
+        def model_with(fields: dict[str, Any]) -> Any:
+            model = base
+            for name, value in fields.items():
+                if name.startswith("opt."):
+                    model = model.replace(opt=model.opt.replace(**{name[4:]: value}))
+                else:
+                    model = model.replace(**{name: value})
+            return model
+
+        def with_model(fields: dict[str, Any], fn: Any, *args: Any) -> Any:
+            # Playground envs read self._mjx_model while they trace: swap in this world's model.
+            nominal = env._mjx_model
+            env._mjx_model = model_with(fields)
+            try:
+                return fn(*args)
+            finally:
+                env._mjx_model = nominal
+
+        def in_lanes(fn: Any, *trees: Any) -> Any:
+            """``vmap(fn)`` over all padded worlds, ``lanes`` worlds at a time."""
+            groups = jax.tree_util.tree_map(
+                lambda a: a.reshape((padded // lanes, lanes, *a.shape[1:])), trees
+            )
+            out = jax.lax.map(lambda xs: jax.vmap(fn)(*xs), groups)
+            return jax.tree_util.tree_map(lambda a: a.reshape((padded, *a.shape[2:])), out)
+
+        def reset_one(fields: dict[str, Any], key: Any) -> Any:
+            return with_model(fields, env.reset, key)
+
+        def reset(fields: dict[str, Any], keys: Any, mask: Any, state: Any) -> Any:
+            self.traces["reset"] += 1
+            fresh = in_lanes(reset_one, fields, keys)
+
+            def pick(new: Any, old: Any) -> Any:
+                return jnp.where(mask.reshape(mask.shape + (1,) * (new.ndim - 1)), new, old)
+
+            return jax.tree_util.tree_map(pick, fresh, state)
+
+        def step_one(fields: dict[str, Any], state: Any, action: Any) -> Any:
+            reward = jnp.zeros_like(state.reward)
+            for _ in range(repeat):
+                state = with_model(fields, env.step, state, action)
+                reward = reward + state.reward
+            return state.replace(reward=reward)
+
+        def step(fields: dict[str, Any], state: Any, actions: Any) -> Any:
+            self.traces["step"] += 1
+            actions = jnp.pad(actions, ((0, padded - n), (0, 0)))
+            state = in_lanes(step_one, fields, state, actions)
+            success = state.metrics.get("success") if isinstance(state.metrics, Mapping) else None
+            mine = jax.tree_util.tree_map(lambda a: a[:n], (state.obs, state.reward, state.done, success))
+            return state, mine
+
+        self._reset = jax.jit(reset)
+        self._step = jax.jit(step)
+        shapes = jax.eval_shape(lambda f, k: in_lanes(reset_one, f, k), self.worlds.arrays, self._keys([]))
+        self._blank = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+    def _keys(self, seeds: Sequence[int | None]) -> np.ndarray:
+        return seed_keys([*seeds, *[None] * (self.padded - len(seeds))])
+
+    def _device_fields(self) -> dict[str, Any]:
+        import jax.numpy as jnp
+
+        if self._uploaded != self.worlds.version:
+            base = self.env.mjx_model
+            self._fields = {
+                f: jnp.asarray(a, dtype=read_field(base, f).dtype) for f, a in self.worlds.arrays.items()
+            }
+            self._uploaded = self.worlds.version
+        return self._fields
+
+    def _timed(self, kind: str, fn: Any, *args: Any) -> Any:
+        import jax
+
+        block: Any = jax.block_until_ready
+        before = self.traces[kind]
+        start = time.perf_counter()
+        out = fn(*args)
+        if self.traces[kind] != before:
+            block(out)
+            seconds = time.perf_counter() - start
+            self.compile_seconds += seconds
+            logger.info("%s: compiled %s for %d worlds in %.1f s", self.env_name, kind, self.padded, seconds)
+        return out
+
+    # -- PerWorldFactors -----------------------------------------------------------
+
+    def bind_factors(self, variations: Mapping[str, Any]) -> None:
+        """Set the factors of :meth:`apply` (name -> unbound MuJoCo variation,
+        see :func:`trialrun.variations.mjx.per_world_variations`); every world
+        goes back to nominal. The batched fields are the same for any factors,
+        so nothing recompiles."""
+        self.worlds = WorldModels(self.env.mj_model, self.padded, variations)
+        self._uploaded = -1
+
+    def apply(self, worlds: Sequence[int], factors: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Set per-world factor values in the batched model (see
+        :meth:`trialrun.envs.adapters.mjx_worlds.WorldModels.apply`)."""
+        return self.worlds.apply(worlds, factors)
+
+    def model_value(self, field: str, world: int) -> np.ndarray:
+        """World ``world``'s ``field`` as the jitted functions receive it."""
+        return np.asarray(self._device_fields()[field][world])
+
+    # -- BatchedEnv ----------------------------------------------------------------
+
+    def reset_worlds(self, mask: np.ndarray, seeds: Sequence[int | None]) -> tuple[Any, dict[str, Any]]:
+        padding = np.full(self.padded - self.num_worlds, self._state is None)
+        full = np.concatenate([np.asarray(mask, dtype=bool), padding])
+        state = self._blank if self._state is None else self._state
+        self._state = self._timed("reset", self._reset, self._device_fields(), self._keys(seeds), full, state)
+        self._steps[full[: self.num_worlds]] = 0
+        return self._state.obs[: self.num_worlds], {}
+
+    def reset_all(self, seed: int) -> tuple[Any, dict[str, Any]]:
+        """Every world from ``seed + i`` (exact mode needs no waves; for completeness)."""
+        return self.reset_worlds(
+            np.ones(self.num_worlds, dtype=bool), [seed + i for i in range(self.num_worlds)]
+        )
+
+    def step(self, actions: Any) -> BatchStep:
+        import jax.numpy as jnp
+
+        if self._state is None:
+            raise RuntimeError(f"{self.env_name}: step before reset_worlds")
+        actions = jnp.asarray(actions, dtype=jnp.float32).reshape(self.num_worlds, -1)
+        self._state, mine = self._timed("step", self._step, self._device_fields(), self._state, actions)
+        obs, reward, done, success = mine
+        self._steps += 1
+        terminated = np.asarray(done) > 0.5
+        truncated = (self._steps >= self.max_steps) & ~terminated
+        infos: dict[str, Any] = {}
+        if success is not None:
+            infos = {"success": np.asarray(success) > 0.5, "_success": np.ones(self.num_worlds, dtype=bool)}
+        return obs, np.asarray(reward, dtype=np.float64), terminated, truncated, infos
+
+    def close(self) -> None:
+        """Nothing to release: the worlds are arrays."""
+
+
+def load_playground(env_name: str, config_overrides: Mapping[str, Any] | None = None) -> Any:
+    """The Playground env ``env_name`` (an error listing the available names otherwise)."""
+    known: Catalog = catalog()
+    if env_name not in known.names:
+        raise unknown_env(env_name, known)
+    return known.load(env_name, config_overrides=dict(config_overrides) if config_overrides else None)
+
+
+def make_playground_env(
+    num_envs: int,
+    *,
+    env_name: str,
+    max_episode_steps: int | None = None,
+    config_overrides: Mapping[str, Any] | None = None,
+    lanes: int | None = DEFAULT_LANES,
+) -> PlaygroundBatchedEnv:
+    """The vector entry point of ``playground/<env_name>`` (see ``docs/batched.md``)."""
+    env = load_playground(env_name, config_overrides)
+    return PlaygroundBatchedEnv(
+        env, num_envs, max_episode_steps=max_episode_steps, lanes=lanes, name=f"{NAMESPACE}/{env_name}"
+    )
+
+
+class PlaygroundModelEnv(gym.Env[Any, Any]):
+    """The MuJoCo model of a Playground env behind Gymnasium's single-env
+    interface, for what needs only the model (factor targets and nominal
+    values for the manifest, ``trialrun list variations``). It does not
+    simulate: Playground envs run with ``vectorization: native``."""
+
+    def __init__(self, env_name: str, config_overrides: Mapping[str, Any] | None = None, **_: Any) -> None:
+        import mujoco
+
+        env = load_playground(env_name, config_overrides)
+        self.env_name = f"{NAMESPACE}/{env_name}"
+        self.model = env.mj_model
+        self.data = mujoco.MjData(self.model)
+        self.observation_space = _space(env.observation_size, -np.inf, np.inf)
+        self.action_space = _space(env.action_size, -1.0, 1.0)
+
+    def _native_only(self) -> ConfigError:
+        return ConfigError(
+            f"{self.env_name} is a batched MJX env: run it with vectorization: native", field="vectorization"
+        )
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        raise self._native_only()
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        raise self._native_only()
+
+
+def register_playground_envs() -> list[str]:
+    """Register ``playground/<Name>`` for every env this machine can load."""
+    ids = []
+    for name in catalog().names:
+        env_id = f"{NAMESPACE}/{name}"
+        if env_id not in gym.registry:
+            gym.register(
+                id=env_id,
+                entry_point=f"{__name__}:PlaygroundModelEnv",
+                vector_entry_point=f"{__name__}:make_playground_env",
+                kwargs={"env_name": name},
+            )
+        ids.append(env_id)
+    return ids
+
+
+register_playground_envs()

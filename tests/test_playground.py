@@ -1,0 +1,230 @@
+"""MuJoCo Playground / MJX as a native batched backend (trialrun.envs.adapters.playground).
+
+The jitted reset and step compile once per number of worlds (about a minute
+on 2 CPU cores the first time); JAX's persistent compilation cache
+(``~/.cache/trialrun/jax``, or ``$TRIALRUN_JAX_CACHE``) makes later runs
+load them in seconds. The envs are built once per module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import pytest
+
+from trialrun.config import parse_run_config
+from trialrun.envs.adapters.playground import PlaygroundBatchedEnv, make_playground_env, seed_keys
+from trialrun.envs.batched import PerWorldFactors, make_batched_env
+from trialrun.errors import ConfigError, VariationError
+from trialrun.execution.runner import run_evaluation
+from trialrun.plan import Slot, plan_job
+from trialrun.policies.base import CallablePolicy, Policy, PolicyContext
+from trialrun.rollout import EpisodeResult
+from trialrun.rollout_native import rollout_native
+from trialrun.runfiles import read_episodes
+from trialrun.variations.mjx import per_world_variations
+
+pytestmark = pytest.mark.slow
+
+STEPS = 30
+FACTORS = {
+    "pole_mass": {"type": "mujoco.body_mass", "body": "pole_1", "mode": "scale"},
+    "friction": {"type": "mujoco.geom_friction", "geom": "floor", "mode": "set"},
+    "gain": {"type": "mujoco.actuator_gain", "actuator": "slide", "mode": "scale"},
+    "gravity": {"type": "mujoco.gravity", "mode": "scale"},
+}
+
+
+@pytest.fixture(scope="module")
+def env6() -> Iterator[PlaygroundBatchedEnv]:
+    """Six worlds in two groups of four lanes (two padded)."""
+    env = make_playground_env(6, env_name="CartpoleBalance", max_episode_steps=STEPS, lanes=4)
+    yield env
+    env.close()
+
+
+@pytest.fixture(scope="module")
+def env1() -> Iterator[PlaygroundBatchedEnv]:
+    env = make_playground_env(1, env_name="CartpoleBalance", max_episode_steps=STEPS, lanes=4)
+    yield env
+    env.close()
+
+
+def _push(ctx: PolicyContext) -> Policy:
+    """A numpy policy: pushes the cart right, harder the further the pole leans."""
+    return CallablePolicy(lambda obs: np.clip(np.asarray(obs)[:, 2:3] * 2.0 + 0.2, -1, 1))
+
+
+def _run(env: PlaygroundBatchedEnv, slots: list[Slot], builder: Any = _push) -> dict[int, EpisodeResult]:
+    results: list[EpisodeResult] = []
+    rollout_native(slots, env, builder, results.append, job="pg")
+    assert len(results) == len(slots)
+    return {r.slot.episode: r for r in results}
+
+
+def test_exact_mode_gives_the_same_records_for_1_and_6_worlds(
+    env1: PlaygroundBatchedEnv, env6: PlaygroundBatchedEnv
+) -> None:
+    slots = plan_job(3, "pg", 6)
+    one = _run(env1, slots)
+    six = _run(env6, slots)
+    assert {e: r.outcome for e, r in one.items()} == {e: r.outcome for e, r in six.items()}
+    four = six
+    assert {r.outcome["length"] for r in four.values()} == {STEPS}
+    returns = [four[e].outcome["return"] for e in range(6)]
+    assert len(set(returns)) == 6  # each seed starts the pole somewhere else
+    # A world's seed gives its key: jax.random.PRNGKey(seed), however large the seed.
+    assert seed_keys([slots[0].seed]).tolist() == [
+        jax.random.key_data(jax.random.PRNGKey(slots[0].seed)).tolist()
+    ]
+
+
+def test_a_rerun_on_the_same_env_is_identical(env6: PlaygroundBatchedEnv) -> None:
+    slots = plan_job(9, "pg", 5)
+    first = _run(env6, slots)
+    again = _run(env6, slots)
+    assert {e: r.outcome for e, r in first.items()} == {e: r.outcome for e, r in again.items()}
+
+
+def test_per_world_factors_are_read_back_change_only_their_world_and_never_recompile(
+    env6: PlaygroundBatchedEnv,
+) -> None:
+    env6.bind_factors(per_world_variations(FACTORS))
+    assert isinstance(env6, PerWorldFactors)
+    _run(env6, plan_job(1, "warm", 4))  # compiled (or loaded) before counting
+    traces = dict(env6.traces)
+    base = plan_job(1, "pg", 1)[0]
+    values = [
+        {},
+        {"pole_mass": 4.0},
+        {"pole_mass": 1.0, "friction": 1.5, "gain": 1.5, "gravity": 0.5},
+        {"gravity": 2.0},
+        {"pole_mass": 0.25, "gain": 0.5},
+        {},
+    ]
+    slots = [dataclasses.replace(base, episode=k, factors=v) for k, v in enumerate(values)]
+    records = _run(env6, slots)
+    # The record holds the value read back from the model (what the world ran with).
+    assert records[1].factors == {"pole_mass": 4.0}
+    assert records[2].factors == {"pole_mass": 1.0, "friction": 1.5, "gain": 1.5, "gravity": 0.5}
+    returns = [records[k].outcome["return"] for k in range(6)]
+    # Same seed: nominal worlds agree, every changed dynamics differs, a nominal
+    # world after changed ones is nominal again (values are restored).
+    assert returns[0] == returns[5]
+    assert len({returns[0], returns[1], returns[3], returns[4]}) == 4
+    assert env6.traces == traces  # new values are new array contents, not new programs
+    # The batched model itself holds each world's values.
+    nominal = env6.env.mj_model
+    got = env6.apply([0, 1, 2, 3], [{"pole_mass": 3.0}, {"gravity": 0.5}, {"gain": 2.0}, {}])
+    assert got == [{"pole_mass": pytest.approx(3.0, abs=1e-12)}, {"gravity": 0.5}, {"gain": 2.0}, {}]
+    pole = 2  # body index of pole_1
+    assert env6.model_value("body_mass", 0)[pole] == np.float32(3 * nominal.body_mass[pole])
+    assert env6.model_value("body_mass", 1)[pole] == np.float32(nominal.body_mass[pole])
+    assert env6.model_value("opt.gravity", 1).tolist() == pytest.approx([0, 0, -9.81 / 2])
+    assert env6.model_value("actuator_gainprm", 2)[0, 0] == np.float32(2 * nominal.actuator_gainprm[0, 0])
+    assert env6.model_value("opt.gravity", 3).tolist() == pytest.approx([0, 0, -9.81])
+    env6.bind_factors({})
+
+
+def test_a_jax_policy_gets_jax_arrays_and_a_numpy_policy_the_same_outcomes(
+    env6: PlaygroundBatchedEnv,
+) -> None:
+    seen: list[type] = []
+
+    @jax.jit
+    def act(obs: jax.Array) -> jax.Array:
+        return jax.numpy.clip(obs[:, 2:3] * 2.0 + 0.2, -1, 1)
+
+    def jax_policy(ctx: PolicyContext) -> Policy:
+        def call(obs: Any) -> Any:
+            seen.append(type(obs))
+            return act(obs)
+
+        return CallablePolicy(call)
+
+    slots = plan_job(4, "pg", 4)
+    with_jax = _run(env6, slots, jax_policy)
+    with_numpy = _run(env6, slots)
+    assert seen and all(issubclass(t, jax.Array) for t in seen)
+    assert {e: r.outcome for e, r in with_jax.items()} == {e: r.outcome for e, r in with_numpy.items()}
+
+
+def test_a_run_file_names_playground_envs_and_records_per_world_factors(tmp_path: Path) -> None:
+    job = {
+        "name": "cart",
+        "env": {"id": "playground/CartpoleBalance", "kwargs": {"lanes": 4}},
+        "policy": "zero",
+        "episodes": 6,
+        "num_envs": 6,
+        "vectorization": "native",
+        "max_steps": STEPS,
+        "factors": {
+            "pole_mass": {
+                "variation": FACTORS["pole_mass"],
+                "sampler": {"type": "choice", "values": [0.5, 2.0]},
+            }
+        },
+    }
+    cfg = parse_run_config({"name": "pg", "seed": 2, "jobs": [job]})
+    run_evaluation(cfg, tmp_path / "run")
+    records = sorted(read_episodes(tmp_path / "run" / "episodes.jsonl"), key=lambda r: r.episode)
+    assert [r.episode for r in records] == list(range(6))
+    assert {r.outcome["length"] for r in records} == {STEPS}
+    assert {r.factors["pole_mass"] for r in records} == {0.5, 2.0}
+    job_manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())["jobs"]["cart"]
+    assert job_manifest["native"] == {"mode": "exact", "num_envs": 6, "depends_on_num_envs": False}
+    assert job_manifest["factors"][0]["nominal"] == 1.0  # read from the Playground env's MuJoCo model
+
+
+def test_a_missing_body_is_named_before_the_run_and_sync_is_refused(tmp_path: Path) -> None:
+    job: dict[str, Any] = {
+        "name": "cart",
+        "env": "playground/CartpoleBalance",
+        "policy": "zero",
+        "episodes": 2,
+        "num_envs": 2,
+        "vectorization": "native",
+        "factors": {
+            "m": {
+                "variation": {"type": "mujoco.body_mass", "body": "pole_9"},
+                "sampler": {"type": "choice", "values": [2.0]},
+            }
+        },
+    }
+    with pytest.raises(VariationError, match=r"unknown body 'pole_9'; bodies: .*pole_1") as err:
+        run_evaluation(parse_run_config({"name": "pg", "jobs": [job]}), tmp_path / "bad")
+    assert err.value.field == "jobs.0.factors.m"
+    job.pop("factors")
+    job["vectorization"] = "sync"
+    run_evaluation(parse_run_config({"name": "pg", "jobs": [job]}), tmp_path / "sync")
+    failed = json.loads((tmp_path / "sync" / "manifest.json").read_text())["jobs"]["cart"]
+    assert failed["status"] == "failed"
+    assert (
+        "playground/CartpoleBalance is a batched MJX env: run it with vectorization: native"
+        in failed["error"]
+    )
+
+
+def test_bad_names_and_factors_are_clear_errors(env6: PlaygroundBatchedEnv) -> None:
+    with pytest.raises(
+        ConfigError, match=r"unknown MuJoCo Playground env 'CartpoleBalanc'; available: .*CartpoleBalance"
+    ):
+        make_playground_env(1, env_name="CartpoleBalanc")
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown environment 'playground/CartpoleBalanc'; did you mean 'playground/CartpoleBalance'",
+    ):
+        make_batched_env("playground/CartpoleBalanc", {}, 1)
+    with pytest.raises(
+        ConfigError, match=r"'mujoco.dof_damping' cannot be set per world .* mujoco.body_mass"
+    ):
+        per_world_variations({"d": {"type": "mujoco.dof_damping", "joint": "slider"}})
+    with pytest.raises(VariationError, match=r"unknown body 'pole_9'; bodies: .*pole_1"):
+        env6.bind_factors(per_world_variations({"m": {"type": "mujoco.body_mass", "body": "pole_9"}}))
+    env6.bind_factors({})
