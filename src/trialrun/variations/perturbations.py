@@ -61,7 +61,7 @@ import collections
 import logging
 import math
 from collections.abc import Callable
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeGuard
 
 import gymnasium as gym
 import numpy as np
@@ -176,7 +176,14 @@ class Perturbation(Variation):
 
     @classmethod
     def targets(cls, env: gym.Env[Any, Any]) -> list[TargetInfo]:
+        if not cls._fits(env):
+            return []
         return [TargetInfo(cls.type_name, cls._target_name, cls.nominal_value, cls.units_name, cls._note)]
+
+    @classmethod
+    def _fits(cls, env: gym.Env[Any, Any]) -> bool:
+        """Whether this perturbation can act on ``env`` (for ``trialrun list variations``)."""
+        return True
 
     _target_name: ClassVar[str] = ""
     _note: ClassVar[str] = ""
@@ -189,6 +196,10 @@ def _non_negative(variation: Variation, value: FactorValue, what: str) -> float:
     if not math.isfinite(number) or number < 0:
         raise variation.error(f"{variation.type_name}: {what} must be >= 0, got {value!r}")
     return number
+
+
+def _float_box(space: gym.Space[Any]) -> TypeGuard[gym.spaces.Box]:
+    return isinstance(space, gym.spaces.Box) and bool(np.issubdtype(space.dtype, np.floating))
 
 
 def _whole(variation: Variation, value: FactorValue, minimum: int) -> int:
@@ -269,6 +280,11 @@ class ObsNoise(Perturbation):
         self._keys = None
         self._scales = {"": _scale(self, self.params.scale, space.shape, "observation")}
 
+    @classmethod
+    def _fits(cls, env: gym.Env[Any, Any]) -> bool:
+        space = env.observation_space
+        return isinstance(space, gym.spaces.Dict) or _float_box(space)
+
     def _noisy(self, value: Any, scale: Any) -> Any:
         array = np.asarray(value)
         noise = self._rng.normal(0.0, self._value, array.shape) * scale
@@ -300,10 +316,14 @@ class ActionNoise(Perturbation):
 
     def _bind(self, env: gym.Env[Any, Any]) -> None:
         space = env.action_space
-        if not (isinstance(space, gym.spaces.Box) and np.issubdtype(space.dtype, np.floating)):
+        if not _float_box(space):
             raise self.error(f"action_noise needs a float Box action space; this env has {space}")
         self._space = space
         self._scale = _scale(self, self.params.scale, space.shape, "action")
+
+    @classmethod
+    def _fits(cls, env: gym.Env[Any, Any]) -> bool:
+        return _float_box(env.action_space)
 
     def wrap_step(self, step: StepFn) -> StepFn:
         space, clip = self._space, self.params.clip
