@@ -16,6 +16,7 @@ from cli_errors import run_error_lines
 from recording_helpers import decode_frames
 from trialrun.config import parse_run_config
 from trialrun.execution.runner import run_evaluation
+from trialrun.replay import replay_episode
 from trialrun.runfiles import read_episodes
 from trialrun.runfiles.schema import EpisodeRecord
 from trialrun.variations.perturbations import episode_generator
@@ -194,6 +195,8 @@ def test_perturbed_episodes_replay_exactly_whatever_num_envs(tmp_path: Path) -> 
     for a, b in zip(one, three, strict=True):
         ta, tb = _trajectory(tmp_path / "one", a), _trajectory(tmp_path / "three", b)
         assert all(np.array_equal(ta[key], tb[key]) for key in ta)
+    # trialrun replay re-runs a perturbed episode exactly.
+    assert all(replay_episode(tmp_path / "three", "pend", k).matches for k in (2, 5))
     # The perturbations did something: the same slots without them end elsewhere.
     plain = _run(tmp_path, "plain", _pendulum("plain", {}, episodes=7, max_steps=15))
     assert [r.outcome["return"] for r in plain] != [r.outcome["return"] for r in one]
