@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import h5py
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from trialrun.replay import replay_episode
 from trialrun.runfiles import read_episodes
 from trialrun.runfiles.schema import EpisodeRecord
 from trialrun.variations.perturbations import episode_generator
+from trialrun.variations.registry import available_variations
 
 SEEN: dict[str, list[tuple[Any, Any]]] = {}
 """Per policy tag: (observation batch, action batch) of every act() call."""
@@ -288,6 +290,11 @@ def test_image_noise_changes_what_the_policy_sees_and_not_the_videos(tmp_path: P
             "variation or sample another param",
         ),
         (
+            {"type": "obs_noise", "keys": ["state"]},
+            {"type": "uniform", "low": 0, "high": 1},
+            "obs_noise: keys name entries of a Dict observation; this env's is Box(",
+        ),
+        (
             {"type": "image_noise", "jpeg_quality": 0},
             {"type": "uniform", "low": 0, "high": 1},
             "Input should be greater than or equal to 1",
@@ -313,6 +320,25 @@ def test_bad_settings_exit_2_naming_the_field(
     assert code == 2, lines
     assert len(lines) == 1 and "jobs" in lines[0] and "factors.f.variation" in lines[0], lines
     assert message in lines[0], lines
+
+
+def test_listing_shows_the_perturbations_that_fit_the_env_s_spaces() -> None:
+    types = available_variations()
+    names = ["obs_noise", "image_noise", "action_noise", "action_delay", "action_repeat"]
+
+    def listed(env_id: str) -> list[tuple[str, str, Any]]:
+        env = gym.make(env_id)
+        return [(t.variation, t.target, t.nominal) for n in names for t in types[n].targets(env)]
+
+    image = ("image_noise", "camera images", "std 0, blur 0, jpeg 100, brightness 1")
+    timing = [("action_delay", "action", 0), ("action_repeat", "action", 1)]
+    assert listed("Pendulum-v1") == [
+        ("obs_noise", "observation", 0.0),
+        image,
+        ("action_noise", "action", 0.0),
+        *timing,
+    ]
+    assert listed("FrozenLake-v1") == [image, *timing]  # Discrete observations and actions
 
 
 def test_a_bad_sampled_value_fails_the_job_with_the_allowed_values(tmp_path: Path) -> None:

@@ -273,7 +273,9 @@ class ObsNoise(Perturbation):
             shapes = {k: space.spaces[k].shape or () for k in floats}
             self._scales = {k: _scale(self, self.params.scale, shapes[k], f"entry '{k}'") for k in floats}
             return
-        if not (isinstance(space, gym.spaces.Box) and np.issubdtype(space.dtype, np.floating)):
+        if keys is not None:
+            raise self.error(f"obs_noise: keys name entries of a Dict observation; this env's is {space}")
+        if not _float_box(space):
             raise self.error(
                 f"obs_noise needs a float Box observation (or a Dict of them); this env has {space}"
             )
