@@ -90,7 +90,7 @@ def run_file(worlds: int, steps: int, episodes: int, lanes: int, out: Path) -> t
     start = time.perf_counter()
     run_evaluation(cfg, out)
     seconds = time.perf_counter() - start
-    return seconds, sum(r.outcome.length for r in read_episodes(out)) / seconds
+    return seconds, sum(r.outcome["length"] for r in read_episodes(out / "episodes.jsonl")) / seconds
 
 
 def main() -> None:
