@@ -154,6 +154,7 @@ def summarize_job(
     *,
     success_rule: bool = False,
     success_seen: bool | None = None,
+    columns: tuple[OutcomeTally, np.ndarray] | None = None,
 ) -> JobSummary:
     """Aggregates of one job's records: success rate with a Wilson 95% interval,
     mean return with a seeded bootstrap 95% interval, IQM of return, mean length.
@@ -163,34 +164,10 @@ def summarize_job(
     ``success_rule`` (the job configures ``success:``) and ``success_seen``
     (the env reported the success key at some step; None when not known) give
     ``success_status`` (see :func:`success_status`); ``absent`` logs a warning
-    naming the job and the fix."""
-    tally, returns = _tally_of(records)
-    return _summarize(
-        job,
-        tally,
-        returns,
-        planned,
-        seed,
-        status,
-        target_half_width,
-        success_rule=success_rule,
-        success_seen=success_seen,
-    )
-
-
-def _summarize(
-    job: str,
-    tally: OutcomeTally,
-    raw_returns: np.ndarray,
-    planned: int,
-    seed: int,
-    status: JobState | None = None,
-    target_half_width: float | None = None,
-    *,
-    success_rule: bool = False,
-    success_seen: bool | None = None,
-) -> JobSummary:
-    """:func:`summarize_job` from a job's counts and its returns in episode order."""
+    naming the job and the fix. ``columns`` (a tally and its returns in
+    episode order) stand for the records when given (``records`` is then
+    ignored): the same numbers, without the records."""
+    tally, raw_returns = columns if columns is not None else _tally_of(records)
     n = tally.episodes
     successes = tally.successes
     signal = _status(success_rule, success_seen, n, successes > 0, tally.any_success_value)
@@ -330,16 +307,16 @@ def _summarize_columns(
     seen = success_seen or {}
     seeds = np.random.SeedSequence(seed).spawn(len(columns) + 1)
     jobs = {
-        name: _summarize(
+        name: summarize_job(
             name,
-            tally,
-            returns,
+            (),
             planned.get(name, tally.episodes),
             int(seeds[i].generate_state(1)[0]),
             statuses.get(name),
             target_half_width,
             success_rule=rules.get(name, False),
             success_seen=seen.get(name),
+            columns=(tally, returns),
         )
         for i, (name, (tally, returns)) in enumerate(columns.items())
     }
@@ -350,9 +327,12 @@ def _summarize_columns(
             update={"job": OVERALL, "status": None, "target_half_width": None, "meets_target": None}
         )
     else:
-        total, all_returns = overall_columns or _merged(list(columns.values()))
-        overall = _summarize(
-            OVERALL, total, all_returns, sum(planned.values()), int(seeds[-1].generate_state(1)[0])
+        overall = summarize_job(
+            OVERALL,
+            (),
+            sum(planned.values()),
+            int(seeds[-1].generate_state(1)[0]),
+            columns=overall_columns or _merged(list(columns.values())),
         )
         kinds = {j.success_status for j in jobs.values()}
         overall.success_status = kinds.pop() if len(kinds) == 1 else None
