@@ -197,6 +197,10 @@ def test_perturbed_episodes_replay_exactly_whatever_num_envs(tmp_path: Path) -> 
     for a, b in zip(one, three, strict=True):
         ta, tb = _trajectory(tmp_path / "one", a), _trajectory(tmp_path / "three", b)
         assert all(np.array_equal(ta[key], tb[key]) for key in ta)
+    # In worker processes (async sub-envs) the same.
+    job = {**_mixed("async", 2), "vectorization": "async"}
+    workers = _run(tmp_path, "async", job)
+    assert [r.outcome for r in workers] == [r.outcome for r in one]
     # trialrun replay re-runs a perturbed episode exactly.
     assert all(replay_episode(tmp_path / "three", "pend", k).matches for k in (2, 5))
     # The perturbations did something: the same slots without them end elsewhere.
