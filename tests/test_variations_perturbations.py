@@ -208,6 +208,24 @@ def test_perturbed_episodes_replay_exactly_whatever_num_envs(tmp_path: Path) -> 
     assert [r.outcome["return"] for r in plain] != [r.outcome["return"] for r in one]
 
 
+def test_kept_failures_are_re_simulated_with_the_same_perturbations(tmp_path: Path) -> None:
+    every = _run(tmp_path, "every", {**_mixed("every", 2), "success": {"min_return": -60}})
+    job = {
+        **_mixed("kept", 2),
+        "success": {"min_return": -60},
+        "trajectories": {"select": "failures", "episodes": 2},
+    }
+    kept = [r for r in _run(tmp_path, "kept", job) if r.trajectory]
+    assert len(kept) == 2 and not any(r.outcome["success"] for r in kept)
+    by_episode = {r.episode: r for r in every}
+    for record in kept:
+        ours, theirs = (
+            _trajectory(tmp_path / "kept", record),
+            _trajectory(tmp_path / "every", by_episode[record.episode]),
+        )
+        assert all(np.array_equal(ours[key], theirs[key]) for key in ours)
+
+
 def _camera_job(tag: str, variation: dict[str, Any], value: Any) -> dict[str, Any]:
     return {
         "name": "cam",
