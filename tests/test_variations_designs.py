@@ -121,7 +121,10 @@ def test_unknown_design_is_a_config_error() -> None:
     with pytest.raises(ConfigError) as info:
         factor_values(_samplers(), "halton", 0, "j", 4)  # type: ignore[arg-type]
     assert info.value.field == "design"
-    assert str(info.value) == "field 'design': unknown design 'halton'; allowed: random, grid, lhs, sobol, one_at_a_time, combined"
+    assert (
+        str(info.value)
+        == "field 'design': unknown design 'halton'; allowed: random, grid, lhs, sobol, one_at_a_time, combined"
+    )
 
 
 @pytest.mark.parametrize("episodes", [0, -1, 2.0, True])
@@ -135,7 +138,7 @@ def test_levels_outside_a_grid_design_are_reported(caplog: pytest.LogCaptureFixt
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         factor_values(samplers, "lhs", 0, "j", 4)
     assert [r.getMessage() for r in caplog.records] == [
-        "job 'j': factor(s) 'f' set 'levels', which only the grid design uses (design: lhs)"
+        "job 'j': factor(s) 'f' set 'levels', which only the grid and one_at_a_time designs use (design: lhs)"
     ]
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger=LOGGER):

@@ -176,7 +176,8 @@ def factor_values(
         ignored = [name for name, s in samplers.items() if getattr(s, "levels", None) is not None]
         if ignored:
             logger.warning(
-                "job %r: factor(s) %s set 'levels', which only the grid design uses (design: %s)",
+                "job %r: factor(s) %s set 'levels', which only the grid and one_at_a_time designs use "
+                "(design: %s)",
                 job,
                 ", ".join(repr(n) for n in ignored),
                 design,
