@@ -528,6 +528,23 @@ def test_a_paged_report_opens_an_episode_from_its_address(browser: Browser, tmp_
     assert w.problems == []
 
 
+def test_a_served_paged_report_loads_its_data_files_from_the_server(browser: Browser, tmp_path: Path) -> None:
+    run = _paged_run(tmp_path / "paged", 45_000)
+    build_report(run)
+    with served(run) as (url, origin):
+        w = open_report(browser, url, origin)
+        page = w.page
+        assert count(page) == 45_000 and _shown(page)[:2] == [("a", 0), ("a", 1)]
+        page.click("#page-last")
+        _wait_shown(page, ("b", 22_450))
+        assert _shown(page) == [("b", k) for k in range(22_450, 22_500)]
+        assert sorted(u.split("?")[0].rsplit("/", 1)[1] for u in w.requests if "/episodes/" in u) == [
+            "rows-00000.js",
+            "rows-00002.js",
+        ]
+        assert w.problems == []
+
+
 # --------------------------------------------------------------------------- videos
 
 
