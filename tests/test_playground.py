@@ -61,6 +61,12 @@ def _push(ctx: PolicyContext) -> Policy:
     return CallablePolicy(lambda obs: np.clip(np.asarray(obs)[:, 2:3] * 2.0 + 0.2, -1, 1))
 
 
+def jax_push() -> Any:
+    """A ``module:callable`` policy factory returning a jitted JAX function
+    (``policy: test_playground:jax_push`` in a run file)."""
+    return jax.jit(lambda obs: jax.numpy.clip(obs[:, 2:3] * 2.0 + 0.2, -1, 1))
+
+
 def _run(env: PlaygroundBatchedEnv, slots: list[Slot], builder: Any = _push) -> dict[int, EpisodeResult]:
     results: list[EpisodeResult] = []
     rollout_native(slots, env, builder, results.append, job="pg")
@@ -159,7 +165,7 @@ def test_a_run_file_names_playground_envs_and_records_per_world_factors(tmp_path
     job = {
         "name": "cart",
         "env": {"id": "playground/CartpoleBalance", "kwargs": {"lanes": 4}},
-        "policy": "zero",
+        "policy": "test_playground:jax_push",
         "episodes": 6,
         "num_envs": 6,
         "vectorization": "native",
@@ -177,6 +183,15 @@ def test_a_run_file_names_playground_envs_and_records_per_world_factors(tmp_path
     assert [r.episode for r in records] == list(range(6))
     assert {r.outcome["length"] for r in records} == {STEPS}
     assert {r.factors["pole_mass"] for r in records} == {0.5, 2.0}
+    # The same slots through the Python API, the numpy twin of the policy, and the factors read back.
+    env = make_playground_env(6, env_name="CartpoleBalance", max_episode_steps=STEPS, lanes=4)
+    env.bind_factors(per_world_variations({"pole_mass": FACTORS["pole_mass"]}))
+    slots = [
+        dataclasses.replace(s, factors={"pole_mass": r.factors["pole_mass"]})
+        for s, r in zip(plan_job(2, "cart", 6), records, strict=True)
+    ]
+    direct = _run(env, slots)
+    assert [direct[r.episode].outcome for r in records] == [r.outcome for r in records]
     job_manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())["jobs"]["cart"]
     assert job_manifest["native"] == {"mode": "exact", "num_envs": 6, "depends_on_num_envs": False}
     assert job_manifest["factors"][0]["nominal"] == 1.0  # read from the Playground env's MuJoCo model
@@ -225,6 +240,11 @@ def test_bad_names_and_factors_are_clear_errors(env6: PlaygroundBatchedEnv) -> N
         ConfigError, match=r"'mujoco.dof_damping' cannot be set per world .* mujoco.body_mass"
     ):
         per_world_variations({"d": {"type": "mujoco.dof_damping", "joint": "slider"}})
+    with pytest.raises(
+        ConfigError, match=r"priority: true changes geom_priority, which MJX reads as a constant"
+    ) as err:
+        per_world_variations({"f": {"type": "mujoco.geom_friction", "geom": "floor", "priority": True}})
+    assert err.value.field == "factors.f.priority"
     with pytest.raises(VariationError, match=r"unknown body 'pole_9'; bodies: .*pole_1"):
         env6.bind_factors(per_world_variations({"m": {"type": "mujoco.body_mass", "body": "pole_9"}}))
     env6.bind_factors({})

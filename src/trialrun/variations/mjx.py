@@ -32,7 +32,8 @@ def per_world_variations(
     factor's ``variation:`` mapping).
 
     Raises:
-        ConfigError: a type other than :data:`PER_WORLD_TYPES`, or bad parameters.
+        ConfigError: a type other than :data:`PER_WORLD_TYPES`, ``priority: true``
+            on a friction (a compile-time constant in MJX), or bad parameters.
     """
     built = {}
     for name, config in configs.items():
@@ -42,6 +43,13 @@ def per_world_variations(
                 f"factor '{name}': variation type {kind!r} cannot be set per world in a batched MJX model; "
                 f"per-world types: {', '.join(PER_WORLD_TYPES)}",
                 field=f"{field}.{name}.type",
+            )
+        if kind == "mujoco.geom_friction" and config.get("priority"):
+            raise ConfigError(
+                f"factor '{name}': priority: true changes geom_priority, which MJX reads as a constant when "
+                "it compiles the step (it picks the contact functions), so it cannot differ per world; "
+                "leave priority out and give the geom a friction above its contact partners' instead",
+                field=f"{field}.{name}.priority",
             )
         built[name] = build_variation(dict(config), f"{field}.{name}")
     return built
