@@ -79,6 +79,7 @@ POLICY_SHORTHAND_KEYS = (
     "api_token",
     "api",
     "obs_map",
+    "cameras",
     "replan_steps",
     "max_connections",
     "action_keys",

@@ -17,13 +17,14 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
+
 from trialrun.config import JobConfig, RunConfig, VideoConfig
 from trialrun.envs.batched import BatchedEnv, GymnasiumBatchedEnv, make_batched_env
 from trialrun.envs.build import check_env_id, make_env
 from trialrun.envs.metaworld import METAWORLD_MAX_STEPS, is_metaworld_id
 from trialrun.envs.seeding import check_seeding
 from trialrun.errors import ConfigError, InputError
-from trialrun.execution.shard import bind_per_world_factors, build_outcome_terms
+from trialrun.execution.shard import bind_per_world_factors, build_outcome_terms, policy_cameras
 from trialrun.policies.registry import resolve_policy_factory
 from trialrun.recording.capture import DEFAULT_CAMERA, check_video
 from trialrun.recording.native_film import RendersWorlds
@@ -155,8 +156,9 @@ def check_with_env(
 ) -> list[FactorSpec]:
     """Build one nominal env and check the job against it: every factor's
     target exists (a VariationError lists the available names), every video
-    camera exists, and (``seeds``) its episodes follow from their reset seed
-    (:func:`check_job_seeding`); return the factor specs with nominal values."""
+    camera and every camera the policy looks through exists, and (``seeds``)
+    its episodes follow from their reset seed (:func:`check_job_seeding`);
+    return the factor specs with nominal values."""
     try:
         env = make_env(job.env.id, job.env.kwargs, job.max_steps)
     except InputError:
@@ -170,6 +172,9 @@ def check_with_env(
         if job.trajectories is not None and job.trajectories.cameras:
             cameras = VideoConfig(cameras=job.trajectories.cameras)
             check_video(env, cameras, field=f"jobs.{index}.trajectories.cameras")
+        looks_at = policy_cameras(job)
+        if looks_at:
+            check_video(env, VideoConfig(cameras=list(looks_at)), field=f"jobs.{index}.policy.cameras")
         specs = factor_set.specs(env) if factor_set else []
         if seeds:
             check_job_seeding(job, index, env)

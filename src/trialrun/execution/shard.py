@@ -24,7 +24,7 @@ from trialrun.outcomes import OutcomeTerm, SuccessRule
 from trialrun.plan import Slot
 from trialrun.policies.base import Policy, PolicyContext
 from trialrun.policies.registry import build_policy
-from trialrun.policies.vla.mapping import camera_sizes
+from trialrun.policies.registry import policy_cameras as registered_policy_cameras
 from trialrun.recording.camera_obs import CameraObservations
 from trialrun.recording.capture import DEFAULT_CAMERA, EpisodeRecorder
 from trialrun.recording.native_film import WorldFilm
@@ -74,8 +74,12 @@ def build_outcome_terms(job: JobConfig) -> list[OutcomeTerm]:
 
 def policy_cameras(job: JobConfig) -> dict[str, tuple[int, int]]:
     """Cameras the job's policy reads from its observation: those its ``obs_map``
-    names (the VLA server policies' setting, and any policy that takes one)."""
-    return camera_sizes(job.policy.kwargs, field=f"jobs[{job.name}].policy.kwargs")
+    names (the VLA server policies), its ``cameras`` setting, and those its
+    factory declares (a pixel network's file); see
+    :func:`trialrun.policies.registry.policy_cameras`."""
+    return registered_policy_cameras(
+        job.policy.type, job.policy.kwargs, field=f"jobs[{job.name}].policy.kwargs"
+    )
 
 
 def success_rule(job: JobConfig) -> SuccessRule:

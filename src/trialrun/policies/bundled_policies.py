@@ -2,9 +2,14 @@
 
 - ``cartpole-ppo``: PPO on ``CartPole-v1`` (discrete head).
 - ``pendulum-ppo``: PPO (with gSDE) on ``Pendulum-v1`` (continuous head).
+- ``metaworld-push-pixels``: a conv net (``trialrun-conv/1``) that pushes the
+  puck in ``metaworld/push-v3`` from a 64x64 ``topview`` image plus the hand
+  position; it cannot see the state's puck and goal entries, so visual
+  factors matter to it (the state-based ``metaworld-expert`` is the control).
 
-Both were trained by ``scripts/train_bundled.py`` with fixed seeds and
-exported with :func:`trialrun.policies.sb3.export_sb3_to_npz`; the file's
+The PPO ones were trained by ``scripts/train_bundled.py`` with fixed seeds
+and exported with :func:`trialrun.policies.sb3.export_sb3_to_npz`; the pixel
+one by behaviour cloning in ``scripts/train_pixel_policy.py``. Each file's
 ``meta`` record says how (algorithm, steps, seed, versions).
 
 Example:
@@ -14,21 +19,27 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from trialrun.policies.base import PolicyContext
+from trialrun.policies.npz_conv import NpzConvPolicy
 from trialrun.policies.npz_mlp import NpzMlp, NpzMlpPolicy, load_npz_mlp
 
 BUNDLED = {
     "cartpole-ppo": "cartpole-ppo.npz",
     "pendulum-ppo": "pendulum-ppo.npz",
 }
+PIXEL_BUNDLED = {"metaworld-push-pixels": "metaworld-push-pixels.npz"}
+"""Bundled ``trialrun-conv/1`` networks (read with :func:`trialrun.policies.npz_conv.load_npz_conv`)."""
 
 
 def bundled_path(name: str) -> Path:
     """The installed file of bundled policy ``name``."""
-    return Path(str(resources.files("trialrun.policies").joinpath("bundled").joinpath(BUNDLED[name])))
+    file = BUNDLED.get(name) or PIXEL_BUNDLED[name]
+    return Path(str(resources.files("trialrun.policies").joinpath("bundled").joinpath(file)))
 
 
 def load_bundled(name: str) -> NpzMlp:
@@ -48,3 +59,15 @@ class PendulumPPOPolicy(NpzMlpPolicy):
 
     def __init__(self, context: PolicyContext) -> None:
         super().__init__(context, path=str(bundled_path("pendulum-ppo")))
+
+
+class MetaWorldPushPixelsPolicy(NpzConvPolicy):
+    """Behaviour-cloned pixel policy for metaworld/push-v3 (topview image + hand position; numpy only)."""
+
+    def __init__(self, context: PolicyContext) -> None:
+        super().__init__(context, path=str(bundled_path("metaworld-push-pixels")))
+
+    @staticmethod
+    def observation_cameras(kwargs: Mapping[str, Any]) -> dict[str, tuple[int, int]]:
+        """The bundled file's camera (``topview`` at 64x64)."""
+        return NpzConvPolicy.observation_cameras({"path": str(bundled_path("metaworld-push-pixels"))})

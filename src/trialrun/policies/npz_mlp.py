@@ -106,7 +106,12 @@ class NpzMlp:
         self, obs: np.ndarray, low: np.ndarray | None = None, high: np.ndarray | None = None
     ) -> np.ndarray:
         """Actions for a batch: argmax for ``discrete``, bounded values otherwise."""
-        out = self.forward(obs)
+        return self.head_actions(self.forward(obs), low, high)
+
+    def head_actions(
+        self, out: np.ndarray, low: np.ndarray | None = None, high: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The head applied to the last layer's output ``out``."""
         if self.head == "discrete":
             return np.asarray(np.argmax(out, axis=1), dtype=np.int64)
         low = self.action_low if self.action_low is not None else low
@@ -118,8 +123,16 @@ class NpzMlp:
         return np.asarray(np.clip(out, low, high))
 
 
-def save_npz_mlp(
-    path: str | Path,
+def save_npz_mlp(path: str | Path, layers: Sequence[tuple[np.ndarray, np.ndarray]], **fields: Any) -> None:
+    """Write a ``trialrun-mlp/1`` file (layers as ``(W, b)`` with ``W`` of shape
+    ``(in, out)``; ``fields``: ``activation``, ``head`` and the optional ones of
+    :func:`mlp_arrays`)."""
+    np.savez(Path(path), format=np.array(FORMAT), **mlp_arrays(layers, **fields))
+    # Validate what was written, so a broken export fails here and not at evaluation.
+    load_npz_mlp(path)
+
+
+def mlp_arrays(
     layers: Sequence[tuple[np.ndarray, np.ndarray]],
     *,
     activation: str,
@@ -130,17 +143,13 @@ def save_npz_mlp(
     action_low: np.ndarray | None = None,
     action_high: np.ndarray | None = None,
     meta: dict[str, Any] | None = None,
-) -> None:
-    """Write a ``trialrun-mlp/1`` file (layers as ``(W, b)`` with ``W`` of shape ``(in, out)``)."""
+) -> dict[str, Any]:
+    """The arrays of an MLP as :func:`read_mlp` reads them (all keys but ``format``)."""
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got '{activation}'")
     if head not in HEADS:
         raise ValueError(f"head must be one of {HEADS}, got '{head}'")
-    arrays: dict[str, Any] = {
-        "format": np.array(FORMAT),
-        "activation": np.array(activation),
-        "head": np.array(head),
-    }
+    arrays: dict[str, Any] = {"activation": np.array(activation), "head": np.array(head)}
     for i, (w, b) in enumerate(layers):
         arrays[f"W{i}"] = np.asarray(w, dtype=np.float32)
         arrays[f"b{i}"] = np.asarray(b, dtype=np.float32)
@@ -157,9 +166,7 @@ def save_npz_mlp(
         arrays["obs_clip"] = np.array(float(obs_clip))
     if meta:
         arrays["meta"] = np.array(json.dumps(meta, sort_keys=True))
-    np.savez(Path(path), **arrays)
-    # Validate what was written, so a broken export fails here and not at evaluation.
-    load_npz_mlp(path)
+    return arrays
 
 
 def _text(data: Any, key: str, path: Path) -> str:
@@ -175,56 +182,75 @@ def load_npz_mlp(path: str | Path) -> NpzMlp:
         ValueError: the file is not in that format (the message says what is wrong).
     """
     path = Path(path)
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"{path}: not a readable .npz file ({exc})") from None
-    with data:
+    with open_npz(path) as data:
         fmt = _text(data, "format", path)
         if fmt != FORMAT:
-            raise ValueError(f"{path}: format '{fmt}' is not '{FORMAT}'")
-        weights: list[np.ndarray] = []
-        biases: list[np.ndarray] = []
-        while f"W{len(weights)}" in data:
-            i = len(weights)
-            weights.append(np.asarray(data[f"W{i}"], dtype=np.float64))
-            if f"b{i}" not in data:
-                raise ValueError(f"{path}: layer {i} has W{i} but no b{i}")
-            biases.append(np.asarray(data[f"b{i}"], dtype=np.float64))
-        if not weights:
-            raise ValueError(f"{path}: no layers (W0, b0, ...)")
-        for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
-            if w.ndim != 2 or b.shape != (w.shape[1],):
-                raise ValueError(f"{path}: layer {i}: W{i} {w.shape} and b{i} {b.shape} do not fit")
-            if i and w.shape[0] != weights[i - 1].shape[1]:
-                raise ValueError(
-                    f"{path}: layer {i} takes {w.shape[0]} inputs but layer {i - 1} gives "
-                    f"{weights[i - 1].shape[1]}"
-                )
-        activation = _text(data, "activation", path)
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"{path}: activation '{activation}' is not one of {sorted(ACTIVATIONS)}")
-        head = _text(data, "head", path)
-        if head not in HEADS:
-            raise ValueError(f"{path}: head '{head}' is not one of {list(HEADS)}")
+            hint = (
+                " (a conv network: load it with policy type 'npz-conv')"
+                if fmt.startswith("trialrun-conv/")
+                else ""
+            )
+            raise ValueError(f"{path}: format '{fmt}' is not '{FORMAT}'{hint}")
+        return read_mlp(data, path)
 
-        def optional(key: str) -> np.ndarray | None:
-            return np.asarray(data[key], dtype=np.float64) if key in data else None
 
-        meta = json.loads(_text(data, "meta", path)) if "meta" in data else {}
-        clip = optional("obs_clip")
-        return NpzMlp(
-            weights=weights,
-            biases=biases,
-            activation=activation,
-            head=head,
-            obs_mean=optional("obs_mean"),
-            obs_std=optional("obs_std"),
-            obs_clip=None if clip is None else float(clip),
-            action_low=optional("action_low"),
-            action_high=optional("action_high"),
-            meta=meta,
-        )
+def open_npz(path: Path) -> Any:
+    """``numpy.load`` without pickles (a context manager), or a ValueError naming the file."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path}: not a readable .npz file ({exc})") from None
+
+
+def read_mlp(data: Any, path: Path) -> NpzMlp:
+    """The MLP part (``W{i}``, ``b{i}``, activation, head, normalisation, bounds,
+    meta) of an opened ``.npz`` file; ``trialrun-conv/1`` files hold one too.
+
+    Raises:
+        ValueError: naming ``path`` and what is wrong.
+    """
+    weights: list[np.ndarray] = []
+    biases: list[np.ndarray] = []
+    while f"W{len(weights)}" in data:
+        i = len(weights)
+        weights.append(np.asarray(data[f"W{i}"], dtype=np.float64))
+        if f"b{i}" not in data:
+            raise ValueError(f"{path}: layer {i} has W{i} but no b{i}")
+        biases.append(np.asarray(data[f"b{i}"], dtype=np.float64))
+    if not weights:
+        raise ValueError(f"{path}: no layers (W0, b0, ...)")
+    for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
+        if w.ndim != 2 or b.shape != (w.shape[1],):
+            raise ValueError(f"{path}: layer {i}: W{i} {w.shape} and b{i} {b.shape} do not fit")
+        if i and w.shape[0] != weights[i - 1].shape[1]:
+            raise ValueError(
+                f"{path}: layer {i} takes {w.shape[0]} inputs but layer {i - 1} gives "
+                f"{weights[i - 1].shape[1]}"
+            )
+    activation = _text(data, "activation", path)
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"{path}: activation '{activation}' is not one of {sorted(ACTIVATIONS)}")
+    head = _text(data, "head", path)
+    if head not in HEADS:
+        raise ValueError(f"{path}: head '{head}' is not one of {list(HEADS)}")
+
+    def optional(key: str) -> np.ndarray | None:
+        return np.asarray(data[key], dtype=np.float64) if key in data else None
+
+    meta = json.loads(_text(data, "meta", path)) if "meta" in data else {}
+    clip = optional("obs_clip")
+    return NpzMlp(
+        weights=weights,
+        biases=biases,
+        activation=activation,
+        head=head,
+        obs_mean=optional("obs_mean"),
+        obs_std=optional("obs_std"),
+        obs_clip=None if clip is None else float(clip),
+        action_low=optional("action_low"),
+        action_high=optional("action_high"),
+        meta=meta,
+    )
 
 
 class NpzMlpPolicy:

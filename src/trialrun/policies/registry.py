@@ -14,7 +14,7 @@ Example:
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +22,9 @@ from trialrun._imports import load_object
 from trialrun.errors import ConfigError
 from trialrun.policies.base import CallablePolicy, InstructedPolicy, Policy, PolicyContext
 from trialrun.policies.builtin import RandomPolicy, ZeroPolicy
-from trialrun.policies.bundled_policies import CartPolePPOPolicy, PendulumPPOPolicy
+from trialrun.policies.bundled_policies import CartPolePPOPolicy, MetaWorldPushPixelsPolicy, PendulumPPOPolicy
 from trialrun.policies.metaworld_expert import MetaWorldExpertPolicy
+from trialrun.policies.npz_conv import NpzConvPolicy
 from trialrun.policies.npz_mlp import NpzMlpPolicy
 from trialrun.policies.onnx import OnnxPolicy
 from trialrun.policies.remote import RemotePolicy
@@ -31,6 +32,7 @@ from trialrun.policies.sb3 import SB3Policy
 from trialrun.policies.scripted import CartPoleBalancePolicy, PendulumSwingUpPolicy
 from trialrun.policies.torchscript import TorchScriptPolicy
 from trialrun.policies.vla.factories import gr00t_policy, openpi_policy
+from trialrun.policies.vla.mapping import camera_sizes
 
 PolicyFactory = Callable[..., Any]
 
@@ -76,13 +78,78 @@ def resolve_policy_factory(type_name: str, field: str = "policy.type") -> Policy
     )
 
 
+def policy_cameras(
+    type_name: str, kwargs: Mapping[str, Any], field: str = "policy.kwargs"
+) -> dict[str, tuple[int, int]]:
+    """The cameras (name -> (height, width)) a policy reads from its observation.
+
+    Three sources, merged: the server policies' ``obs_map`` camera entries;
+    a ``cameras: {NAME: [HEIGHT, WIDTH]}`` setting, which any policy may carry
+    (a local policy that looks); and the factory's own
+    ``observation_cameras(kwargs)`` (a pixel network knows its camera from its
+    file). Whoever builds the env wraps it to render exactly these each step
+    (:class:`~trialrun.recording.camera_obs.CameraObservations`).
+
+    Example:
+        >>> policy_cameras("zero", {"cameras": {"corner": [64, 48]}})
+        {'corner': (64, 48)}
+
+    Raises:
+        ConfigError: a malformed ``cameras`` setting, or one camera asked at two sizes.
+    """
+    cameras = camera_sizes(kwargs, field=field)
+    found = [(f"{field}.obs_map", cameras)]
+    raw = kwargs.get("cameras")
+    if raw is not None:
+        found.append((f"{field}.cameras", _camera_setting(raw, f"{field}.cameras")))
+    factory = resolve_policy_factory(type_name)
+    declared = getattr(factory, "observation_cameras", None)
+    if callable(declared):
+        found.append((field, dict(declared(kwargs))))
+    merged: dict[str, tuple[int, int]] = {}
+    for where, sizes in found:
+        for name, size in sizes.items():
+            if merged.setdefault(name, size) != size:
+                raise ConfigError(
+                    f"camera '{name}' is asked at {list(size)} here and at {list(merged[name])} elsewhere",
+                    field=where,
+                )
+    return merged
+
+
+def _camera_setting(raw: Any, field: str) -> dict[str, tuple[int, int]]:
+    """``{NAME: [HEIGHT, WIDTH]}`` read as the ``obs_map`` camera entries are."""
+    if not isinstance(raw, Mapping) or not all(isinstance(name, str) and name for name in raw):
+        raise ConfigError(f"cameras must map camera names to [HEIGHT, WIDTH], got {raw!r}", field=field)
+    cameras: dict[str, tuple[int, int]] = {}
+    for name, size in raw.items():
+        if not (
+            isinstance(size, (list, tuple))
+            and len(size) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and 8 <= v <= 4096 for v in size)
+        ):
+            raise ConfigError(
+                f"a camera's size is [HEIGHT, WIDTH], integers in 8..4096, got {size!r}",
+                field=f"{field}.{name}",
+            )
+        cameras[name] = (int(size[0]), int(size[1]))
+    return cameras
+
+
 def build_policy(type_name: str, kwargs: dict[str, Any], context: PolicyContext) -> Policy:
-    """Build a policy for ``context`` from a registered name or ``module:callable``."""
+    """Build a policy for ``context`` from a registered name or ``module:callable``.
+
+    A ``cameras`` setting (see :func:`policy_cameras`) reaches the factory only
+    if it takes a ``cameras`` (or ``**kwargs``) parameter: it is for the env.
+    """
     factory = resolve_policy_factory(type_name)
     try:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):
         params = {}  # type: ignore[assignment]
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    if "cameras" in kwargs and "cameras" not in params and not takes_any:
+        kwargs = {key: value for key, value in kwargs.items() if key != "cameras"}
     takes_context = "context" in params or (
         params and next(iter(params.values())).kind is inspect.Parameter.POSITIONAL_ONLY
     )
@@ -131,6 +198,11 @@ register_policy("cartpole-balance", CartPoleBalancePolicy, "LQR balance controll
 register_policy("pendulum-swingup", PendulumSwingUpPolicy, "energy swing-up + LQR hold for Pendulum-v1")
 register_policy("metaworld-expert", MetaWorldExpertPolicy, "Meta-World's scripted expert for the env's task")
 register_policy("npz", NpzMlpPolicy, "a numpy MLP stored as .npz (path: policy.npz; numpy only)")
+register_policy(
+    "npz-conv",
+    NpzConvPolicy,
+    "a numpy conv net on a camera image stored as .npz (path: policy.npz; numpy only)",
+)
 register_policy("sb3", SB3Policy, "a Stable-Baselines3 model zip (path: model.zip; extra 'sb3')")
 register_policy("torchscript", TorchScriptPolicy, "a TorchScript module (path: policy.pt; extra 'torch')")
 register_policy("onnx", OnnxPolicy, "an ONNX model on ONNX Runtime (path: policy.onnx; extra 'onnx')")
@@ -141,3 +213,8 @@ register_policy(
 register_policy("gr00t", gr00t_policy, "an Isaac GR00T policy server (host, port; extra 'remote')")
 register_policy("cartpole-ppo", CartPolePPOPolicy, "bundled PPO policy for CartPole-v1 (npz, numpy only)")
 register_policy("pendulum-ppo", PendulumPPOPolicy, "bundled PPO policy for Pendulum-v1 (npz, numpy only)")
+register_policy(
+    "metaworld-push-pixels",
+    MetaWorldPushPixelsPolicy,
+    "bundled pixel policy for metaworld/push-v3 (64x64 topview + hand position; npz conv, numpy only)",
+)

@@ -39,11 +39,10 @@ class CameraObservations(gym.ObservationWrapper[dict[str, Any], Any, Any]):
     def __init__(self, env: gym.Env[Any, Any], cameras: Mapping[str, tuple[int, int]]) -> None:
         super().__init__(env)
         self.cameras = {name: (int(h), int(w)) for name, (h, w) in cameras.items()}
-        # FrameSource renders all its cameras at one size: one source per size.
-        by_size: dict[tuple[int, int], list[str]] = {}
-        for name, size in self.cameras.items():
-            by_size.setdefault(size, []).append(name)
-        self._sources = [FrameSource(env, names, (w, h)) for (h, w), names in by_size.items()]
+        # The renderers are made at the first observation, not here: an async
+        # vector env builds (and closes) one env in the parent only to read its
+        # spaces, and a GL context made there would hang the forked workers.
+        self._sources: list[FrameSource] | None = None
         base = env.observation_space
         spaces: dict[str, gym.Space[Any]] = (
             dict(base.spaces) if isinstance(base, gym.spaces.Dict) else {STATE_KEY: base}
@@ -56,13 +55,19 @@ class CameraObservations(gym.ObservationWrapper[dict[str, Any], Any, Any]):
         out: dict[str, Any] = (
             dict(observation) if isinstance(observation, Mapping) else {STATE_KEY: observation}
         )
+        if self._sources is None:
+            # FrameSource renders all its cameras at one size: one source per size.
+            by_size: dict[tuple[int, int], list[str]] = {}
+            for name, size in self.cameras.items():
+                by_size.setdefault(size, []).append(name)
+            self._sources = [FrameSource(self.env, names, (w, h)) for (h, w), names in by_size.items()]
         for source in self._sources:
             for name, image in source.render(self.env).items():
                 out[CAMERA_PREFIX + name] = _sized(image, self.cameras[name], name == DEFAULT_CAMERA)
         return out
 
     def close(self) -> None:
-        for source in self._sources:
+        for source in self._sources or []:
             source.close()
         super().close()
 
