@@ -219,8 +219,15 @@ class PlaygroundBatchedEnv:
 
         self._reset = jax.jit(reset)
         self._step = jax.jit(step)
-        shapes = jax.eval_shape(lambda f, k: in_lanes(reset_one, f, k), self.worlds.arrays, self._keys([]))
-        self._blank = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+        def blank() -> Any:
+            """A zero state of the right shapes, the ``old`` side of the first reset."""
+            shapes = jax.eval_shape(
+                lambda f, k: in_lanes(reset_one, f, k), self.worlds.arrays, self._keys([])
+            )
+            return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+        self._blank = blank  # traced at the first reset only: building the env stays cheap (preflight)
 
     def _keys(self, seeds: Sequence[int | None]) -> np.ndarray:
         return seed_keys([*seeds, *[None] * (self.padded - len(seeds))])
@@ -274,7 +281,7 @@ class PlaygroundBatchedEnv:
     def reset_worlds(self, mask: np.ndarray, seeds: Sequence[int | None]) -> tuple[Any, dict[str, Any]]:
         padding = np.full(self.padded - self.num_worlds, self._state is None)
         full = np.concatenate([np.asarray(mask, dtype=bool), padding])
-        state = self._blank if self._state is None else self._state
+        state = self._blank() if self._state is None else self._state
         self._state = self._timed("reset", self._reset, self._device_fields(), self._keys(seeds), full, state)
         self._steps[full[: self.num_worlds]] = 0
         return self._state.obs[: self.num_worlds], {}
