@@ -317,3 +317,54 @@ def test_build_time_factors_group_worlds_and_record_their_values(tmp_path: Path)
         assert cap in (5, 12)
         assert rec.outcome.get("length") == min(probe_length(rec.seed), cap)
         assert rec.outcome.get("truncated") is (probe_length(rec.seed) > cap)
+
+
+class _PerWorldProbe:
+    """A SeedProbe batched env with the PerWorldFactors hook: ``apply`` logs
+    its calls and reads back each value rounded to 1 decimal (as a simulator
+    storing it in lower precision would)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.mode, self.num_worlds = inner.mode, inner.num_worlds
+        self.single_observation_space = inner.single_observation_space
+        self.single_action_space = inner.single_action_space
+        self.calls: list[tuple[list[int], list[dict[str, Any]]]] = []
+
+    def bind_factors(self, variations: Any) -> None:
+        pass
+
+    def apply(self, worlds: Any, factors: Any) -> list[dict[str, Any]]:
+        self.calls.append((list(worlds), [dict(f) for f in factors]))
+        return [{k: round(v, 1) for k, v in f.items()} for f in factors]
+
+    def reset_worlds(self, mask: Any, seeds: Any) -> Any:
+        return self.inner.reset_worlds(mask, seeds)
+
+    def reset_all(self, seed: int) -> Any:
+        return self.inner.reset_all(seed)
+
+    def step(self, actions: Any) -> Any:
+        return self.inner.step(actions)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"autoreset_mode": "next_step"}], ids=["exact", "wave"])
+def test_a_per_world_factor_hook_sets_each_starting_world_and_records_the_value_read_back(
+    kwargs: dict[str, Any],
+) -> None:
+    from dataclasses import replace
+
+    env = _PerWorldProbe(make_batched_env("trialrun/SeedProbe-v0", kwargs, 3))
+    slots = [replace(s, factors={"mass": 1.0 + s.episode / 100}) for s in plan_job(4, "j", 5)]
+    results: list[EpisodeResult] = []
+    rollout_native(slots, env, lambda ctx: build_policy("zero", {}, ctx), results.append)
+    assert {r.slot.episode: r.factors["mass"] for r in results} == {k: 1.0 for k in range(5)}
+    first_worlds, first_factors = env.calls[0]
+    assert first_worlds == [0, 1, 2]
+    assert first_factors == [{"mass": 1.0}, {"mass": 1.01}, {"mass": 1.02}]
+    applied = [f["mass"] for _, factors in env.calls for f in factors if f]
+    assert sorted(applied) == [1.0 + k / 100 for k in range(5)]  # every slot once, before its reset
+    assert any(f == {} for _, factors in env.calls for f in factors)  # idle worlds go back to nominal
