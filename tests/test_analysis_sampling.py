@@ -32,9 +32,9 @@ def test_below_the_cap_every_record_is_kept_in_file_order(
 ) -> None:
     lines, _ = sweep_lines
     path = _write(tmp_path / "episodes.jsonl", lines[::-1])
-    kept, totals = sample_job_records(path, max_rows=300)
-    assert totals == {"synthetic": 300}
-    assert [r.episode for r in kept["synthetic"]] == list(range(299, -1, -1))
+    samples = sample_job_records(path, max_rows=300)
+    assert list(samples) == ["synthetic"] and samples["synthetic"].offered == 300
+    assert [r.episode for r in samples["synthetic"].records()] == list(range(299, -1, -1))
 
 
 def test_the_sample_is_the_smallest_keys_whatever_the_order(
@@ -43,14 +43,14 @@ def test_the_sample_is_the_smallest_keys_whatever_the_order(
     lines, _ = sweep_lines
     forward = _write(tmp_path / "forward.jsonl", lines)
     backward = _write(tmp_path / "backward.jsonl", lines[::-1])
-    a, totals = sample_job_records(forward, {"synthetic"}, {"synthetic"}, seed=3, max_rows=40)
-    b, _ = sample_job_records(backward, {"synthetic"}, {"synthetic"}, seed=3, max_rows=40)
+    a = sample_job_records(forward, {"synthetic"}, {"synthetic"}, seed=3, max_rows=40)["synthetic"]
+    b = sample_job_records(backward, {"synthetic"}, {"synthetic"}, seed=3, max_rows=40)["synthetic"]
     expected = sorted(range(300), key=lambda k: sample_key(3, k))[:40]
-    assert totals == {"synthetic": 300}
-    assert [r.episode for r in a["synthetic"]] == sorted(expected)  # forward file: ascending
-    assert [r.episode for r in b["synthetic"]] == sorted(expected, reverse=True)
-    other, _ = sample_job_records(forward, seed=4, max_rows=40)
-    assert {r.episode for r in other["synthetic"]} != set(expected)  # another seed, another sample
+    assert (a.offered, len(a), b.offered, len(b)) == (300, 40, 300, 40)
+    assert [r.episode for r in a.records()] == sorted(expected)  # forward file: ascending
+    assert [r.episode for r in b.records()] == sorted(expected, reverse=True)
+    other = sample_job_records(forward, seed=4, max_rows=40)["synthetic"]
+    assert {r.episode for r in other.records()} != set(expected)  # another seed, another sample
     assert subsample_note("synthetic", 40, 300) == (
         f"job 'synthetic' has 300 episodes: the analysis used a seeded random 40 of them "
         f"(at most {MAX_ROWS} per job are read, to keep memory bounded)"

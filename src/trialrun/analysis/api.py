@@ -296,8 +296,8 @@ def analyze_records(
     specs = load_factors_yaml(factors_yaml_path)
     # Every job of the file is sampled (at most MAX_ROWS each): the jobs are
     # only known once it is read, and a file of several jobs without --job is refused.
-    by_job, totals = sample_job_records(episodes_path, seed=seed)
-    jobs = sorted(by_job)
+    samples = sample_job_records(episodes_path, seed=seed)
+    jobs = sorted(samples)
     if job is not None:
         if job not in jobs:
             raise InputError(
@@ -309,8 +309,8 @@ def analyze_records(
             f"{episodes_path}: holds episodes of several jobs ({', '.join(jobs)}); choose one with --job"
         )
     name = job or (jobs[0] if jobs else None)
-    records = by_job[name] if name is not None else []
-    note = subsample_note(name, len(records), totals[name]) if name is not None else None
+    records = samples[name].records() if name is not None else []
+    note = subsample_note(name, len(records), samples[name].offered) if name is not None else None
     out = Path(out_dir) if out_dir is not None else episodes_path.parent / ANALYSIS_DIR
     return analyze(
         records,
@@ -374,7 +374,7 @@ def analyze_run(
             )
         selected = with_factors
     episodes_path = layout.episodes
-    by_job, totals = sample_job_records(episodes_path, manifest.jobs, selected, seed=seed)
+    samples = sample_job_records(episodes_path, manifest.jobs, selected, seed=seed)
     summary = read_summary(run_dir) if layout.summary.is_file() else None
     root = Path(out_dir) if out_dir is not None else layout.analysis_dir
     nested = len(with_factors) > 1
@@ -389,14 +389,14 @@ def analyze_run(
                 f"job '{name}' is {jm.status} ({jm.completed} of {jm.planned} planned episodes): "
                 "the analysis covers the episodes recorded so far"
             )
-        records = by_job.pop(name)
-        sampled = subsample_note(name, len(records), totals[name])
+        sample = samples.pop(name)
+        sampled = subsample_note(name, len(sample), sample.offered)
         if sampled:
             notes.append(sampled)
         try:
             refuse_absent_success(summary, name, outcome, layout.summary)
             results[name] = analyze(
-                records,
+                sample.records(),  # parsed here: one job's records in memory at a time
                 jm.factors,
                 outcome,
                 out_dir=root / name if nested else root,

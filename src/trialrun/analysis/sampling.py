@@ -26,7 +26,7 @@ import heapq
 from collections.abc import Collection
 from pathlib import Path
 
-from trialrun.runfiles.episodes import iter_episodes
+from trialrun.runfiles.episodes import iter_episode_texts
 from trialrun.runfiles.readers import check_record_jobs
 from trialrun.runfiles.schema import EpisodeRecord
 
@@ -46,14 +46,18 @@ def sample_key(seed: int, episode: int) -> int:
 
 class BottomK:
     """The at most ``k`` records with the smallest :func:`sample_key` seen so
-    far, in memory for ``k`` records however many are offered."""
+    far, kept as their JSON lines (a few hundred bytes each; a parsed record
+    takes several times that) however many are offered."""
 
     def __init__(self, k: int, seed: int) -> None:
         self.k, self.seed, self.offered = k, seed, 0
-        self._heap: list[tuple[int, int, EpisodeRecord]] = []  # (-key, position, record): largest key on top
+        self._heap: list[tuple[int, int, str]] = []  # (-key, position, line): the largest key on top
 
-    def offer(self, record: EpisodeRecord) -> None:
-        item = (-sample_key(self.seed, record.episode), self.offered, record)
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def offer(self, record: EpisodeRecord, line: str) -> None:
+        item = (-sample_key(self.seed, record.episode), self.offered, line)
         self.offered += 1
         if len(self._heap) < self.k:
             heapq.heappush(self._heap, item)
@@ -61,8 +65,10 @@ class BottomK:
             heapq.heapreplace(self._heap, item)
 
     def records(self) -> list[EpisodeRecord]:
-        """The kept records in the order they were offered."""
-        return [record for _, _, record in sorted(self._heap, key=lambda item: item[1])]
+        """The kept records in the order they were offered (parsed again: the
+        lines were checked when offered)."""
+        kept = sorted(self._heap, key=lambda item: item[1])
+        return [EpisodeRecord.model_validate_json(line) for _, _, line in kept]
 
 
 def sample_job_records(
@@ -71,12 +77,14 @@ def sample_job_records(
     selected: Collection[str] | None = None,
     seed: int = 0,
     max_rows: int | None = None,
-) -> tuple[dict[str, list[EpisodeRecord]], dict[str, int]]:
-    """Each selected job's records (at most ``max_rows``, see the module
-    docstring) and its number of episodes, in one pass over ``path``.
-    ``selected=None`` samples every job in the file (in the order first seen);
-    ``known_jobs=None`` accepts records of any job; ``max_rows`` defaults to
-    :data:`MAX_ROWS` (read at call time).
+) -> dict[str, BottomK]:
+    """Each selected job's sample (at most ``max_rows`` records, see the
+    module docstring; ``offered`` is the job's number of episodes), in one
+    pass over ``path``. ``selected=None`` samples every job in the file (in the
+    order first seen); ``known_jobs=None`` accepts records of any job;
+    ``max_rows`` defaults to :data:`MAX_ROWS` (read at call time). A job's
+    records are parsed when asked for (:meth:`BottomK.records`), so a caller
+    holds one job's parsed records at a time.
 
     Raises:
         RunFileError: a bad line, or a record of a job not in ``known_jobs``
@@ -84,17 +92,15 @@ def sample_job_records(
     """
     k = MAX_ROWS if max_rows is None else max_rows
     samples = {name: BottomK(k, seed) for name in selected or ()}
-    for record in iter_episodes(path):
+    for record, line in iter_episode_texts(path):
         if known_jobs is not None and record.job not in known_jobs:
             check_record_jobs([record], known_jobs, path)
         sample = samples.get(record.job)
         if sample is None and selected is None:
             sample = samples[record.job] = BottomK(k, seed)
         if sample is not None:
-            sample.offer(record)
-    return {name: s.records() for name, s in samples.items()}, {
-        name: s.offered for name, s in samples.items()
-    }
+            sample.offer(record, line)
+    return samples
 
 
 def subsample_note(job: str | None, kept: int, total: int) -> str | None:

@@ -102,6 +102,12 @@ def iter_episodes(path: Path) -> Iterator[EpisodeRecord]:
     Raises:
         RunFileError: as :func:`read_episodes`, when the bad line is reached.
     """
+    return (record for record, _ in iter_episode_texts(path))
+
+
+def iter_episode_texts(path: Path) -> Iterator[tuple[EpisodeRecord, str]]:
+    """:func:`iter_episodes` with each record's line (a reader that keeps
+    many records can keep their text, a fraction of a parsed record's memory)."""
     path = Path(path)
     check_regular_file(path, "episodes file")
     try:
@@ -117,7 +123,7 @@ def iter_episodes(path: Path) -> Iterator[EpisodeRecord]:
                     f"{path}:{number}: field '{bad}': {value} is not a finite number "
                     "(a record holds a finite number or null)"
                 )
-            yield record
+            yield record, line
     except OSError as exc:
         raise RunFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
