@@ -248,3 +248,34 @@ def test_bad_names_and_factors_are_clear_errors(env6: PlaygroundBatchedEnv) -> N
     with pytest.raises(VariationError, match=r"unknown body 'pole_9'; bodies: .*pole_1"):
         env6.bind_factors(per_world_variations({"m": {"type": "mujoco.body_mass", "body": "pole_9"}}))
     env6.bind_factors({})
+
+
+def test_a_native_job_films_chosen_worlds_with_mujocos_renderer(tmp_path: Path) -> None:
+    from recording_helpers import decode_frames
+
+    job = {
+        "name": "cart",
+        "env": {"id": "playground/CartpoleBalance", "kwargs": {"lanes": 4}},
+        "policy": "test_playground:jax_push",
+        "episodes": 6,
+        "num_envs": 6,
+        "vectorization": "native",
+        "max_steps": STEPS,
+        "video": {"select": "first", "episodes": 2, "size": [64, 48]},
+    }
+    cfg = parse_run_config({"name": "pg", "seed": 2, "jobs": [job]})
+    assert run_evaluation(cfg, tmp_path / "run").exit_code == 0
+    records = sorted(read_episodes(tmp_path / "run" / "episodes.jsonl"), key=lambda r: r.episode)
+    assert [r.video for r in records] == [
+        {"default": "videos/cart/ep0-default.mp4"},
+        {"default": "videos/cart/ep1-default.mp4"},
+        *[{}] * 4,
+    ]
+    videos = [decode_frames(tmp_path / "run" / str(r.video["default"])) for r in records[:2]]
+    for frames in videos:
+        assert len(frames) == STEPS + 1
+        assert frames[0].shape == (48, 64, 3)
+        assert frames[0].std() > 5  # the cart and pole are drawn, not one colour
+        assert np.abs(frames[-1].astype(int) - frames[0].astype(int)).mean() > 0.5  # the pole moved
+    # Two worlds from different seeds: different pictures.
+    assert np.abs(videos[0][-1].astype(int) - videos[1][-1].astype(int)).mean() > 0.1

@@ -61,9 +61,9 @@ def preflight(config: RunConfig) -> Preflight:
         factor_set = FactorSet(job)
         if job.vectorization == "native":
             checked.native[job.name] = check_native(job, index, factor_set)
-            checked.specs[job.name] = (
-                check_with_env(job, index, factor_set) if factor_set or job.video else []
-            )
+            # A native job films through its simulator (check_native), not a single env's cameras.
+            single = job.model_copy(update={"video": None})
+            checked.specs[job.name] = check_with_env(single, index, factor_set) if factor_set else []
         else:
             checked.specs[job.name] = check_with_env(job, index, factor_set, seeds=True)
     return checked
@@ -134,6 +134,8 @@ def _check_native_render(env: BatchedEnv, job: JobConfig, index: int) -> None:
             "native job cannot be filmed; drop video or use vectorization: sync",
             field=field,
         )
+    if not isinstance(env, GymnasiumBatchedEnv):
+        return  # an adapter's render_worlds is its own (resetting here could mean compiling)
     if env.mode == "exact":
         env.reset_worlds(np.ones(1, dtype=bool), [0])
     else:

@@ -60,6 +60,8 @@ logger = logging.getLogger(__name__)
 NAMESPACE = "playground"
 DEFAULT_LANES = 8
 """Worlds per vectorized group (see :class:`PlaygroundBatchedEnv`)."""
+RENDER_SIZE = (240, 320)
+"""Height and width of a filmed world's frames (the video's ``size`` rescales them)."""
 CACHE_ENV = "TRIALRUN_JAX_CACHE"
 """Environment variable naming the JAX compilation cache directory."""
 
@@ -130,8 +132,13 @@ class PlaygroundBatchedEnv:
         factors: Mapping[str, Any] | None = None,
         lanes: int | None = DEFAULT_LANES,
         name: str = "",
+        render_mode: str | None = None,
     ) -> None:
         enable_compile_cache()
+        self.render_mode = render_mode
+        self._renderer: Any = None
+        self._render_data: Any = None
+        self._camera = -1
         self.env = env
         self.env_name = name or type(env).__name__
         self.num_worlds = int(num_worlds)
@@ -308,8 +315,44 @@ class PlaygroundBatchedEnv:
             infos = {"success": np.asarray(success) > 0.5, "_success": np.ones(self.num_worlds, dtype=bool)}
         return obs, np.asarray(reward, dtype=np.float64), terminated, truncated, infos
 
+    def render_worlds(self, worlds: Sequence[int]) -> list[np.ndarray]:
+        """Frames of ``worlds`` from their current state, drawn by MuJoCo's
+        renderer on the host (the model's first camera, else the free camera).
+
+        Why on the host: MJX computes no images; each filmed world's
+        positions are copied into one ``MjData`` and drawn there, so only
+        the few filmed worlds leave the device.
+        """
+        import mujoco
+
+        if self._state is None:
+            raise RuntimeError(f"{self.env_name}: render before reset_worlds")
+        model = self.env.mj_model
+        if self._renderer is None:
+            self._render_data = mujoco.MjData(model)
+            self._renderer = mujoco.Renderer(model, height=RENDER_SIZE[0], width=RENDER_SIZE[1])
+            self._camera = 0 if model.ncam > 0 else -1
+        data, index = self._state.data, np.asarray(worlds, dtype=np.int64)
+        qpos = np.asarray(data.qpos[index])
+        mocap = None
+        if model.nmocap:
+            mocap = (np.asarray(data.mocap_pos[index]), np.asarray(data.mocap_quat[index]))
+        frames = []
+        for row in range(len(index)):
+            self._render_data.qpos[:] = qpos[row]
+            if mocap is not None:
+                self._render_data.mocap_pos[:] = mocap[0][row]
+                self._render_data.mocap_quat[:] = mocap[1][row]
+            mujoco.mj_forward(model, self._render_data)
+            self._renderer.update_scene(self._render_data, camera=self._camera)
+            frames.append(self._renderer.render().copy())
+        return frames
+
     def close(self) -> None:
-        """Nothing to release: the worlds are arrays."""
+        """Release the renderer (the worlds themselves are arrays)."""
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
 
 
 def load_playground(env_name: str, config_overrides: Mapping[str, Any] | None = None) -> Any:
@@ -327,11 +370,17 @@ def make_playground_env(
     max_episode_steps: int | None = None,
     config_overrides: Mapping[str, Any] | None = None,
     lanes: int | None = DEFAULT_LANES,
+    render_mode: str | None = None,
 ) -> PlaygroundBatchedEnv:
     """The vector entry point of ``playground/<env_name>`` (see ``docs/batched.md``)."""
     env = load_playground(env_name, config_overrides)
     return PlaygroundBatchedEnv(
-        env, num_envs, max_episode_steps=max_episode_steps, lanes=lanes, name=f"{NAMESPACE}/{env_name}"
+        env,
+        num_envs,
+        max_episode_steps=max_episode_steps,
+        lanes=lanes,
+        name=f"{NAMESPACE}/{env_name}",
+        render_mode=render_mode,
     )
 
 
