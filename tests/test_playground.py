@@ -279,3 +279,12 @@ def test_a_native_job_films_chosen_worlds_with_mujocos_renderer(tmp_path: Path) 
         assert np.abs(frames[-1].astype(int) - frames[0].astype(int)).mean() > 0.5  # the pole moved
     # Two worlds from different seeds: different pictures.
     assert np.abs(videos[0][-1].astype(int) - videos[1][-1].astype(int)).mean() > 0.1
+
+
+def test_the_shipped_pd_controller_holds_the_nominal_pole(env6: PlaygroundBatchedEnv) -> None:
+    from trialrun.policies import build_policy
+
+    results = _run(env6, plan_job(11, "pd", 6), lambda ctx: build_policy("cartpole-pd", {}, ctx))
+    returns = [r.outcome["return"] for r in results.values()]
+    assert all(STEPS * 0.95 < value <= STEPS for value in returns), returns
+    assert all(r.outcome["truncated"] and not r.outcome["terminated"] for r in results.values())

@@ -29,7 +29,7 @@ from trialrun.policies.npz_mlp import NpzMlpPolicy
 from trialrun.policies.onnx import OnnxPolicy
 from trialrun.policies.remote import RemotePolicy
 from trialrun.policies.sb3 import SB3Policy
-from trialrun.policies.scripted import CartPoleBalancePolicy, PendulumSwingUpPolicy
+from trialrun.policies.scripted import CartPoleBalancePolicy, CartpolePDPolicy, PendulumSwingUpPolicy
 from trialrun.policies.torchscript import TorchScriptPolicy
 from trialrun.policies.vla.factories import gr00t_policy, openpi_policy
 from trialrun.policies.vla.mapping import camera_sizes
@@ -196,6 +196,9 @@ register_policy("random", RandomPolicy, "uniform random actions, seeded per epis
 register_policy("zero", ZeroPolicy, "the zero action (a floor)")
 register_policy("cartpole-balance", CartPoleBalancePolicy, "LQR balance controller for CartPole-v1")
 register_policy("pendulum-swingup", PendulumSwingUpPolicy, "energy swing-up + LQR hold for Pendulum-v1")
+register_policy(
+    "cartpole-pd", CartpolePDPolicy, "PD balance for the Control Suite cartpole (dm_control, playground)"
+)
 register_policy("metaworld-expert", MetaWorldExpertPolicy, "Meta-World's scripted expert for the env's task")
 register_policy("npz", NpzMlpPolicy, "a numpy MLP stored as .npz (path: policy.npz; numpy only)")
 register_policy(
@@ -216,5 +219,5 @@ register_policy("pendulum-ppo", PendulumPPOPolicy, "bundled PPO policy for Pendu
 register_policy(
     "metaworld-push-pixels",
     MetaWorldPushPixelsPolicy,
-    "bundled pixel policy for metaworld/push-v3 (64x64 topview + hand position; npz conv, numpy only)",
+    "bundled pixel policy for metaworld/push-v3 (64x64 corner + hand position; npz conv, numpy only)",
 )

@@ -5,6 +5,9 @@ behaviour, useful to check a sweep before a learned policy is evaluated.
   LQR force is turned into CartPole's push-left/push-right action by its sign.
 - ``pendulum-swingup``: energy pumping (``dE/dt = theta_dot * u``) until the
   pendulum nears the top, then LQR to hold it upright.
+- ``cartpole-pd``: a PD balance controller for the DeepMind Control Suite
+  cartpole as MuJoCo Playground serves it (``playground/CartpoleBalance``),
+  whose observation is ``(cart x, cos, sin, cart velocity, pole velocity)``.
 
 Both compute their gains from physical parameters given as kwargs (defaulting
 to Gymnasium's nominal values), so a sweep over, say, pole length shows how a
@@ -81,6 +84,37 @@ class CartPoleBalancePolicy:
     def act(self, obs: Any) -> np.ndarray:
         force = -np.asarray(obs, dtype=np.float64) @ self.gain
         return np.asarray(force > 0, dtype=np.int64)
+
+    def reset(self, mask: np.ndarray, seeds: Sequence[int | None] | None = None) -> None:
+        """Stateless."""
+
+
+class CartpolePDPolicy:
+    """A PD balance controller for the Control Suite cartpole (see the module
+    docstring): ``u = clip(k_angle sin + k_rate omega + k_x x + k_v v, -1, 1)``.
+
+    Its gains are tuned for the nominal pole (it holds it for a whole
+    ``CartpoleBalance`` episode); a heavier pole or a weaker actuator shows
+    where a fixed-gain controller stops coping. Observations may be any
+    array type (JAX arrays are read with ``numpy.asarray``).
+    """
+
+    def __init__(
+        self,
+        context: PolicyContext,
+        k_angle: float = 5.0,
+        k_rate: float = 1.0,
+        k_x: float = 0.5,
+        k_v: float = 1.0,
+    ) -> None:
+        _require(context.observation_space, gym.spaces.Box, (5,), "cartpole-pd")
+        _require(context.action_space, gym.spaces.Box, (1,), "cartpole-pd")
+        self.gains = np.array([k_x, 0.0, k_angle, k_v, k_rate], dtype=np.float32)
+
+    def act(self, obs: Any) -> np.ndarray:
+        force = np.asarray(obs, dtype=np.float32) @ self.gains
+        actions: np.ndarray = np.clip(force, -1.0, 1.0)[:, None]
+        return actions
 
     def reset(self, mask: np.ndarray, seeds: Sequence[int | None] | None = None) -> None:
         """Stateless."""
