@@ -197,7 +197,7 @@ register_policy("zero", ZeroPolicy, "the zero action (a floor)")
 register_policy("cartpole-balance", CartPoleBalancePolicy, "LQR balance controller for CartPole-v1")
 register_policy("pendulum-swingup", PendulumSwingUpPolicy, "energy swing-up + LQR hold for Pendulum-v1")
 register_policy(
-    "cartpole-pd", CartpolePDPolicy, "PD balance for the Control Suite cartpole (dm_control, playground)"
+    "cartpole-pd", CartpolePDPolicy, "PD balance for the Control Suite cartpole (playground/CartpoleBalance)"
 )
 register_policy("metaworld-expert", MetaWorldExpertPolicy, "Meta-World's scripted expert for the env's task")
 register_policy("npz", NpzMlpPolicy, "a numpy MLP stored as .npz (path: policy.npz; numpy only)")
