@@ -3,7 +3,7 @@
 - ``cartpole-ppo``: PPO on ``CartPole-v1`` (discrete head).
 - ``pendulum-ppo``: PPO (with gSDE) on ``Pendulum-v1`` (continuous head).
 - ``metaworld-push-pixels``: a conv net (``trialrun-conv/1``) that pushes the
-  puck in ``metaworld/push-v3`` from a 64x64 ``topview`` image plus the hand
+  puck in ``metaworld/push-v3`` from a 64x64 ``corner`` image plus the hand
   position; it cannot see the state's puck and goal entries, so visual
   factors matter to it (the state-based ``metaworld-expert`` is the control).
 
@@ -62,12 +62,12 @@ class PendulumPPOPolicy(NpzMlpPolicy):
 
 
 class MetaWorldPushPixelsPolicy(NpzConvPolicy):
-    """Behaviour-cloned pixel policy for metaworld/push-v3 (topview image + hand position; numpy only)."""
+    """Behaviour-cloned pixel policy for metaworld/push-v3 (corner image + hand position; numpy only)."""
 
     def __init__(self, context: PolicyContext) -> None:
         super().__init__(context, path=str(bundled_path("metaworld-push-pixels")))
 
     @staticmethod
     def observation_cameras(kwargs: Mapping[str, Any]) -> dict[str, tuple[int, int]]:
-        """The bundled file's camera (``topview`` at 64x64)."""
+        """The bundled file's camera (``corner`` at 64x64)."""
         return NpzConvPolicy.observation_cameras({"path": str(bundled_path("metaworld-push-pixels"))})
