@@ -10,9 +10,10 @@
 2. **Memory.** One fresh subprocess per case runs a Pendulum-v1 job (the
    ``zero`` policy: every episode lasts ``max_steps``) recording 4 and then 64
    episodes of 500 steps, with a 64x64 ``default`` camera in the observations,
-   and reports its peak RSS (``ru_maxrss``) and the peak of Python-tracked
-   allocations (``tracemalloc``; numpy arrays are tracked). Steps are buffered
-   256 at a time and appended to the HDF5 file, so both peaks must stay flat;
+   and reports its peak RSS (``VmHWM``; a child's ``ru_maxrss`` would start at
+   its parent's) and the peak of Python-tracked allocations (``tracemalloc``;
+   numpy arrays are tracked). Steps are buffered in blocks of about 4 MB and
+   appended to the HDF5 file, so both peaks must stay flat;
    a 2,000-step case shows the same for the length of an episode.
 
 Usage:
@@ -47,7 +48,7 @@ MEMORY_CASES = [(4, 500), (64, 500), (4, 2000)]
 SIZE = 64
 
 CHILD = """
-import json, os, resource, sys, tracemalloc
+import json, os, sys, tracemalloc
 from pathlib import Path
 os.environ.setdefault("MUJOCO_GL", "egl"); os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 from trialrun.config import parse_run_config
@@ -61,7 +62,8 @@ result = run_evaluation(config, out)
 peak = tracemalloc.get_traced_memory()[1]
 assert result.exit_code == 0, result.errors
 written = sum(p.stat().st_size for p in (out / "trajectories" / "pendulum").glob("*.h5"))
-print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+hwm_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({"rss_mb": hwm_kb / 1024,
                   "traced_mb": peak / 2**20, "written_mb": written / 2**20}))
 """
 

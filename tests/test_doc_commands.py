@@ -60,6 +60,8 @@ NOT_RUN: dict[str, str] = {
     "pip install -e .[sb3,trackers,video]": "a network install; the venv CI runs in has every extra",
     # docs/environments.md
     "pip install -e .[envs]": "a network install; the venv CI runs in has every extra",
+    # docs/batched.md
+    "pip install -e .[mjx]": "a network install; the venv CI runs in has every extra",
     "pytest": "the test suite this test is part of (CI runs it: tests/test_readme.py checks .ci/run)",
     # docs/analysis.md
     "trialrun analyze RUN_DIR [--job NAME] [--outcome success] [--out DIR] [--method glm|posterior]": SYNOPSIS,

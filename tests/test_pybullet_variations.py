@@ -178,7 +178,8 @@ def test_the_hook_starts_every_episode_from_nominal() -> None:
         hook = FactorHook({name: f["variation"] for name, f in FACTORS.items()}, "push", {})
         assert hook(env, {"factors": {"mass": 2.0, "friction": 0.2}}, 1) == {"mass": 2.0, "friction": 0.2}
         assert client.getDynamicsInfo(body, -1)[:2] == (2.0, 0.2)
-        assert hook(env, {"factors": {}}, 2) == {}
+        # A slot without values (a one_at_a_time block that leaves them out) runs at nominal and says so.
+        assert hook(env, {"factors": {}}, 2) == {"mass": nominal[0], "friction": nominal[1]}
         assert client.getDynamicsInfo(body, -1) == nominal
     finally:
         env.close()

@@ -202,7 +202,7 @@ def test_preflight_checks_trajectory_cameras_and_native_cameras(tmp_path: Path) 
     assert info.value.field == "jobs.0.trajectories.cameras"
     assert str(info.value).endswith("unknown camera 'top'; this env's cameras: default")
     native = {"env": "CartPole-v1", "vectorization": "native", "num_envs": 2}
-    preflight(config(**native, trajectories=True))  # native jobs record trajectories (test_recording_native_steps)
+    preflight(config(**native, trajectories=True))  # native trajectories: test_recording_native_steps
     with pytest.raises(ConfigError) as info:
         preflight(config(**native, trajectories={"cameras": ["default"]}))
     assert info.value.field == "jobs.0.trajectories.cameras"
