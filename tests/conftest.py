@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+# A shell that starts pytest in the background (`cmd &` without job control) ignores
+# SIGINT, and an ignored signal stays ignored in every child it execs: the Ctrl+C tests
+# would see no KeyboardInterrupt. A handled signal is reset to the default at exec.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 TESTS_DIR = Path(__file__).parent
 if str(TESTS_DIR) not in sys.path:
