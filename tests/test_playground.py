@@ -161,8 +161,9 @@ def test_a_jax_policy_gets_jax_arrays_and_a_numpy_policy_the_same_outcomes(
     assert {e: r.outcome for e, r in with_jax.items()} == {e: r.outcome for e, r in with_numpy.items()}
 
 
-def test_a_run_file_names_playground_envs_and_records_per_world_factors(tmp_path: Path) -> None:
-    job = {
+def _cart_job(**extra: Any) -> dict[str, Any]:
+    """Six Playground cartpole worlds (lanes of 4) under the jitted JAX policy."""
+    return {
         "name": "cart",
         "env": {"id": "playground/CartpoleBalance", "kwargs": {"lanes": 4}},
         "policy": "test_playground:jax_push",
@@ -170,13 +171,19 @@ def test_a_run_file_names_playground_envs_and_records_per_world_factors(tmp_path
         "num_envs": 6,
         "vectorization": "native",
         "max_steps": STEPS,
-        "factors": {
+        **extra,
+    }
+
+
+def test_a_run_file_names_playground_envs_and_records_per_world_factors(tmp_path: Path) -> None:
+    job = _cart_job(
+        factors={
             "pole_mass": {
                 "variation": FACTORS["pole_mass"],
                 "sampler": {"type": "choice", "values": [0.5, 2.0]},
             }
-        },
-    }
+        }
+    )
     cfg = parse_run_config({"name": "pg", "seed": 2, "jobs": [job]})
     run_evaluation(cfg, tmp_path / "run")
     records = sorted(read_episodes(tmp_path / "run" / "episodes.jsonl"), key=lambda r: r.episode)
@@ -253,16 +260,7 @@ def test_bad_names_and_factors_are_clear_errors(env6: PlaygroundBatchedEnv) -> N
 def test_a_native_job_films_chosen_worlds_with_mujocos_renderer(tmp_path: Path) -> None:
     from recording_helpers import decode_frames
 
-    job = {
-        "name": "cart",
-        "env": {"id": "playground/CartpoleBalance", "kwargs": {"lanes": 4}},
-        "policy": "test_playground:jax_push",
-        "episodes": 6,
-        "num_envs": 6,
-        "vectorization": "native",
-        "max_steps": STEPS,
-        "video": {"select": "first", "episodes": 2, "size": [64, 48]},
-    }
+    job = _cart_job(video={"select": "first", "episodes": 2, "size": [64, 48]})
     cfg = parse_run_config({"name": "pg", "seed": 2, "jobs": [job]})
     assert run_evaluation(cfg, tmp_path / "run").exit_code == 0
     records = sorted(read_episodes(tmp_path / "run" / "episodes.jsonl"), key=lambda r: r.episode)

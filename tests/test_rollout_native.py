@@ -332,7 +332,7 @@ class _PerWorldProbe:
         self.calls: list[tuple[list[int], list[dict[str, Any]]]] = []
 
     def bind_factors(self, variations: Any) -> None:
-        pass
+        """Nothing to bind: ``apply`` reads values back by rounding them."""
 
     def apply(self, worlds: Any, factors: Any) -> list[dict[str, Any]]:
         self.calls.append((list(worlds), [dict(f) for f in factors]))

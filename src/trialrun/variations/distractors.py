@@ -330,10 +330,10 @@ class Distractors(_MujocoVariation):
             )
         return int(number)
 
-    def apply(self, env: gym.Env[Any, Any], value: FactorValue) -> FactorValue:
-        model = self._model_of(env)
-        count = self._count(value)
-        self._dirty = True
+    def _value(self, value: FactorValue) -> int:
+        return self._count(value)
+
+    def _apply(self, model: Any, count: int) -> FactorValue:
         rng = self._rng if self._rng is not None else episode_generator(None, self.field)
         self._rng = None
         n, p = self.params.max_count, self.params
@@ -356,9 +356,6 @@ class Distractors(_MujocoVariation):
             model.geom_rgba[g] = [*rgb, (alpha or 1.0) if i < count else 0.0]
             model.geom_pos[g] = positions[i]
         return int(np.count_nonzero(model.geom_rgba[self._geoms, 3] > 0))
-
-    def _apply(self, model: Any, value: float) -> float:  # pragma: no cover - apply is overridden
-        raise NotImplementedError
 
     def _restore(self, model: Any) -> None:
         model.geom_type[self._geoms] = self._type0

@@ -207,16 +207,19 @@ class GeomRgba(_MujocoVariation):
         self._need_bound()
         return float(self._shown0[0, _CHANNELS[channel]])
 
-    def apply(self, env: gym.Env[Any, Any], value: FactorValue) -> FactorValue:
-        model = self._model_of(env)
-        self._dirty = True
-        if self.params.channel == "color":
-            return self._apply_color(model, value)
-        return self._apply(model, self._number(value))
-
-    def _apply_color(self, model: Any, value: FactorValue) -> FactorValue:
+    def _value(self, value: FactorValue) -> FactorValue:
+        if self.params.channel != "color":
+            return self._number(value)
         if not isinstance(value, str):
             raise self.error(f"channel 'color' needs a colour name, got {value!r}; allowed: {color_names()}")
+        return value
+
+    def _apply(self, model: Any, value: Any) -> FactorValue:
+        if self.params.channel == "color":
+            return self._apply_color(model, value)
+        return self._apply_channel(model, value)
+
+    def _apply_color(self, model: Any, value: str) -> FactorValue:
         if value == NOMINAL:
             self._restore(model)
             return NOMINAL
@@ -231,7 +234,7 @@ class GeomRgba(_MujocoVariation):
         model.geom_rgba[self._geoms] = new
         return value
 
-    def _apply(self, model: Any, value: float) -> float:
+    def _apply_channel(self, model: Any, value: float) -> float:
         if value == self.nominal():
             self._restore(model)
             return value

@@ -242,9 +242,15 @@ class _MujocoVariation(Variation):
 
     def apply(self, env: gym.Env[Any, Any], value: FactorValue) -> FactorValue:
         model = self._model_of(env)
-        number = self._number(value)
+        checked = self._value(value)
         self._dirty = True
-        return self._apply(model, number)
+        return self._apply(model, checked)
+
+    def _value(self, value: FactorValue) -> Any:
+        """The factor value as :meth:`_apply` takes it (raising on a bad one):
+        a finite number here; a categorical variation (a colour, a texture)
+        checks its own values."""
+        return self._number(value)
 
     def restore(self, env: gym.Env[Any, Any]) -> None:
         model = self._model_of(env)
@@ -253,8 +259,8 @@ class _MujocoVariation(Variation):
             self._dirty = False
 
     @abstractmethod
-    def _apply(self, model: Any, value: float) -> float:
-        """Write the value into the model; return the value read back."""
+    def _apply(self, model: Any, value: Any) -> FactorValue:
+        """Write the value (from :meth:`_value`) into the model; return the value read back."""
 
     @abstractmethod
     def _restore(self, model: Any) -> None:

@@ -116,21 +116,20 @@ class Texture(_MujocoVariation):
         self._need_bound()
         return self._nominal
 
-    def apply(self, env: gym.Env[Any, Any], value: FactorValue) -> FactorValue:
-        model = self._model_of(env)
+    def _value(self, value: FactorValue) -> int:
+        """The material that shows texture ``value``."""
         m = self._choices.get(value) if isinstance(value, str) else None
         if m is None:
-            material = _name(model, _OBJ.mjOBJ_MATERIAL, self._m)
+            material = _name(self._model, _OBJ.mjOBJ_MATERIAL, self._m)
             raise self.error(
                 f"unknown texture {value!r} for material '{material}'; "
                 f"textures: {_name_list(list(self._choices))}"
             )
-        self._dirty = True
-        model.geom_matid[self._geoms] = m
-        return self._texture_name(model, int(model.mat_texid[int(model.geom_matid[self._geoms[0]]), _RGB]))
+        return m
 
-    def _apply(self, model: Any, value: float) -> float:  # pragma: no cover - apply is overridden
-        raise NotImplementedError
+    def _apply(self, model: Any, value: int) -> FactorValue:
+        model.geom_matid[self._geoms] = value
+        return self._texture_name(model, int(model.mat_texid[int(model.geom_matid[self._geoms[0]]), _RGB]))
 
     def _restore(self, model: Any) -> None:
         model.geom_matid[self._geoms] = self._m
