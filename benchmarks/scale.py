@@ -1,7 +1,10 @@
 """Memory and time at a batched simulator's episode counts (issue 21, last part).
 
-Every case runs in its own subprocess; its peak RSS is the child's
-``ru_maxrss`` (``os.wait4``), so one case's memory never hides another's.
+Every case runs in its own subprocess; its peak RSS is the child's own
+``VmHWM``, read from ``/proc/self/status`` by the child as it exits (a tiny
+wrapper runs the CLI in-process), so one case's memory never hides another's.
+Not ``ru_maxrss`` from ``os.wait4``: Linux keeps the high-water mark across
+``exec``, so a child of a 600 MB parent would report at least 600 MB.
 
 - **run**: ``trialrun run --no-report`` of ``trialrun/SeedProbe-v0`` with
   ``vectorization: native``, 1024 worlds and the random policy, at 10k and
@@ -46,24 +49,43 @@ from trialrun.runfiles.schema import FactorSpec, JobManifest, Manifest
 T0 = "2026-11-21T19:00:00.000Z"
 
 
+HWM_MARK = "trialrun-scale VmHWM kB:"
+
+# Runs the CLI in this (child) process and prints its own peak RSS as it exits
+# (``atexit`` also runs after the CLI's ``sys.exit``).
+CLI_WRAPPER = f"""
+import atexit, sys
+def _hwm():
+    kb = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+    print("{HWM_MARK}", kb, flush=True)
+atexit.register(_hwm)
+sys.argv = ["trialrun", *sys.argv[1:]]
+from trialrun.cli import main
+main()
+"""
+
+
 def child(cmd: list[str]) -> tuple[float, float, str]:
-    """Run ``cmd``; return (wall seconds, peak RSS in MB, stdout)."""
+    """Run ``cmd`` (a :func:`trialrun` command line); return (wall seconds,
+    the child's own peak RSS in MB, its output)."""
     env = {**os.environ, "MUJOCO_GL": "egl", "SDL_VIDEODRIVER": "dummy"}
     start = time.perf_counter()
     with tempfile.TemporaryFile() as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        code = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
         seconds = time.perf_counter() - start
         out.seek(0)
         text = out.read().decode("utf-8", "replace")
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{text[-3000:]}")
-    return seconds, usage.ru_maxrss / 1024, text
+    if code != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({code}):\n{text[-3000:]}")
+    marks = [line for line in text.splitlines() if line.startswith(HWM_MARK)]
+    if not marks:
+        raise SystemExit(f"{' '.join(cmd)} did not print its peak memory:\n{text[-3000:]}")
+    return seconds, int(marks[-1].split()[-1]) / 1024, text
 
 
 def trialrun(*args: str) -> list[str]:
-    return [sys.executable, "-m", "trialrun.cli", *args]
+    """``trialrun ARGS`` run through :data:`CLI_WRAPPER` (prints the child's VmHWM)."""
+    return [sys.executable, "-c", CLI_WRAPPER, *args]
 
 
 # --------------------------------------------------------------------------- run
