@@ -157,3 +157,21 @@ class PidFilePolicy(SlowPolicy):
         os.makedirs(pid_dir, exist_ok=True)
         with open(os.path.join(pid_dir, f"{os.getpid()}.pid"), "w") as f:
             f.write(str(os.getpid()))
+
+
+def record_identity(path: Any, *, keep_world: bool = True) -> list[str]:
+    """Each record of ``path`` (an ``episodes.jsonl``) without its timestamps
+    and step timings (and without the world that ran it unless
+    ``keep_world``), as sorted JSON lines: what must be equal between two runs
+    of the same plan."""
+    import json
+
+    from trialrun.runfiles import read_episodes
+
+    drop: dict[str, Any] = {"started_at": True, "ended_at": True, "extra": {"timing"}}
+    if not keep_world:
+        drop["env_index"] = True
+    return sorted(
+        json.dumps(rec.model_dump(mode="json", by_alias=True, exclude=drop), sort_keys=True)
+        for rec in read_episodes(path)
+    )

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,11 +53,25 @@ def env6() -> Iterator[PlaygroundBatchedEnv]:
     env.close()
 
 
-@pytest.fixture(scope="module")
-def env1() -> Iterator[PlaygroundBatchedEnv]:
-    env = make_playground_env(1, env_name="CartpoleBalance", max_episode_steps=STEPS, lanes=4)
+def _cartpoles(worlds: int) -> Iterator[PlaygroundBatchedEnv]:
+    env = make_playground_env(worlds, env_name="CartpoleBalance", max_episode_steps=STEPS, lanes=4)
     yield env
     env.close()
+
+
+@pytest.fixture(scope="module")
+def env1() -> Iterator[PlaygroundBatchedEnv]:
+    yield from _cartpoles(1)
+
+
+@pytest.fixture(scope="module")
+def env8() -> Iterator[PlaygroundBatchedEnv]:
+    yield from _cartpoles(8)
+
+
+@pytest.fixture(scope="module")
+def env64() -> Iterator[PlaygroundBatchedEnv]:
+    yield from _cartpoles(64)
 
 
 def _push(ctx: PolicyContext) -> Policy:
@@ -67,6 +85,17 @@ def jax_push() -> Any:
     return jax.jit(lambda obs: jax.numpy.clip(obs[:, 2:3] * 2.0 + 0.2, -1, 1))
 
 
+def slow_push() -> Any:
+    """``jax_push``, sleeping 10 ms a step so that a run lasts long enough to be killed."""
+    push = jax_push()
+
+    def act(obs: Any) -> Any:
+        time.sleep(0.01)
+        return push(obs)
+
+    return act
+
+
 def _run(env: PlaygroundBatchedEnv, slots: list[Slot], builder: Any = _push) -> dict[int, EpisodeResult]:
     results: list[EpisodeResult] = []
     rollout_native(slots, env, builder, results.append, job="pg")
@@ -74,17 +103,20 @@ def _run(env: PlaygroundBatchedEnv, slots: list[Slot], builder: Any = _push) -> 
     return {r.slot.episode: r for r in results}
 
 
-def test_exact_mode_gives_the_same_records_for_1_and_6_worlds(
-    env1: PlaygroundBatchedEnv, env6: PlaygroundBatchedEnv
+def test_exact_mode_gives_the_same_records_for_1_6_8_and_64_worlds(
+    env1: PlaygroundBatchedEnv,
+    env6: PlaygroundBatchedEnv,
+    env8: PlaygroundBatchedEnv,
+    env64: PlaygroundBatchedEnv,
 ) -> None:
-    slots = plan_job(3, "pg", 6)
+    slots = plan_job(3, "pg", 12)  # 1, 6 and 8 worlds refill worlds; 64 leaves most idle
     one = _run(env1, slots)
-    six = _run(env6, slots)
-    assert {e: r.outcome for e, r in one.items()} == {e: r.outcome for e, r in six.items()}
-    four = six
-    assert {r.outcome["length"] for r in four.values()} == {STEPS}
-    returns = [four[e].outcome["return"] for e in range(6)]
-    assert len(set(returns)) == 6  # each seed starts the pole somewhere else
+    outcomes = {e: r.outcome for e, r in one.items()}
+    for env in (env6, env8, env64):
+        assert {e: r.outcome for e, r in _run(env, slots).items()} == outcomes, env.num_worlds
+    assert {r.outcome["length"] for r in one.values()} == {STEPS}
+    returns = [one[e].outcome["return"] for e in range(12)]
+    assert len(set(returns)) == 12  # each seed starts the pole somewhere else
     # A world's seed gives its key: jax.random.PRNGKey(seed), however large the seed.
     assert seed_keys([slots[0].seed]).tolist() == [
         jax.random.key_data(jax.random.PRNGKey(slots[0].seed)).tolist()
@@ -200,7 +232,9 @@ def test_a_run_file_names_playground_envs_and_records_per_world_factors(tmp_path
     direct = _run(env, slots)
     assert [direct[r.episode].outcome for r in records] == [r.outcome for r in records]
     job_manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())["jobs"]["cart"]
-    assert job_manifest["native"] == {"mode": "exact", "num_envs": 6, "depends_on_num_envs": False}
+    native = job_manifest["native"]
+    assert native.pop("compile_seconds") >= 0.0
+    assert native == {"mode": "exact", "num_envs": 6, "depends_on_num_envs": False}
     assert job_manifest["factors"][0]["nominal"] == 1.0  # read from the Playground env's MuJoCo model
 
 
@@ -286,3 +320,95 @@ def test_the_shipped_pd_controller_holds_the_nominal_pole(env6: PlaygroundBatche
     returns = [r.outcome["return"] for r in results.values()]
     assert all(STEPS * 0.95 < value <= STEPS for value in returns), returns
     assert all(r.outcome["truncated"] and not r.outcome["terminated"] for r in results.values())
+
+
+class _Phases:
+    """A run observer keeping the phases it is told of."""
+
+    def __init__(self) -> None:
+        self.phases: list[tuple[str, str]] = []
+
+    def job_started(self, job: str, planned: int, done: int) -> None:
+        self.phases.append((job, "started"))
+
+    def episode_finished(self, record: Any) -> None:
+        """Episodes are not phases."""
+
+    def job_finished(self, job: str, status: str, error: str | None) -> None:
+        self.phases.append((job, status))
+
+    def job_phase(self, job: str, phase: str) -> None:
+        self.phases.append((job, phase))
+
+
+def test_a_run_compiles_before_the_first_episode_once_per_process(
+    tmp_path: Path, env6: PlaygroundBatchedEnv
+) -> None:
+    observer = _Phases()
+    cfg = parse_run_config({"name": "pg", "seed": 4, "jobs": [_cart_job()]})
+    assert run_evaluation(cfg, tmp_path / "run", observer=observer).exit_code == 0
+    assert observer.phases == [
+        ("cart", "started"),
+        ("cart", "compiling"),
+        ("cart", "running"),
+        ("cart", "completed"),
+    ]
+    native = json.loads((tmp_path / "run" / "manifest.json").read_text())["jobs"]["cart"]["native"]
+    assert isinstance(native["compile_seconds"], float)
+    # env6 has the job's world count and lanes, so it shares the job's programs: the compile
+    # phase's simulator and the job's own, built after it, traced reset and step once in all.
+    assert env6.traces == {"reset": 1, "step": 1}
+    assert env6.compile() == 0.0  # already held by this process
+
+
+def test_the_process_executor_and_a_resume_after_kill_9_give_the_local_records(tmp_path: Path) -> None:
+    from helpers import record_identity, subprocess_env
+    from trialrun.execution.process import ProcessExecutor
+
+    job = _cart_job(episodes=120, policy="test_playground:slow_push")
+    doc = {"name": "pg", "seed": 6, "jobs": [job]}
+    local = tmp_path / "local"
+    assert run_evaluation(parse_run_config(doc), local).exit_code == 0
+    with ProcessExecutor(workers=2, shard_size=30) as executor:
+        assert run_evaluation(parse_run_config(doc), tmp_path / "process", executor=executor).exit_code == 0
+    local_records = record_identity(local / "episodes.jsonl", keep_world=False)
+    assert record_identity(tmp_path / "process" / "episodes.jsonl", keep_world=False) == local_records
+
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(json.dumps(doc))
+    run_dir = tmp_path / "killed"
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "trialrun.cli",
+            "run",
+            str(cfg),
+            "--run-dir",
+            str(run_dir),
+            "-q",
+            "--no-report",
+        ],
+        env=subprocess_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    episodes = run_dir / "episodes.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and child.poll() is None:
+        if episodes.exists() and episodes.read_text().count("\n") >= 12:
+            break
+        time.sleep(0.02)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    assert 12 <= episodes.read_text().count("\n") < 120
+    resumed = subprocess.run(
+        [sys.executable, "-m", "trialrun.cli", "run", "--resume", str(run_dir), "-q", "--no-report"],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert sorted(r.episode for r in read_episodes(episodes)) == list(range(120))
+    assert record_identity(episodes, keep_world=False) == local_records

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 import trialrun.envs  # noqa: F401  (registers the probe's vector entry point)
-from helpers import subprocess_env
+from helpers import record_identity, subprocess_env
 from trialrun.config import parse_run_config
 from trialrun.envs.batched import GymnasiumBatchedEnv, make_batched_env
 from trialrun.envs.probe import probe_length, probe_success
@@ -55,15 +55,7 @@ def _run(tmp_path: Path, name: str, *jobs: dict[str, Any], seed: int = 5, **kwar
 
 
 def _identity(path: Path, *, keep_world: bool = True) -> list[str]:
-    """Each record without its timestamps and step timings (and without the
-    world that ran it unless ``keep_world``), as sorted JSON lines."""
-    drop: dict[str, Any] = {"started_at": True, "ended_at": True, "extra": {"timing"}}
-    if not keep_world:
-        drop["env_index"] = True
-    return sorted(
-        json.dumps(rec.model_dump(mode="json", by_alias=True, exclude=drop), sort_keys=True)
-        for rec in read_episodes(path)
-    )
+    return record_identity(path, keep_world=keep_world)
 
 
 # --------------------------------------------------------------------------- exact mode

@@ -118,6 +118,13 @@ class ProgressObserver:
         label = escape(job) if status == "completed" else f"{escape(job)} [red]({status})[/]"
         self.progress.update(self.tasks[job], description=label)
 
+    def job_phase(self, job: str, phase: str) -> None:
+        """A job's bar says "compiling" while its simulator compiles; the
+        rate starts counting when episodes run."""
+        label = escape(job) if phase == "running" else f"{escape(job)} [yellow]({phase})[/]"
+        self.progress.update(self.tasks[job], description=label)
+        self.started[job] = time.monotonic()
+
 
 def progress_bar(eta: bool) -> Progress:
     """One bar per job: episodes done / planned, episodes per second, elapsed (and ETA)."""

@@ -111,6 +111,21 @@ class PerWorldFactors(Protocol):
         ...
 
 
+@runtime_checkable
+class CompilesPrograms(Protocol):
+    """The optional hook of a :class:`BatchedEnv` whose step is a program that
+    must be compiled before it runs (JAX's ``jit``: about a minute on CPU the
+    first time). The runner calls it once per job before any episode, shows
+    the phase as "compiling" and records its seconds in the manifest, so a
+    long compile is not mistaken for a stalled job."""
+
+    def compile(self) -> float:
+        """Compile (or load from a cache) the programs for this many worlds
+        without running an episode; return the seconds it took (0 when the
+        process already holds them)."""
+        ...
+
+
 def _autoreset_mode(vec: VectorEnv[Any, Any, Any]) -> AutoresetMode | None:
     mode = (vec.metadata or {}).get("autoreset_mode")
     if mode is None:

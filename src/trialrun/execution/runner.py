@@ -33,6 +33,7 @@ import trialrun.envs  # noqa: F401  (registers the bundled env ids)
 from trialrun.boundary import InterruptWatch, as_job_failure
 from trialrun.config import JobConfig, RunConfig, parse_run_config
 from trialrun.errors import ConfigError, InputError
+from trialrun.execution.compiling import compile_native
 from trialrun.execution.metadata import git_commit, host_info, package_versions
 from trialrun.execution.preflight import Preflight, preflight
 from trialrun.execution.shard import RunContext, run_shard
@@ -78,6 +79,10 @@ class RunObserver(Protocol):
     def episode_finished(self, record: EpisodeRecord) -> None: ...
 
     def job_finished(self, job: str, status: JobState, error: str | None) -> None: ...
+
+    def job_phase(self, job: str, phase: str) -> None:
+        """The job entered ``phase`` ("compiling", then "running"); optional:
+        observers without it still work."""
 
 
 class Executor(Protocol):
@@ -262,6 +267,25 @@ def run_evaluation(
         return _run_locked(config, run_dir, checked, resume, config_path, observer, executor, argv, stopper)
 
 
+def _compile_phase(
+    job: JobConfig, state: JobManifest, observer: RunObserver | None, writer: _ManifestWriter
+) -> None:
+    """Compile a native job's simulator before its first episode
+    (:mod:`trialrun.execution.compiling`), shown as the phase "compiling",
+    with its seconds in the manifest."""
+    if job.vectorization != "native":
+        return
+    phase = getattr(observer, "job_phase", None)  # observers written before phases existed lack it
+    if phase is not None:
+        phase(job.name, "compiling")
+    seconds = compile_native(job)
+    if seconds is not None and state.native is not None:
+        state.native.compile_seconds = round(seconds, 3)
+        writer.write()
+    if phase is not None:
+        phase(job.name, "running")
+
+
 def _run_locked(
     config: RunConfig,
     run_dir: Path,
@@ -351,6 +375,7 @@ def _run_locked(
                 return run_job(_job, context, group, _emit)
 
             try:
+                _compile_phase(job, state, observer, writer)
                 seen, state.stopped_early = run_in_batches(job, slots, stopper, kept[job.name], run_slots)
                 if seen is not None:
                     success_seen[job.name] = seen

@@ -141,6 +141,10 @@ class NativeRun(_Strict):
     mode: Literal["exact", "wave"]
     num_envs: int = Field(ge=1)
     depends_on_num_envs: bool
+    compile_seconds: float | None = Field(default=None, ge=0)
+    """Seconds spent compiling the simulator's programs before the job's
+    first episode, in the run's latest start (a resume compiles again,
+    usually from JAX's persistent cache); None when it compiles nothing."""
 
 
 class StoppedEarly(_Strict):

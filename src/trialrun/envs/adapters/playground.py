@@ -40,10 +40,12 @@ Example (a world's key is its seed's ``jax.random.PRNGKey``, built on the host):
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +97,26 @@ def seed_keys(seeds: Sequence[int | None]) -> np.ndarray:
     host as the raw ``uint32`` pairs ``[seed >> 32, seed & 0xffffffff]``."""
     values = np.array([0 if s is None else int(s) for s in seeds], dtype=np.uint64)
     return np.stack([values >> np.uint64(32), values & np.uint64(0xFFFFFFFF)], axis=1).astype(np.uint32)
+
+
+@dataclass
+class _Programs:
+    """The jitted reset and step of one env at one world count, shared by
+    every :class:`PlaygroundBatchedEnv` of this process built alike, so a
+    second simulator (the runner's compile phase, then the job's own) neither
+    traces nor loads anything again."""
+
+    reset: Any
+    step: Any
+    blank: Callable[[dict[str, Any], np.ndarray], Any]
+    traces: dict[str, int] = field(default_factory=lambda: {"reset": 0, "step": 0})
+
+
+_PROGRAMS: dict[tuple[int, int, int], tuple[Any, _Programs]] = {}
+"""(id of the Playground env, worlds, lanes) -> (that env, its programs). The
+env is held so that its id is never reused for another."""
+_LOADED: dict[tuple[str, str], Any] = {}
+"""(env name, config overrides as JSON) -> the loaded Playground env."""
 
 
 def _space(size: Any, low: float, high: float) -> gym.Space[Any]:
@@ -154,17 +176,24 @@ class PlaygroundBatchedEnv:
         self.single_observation_space = _space(env.observation_size, -np.inf, np.inf)
         self.single_action_space = _space(env.action_size, -1.0, 1.0)
         self.worlds = WorldModels(env.mj_model, self.padded, factors)
-        self.traces = {"reset": 0, "step": 0}
-        """How often each jitted function was traced (each trace is a compilation)."""
         self.compile_seconds = 0.0
-        """Wall time of the calls that traced (compiling, or loading from the cache)."""
-        self._build()
+        """Wall time of this simulator's calls that traced (compiling, or loading from the cache)."""
+        key = (id(env), self.num_worlds, self.lanes)
+        if key not in _PROGRAMS:
+            _PROGRAMS[key] = (env, self._build())
+        self._programs = _PROGRAMS[key][1]
         self._steps = np.zeros(self.num_worlds, dtype=np.int64)
         self._state: Any = None
         self._uploaded = -1
         self._fields: dict[str, Any] = {}
 
-    def _build(self) -> None:
+    @property
+    def traces(self) -> dict[str, int]:
+        """How often each jitted function was traced (each trace is a
+        compilation), counted over every simulator sharing the programs."""
+        return self._programs.traces
+
+    def _build(self) -> _Programs:
         import jax
         import jax.numpy as jnp
 
@@ -200,8 +229,10 @@ class PlaygroundBatchedEnv:
         def reset_one(fields: dict[str, Any], key: Any) -> Any:
             return with_model(fields, env.reset, key)
 
+        traces = {"reset": 0, "step": 0}
+
         def reset(fields: dict[str, Any], keys: Any, mask: Any, state: Any) -> Any:
-            self.traces["reset"] += 1
+            traces["reset"] += 1
             fresh = in_lanes(reset_one, fields, keys)
 
             def pick(new: Any, old: Any) -> Any:
@@ -217,24 +248,20 @@ class PlaygroundBatchedEnv:
             return state.replace(reward=reward)
 
         def step(fields: dict[str, Any], state: Any, actions: Any) -> Any:
-            self.traces["step"] += 1
+            traces["step"] += 1
             actions = jnp.pad(actions, ((0, padded - n), (0, 0)))
             state = in_lanes(step_one, fields, state, actions)
             success = state.metrics.get("success") if isinstance(state.metrics, Mapping) else None
             mine = jax.tree_util.tree_map(lambda a: a[:n], (state.obs, state.reward, state.done, success))
             return state, mine
 
-        self._reset = jax.jit(reset)
-        self._step = jax.jit(step)
-
-        def blank() -> Any:
-            """A zero state of the right shapes, the ``old`` side of the first reset."""
-            shapes = jax.eval_shape(
-                lambda f, k: in_lanes(reset_one, f, k), self.worlds.arrays, self._keys([])
-            )
+        def blank(fields: dict[str, Any], keys: np.ndarray) -> Any:
+            """A zero state of the right shapes, the ``old`` side of the first reset
+            (traced at the first reset only: building the env stays cheap for preflight)."""
+            shapes = jax.eval_shape(lambda f, k: in_lanes(reset_one, f, k), fields, keys)
             return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
-        self._blank = blank  # traced at the first reset only: building the env stays cheap (preflight)
+        return _Programs(jax.jit(reset), jax.jit(step), blank, traces)
 
     def _keys(self, seeds: Sequence[int | None]) -> np.ndarray:
         return seed_keys([*seeds, *[None] * (self.padded - len(seeds))])
@@ -250,10 +277,11 @@ class PlaygroundBatchedEnv:
             self._uploaded = self.worlds.version
         return self._fields
 
-    def _timed(self, kind: str, fn: Any, *args: Any) -> Any:
+    def _timed(self, kind: str, *args: Any) -> Any:
         import jax
 
         block: Any = jax.block_until_ready
+        fn = self._programs.reset if kind == "reset" else self._programs.step
         before = self.traces[kind]
         start = time.perf_counter()
         out = fn(*args)
@@ -263,6 +291,27 @@ class PlaygroundBatchedEnv:
             self.compile_seconds += seconds
             logger.info("%s: compiled %s for %d worlds in %.1f s", self.env_name, kind, self.padded, seconds)
         return out
+
+    def _blank(self) -> Any:
+        return self._programs.blank(self.worlds.arrays, self._keys([]))
+
+    def compile(self) -> float:
+        """Trace and compile reset and step for this many worlds (or load them
+        from the persistent cache), without running an episode; return the
+        seconds it took: 0 when this process already holds the programs.
+
+        Why apart: compiling takes a minute the first time, and a run shows
+        it as its own phase instead of a job stuck at 0 episodes
+        (:mod:`trialrun.execution.compiling`)."""
+        import jax.numpy as jnp
+
+        before = self.compile_seconds
+        fields = self._device_fields()
+        state = self._timed("reset", fields, self._keys([]), np.zeros(self.padded, dtype=bool), self._blank())
+        shape: tuple[int, ...] = self.single_action_space.shape or ()
+        actions = jnp.zeros((self.num_worlds, *shape), dtype=jnp.float32)
+        self._timed("step", fields, state, actions)
+        return self.compile_seconds - before
 
     # -- PerWorldFactors -----------------------------------------------------------
 
@@ -289,7 +338,7 @@ class PlaygroundBatchedEnv:
         padding = np.full(self.padded - self.num_worlds, self._state is None)
         full = np.concatenate([np.asarray(mask, dtype=bool), padding])
         state = self._blank() if self._state is None else self._state
-        self._state = self._timed("reset", self._reset, self._device_fields(), self._keys(seeds), full, state)
+        self._state = self._timed("reset", self._device_fields(), self._keys(seeds), full, state)
         self._steps[full[: self.num_worlds]] = 0
         return self._state.obs[: self.num_worlds], {}
 
@@ -305,7 +354,7 @@ class PlaygroundBatchedEnv:
         if self._state is None:
             raise RuntimeError(f"{self.env_name}: step before reset_worlds")
         actions = jnp.asarray(actions, dtype=jnp.float32).reshape(self.num_worlds, -1)
-        self._state, mine = self._timed("step", self._step, self._device_fields(), self._state, actions)
+        self._state, mine = self._timed("step", self._device_fields(), self._state, actions)
         obs, reward, done, success = mine
         self._steps += 1
         terminated = np.asarray(done) > 0.5
@@ -363,6 +412,17 @@ def load_playground(env_name: str, config_overrides: Mapping[str, Any] | None = 
     return known.load(env_name, config_overrides=dict(config_overrides) if config_overrides else None)
 
 
+def _loaded(env_name: str, config_overrides: Mapping[str, Any] | None) -> Any:
+    """:func:`load_playground`, once per process for each name and overrides:
+    the simulators built from it share their compiled programs. Safe because
+    a Playground env is not changed by running it (a world's model is swapped
+    in only while tracing)."""
+    key = (env_name, json.dumps(dict(config_overrides or {}), sort_keys=True, default=str))
+    if key not in _LOADED:
+        _LOADED[key] = load_playground(env_name, config_overrides)
+    return _LOADED[key]
+
+
 def make_playground_env(
     num_envs: int,
     *,
@@ -373,7 +433,7 @@ def make_playground_env(
     render_mode: str | None = None,
 ) -> PlaygroundBatchedEnv:
     """The vector entry point of ``playground/<env_name>`` (see ``docs/batched.md``)."""
-    env = load_playground(env_name, config_overrides)
+    env = _loaded(env_name, config_overrides)
     return PlaygroundBatchedEnv(
         env,
         num_envs,
