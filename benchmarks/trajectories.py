@@ -5,15 +5,19 @@
    over ``--rounds`` rounds: CartPole-v1 x16 (the LQR controller, 500-step
    episodes) and HalfCheetah-v5 x4 (random actions, 1,000 steps). The table
    prints median seconds and the median of the per-round ratios with/without
-   (target: at most 1.2).
+   (target: at most 1.2). The files are written by the trajectory writer
+   process (``trialrun.recording.trajectory_writer``), on another core: the
+   ratio needs a free one (run it under ``flock /tmp/cpu.lock`` on a shared
+   machine and read the load it prints).
 
 2. **Memory.** One fresh subprocess per case runs a Pendulum-v1 job (the
    ``zero`` policy: every episode lasts ``max_steps``) recording 4 and then 64
    episodes of 500 steps, with a 64x64 ``default`` camera in the observations,
    and reports its peak RSS (``VmHWM``; a child's ``ru_maxrss`` would start at
-   its parent's) and the peak of Python-tracked allocations (``tracemalloc``;
-   numpy arrays are tracked). Steps are buffered in blocks of about 4 MB and
-   appended to the HDF5 file, so both peaks must stay flat;
+   its parent's), that of its trajectory writer process, and the peak of
+   Python-tracked allocations (``tracemalloc``; numpy arrays are tracked).
+   Steps are buffered in blocks of about 4 MB and appended to the HDF5 file,
+   so the peaks must stay flat;
    a 2,000-step case shows the same for the length of an episode.
 
 Usage:
@@ -63,7 +67,9 @@ peak = tracemalloc.get_traced_memory()[1]
 assert result.exit_code == 0, result.errors
 written = sum(p.stat().st_size for p in (out / "trajectories" / "pendulum").glob("*.h5"))
 hwm_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-print(json.dumps({"rss_mb": hwm_kb / 1024,
+from trialrun.recording import trajectory_writer
+writer = trajectory_writer._writer
+print(json.dumps({"rss_mb": hwm_kb / 1024, "writer_mb": writer.peak_rss_mb() if writer is not None else 0.0,
                   "traced_mb": peak / 2**20, "written_mb": written / 2**20}))
 """
 
@@ -103,7 +109,8 @@ def overhead(rounds: int) -> None:
 
 def memory() -> None:
     print(f"2. memory: Pendulum-v1, 'default' camera at {SIZE}x{SIZE}, one subprocess per case")
-    header = f"{'peak RSS MB':>12} {'traced MB':>10} {'one episode held MB':>20} {'written MB':>11}"
+    header = f"{'peak RSS MB':>12} {'writer MB':>10} {'traced MB':>10} {'one episode held MB':>20}"
+    header += f" {'written MB':>11}"
     print(f"{'episodes':>8} {'steps':>6} {header}")
     with tempfile.TemporaryDirectory() as tmp:
         for index, (episodes, steps) in enumerate(MEMORY_CASES):
@@ -119,7 +126,8 @@ def memory() -> None:
             numbers = json.loads(done.stdout.strip().splitlines()[-1])
             held = 2 * steps * SIZE * SIZE * 3 / 2**20
             print(
-                f"{episodes:>8} {steps:>6} {numbers['rss_mb']:>12.0f} {numbers['traced_mb']:>10.1f} "
+                f"{episodes:>8} {steps:>6} {numbers['rss_mb']:>12.0f} {numbers['writer_mb']:>10.0f} "
+                f"{numbers['traced_mb']:>10.1f} "
                 f"{held:>20.0f} {numbers['written_mb']:>11.1f}"
             )
 
@@ -129,7 +137,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", choices=["overhead", "memory"])
     args = parser.parse_args()
-    print(f"{os.cpu_count()} cores")
+    print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the start")
     if args.only in (None, "overhead"):
         overhead(args.rounds)
     if args.only in (None, "memory"):

@@ -249,9 +249,12 @@ def test_a_killed_run_names_only_complete_trajectories_and_resume_completes_them
     from recording_helpers import cartpole_job
     from trialrun.runfiles import read_manifest
 
+    # Enough episodes that the kill lands mid-run after the writer process has
+    # started (it takes a few tenths of a second; records wait for it).
+    EPISODES = 24
     job = cartpole_job(
         name="long",
-        episodes=8,
+        episodes=EPISODES,
         num_envs=2,
         max_steps=300,
         policy="cartpole-balance",  # survives: 300-step episodes, long enough to kill mid-file
@@ -271,13 +274,13 @@ def test_a_killed_run_names_only_complete_trajectories_and_resume_completes_them
     partial_seen = False
     while time.monotonic() < deadline and not partial_seen:
         if episodes.exists() and episodes.read_text().count("\n") >= 2 and directory.is_dir():
-            partial_seen = any(p.name.endswith(".part") for p in directory.iterdir())
+            partial_seen = any(p.name.endswith(".h5.part") for p in directory.iterdir())
         time.sleep(0.005)
     child.send_signal(signal.SIGKILL)
     child.wait(timeout=30)
     assert partial_seen  # killed while a trajectory was being written
     before = read_episodes(episodes)
-    assert 2 <= len(before) < 8
+    assert 2 <= len(before) < EPISODES
     for record in before:  # every trajectory a record names is complete
         assert _demo(run_dir, record)["attrs"]["num_samples"] == record.outcome["length"]
     assert not (directory / "lerobot").exists()  # the job did not complete
@@ -291,11 +294,13 @@ def test_a_killed_run_names_only_complete_trajectories_and_resume_completes_them
     )
     assert resumed.returncode == 0, resumed.stderr
     records = read_episodes(episodes)
-    assert sorted(r.episode for r in records) == list(range(8))
+    assert sorted(r.episode for r in records) == list(range(EPISODES))
     # The killed episodes' partial files are gone: one complete file per record.
-    assert sorted(p.name for p in directory.iterdir() if p.is_file()) == sorted(f"ep{k}.h5" for k in range(8))
+    assert sorted(p.name for p in directory.iterdir() if p.is_file()) == sorted(
+        f"ep{k}.h5" for k in range(EPISODES)
+    )
     for record in records:
         assert _demo(run_dir, record)["attrs"]["num_samples"] == record.outcome["length"] == 300
     info = json.loads((directory / "lerobot" / "meta" / "info.json").read_text())
-    assert info["total_episodes"] == 8 and info["total_frames"] == 8 * 300
+    assert info["total_episodes"] == EPISODES and info["total_frames"] == EPISODES * 300
     assert read_manifest(run_dir).jobs["long"].status == "completed"

@@ -24,6 +24,9 @@ actions become groups under ``actions``. Rows are buffered and appended in
 blocks of about :data:`BLOCK_BYTES` to resizable datasets, so memory does not
 grow with the episode's length. The file is written under a hidden ``.part``
 name and renamed when the episode ends; h5py and robomimic read it as is.
+The HDF5 calls are :class:`~trialrun.recording.trajectory_file.EpisodeFile`'s:
+made here, or, inside :func:`~trialrun.recording.trajectory_writer.writing_in_background`,
+by the trajectory writer process, to which each block is sent instead.
 
 Example:
     >>> import gymnasium as gym, tempfile, h5py
@@ -45,18 +48,18 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
-from trialrun.errors import ConfigError, RunWriteError
+from trialrun.errors import ConfigError
 from trialrun.recording.capture import DEFAULT_CAMERA, FrameSource
-from trialrun.runfiles.names import partial_file, trajectory_file_name
+from trialrun.recording.trajectory_file import EpisodeFile, h5py_module
+from trialrun.recording.trajectory_writer import BackgroundFile, background_writer
+from trialrun.runfiles.names import trajectory_file_name
 
 if TYPE_CHECKING:
     import gymnasium as gym
@@ -67,20 +70,6 @@ BLOCK_BYTES = 4 * 2**20
 """About how many bytes of observations are buffered before a block is written."""
 MAX_BLOCK_STEPS = 4096
 MIN_BLOCK_STEPS = 16
-CHUNK_STEPS = 256
-"""HDF5 chunk length of a small-row dataset (large rows, such as images, use 64)."""
-
-
-def _h5py() -> Any:
-    try:
-        import h5py
-    except ImportError:
-        raise ConfigError(
-            "trajectories are written with h5py, which is not installed: "
-            "pip install 'trialrun[trajectories]' (in a clone: pip install -e \".[trajectories]\")",
-            field="trajectories",
-        ) from None
-    return h5py
 
 
 def _leaves(value: Any, prefix: str) -> Iterator[tuple[str, Any]]:
@@ -146,9 +135,9 @@ class _Rows:
             f"(trajectories need fixed ones): {now} instead of {before}"
         )
 
-    def head(self, count: int, start: int = 0) -> dict[str, np.ndarray]:
-        """Rows ``start .. start + count`` of every leaf (views)."""
-        return {path: array[start : start + count] for path, array in self.arrays.items()}
+    def head(self, count: int) -> dict[str, np.ndarray]:
+        """The first ``count`` rows of every leaf (views)."""
+        return {path: array[:count] for path, array in self.arrays.items()}
 
     def carry(self, row: int) -> None:
         """Move row ``row`` to row 0 (the observation the next block starts from)."""
@@ -156,63 +145,13 @@ class _Rows:
             array[0] = array[row]
 
 
-class _Column:
-    """One dataset, made from its first block and appended to a block at a time."""
-
-    def __init__(self, group: Any, name: str, first: np.ndarray) -> None:
-        h5py = _h5py()
-        self.name = name
-        self.strings = first.dtype.kind in "UO"
-        dtype = h5py.string_dtype() if self.strings else first.dtype
-        shape = first.shape[1:]
-        row_bytes = first.nbytes // max(len(first), 1)
-        chunk = (64 if row_bytes > 4096 else CHUNK_STEPS, *shape)
-        compress = {"compression": "gzip", "compression_opts": 1} if first.dtype == np.uint8 else {}
-        self.dataset = group.create_dataset(
-            name,
-            data=first.astype(object) if self.strings else first,
-            maxshape=(None, *shape),
-            dtype=dtype,
-            chunks=chunk,
-            **compress,
-        )
-
-    def append(self, block: np.ndarray) -> None:
-        if self.strings:
-            block = block.astype(object)
-        start = self.dataset.shape[0]
-        self.dataset.resize(start + len(block), axis=0)
-        self.dataset[start:] = block
-
-
-class _Columns:
-    """The datasets of one group, made on first use from the first block."""
-
-    def __init__(self, group: Any) -> None:
-        self.group = group
-        self.columns: dict[str, _Column] = {}
-
-    def append(self, blocks: dict[str, np.ndarray]) -> None:
-        """Write one block per dataset path (all the same number of rows)."""
-        for path, block in blocks.items():
-            if not len(block):
-                continue
-            column = self.columns.get(path)
-            if column is None:
-                self.columns[path] = _Column(self.group, path, block)
-            else:
-                column.append(block)
-
-
 class TrajectoryRecorder:
     """Records the steps of the episodes a sub-env is told to record (see the module docstring)."""
 
     def __init__(self) -> None:
-        self._file: Any = None
-        self._path: Path | None = None
+        self._file: EpisodeFile | BackgroundFile | None = None
         self._name = ""
         self._settings: dict[str, Any] = {}
-        self._columns: dict[str, _Columns] = {}
         self._steps = 0
         self._row = 0
         """Steps kept in the current block (row ``_row`` of the observations is the current one)."""
@@ -232,32 +171,16 @@ class TrajectoryRecorder:
     def begin(self, env: gym.Env[Any, Any], settings: dict[str, Any], obs: Any, info: dict[str, Any]) -> None:
         """Open the episode's file; ``obs`` is its first observation."""
         self.abort()
-        h5py = _h5py()
+        h5py_module()  # a clear error here when h5py is missing
         directory = Path(settings["dir"])
         name = trajectory_file_name(int(settings["episode"]))
-        self._path = directory / name
         self._name = f"{settings['prefix']}{name}"
         self._settings = settings
-        partial = partial_file(self._path)
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            self._file = h5py.File(partial, "w")
-        except OSError as exc:
-            raise RunWriteError(f"cannot write the trajectory {partial}: {exc}") from exc
-        data = self._file.create_group("data")
-        env_args = {"env_name": settings.get("env_id", ""), "job": settings.get("job")}
-        data.attrs["env_args"] = json.dumps(env_args)
-        demo = data.create_group("demo_0")
-        factors = settings.get("factors") or {}
-        demo.attrs["episode"] = int(settings["episode"])
-        demo.attrs["seed"] = int(settings.get("seed") or 0)
-        demo.attrs["job"] = str(settings.get("job", ""))
-        demo.attrs["factors"] = json.dumps(factors, sort_keys=True)
-        for factor, value in factors.items():
-            if value is not None:
-                demo.attrs[f"factor.{factor}"] = value
-        self._columns = {group: _Columns(demo.create_group(group)) for group in ("obs", "next_obs", "info")}
-        self._columns["steps"] = _Columns(demo)
+        writer = background_writer()
+        if writer is not None:
+            self._file = BackgroundFile(writer, directory / name, self._name, settings)
+        else:
+            self._file = EpisodeFile(directory / name, settings)
         self._steps = 0
         self._row = 0
         self._actions = self._infos = None
@@ -330,35 +253,30 @@ class TrajectoryRecorder:
         count = self._row
         if not count or self._observations is None or self._actions is None:
             return
-        self._columns["obs"].append(self._observations.head(count))
-        self._columns["next_obs"].append(self._observations.head(count, start=1))
+        file = self._file
+        if file is None:
+            return
         terminated, truncated = self._terminated[:count], self._truncated[:count]
-        self._columns["steps"].append(
-            {
-                **self._actions.head(count),
-                "rewards": self._rewards[:count],
-                "dones": np.logical_or(terminated, truncated).astype(np.uint8),
-                "terminated": terminated,
-                "truncated": truncated,
-            }
-        )
-        if self._infos is not None:
-            self._columns["info"].append(self._infos.head(count))
+        steps = {
+            **self._actions.head(count),
+            "rewards": self._rewards[:count],
+            "dones": np.logical_or(terminated, truncated).astype(np.uint8),
+            "terminated": terminated,
+            "truncated": truncated,
+        }
+        infos = self._infos.head(count) if self._infos is not None else None
+        file.append(self._observations.head(count + 1), steps, infos)
         self._observations.carry(count)
         self._row = 0
 
     def finish(self) -> dict[str, str]:
         """Complete the file; ``{"trajectory": name}``."""
-        if self._file is None or self._path is None:
+        if self._file is None:
             return {}
         try:
             self._write_block()
-            demo = self._file["data/demo_0"]
-            demo.attrs["num_samples"] = self._steps
-            self._file["data"].attrs["total"] = self._steps
-            self._file.close()
+            self._file.finish(self._steps)
             self._file = None
-            os.replace(partial_file(self._path), self._path)
         except BaseException:
             self.abort()
             raise
@@ -367,14 +285,8 @@ class TrajectoryRecorder:
     def abort(self) -> None:
         """Drop the episode being recorded (its partial file is deleted)."""
         if self._file is not None:
-            try:
-                self._file.close()
-            except Exception:  # a broken file is deleted either way
-                logger.debug("closing an aborted trajectory failed", exc_info=True)
+            self._file.abort()
             self._file = None
-        if self._path is not None:
-            partial_file(self._path).unlink(missing_ok=True)
-        self._columns = {}
         self._observations = self._actions = self._infos = None
         self._row = 0
 
