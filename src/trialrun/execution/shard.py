@@ -19,6 +19,7 @@ from trialrun.envs.batched import BatchedEnv, PerWorldFactors, make_batched_env
 from trialrun.envs.build import make_env
 from trialrun.envs.slot_wrapper import CaptureFactory, SlotWrapper, StepCaptureFactory
 from trialrun.errors import ConfigError
+from trialrun.execution.held_records import held_records
 from trialrun.execution.rerender import Rerender
 from trialrun.outcomes import OutcomeTerm, SuccessRule
 from trialrun.plan import Slot
@@ -144,6 +145,21 @@ class GroupEnvFns:
 
 
 def run_shard(
+    job: JobConfig,
+    context: RunContext,
+    slots: Sequence[Slot],
+    emit: Callable[[EpisodeRecord], None],
+    policy: Policy | None = None,
+    video_dir: Path | None = None,
+    trajectory_dir: Path | None = None,
+) -> bool:
+    """:func:`_run_shard`, with the records of episodes whose trajectory the
+    writer process writes held until it is written (:func:`held_records`)."""
+    with held_records(job, emit) as held:
+        return _run_shard(job, context, slots, held, policy, video_dir, trajectory_dir)
+
+
+def _run_shard(
     job: JobConfig,
     context: RunContext,
     slots: Sequence[Slot],
