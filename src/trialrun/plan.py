@@ -17,9 +17,9 @@ Example:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -165,12 +165,303 @@ def slot_seed_words(run_seed: int, job_words: tuple[int, int], episodes: np.ndar
     return out
 
 
-def plan_job(run_seed: int, job: str, episodes: int) -> list[Slot]:
-    """All slots of a job, in episode order."""
-    words = slot_seed_words(run_seed, stable_hash_words(job), np.arange(episodes)).tolist()
-    return [_slot(job, k, words[k]) for k in range(episodes)]
+#: Slots computed at a time when a plan is read in order (a rollout's queue).
+#: Big enough that the vectorized seed words cost ~1 us a slot, small enough
+#: that a block of Slot objects is a few MB at most.
+PLAN_BLOCK = 4096
 
 
-def missing_slots(slots: Sequence[Slot], done: set[int]) -> list[Slot]:
-    """The slots whose episode index is not in ``done`` (for resume)."""
+def _as_episodes(episodes: range | np.ndarray) -> range | np.ndarray:
+    """A plan's episode indices, checked: ascending, in ``[0, 2**32)``; an
+    array of consecutive indices becomes a ``range`` (O(1) memory)."""
+    if isinstance(episodes, range):
+        if episodes.step < 1 or (len(episodes) and (episodes[0] < 0 or episodes[-1] > _MASK32)):
+            raise ValueError("a plan's episode range must be ascending, in [0, 2**32)")
+        return episodes
+    array = np.asarray(episodes, dtype=np.int64).reshape(-1)
+    if array.size == 0:
+        return range(0)
+    if array[0] < 0 or array[-1] > _MASK32 or (array.size > 1 and not bool(np.all(array[1:] > array[:-1]))):
+        raise ValueError("a plan's episode indices must be strictly ascending, in [0, 2**32)")
+    if int(array[-1]) - int(array[0]) == array.size - 1:
+        return range(int(array[0]), int(array[-1]) + 1)
+    return array
+
+
+class PlannedSlots(Sequence[Slot]):
+    """A job's slots (all of them, or a subset in episode order: the missing
+    ones on resume, a shard, a build-time group), computed when read.
+
+    Why: a batched simulator makes a million-episode job an ordinary run, and
+    a list of a million :class:`Slot` objects costs ~450 MB before the first
+    step. A slot's seeds are a pure function of ``(run seed, job, k)``, so the
+    plan holds only its episode indices (a ``range``, or an array once some
+    are left out) and the factor values; iterating it computes the seeds a
+    block of :data:`PLAN_BLOCK` slots at a time (:func:`slot_seed_words`).
+    Slicing and :meth:`take` give sub-plans without computing any slot; a
+    plan pickles as its indices, so a shard sent to a worker is small.
+
+    ``factors[i]`` are the values of the ``i``-th slot of the plan (None: no
+    factors, every slot gets an empty dict).
+
+    Example:
+        >>> plan = PlannedSlots(7, "nominal", range(1_000_000))
+        >>> len(plan), plan[3] == slot_for(7, "nominal", 3)
+        (1000000, True)
+        >>> [s.episode for s in plan.without(np.array([True, False, True]))[:3]]
+        [1, 3, 4]
+    """
+
+    __slots__ = ("_block", "_episodes", "_factors", "_words", "job", "run_seed")
+
+    def __init__(
+        self,
+        run_seed: int,
+        job: str,
+        episodes: range | np.ndarray,
+        factors: Sequence[dict[str, Any]] | None = None,
+    ) -> None:
+        if run_seed < 0:
+            raise ValueError("run seed must be >= 0")
+        self.run_seed = run_seed
+        self.job = job
+        self._episodes = _as_episodes(episodes)
+        if factors is not None and len(factors) != len(self._episodes):
+            raise ValueError(f"{len(factors)} factor value sets for {len(self._episodes)} slots")
+        self._factors = factors
+        self._words = stable_hash_words(job)
+        self._block: tuple[int, list[Slot]] = (-1, [])
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The indices and values only: no cached block crosses a process boundary.
+        return (PlannedSlots, (self.run_seed, self.job, self._episodes, self._factors))
+
+    def __len__(self) -> int:
+        return len(self._episodes)
+
+    def __repr__(self) -> str:
+        return f"PlannedSlots(job={self.job!r}, {len(self)} slots)"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or len(other) != len(self):
+            return False
+        return all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]  # a sequence compared by value
+
+    @property
+    def episodes(self) -> range | np.ndarray:
+        """The episode indices of the slots, ascending (a ``range`` when consecutive)."""
+        return self._episodes
+
+    def factor_values(self, position: int) -> dict[str, Any]:
+        """The factor values of the slot at ``position`` (without computing its seeds)."""
+        return self._factors[position] if self._factors is not None else {}
+
+    def _compute(self, start: int, stop: int) -> list[Slot]:
+        part = self._episodes[start:stop]
+        ks = np.arange(part.start, part.stop, part.step) if isinstance(part, range) else part
+        words = slot_seed_words(self.run_seed, self._words, ks).tolist()
+        factors = self._factors
+        return [
+            Slot(
+                self.job,
+                int(k),
+                w[0],
+                w[1],
+                w[2] | (w[3] << 32),
+                factors[start + i] if factors is not None else {},
+            )
+            for i, (k, w) in enumerate(zip(ks.tolist(), words, strict=True))
+        ]
+
+    def __iter__(self) -> Iterator[Slot]:
+        for start in range(0, len(self), PLAN_BLOCK):
+            yield from self._compute(start, start + PLAN_BLOCK)
+
+    @overload
+    def __getitem__(self, index: int) -> Slot: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> PlannedSlots: ...
+
+    def __getitem__(self, index: int | slice) -> Slot | PlannedSlots:
+        if isinstance(index, slice):
+            factors = self._factors[index] if self._factors is not None else None
+            return PlannedSlots(self.run_seed, self.job, self._episodes[index], factors)
+        size = len(self)
+        position = index + size if index < 0 else index
+        if not 0 <= position < size:
+            raise IndexError(f"slot {index} of a plan of {size}")
+        start = position - position % PLAN_BLOCK
+        if self._block[0] != start:  # indexing in order reuses the block
+            self._block = (start, self._compute(start, start + PLAN_BLOCK))
+        return self._block[1][position - start]
+
+    def take(self, positions: np.ndarray) -> PlannedSlots:
+        """The sub-plan of the slots at ``positions`` (ascending)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        episodes = self._episodes
+        if isinstance(episodes, range):
+            chosen = episodes.start + episodes.step * positions
+        else:
+            chosen = episodes[positions]
+        factors = [self._factors[p] for p in positions.tolist()] if self._factors is not None else None
+        return PlannedSlots(self.run_seed, self.job, chosen, factors)
+
+    def without(self, done: np.ndarray | EpisodeSet) -> PlannedSlots:
+        """The slots whose episode is not ``done``: a bool mask indexed by
+        episode (shorter than the plan when later episodes are not done), or
+        an :class:`EpisodeSet`."""
+        finished = _finished(self._episodes, done)
+        if not finished.any():
+            return self
+        return self.take(np.flatnonzero(~finished))
+
+    def positions(self, episodes: np.ndarray) -> np.ndarray:
+        """The position in this plan of each of ``episodes`` (-1 where absent)."""
+        ks = np.asarray(episodes, dtype=np.int64)
+        plan = self._episodes
+        if isinstance(plan, range):
+            offset = ks - plan.start
+            found = (offset >= 0) & (offset % plan.step == 0) & (offset // plan.step < len(plan))
+            return np.where(found, offset // plan.step, -1)
+        index = np.searchsorted(plan, ks)
+        clipped = np.minimum(index, plan.size - 1)
+        return np.where((index < plan.size) & (plan[clipped] == ks), index, -1)
+
+
+def _finished(episodes: range | np.ndarray, done: np.ndarray | EpisodeSet) -> np.ndarray:
+    """For each of ``episodes``, whether it is in ``done`` (see :meth:`PlannedSlots.without`)."""
+    if isinstance(done, EpisodeSet):
+        return done.contains(episodes)
+    ks = np.arange(episodes.start, episodes.stop, episodes.step) if isinstance(episodes, range) else episodes
+    finished = np.zeros(len(ks), dtype=bool)
+    inside = ks < done.size
+    finished[inside] = done[ks[inside]]
+    return finished
+
+
+class EpisodeSet:
+    """A set of episode indices held as a bool per index between the lowest
+    and the highest added (a set of a million Python ints costs ~60 MB, this
+    1 MB), for what an executor has received of a shard.
+
+    Example:
+        >>> got = EpisodeSet([5, 3])
+        >>> got.add(9); 9 in got, 4 in got, len(got), sorted(got)
+        (True, False, 3, [3, 5, 9])
+    """
+
+    __slots__ = ("_count", "_mask", "_offset")
+
+    def __init__(self, episodes: Iterable[int] = ()) -> None:
+        self._offset = 0
+        self._mask = np.zeros(0, dtype=bool)
+        self._count = 0
+        for episode in episodes:
+            self.add(episode)
+
+    def add(self, episode: int) -> None:
+        """Add ``episode`` (>= 0); adding one twice counts it once."""
+        if episode < 0:
+            raise ValueError(f"episode index must be >= 0, got {episode}")
+        if not self._mask.size:
+            self._offset, self._mask = episode, np.zeros(16, dtype=bool)
+        elif episode < self._offset:  # grow to the left, at least doubling
+            offset = max(0, min(episode, self._offset - self._mask.size))
+            grown = np.zeros(self._offset - offset + self._mask.size, dtype=bool)
+            grown[self._offset - offset :] = self._mask
+            self._offset, self._mask = offset, grown
+        elif episode - self._offset >= self._mask.size:
+            grown = np.zeros(max(episode - self._offset + 1, 2 * self._mask.size), dtype=bool)
+            grown[: self._mask.size] = self._mask
+            self._mask = grown
+        index = episode - self._offset
+        if not self._mask[index]:
+            self._mask[index] = True
+            self._count += 1
+
+    def __contains__(self, episode: object) -> bool:
+        if not isinstance(episode, int | np.integer):
+            return False
+        index = int(episode) - self._offset
+        return 0 <= index < self._mask.size and bool(self._mask[index])
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[int]:
+        return iter((np.flatnonzero(self._mask) + self._offset).tolist())
+
+    def contains(self, episodes: range | np.ndarray) -> np.ndarray:
+        """For each of ``episodes``, whether it is in the set (vectorized ``in``)."""
+        if isinstance(episodes, range):
+            ks = np.arange(episodes.start, episodes.stop, episodes.step)
+        else:
+            ks = np.asarray(episodes, dtype=np.int64)
+        index = ks - self._offset
+        inside = (index >= 0) & (index < self._mask.size)
+        found = np.zeros(ks.size, dtype=bool)
+        found[inside] = self._mask[index[inside]]
+        return found
+
+
+def factor_seeds(run_seed: int, job: str, episodes: int) -> np.ndarray:
+    """The ``factor_seed`` of slots ``0 .. episodes - 1`` (uint64), without building the slots."""
+    words = slot_seed_words(run_seed, stable_hash_words(job), np.arange(episodes)).astype(np.uint64)
+    seeds: np.ndarray = words[:, 2] | (words[:, 3] << np.uint64(32))
+    return seeds
+
+
+def plan_job(run_seed: int, job: str, episodes: int) -> PlannedSlots:
+    """All slots of a job, in episode order, computed when read (:class:`PlannedSlots`)."""
+    return PlannedSlots(run_seed, job, range(episodes))
+
+
+def missing_slots(slots: Sequence[Slot], done: Container[int] | np.ndarray | EpisodeSet) -> Sequence[Slot]:
+    """The slots whose episode index is not in ``done`` (for resume), in order:
+    a plan's are a sub-plan (``done`` may then be a bool mask by episode)."""
+    if isinstance(slots, PlannedSlots) and isinstance(done, np.ndarray | EpisodeSet):
+        return slots.without(done)
+    if isinstance(done, np.ndarray):
+        mask = done
+        return [s for s in slots if not (s.episode < mask.size and mask[s.episode])]
     return [s for s in slots if s.episode not in done]
+
+
+class SlotQueue:
+    """The slots a rollout has still to start, in order, read a block at a
+    time from a plan: a ``deque`` of them would hold every slot of the job.
+
+    Example:
+        >>> queue = SlotQueue(plan_job(0, "j", 3))
+        >>> queue.popleft().episode, len(queue)
+        (0, 2)
+    """
+
+    __slots__ = ("_left", "_slots")
+
+    def __init__(self, slots: Sequence[Slot]) -> None:
+        self._slots = iter(slots)
+        self._left = len(slots)
+
+    def popleft(self) -> Slot:
+        """The next slot; IndexError when none is left (as ``deque.popleft``)."""
+        if not self._left:
+            raise IndexError("pop from an empty slot queue")
+        self._left -= 1
+        return next(self._slots)
+
+    def __len__(self) -> int:
+        return self._left
+
+    def __bool__(self) -> bool:
+        return self._left > 0
+
+
+def episode_indices(slots: Sequence[Slot]) -> range | np.ndarray:
+    """The episode indices of ``slots`` in order, without computing a plan's slots."""
+    if isinstance(slots, PlannedSlots):
+        return slots.episodes
+    return np.fromiter((s.episode for s in slots), dtype=np.int64, count=len(slots))

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -41,7 +40,7 @@ from trialrun.envs.slot_wrapper import SlotWrapper
 from trialrun.envs.vector import ActiveSubsetAsyncVectorEnv, ActiveSubsetSyncVectorEnv
 from trialrun.errors import ConfigError
 from trialrun.outcomes import OutcomeTerm, OutcomeTracker, SuccessRule
-from trialrun.plan import Slot
+from trialrun.plan import Slot, SlotQueue
 from trialrun.policies.base import Policy, PolicyContext
 from trialrun.policies.playback import ActionLog, ActionRow
 
@@ -191,7 +190,7 @@ def rollout(
         tracker = OutcomeTracker(num_envs, success or SuccessRule(), terms)
         where = f"job '{job}'" if job else ""
         with Guard(limits or GuardConfig(), vec.single_action_space, num_envs, where=where) as guard:
-            queue = deque(slots)
+            queue = SlotQueue(slots)
             _loop(vec, policy, guard, tracker, queue, num_envs, on_episode, video, instruct, trajectories)
         failed = False
     finally:
@@ -262,7 +261,7 @@ def _loop(
     policy: Policy,
     guard: Guard,
     tracker: OutcomeTracker,
-    queue: deque[Slot],
+    queue: SlotQueue,
     num_envs: int,
     on_episode: Callable[[EpisodeResult], None],
     video: VideoPlan | None = None,

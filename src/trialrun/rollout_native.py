@@ -40,9 +40,9 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -50,7 +50,7 @@ import numpy as np
 from trialrun.boundary import Guard, GuardConfig
 from trialrun.envs.batched import BatchedEnv, PerWorldFactors
 from trialrun.outcomes import OutcomeTerm, OutcomeTracker, SuccessRule
-from trialrun.plan import Slot
+from trialrun.plan import PLAN_BLOCK, PlannedSlots, Slot, SlotQueue, episode_indices
 from trialrun.policies.base import Policy, PolicyContext
 from trialrun.recording.native_film import WorldFilm
 from trialrun.recording.native_steps import WorldSteps
@@ -117,7 +117,7 @@ def rollout_native(
     where = f"job '{job}'" if job else ""
     with Guard(limits or GuardConfig(), env.single_action_space, env.num_worlds, where=where) as guard:
         if env.mode == "exact":
-            _run_exact(env, policy, guard, tracker, deque(slots), on_episode, instruct, film, steps)
+            _run_exact(env, policy, guard, tracker, SlotQueue(slots), on_episode, instruct, film, steps)
         else:
             _run_waves(env, policy, guard, tracker, slots, plan or slots, on_episode, instruct, film, steps)
     warn_after_rollout(tracker, env_id)
@@ -129,7 +129,7 @@ def _run_exact(
     policy: Policy,
     guard: Guard,
     tracker: OutcomeTracker,
-    queue: deque[Slot],
+    queue: SlotQueue,
     on_episode: Callable[[EpisodeResult], None],
     instruct: Instruct | None = None,
     film: WorldFilm | None = None,
@@ -218,12 +218,7 @@ def _run_waves(
 ) -> None:
     n = env.num_worlds
     episode_extra: Callable[[int], dict[str, Any]] | None = getattr(policy, "episode_extra", None)
-    position = {slot.episode: index for index, slot in enumerate(plan)}
-    wanted = {slot.episode for slot in slots}
-    missing = [s.episode for s in slots if s.episode not in position]
-    if missing:
-        raise ValueError(f"slots {missing[:5]} are not in the plan the waves are cut from")
-    for wave in sorted({position[e] // n for e in wanted}):
+    for wave, wanted in _waves(slots, plan, n):
         members = list(plan[wave * n : (wave + 1) * n])
         wave_seed = members[0].seed
         if isinstance(env, PerWorldFactors):
@@ -283,6 +278,58 @@ def _run_waves(
                 if steps is not None:
                     result.trajectory = steps.finish(i, result.outcome).get("trajectory")
                 on_episode(result)
+
+
+def _waves(slots: Sequence[Slot], plan: Sequence[Slot], n: int) -> Iterator[tuple[int, set[int]]]:
+    """The waves (chunk ``i`` of ``n`` slots of ``plan``) that hold some of
+    ``slots``, in plan order, each with the episodes of ``slots`` in it.
+
+    ``slots`` are read a block at a time (a lazy plan of a million is never a
+    million episode ints at once); slots out of plan order (never from the
+    runner, whose sub-plans keep it) are grouped all at once instead.
+    """
+    locate = _locator(plan)
+
+    def blocks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for start in range(0, len(slots), PLAN_BLOCK):
+            part = episode_indices(slots[start : start + PLAN_BLOCK])
+            episodes = np.arange(part.start, part.stop) if isinstance(part, range) else part
+            positions = locate(episodes)
+            if (positions < 0).any():
+                absent = episodes[positions < 0][:5].tolist()
+                raise ValueError(f"slots {absent} are not in the plan the waves are cut from")
+            yield episodes, positions // n
+
+    last = -1
+    for _, waves in blocks():
+        if waves[0] < last or bool(np.any(waves[1:] < waves[:-1])):
+            grouped: dict[int, set[int]] = {}
+            for episodes, block_waves in blocks():
+                for episode, wave in zip(episodes.tolist(), block_waves.tolist(), strict=True):
+                    grouped.setdefault(wave, set()).add(episode)
+            yield from sorted(grouped.items())
+            return
+        last = int(waves[-1])
+    current, wanted = -1, set[int]()
+    for episodes, waves in blocks():
+        cuts = [0, *(np.flatnonzero(np.diff(waves)) + 1).tolist(), len(waves)]
+        for lo, hi in pairwise(cuts):
+            wave = int(waves[lo])
+            if wave != current:
+                if wanted:
+                    yield current, wanted
+                current, wanted = wave, set()
+            wanted.update(episodes[lo:hi].tolist())
+    if wanted:
+        yield current, wanted
+
+
+def _locator(plan: Sequence[Slot]) -> Callable[[np.ndarray], np.ndarray]:
+    """Maps episode indices to their positions in ``plan`` (-1: not in it)."""
+    if isinstance(plan, PlannedSlots):
+        return plan.positions
+    where = {slot.episode: index for index, slot in enumerate(plan)}
+    return lambda episodes: np.array([where.get(e, -1) for e in episodes.tolist()], dtype=np.int64)
 
 
 def _apply_factors(env: PerWorldFactors, mask: np.ndarray, assigned: list[Slot | None]) -> None:

@@ -37,7 +37,7 @@ import signal
 import threading
 import traceback
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -187,7 +187,7 @@ class ProcessExecutor(ShardingExecutor):
         self,
         job: JobConfig,
         context: RunContext,
-        slots: list[Slot],
+        slots: Sequence[Slot],
         emit: Callable[[EpisodeRecord], None],
     ) -> bool:
         """Run ``slots`` of ``job`` on the pool; ``emit`` each record as it

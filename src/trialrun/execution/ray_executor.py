@@ -29,7 +29,7 @@ import sys
 import threading
 import traceback
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,7 +56,7 @@ def import_ray() -> Any:
     return ray
 
 
-def shard_stream(job_json: str, context: RunContext, slots: list[Slot]) -> Iterator[tuple[str, ...]]:
+def shard_stream(job_json: str, context: RunContext, slots: Sequence[Slot]) -> Iterator[tuple[str, ...]]:
     """Run a shard in a thread and yield ``("record", json)`` as episodes end,
     then ``("done", "1"|"0")`` (whether the env reported the success key) or
     ``("error", message, traceback)``."""
@@ -150,7 +150,7 @@ class RayExecutor(ShardingExecutor):
         self,
         job: JobConfig,
         context: RunContext,
-        slots: list[Slot],
+        slots: Sequence[Slot],
         emit: Callable[[EpisodeRecord], None],
     ) -> bool:
         """Run ``slots`` of ``job`` as Ray tasks, at most ``workers`` at once;

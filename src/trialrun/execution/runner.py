@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,7 +39,7 @@ from trialrun.execution.preflight import Preflight, preflight
 from trialrun.execution.shard import RunContext, run_shard
 from trialrun.execution.stopping import EarlyStopper, StopRule, run_in_batches
 from trialrun.execution.trajectory_export import export_trajectories
-from trialrun.plan import Slot, missing_slots
+from trialrun.plan import Slot
 from trialrun.policies.base import Policy
 from trialrun.rollout import utc_now
 from trialrun.runfiles import (
@@ -92,7 +92,7 @@ class Executor(Protocol):
         self,
         job: JobConfig,
         context: RunContext,
-        slots: list[Slot],
+        slots: Sequence[Slot],
         emit: Callable[[EpisodeRecord], None],
     ) -> bool | None:
         """Run the slots; return whether the env reported the success key
@@ -116,7 +116,7 @@ class LocalExecutor:
         self,
         job: JobConfig,
         context: RunContext,
-        slots: list[Slot],
+        slots: Sequence[Slot],
         emit: Callable[[EpisodeRecord], None],
     ) -> bool:
         return run_shard(job, context, slots, emit, policy=self.policy)
@@ -338,7 +338,8 @@ def _run_locked(
         for job in config.jobs:
             state = manifest.jobs[job.name]
             job_done = done[job.name]
-            slots = missing_slots(FactorSet(job).slots(config.seed), job_done.finished())
+            # A lazy plan: the missing slots are computed a block at a time as they run.
+            slots = FactorSet(job).slots(config.seed).without(job_done.finished_mask())
             if observer:
                 observer.job_started(job.name, job.episodes, len(job_done))
             state.completed = len(job_done)
@@ -370,7 +371,7 @@ def _run_locked(
                 writer.write(force=False)
 
             def run_slots(
-                group: list[Slot], _job: JobConfig = job, _emit: Callable[..., None] = emit
+                group: Sequence[Slot], _job: JobConfig = job, _emit: Callable[..., None] = emit
             ) -> bool | None:
                 return run_job(_job, context, group, _emit)
 

@@ -22,7 +22,7 @@ from trialrun.errors import ConfigError
 from trialrun.execution.held_records import held_records
 from trialrun.execution.rerender import Rerender
 from trialrun.outcomes import OutcomeTerm, SuccessRule
-from trialrun.plan import Slot
+from trialrun.plan import Slot, episode_indices
 from trialrun.policies.base import Policy, PolicyContext
 from trialrun.policies.registry import build_policy
 from trialrun.policies.registry import policy_cameras as registered_policy_cameras
@@ -212,7 +212,7 @@ def _run_shard(
     if job.video is not None:
         directory = video_dir or RunLayout(context.run_dir).video_dir(job.name)
         video = VideoSelection(job.video, directory, context.run_dir)
-        video.prepare(slot.episode for slot in slots)
+        video.prepare(episode_indices(slots))
         render_mode = "rgb_array" if DEFAULT_CAMERA in job.video.cameras else None
         recorder_factory = EpisodeRecorder
     trajectories = None
@@ -224,7 +224,7 @@ def _run_shard(
             context.run_dir,
             job.env.id,
         )
-        trajectories.prepare(slot.episode for slot in slots)
+        trajectories.prepare(episode_indices(slots))
         step_recorder_factory = TrajectoryRecorder
         if DEFAULT_CAMERA in job.trajectories.cameras:
             render_mode = "rgb_array"
@@ -329,7 +329,7 @@ def _run_native(
         video = VideoSelection(
             job.video, video_dir or RunLayout(context.run_dir).video_dir(job.name), context.run_dir
         )
-        video.prepare(slot.episode for slot in slots)
+        video.prepare(episode_indices(slots))
     trajectories = None
     if job.trajectories is not None:
         trajectories = TrajectorySelection(
@@ -338,7 +338,7 @@ def _run_native(
             context.run_dir,
             env_id=job.env.id,
         )
-        trajectories.prepare(slot.episode for slot in slots)
+        trajectories.prepare(episode_indices(slots))
     plans = group_slots(factor_set, factor_set.slots(context.run_seed))
     mode = None if job.native_mode == "auto" else job.native_mode
     seen = False

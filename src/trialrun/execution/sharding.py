@@ -21,28 +21,30 @@ from dataclasses import dataclass, field
 from typing_extensions import Self
 
 from trialrun.errors import WorkersExhausted
-from trialrun.plan import Slot
+from trialrun.plan import EpisodeSet, Slot, missing_slots
 
 
 @dataclass
 class Shard:
-    """A contiguous range of one job's (missing) slots."""
+    """A contiguous range of one job's (missing) slots: a sub-plan, computed
+    where it runs. ``received`` is a bitmap, not a set of ints: the shards of
+    a million-episode job would otherwise hold a million ints in the driver."""
 
     shard_id: int
-    slots: list[Slot]
+    slots: Sequence[Slot]
     attempts: int = 0
-    received: set[int] = field(default_factory=set)
+    received: EpisodeSet = field(default_factory=EpisodeSet)
     success_seen: bool = False
     """Whether the env reported the success key while running this shard."""
 
     @property
-    def remaining(self) -> list[Slot]:
-        """Slots whose records have not arrived yet."""
-        return [s for s in self.slots if s.episode not in self.received]
+    def remaining(self) -> Sequence[Slot]:
+        """Slots whose records have not arrived yet (a sub-plan of a plan's shard)."""
+        return missing_slots(self.slots, self.received) if len(self.received) else self.slots
 
     def describe(self) -> str:
-        episodes = [s.episode for s in self.slots]
-        return f"shard {self.shard_id} (episodes {episodes[0]}..{episodes[-1]}, {len(episodes)} slots)"
+        first, last = self.slots[0].episode, self.slots[-1].episode
+        return f"shard {self.shard_id} (episodes {first}..{last}, {len(self.slots)} slots)"
 
 
 class ShardingExecutor:
@@ -89,11 +91,12 @@ def job_shards(
 
 
 def make_shards(slots: Sequence[Slot], shard_size: int, first_id: int = 0) -> list[Shard]:
-    """Split ``slots`` (in order) into shards of at most ``shard_size``."""
+    """Split ``slots`` (in order) into shards of at most ``shard_size`` (a
+    plan's shards are sub-plans: nothing is computed here)."""
     if shard_size < 1:
         raise ValueError("shard_size must be >= 1")
     return [
-        Shard(shard_id=first_id + i, slots=list(slots[start : start + shard_size]))
+        Shard(shard_id=first_id + i, slots=slots[start : start + shard_size])
         for i, start in enumerate(range(0, len(slots), shard_size))
     ]
 
@@ -112,7 +115,8 @@ def requeue_after_worker_death(
 
     Example:
         >>> from trialrun.plan import plan_job
-        >>> shard, pending = Shard(0, plan_job(0, "j", 3), attempts=1, received={0}), deque()
+        >>> from trialrun.plan import EpisodeSet
+        >>> shard, pending = Shard(0, plan_job(0, "j", 3), attempts=1, received=EpisodeSet({0})), deque()
         >>> requeue_after_worker_death(shard, pending, 2, "worker 1") is None, len(pending[0].remaining)
         (True, 2)
         >>> shard.attempts = 3

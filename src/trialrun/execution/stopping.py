@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -228,10 +228,10 @@ class EarlyStopper:
 
 def run_in_batches(
     job: JobConfig,
-    slots: list[Slot],
+    slots: Sequence[Slot],
     stopper: EarlyStopper | None,
     done: Mapping[int, EpisodeOutcome],
-    run_slots: Callable[[list[Slot]], bool | None],
+    run_slots: Callable[[Sequence[Slot]], bool | None],
 ) -> tuple[bool | None, StoppedEarly | None]:
     """Run the missing ``slots`` of ``job`` batch by batch (planned order),
     looking before each batch and after the last; stop at a decision. Without

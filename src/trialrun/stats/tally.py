@@ -109,6 +109,13 @@ class OutcomeTally:
         """The indices of the finished episodes."""
         return set(np.flatnonzero(self._done).tolist())
 
+    def finished_mask(self) -> np.ndarray:
+        """Whether each episode index is finished (a read-only view; indices
+        past its end are not): what resume leaves out, at a byte per episode."""
+        view: np.ndarray = self._done.view()
+        view.flags.writeable = False
+        return view
+
     def returns(self) -> np.ndarray:
         """The finished episodes' returns in episode order (NaN for a missing one)."""
         return self._returns[self._done]

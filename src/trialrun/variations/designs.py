@@ -196,7 +196,7 @@ def _random(
 ) -> list[dict[str, Any]]:
     # Same numbers as random_values_for_slot (draw == from_unit(rng.random())),
     # but one vectorised inverse-CDF call per factor instead of one per slot.
-    factor_seeds = [slot.factor_seed for slot in _plan.plan_job(run_seed, job, episodes)]
+    factor_seeds = _plan.factor_seeds(run_seed, job, episodes).tolist()
     columns: dict[str, list[ScalarValue]] = {}
     for name, sampler in samplers.items():
         if isinstance(sampler, ConstantSampler):  # nothing to draw

@@ -28,14 +28,14 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from collections.abc import Iterable, Mapping
-from dataclasses import replace
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
+import numpy as np
 
 from trialrun.errors import ConfigError
-from trialrun.plan import Slot, plan_job
+from trialrun.plan import PlannedSlots, Slot
 from trialrun.runfiles.schema import FactorSpec
 from trialrun.variations.base import FactorValue, Variation
 from trialrun.variations.designs import factor_values
@@ -81,13 +81,11 @@ class FactorSet:
         """Factor values for every slot of the job, index = episode."""
         return factor_values(self.samplers, self.job.design, run_seed, self.job.name, self.job.episodes)
 
-    def slots(self, run_seed: int) -> list[Slot]:
-        """Every slot of the job with its factor values."""
-        slots = plan_job(run_seed, self.job.name, self.job.episodes)
-        if not self:
-            return slots
-        values = self.values(run_seed)
-        return [replace(slot, factors=values[slot.episode]) for slot in slots]
+    def slots(self, run_seed: int) -> PlannedSlots:
+        """Every slot of the job with its factor values (a lazy plan: the
+        slots are computed when read)."""
+        values = self.values(run_seed) if self else None
+        return PlannedSlots(run_seed, self.job.name, range(self.job.episodes), values)
 
     def group_key(self, values: dict[str, Any]) -> str:
         """The build-time part of a slot's values (slots with equal keys share an env);
@@ -262,11 +260,17 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def group_slots(factor_set: FactorSet, slots: Iterable[Slot]) -> dict[str, list[Slot]]:
-    """Slots grouped by build-time values, groups in first-appearance order."""
+def group_slots(factor_set: FactorSet, slots: Iterable[Slot]) -> dict[str, Sequence[Slot]]:
+    """Slots grouped by build-time values, groups in first-appearance order;
+    a plan's groups are sub-plans (no slot is computed)."""
     if not factor_set.build_names:
-        return {factor_set.group_key({}): list(slots)}
+        return {factor_set.group_key({}): slots if isinstance(slots, Sequence) else list(slots)}
+    if isinstance(slots, PlannedSlots):
+        positions: dict[str, list[int]] = {}
+        for position in range(len(slots)):
+            positions.setdefault(factor_set.group_key(slots.factor_values(position)), []).append(position)
+        return {key: slots.take(np.array(group)) for key, group in positions.items()}
     groups: dict[str, list[Slot]] = {}
     for slot in slots:
         groups.setdefault(factor_set.group_key(slot.factors), []).append(slot)
-    return groups
+    return dict(groups)
