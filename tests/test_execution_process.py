@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import threading
 import time
@@ -13,8 +14,8 @@ import pytest
 from trialrun.config import RunConfig, parse_run_config
 from trialrun.execution.process import ProcessExecutor
 from trialrun.execution.runner import run_evaluation
-from trialrun.execution.sharding import default_shard_size, make_shards
-from trialrun.plan import plan_job
+from trialrun.execution.sharding import default_shard_size, job_shards, make_shards
+from trialrun.plan import episode_indices, plan_job, slot_for
 from trialrun.runfiles import read_episodes, read_manifest
 from trialrun.runfiles.schema import EpisodeRecord
 
@@ -77,6 +78,22 @@ def test_shards_are_contiguous_and_cover_every_slot() -> None:
     assert default_shard_size(100, 2, 4) == 17 and default_shard_size(10, 2, 4) == 4
     with pytest.raises(ValueError):
         make_shards(slots, 0)
+
+
+def test_a_shard_of_a_million_episode_plan_is_sent_as_its_runs() -> None:
+    shards = job_shards(plan_job(0, "j", 10**6), workers=2, num_envs=8, shard_size=None)
+    assert [len(s.slots) for s in shards] == [166_667] * 5 + [166_665]
+    shard = shards[1]
+    assert shard.describe() == "shard 1 (episodes 166667..333333, 166667 slots)"
+    assert shard.remaining is shard.slots
+    for episode in range(166_667, 167_667):
+        shard.received.add(episode)
+    shard.received.add(300_000)
+    remaining = shard.remaining
+    assert len(remaining) == 166_667 - 1001 and len(shard.received) == 1001
+    assert remaining[0] == slot_for(0, "j", 167_667) and 300_000 not in episode_indices(remaining)
+    # What the driver pickles to a worker: the shard's runs, not its slots.
+    assert len(pickle.dumps(remaining)) < 600
 
 
 def test_process_executor_gives_the_local_records(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +163,47 @@ def test_wave_mode_reports_each_worlds_first_episode_only() -> None:
         assert result.outcome["length"] == probe_length(world_seed)
         assert result.outcome["success"] is probe_success(world_seed)
     env.close()
+
+
+def test_wave_mode_cuts_its_waves_from_a_large_plan_without_reading_all_of_it() -> None:
+    # A shard near the end of a million-episode plan: its waves are found by
+    # position, not through a map over the whole plan (~100 MB).
+    env = make_batched_env("trialrun/SeedProbe-v0", {"autoreset_mode": "next_step"}, 5)
+    plan = plan_job(2, "j", 10**6)
+    results: list[EpisodeResult] = []
+    tracemalloc.start()
+    try:
+        rollout_native(
+            plan[500_002:500_013], env, lambda ctx: build_policy("zero", {}, ctx), results.append, plan=plan
+        )
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        env.close()
+    assert sorted(r.slot.episode for r in results) == list(range(500_002, 500_013))
+    waves = {r.extra["wave"]["first_episode"]: r.extra["wave"]["seed"] for r in results}
+    assert waves == {k: plan[k].seed for k in (500_000, 500_005, 500_010)}
+    assert all(r.extra["wave"]["world"] == r.slot.episode % 5 for r in results)
+    assert peak < 4 * 2**20, peak
+
+
+def test_wave_mode_takes_slots_out_of_plan_order() -> None:
+    env = make_batched_env("trialrun/SeedProbe-v0", {"autoreset_mode": "next_step"}, 4)
+    plan = plan_job(2, "j", 12)
+    shuffled = [plan[k] for k in (9, 1, 10, 2)]
+    results: list[EpisodeResult] = []
+    rollout_native(shuffled, env, lambda ctx: build_policy("zero", {}, ctx), results.append, plan=plan)
+    env.close()
+    assert sorted(r.slot.episode for r in results) == [1, 2, 9, 10]
+    assert {r.extra["wave"]["first_episode"] for r in results} == {0, 8}
+    with pytest.raises(ValueError, match=r"slots \[12\] are not in the plan the waves are cut from"):
+        rollout_native(
+            [plan_job(2, "j", 13)[12]],
+            env,
+            lambda ctx: build_policy("zero", {}, ctx),
+            results.append,
+            plan=plan,
+        )
 
 
 # --------------------------------------------------------------------------- executors and resume

@@ -171,21 +171,47 @@ def slot_seed_words(run_seed: int, job_words: tuple[int, int], episodes: np.ndar
 PLAN_BLOCK = 4096
 
 
-def _as_episodes(episodes: range | np.ndarray) -> range | np.ndarray:
-    """A plan's episode indices, checked: ascending, in ``[0, 2**32)``; an
-    array of consecutive indices becomes a ``range`` (O(1) memory)."""
-    if isinstance(episodes, range):
-        if episodes.step < 1 or (len(episodes) and (episodes[0] < 0 or episodes[-1] > _MASK32)):
-            raise ValueError("a plan's episode range must be ascending, in [0, 2**32)")
-        return episodes
+_EMPTY = np.zeros(0, dtype=np.int64)
+
+
+def _runs_of(episodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Strictly ascending indices as runs of consecutive ones: (starts, lengths)."""
+    if episodes.size == 0:
+        return _EMPTY, _EMPTY
+    first = np.concatenate(([0], np.flatnonzero(np.diff(episodes) != 1) + 1))
+    return episodes[first], np.diff(np.concatenate((first, [episodes.size])))
+
+
+def _episodes_of_runs(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The indices that runs stand for (the inverse of :func:`_runs_of`)."""
+    offsets = np.concatenate(([0], np.cumsum(lengths)[:-1])) if lengths.size else _EMPTY
+    episodes: np.ndarray = np.repeat(starts - offsets, lengths) + np.arange(int(lengths.sum()))
+    return episodes
+
+
+def _as_runs(episodes: range | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A plan's episode indices as runs, checked: strictly ascending, in ``[0, 2**32)``."""
+    if isinstance(episodes, range) and episodes.step == 1:
+        if not len(episodes):
+            return _EMPTY, _EMPTY
+        if episodes.start < 0 or episodes.stop - 1 > _MASK32:
+            raise ValueError("a plan's episode indices must be strictly ascending, in [0, 2**32)")
+        return np.array([episodes.start], dtype=np.int64), np.array([len(episodes)], dtype=np.int64)
     array = np.asarray(episodes, dtype=np.int64).reshape(-1)
-    if array.size == 0:
-        return range(0)
-    if array[0] < 0 or array[-1] > _MASK32 or (array.size > 1 and not bool(np.all(array[1:] > array[:-1]))):
+    if array.size and (
+        array[0] < 0 or array[-1] > _MASK32 or (array.size > 1 and not bool(np.all(array[1:] > array[:-1])))
+    ):
         raise ValueError("a plan's episode indices must be strictly ascending, in [0, 2**32)")
-    if int(array[-1]) - int(array[0]) == array.size - 1:
-        return range(int(array[0]), int(array[-1]) + 1)
-    return array
+    return _runs_of(array)
+
+
+def _planned(
+    run_seed: int, job: str, starts: np.ndarray, lengths: np.ndarray, factors: Sequence[dict[str, Any]] | None
+) -> PlannedSlots:
+    """A plan from its runs (what a plan pickles as)."""
+    plan = PlannedSlots(run_seed, job, range(0))
+    plan._set_runs(starts, lengths, factors)
+    return plan
 
 
 class PlannedSlots(Sequence[Slot]):
@@ -195,11 +221,12 @@ class PlannedSlots(Sequence[Slot]):
     Why: a batched simulator makes a million-episode job an ordinary run, and
     a list of a million :class:`Slot` objects costs ~450 MB before the first
     step. A slot's seeds are a pure function of ``(run seed, job, k)``, so the
-    plan holds only its episode indices (a ``range``, or an array once some
-    are left out) and the factor values; iterating it computes the seeds a
-    block of :data:`PLAN_BLOCK` slots at a time (:func:`slot_seed_words`).
-    Slicing and :meth:`take` give sub-plans without computing any slot; a
-    plan pickles as its indices, so a shard sent to a worker is small.
+    plan holds only its episode indices, as runs of consecutive ones (a whole
+    job is one run; a resumed one a few), and the factor values; iterating it
+    computes the seeds a block of :data:`PLAN_BLOCK` slots at a time
+    (:func:`slot_seed_words`). Slicing, :meth:`take` and :meth:`without` give
+    sub-plans without computing any slot; a plan pickles as its runs, so a
+    shard sent to a worker is small.
 
     ``factors[i]`` are the values of the ``i``-th slot of the plan (None: no
     factors, every slot gets an empty dict).
@@ -212,7 +239,17 @@ class PlannedSlots(Sequence[Slot]):
         [1, 3, 4]
     """
 
-    __slots__ = ("_block", "_episodes", "_factors", "_words", "job", "run_seed")
+    __slots__ = (
+        "_block",
+        "_factors",
+        "_lengths",
+        "_offsets",
+        "_size",
+        "_starts",
+        "_words",
+        "job",
+        "run_seed",
+    )
 
     def __init__(
         self,
@@ -225,19 +262,26 @@ class PlannedSlots(Sequence[Slot]):
             raise ValueError("run seed must be >= 0")
         self.run_seed = run_seed
         self.job = job
-        self._episodes = _as_episodes(episodes)
-        if factors is not None and len(factors) != len(self._episodes):
-            raise ValueError(f"{len(factors)} factor value sets for {len(self._episodes)} slots")
-        self._factors = factors
         self._words = stable_hash_words(job)
+        self._set_runs(*_as_runs(episodes), factors)
+
+    def _set_runs(
+        self, starts: np.ndarray, lengths: np.ndarray, factors: Sequence[dict[str, Any]] | None
+    ) -> None:
+        self._starts, self._lengths = starts, lengths
+        self._offsets = np.concatenate(([0], np.cumsum(lengths)[:-1])) if lengths.size else _EMPTY
+        self._size = int(lengths.sum())
+        if factors is not None and len(factors) != self._size:
+            raise ValueError(f"{len(factors)} factor value sets for {self._size} slots")
+        self._factors = factors
         self._block: tuple[int, list[Slot]] = (-1, [])
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # The indices and values only: no cached block crosses a process boundary.
-        return (PlannedSlots, (self.run_seed, self.job, self._episodes, self._factors))
+        # The runs and values only: no cached block crosses a process boundary.
+        return (_planned, (self.run_seed, self.job, self._starts, self._lengths, self._factors))
 
     def __len__(self) -> int:
-        return len(self._episodes)
+        return self._size
 
     def __repr__(self) -> str:
         return f"PlannedSlots(job={self.job!r}, {len(self)} slots)"
@@ -251,22 +295,34 @@ class PlannedSlots(Sequence[Slot]):
 
     @property
     def episodes(self) -> range | np.ndarray:
-        """The episode indices of the slots, ascending (a ``range`` when consecutive)."""
-        return self._episodes
+        """The episode indices of the slots, ascending: a ``range`` when they
+        are consecutive, else an array (8 bytes a slot)."""
+        if self._starts.size == 0:
+            return range(0)
+        if self._starts.size == 1:
+            return range(int(self._starts[0]), int(self._starts[0] + self._lengths[0]))
+        return _episodes_of_runs(self._starts, self._lengths)
+
+    def _episodes_at(self, positions: np.ndarray) -> np.ndarray:
+        if self._starts.size == 1:
+            shifted: np.ndarray = positions + self._starts[0]
+            return shifted
+        run = np.searchsorted(self._offsets, positions, side="right") - 1
+        episodes: np.ndarray = self._starts[run] + (positions - self._offsets[run])
+        return episodes
 
     def factor_values(self, position: int) -> dict[str, Any]:
         """The factor values of the slot at ``position`` (without computing its seeds)."""
         return self._factors[position] if self._factors is not None else {}
 
     def _compute(self, start: int, stop: int) -> list[Slot]:
-        part = self._episodes[start:stop]
-        ks = np.arange(part.start, part.stop, part.step) if isinstance(part, range) else part
+        ks = self._episodes_at(np.arange(start, min(stop, self._size)))
         words = slot_seed_words(self.run_seed, self._words, ks).tolist()
         factors = self._factors
         return [
             Slot(
                 self.job,
-                int(k),
+                k,
                 w[0],
                 w[1],
                 w[2] | (w[3] << 32),
@@ -287,8 +343,7 @@ class PlannedSlots(Sequence[Slot]):
 
     def __getitem__(self, index: int | slice) -> Slot | PlannedSlots:
         if isinstance(index, slice):
-            factors = self._factors[index] if self._factors is not None else None
-            return PlannedSlots(self.run_seed, self.job, self._episodes[index], factors)
+            return self._slice(index)
         size = len(self)
         position = index + size if index < 0 else index
         if not 0 <= position < size:
@@ -298,48 +353,72 @@ class PlannedSlots(Sequence[Slot]):
             self._block = (start, self._compute(start, start + PLAN_BLOCK))
         return self._block[1][position - start]
 
+    def _slice(self, index: slice) -> PlannedSlots:
+        first, stop, step = index.indices(self._size)
+        if step != 1:
+            return self.take(np.arange(first, stop, step))
+        factors = self._factors[first:stop] if self._factors is not None else None
+        if stop <= first:
+            return _planned(self.run_seed, self.job, _EMPTY, _EMPTY, factors)
+        ends = np.searchsorted(self._offsets, [first, stop - 1], side="right") - 1
+        starts = self._starts[ends[0] : ends[1] + 1].copy()
+        stops = starts + self._lengths[ends[0] : ends[1] + 1]
+        first_episode, last_episode = self._episodes_at(np.array([first, stop - 1])).tolist()
+        starts[0], stops[-1] = first_episode, last_episode + 1
+        return _planned(self.run_seed, self.job, starts, stops - starts, factors)
+
     def take(self, positions: np.ndarray) -> PlannedSlots:
         """The sub-plan of the slots at ``positions`` (ascending)."""
         positions = np.asarray(positions, dtype=np.int64)
-        episodes = self._episodes
-        if isinstance(episodes, range):
-            chosen = episodes.start + episodes.step * positions
-        else:
-            chosen = episodes[positions]
+        starts, lengths = _runs_of(self._episodes_at(positions))
         factors = [self._factors[p] for p in positions.tolist()] if self._factors is not None else None
-        return PlannedSlots(self.run_seed, self.job, chosen, factors)
+        return _planned(self.run_seed, self.job, starts, lengths, factors)
 
     def without(self, done: np.ndarray | EpisodeSet) -> PlannedSlots:
         """The slots whose episode is not ``done``: a bool mask indexed by
         episode (shorter than the plan when later episodes are not done), or
-        an :class:`EpisodeSet`."""
-        finished = _finished(self._episodes, done)
-        if not finished.any():
+        an :class:`EpisodeSet`. Memory: a few bytes per episode of the done
+        region at most, never per planned episode."""
+        mask, offset = (done.mask, done.offset) if isinstance(done, EpisodeSet) else (done, 0)
+        if not mask.any():
             return self
-        return self.take(np.flatnonzero(~finished))
+        lo, hi = offset + int(np.argmax(mask)), offset + mask.size - int(np.argmax(mask[::-1]))
+        starts: list[int] = []
+        lengths: list[int] = []
+        for start, count in zip(self._starts.tolist(), self._lengths.tolist(), strict=True):
+            a, b = max(start, lo), min(start + count, hi)  # the part where some may be done
+            if a >= b:
+                starts.append(start)
+                lengths.append(count)
+                continue
+            free = np.concatenate(([False], ~mask[a - offset : b - offset], [False])).view(np.int8)
+            edges = np.diff(free)
+            begins, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+            pieces = [(start, a - start), *zip((begins + a).tolist(), (ends - begins).tolist(), strict=True)]
+            pieces.append((b, start + count - b))
+            for piece_start, piece_count in pieces:
+                if piece_count > 0:
+                    starts.append(piece_start)
+                    lengths.append(piece_count)
+        kept_starts, kept_lengths = np.array(starts, dtype=np.int64), np.array(lengths, dtype=np.int64)
+        factors = None
+        if self._factors is not None:
+            kept = self.positions(_episodes_of_runs(kept_starts, kept_lengths)).tolist()
+            factors = [self._factors[p] for p in kept]
+        return _planned(self.run_seed, self.job, kept_starts, kept_lengths, factors)
 
-    def positions(self, episodes: np.ndarray) -> np.ndarray:
+    def positions(self, episodes: range | np.ndarray) -> np.ndarray:
         """The position in this plan of each of ``episodes`` (-1 where absent)."""
-        ks = np.asarray(episodes, dtype=np.int64)
-        plan = self._episodes
-        if isinstance(plan, range):
-            offset = ks - plan.start
-            found = (offset >= 0) & (offset % plan.step == 0) & (offset // plan.step < len(plan))
-            return np.where(found, offset // plan.step, -1)
-        index = np.searchsorted(plan, ks)
-        clipped = np.minimum(index, plan.size - 1)
-        return np.where((index < plan.size) & (plan[clipped] == ks), index, -1)
-
-
-def _finished(episodes: range | np.ndarray, done: np.ndarray | EpisodeSet) -> np.ndarray:
-    """For each of ``episodes``, whether it is in ``done`` (see :meth:`PlannedSlots.without`)."""
-    if isinstance(done, EpisodeSet):
-        return done.contains(episodes)
-    ks = np.arange(episodes.start, episodes.stop, episodes.step) if isinstance(episodes, range) else episodes
-    finished = np.zeros(len(ks), dtype=bool)
-    inside = ks < done.size
-    finished[inside] = done[ks[inside]]
-    return finished
+        if isinstance(episodes, range):
+            ks = np.arange(episodes.start, episodes.stop, episodes.step)
+        else:
+            ks = np.asarray(episodes, dtype=np.int64)
+        if self._starts.size == 0:
+            return np.full(ks.size, -1, dtype=np.int64)
+        run = np.maximum(np.searchsorted(self._starts, ks, side="right") - 1, 0)
+        inside = (ks >= self._starts[run]) & (ks < self._starts[run] + self._lengths[run])
+        found: np.ndarray = np.where(inside, self._offsets[run] + ks - self._starts[run], -1)
+        return found
 
 
 class EpisodeSet:
@@ -393,6 +472,16 @@ class EpisodeSet:
 
     def __iter__(self) -> Iterator[int]:
         return iter((np.flatnonzero(self._mask) + self._offset).tolist())
+
+    @property
+    def mask(self) -> np.ndarray:
+        """A bool per index from :attr:`offset` on (True: in the set)."""
+        return self._mask
+
+    @property
+    def offset(self) -> int:
+        """The index of :attr:`mask`'s first element."""
+        return self._offset
 
     def contains(self, episodes: range | np.ndarray) -> np.ndarray:
         """For each of ``episodes``, whether it is in the set (vectorized ``in``)."""

@@ -50,11 +50,11 @@ from trialrun.runfiles import (
     RunDirLock,
     RunFileError,
     RunWriteError,
-    read_episodes,
     read_manifest,
     repair_torn_tail,
     write_json_atomic,
 )
+from trialrun.runfiles.episodes import iter_episodes
 from trialrun.runfiles.schema import (
     EpisodeRecord,
     JobManifest,
@@ -203,19 +203,21 @@ def _existing_records(
         return done, kept
     repair_torn_tail(path)
     try:
-        records = read_episodes(path)
+        # One record at a time: a list of a million parsed records would cost GBs.
+        for rec in iter_episodes(path):
+            if rec.job not in done:
+                raise InputError(f"{path}: record for job '{rec.job}', which the run's config does not have")
+            if rec.episode in done[rec.job]:
+                logger.warning(
+                    "%s: duplicate record for (%s, %d); keeping the first", path, rec.job, rec.episode
+                )
+                continue
+            outcome = EpisodeOutcome.of(rec)
+            done[rec.job].add(rec.episode, rec.outcome, outcome.seconds)
+            if keep:
+                kept[rec.job][rec.episode] = outcome
     except RunFileError as exc:
         raise InputError(str(exc)) from None
-    for rec in records:
-        if rec.job not in done:
-            raise InputError(f"{path}: record for job '{rec.job}', which the run's config does not have")
-        if rec.episode in done[rec.job]:
-            logger.warning("%s: duplicate record for (%s, %d); keeping the first", path, rec.job, rec.episode)
-            continue
-        outcome = EpisodeOutcome.of(rec)
-        done[rec.job].add(rec.episode, rec.outcome, outcome.seconds)
-        if keep:
-            kept[rec.job][rec.episode] = outcome
     return done, kept
 
 
