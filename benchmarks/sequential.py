@@ -7,17 +7,31 @@ success rate ``p`` succeeds when ``sqrt(rho) z + sqrt(1 - rho) e < Phi^-1(p)``
 marginal rates are exact. Base rate 0.7 for A; B is equal, or 5 / 15 points
 lower.
 
-The sequential test (discordant-pair Beta mixture, alpha = 0.05, looking
-after every pair, and every 10 pairs) runs up to a planned maximum of
-``N`` pairs. It is compared with McNemar's test at the same alpha on a fixed
-number of pairs: the fixed n whose power (simulated, 2000 policy pairs) first
-reaches the sequential test's power (capped at 0.99, so a sequential power
-of 1.000 is compared with a fixed n of power 0.99, which favours the fixed
-test). ``used/fixed`` is the mean number of pairs the sequential test read
-divided by that fixed n (target <= 0.6 when a difference exists);
+The sequential test (discordant-pair Beta mixture, truncated at the planned
+``N`` pairs with an exact final look, alpha = 0.05, looking after every pair,
+and every 10 pairs) is compared with McNemar's test at the same alpha on a
+fixed number of pairs: the fixed n whose power first reaches the sequential
+test's power (capped at 0.99, so a sequential power of 1.000 is compared with
+a fixed n of power 0.99, which favours the fixed test). The fixed test's power
+is computed exactly from the scenario's cell probabilities (the discordant
+count is binomial, and given it the count favouring B is binomial), with the
+test of ``trialrun.stats.mcnemar_test`` (exact below 25 discordant pairs, else
+chi-square with continuity correction), so it has no simulation noise and
+rises with n. ``used/fixed`` is the mean number of pairs the sequential test
+read divided by that fixed n (target <= 0.6 when a difference exists);
 ``used/N`` is against the planned maximum.
 
-Run: ``python benchmarks/sequential.py`` (about 10 s on one core).
+``bound`` is Wald's lower bound (Wald 1945; the Wald-Wolfowitz optimality of
+the SPRT) on the expected pairs of *any* sequential test that rejects the
+null in the drop's direction with the same power and error ``alpha/2`` (each
+direction's share of a two-sided test that treats the directions alike, as
+McNemar's does), even one that knows the true effect and may stop for
+futility: ``((1-b) log((1-b)/a) + b log(b/(1-a))) / KL`` with ``a = alpha/2``,
+``b = 1 - power`` and ``KL`` the Kullback-Leibler divergence per pair from the
+scenario to the nearest "no difference" distribution, divided by the same
+fixed n. When it exceeds 0.6 no test can meet the target at that power.
+
+Run: ``python benchmarks/sequential.py`` (about 20 s on one core).
 """
 
 from __future__ import annotations
@@ -27,15 +41,20 @@ import time
 import numpy as np
 import numpy.typing as npt
 from scipy.special import ndtri
-from scipy.stats import binom, chi2
+from scipy.stats import binom, chi2, multivariate_normal
 
-from trialrun.sequential import DEFAULT_CONCENTRATION, discordant_log_evalues, sequential_test
+from trialrun.sequential import (
+    DEFAULT_CONCENTRATION,
+    discordant_log_evalues,
+    final_critical_value,
+    sequential_test,
+)
 
 ALPHA = 0.05
 BASE = 0.7
 RHO = 0.5
 REPS = 500
-FIXED_REPS = 2000
+EXACT_BELOW = 25  # trialrun.stats.mcnemar_test: exact binomial below this many discordant pairs
 SCENARIOS = [("no difference", 0.0), ("5-point drop", 0.05), ("15-point drop", 0.15)]
 PLANNED = (1000, 3000)
 BATCHES = (1, 10)
@@ -51,32 +70,55 @@ def simulate(rng: np.random.Generator, reps: int, n: int, drop: float) -> tuple[
     return a, b
 
 
-def mcnemar_power(a: BoolArray, b: BoolArray, ns: npt.NDArray[np.int_]) -> npt.NDArray[np.float64]:
-    """Power of McNemar's test (exact below 25 discordant pairs, else chi-square
-    with continuity correction, as ``trialrun.stats.mcnemar_test``) on the first n pairs."""
-    a_only = np.cumsum(a & ~b, axis=1)
-    b_only = np.cumsum(~a & b, axis=1)
-    power = np.empty(len(ns))
-    for j, n in enumerate(ns):
-        x, y = a_only[:, n - 1], b_only[:, n - 1]
-        d = x + y
-        exact = np.minimum(1.0, 2 * binom.cdf(np.minimum(x, y), d, 0.5))
-        chi = chi2.sf(np.clip(np.abs(x - y) - 1, 0, None) ** 2 / np.maximum(d, 1), 1)
-        p = np.where(d == 0, 1.0, np.where(d < 25, exact, chi))
-        power[j] = float(np.mean(p < ALPHA))
-    return power
+def cells(drop: float) -> tuple[float, float]:
+    """P(discordant pair) and P(it favours A) of the scenario, exactly."""
+    qa, qb = ndtri(BASE), ndtri(BASE - drop)
+    both = float(multivariate_normal(mean=[0.0, 0.0], cov=[[1.0, RHO], [RHO, 1.0]]).cdf([qa, qb]))
+    a_only, b_only = BASE - both, BASE - drop - both
+    return a_only + b_only, a_only / (a_only + b_only)
+
+
+def mcnemar_power(drop: float, ns: npt.NDArray[np.int_]) -> npt.NDArray[np.float64]:
+    """Exact power of McNemar's test (as ``trialrun.stats.mcnemar_test``) on n pairs."""
+    p_disc, theta = cells(drop)
+    d = np.arange(int(ns.max()) + 1)
+    given_d = np.zeros(d.size)  # P(reject | d discordant pairs)
+    for k in d[1:]:
+        x = np.arange(k + 1)  # pairs favouring A
+        pmf = binom.pmf(x, k, theta)
+        if k < EXACT_BELOW:
+            p = np.minimum(1.0, 2 * binom.cdf(np.minimum(x, k - x), k, 0.5))
+        else:
+            p = chi2.sf(np.clip(np.abs(2 * x - k) - 1, 0, None) ** 2 / k, 1)
+        given_d[k] = float(pmf[p < ALPHA].sum())
+    return np.array([float(binom.pmf(d[: n + 1], n, p_disc) @ given_d[: n + 1]) for n in ns])
+
+
+def wald_bound(drop: float, power: float) -> float:
+    """Wald's lower bound on the expected pairs of a test with this power and error alpha/2."""
+    p_disc, theta = cells(drop)
+    kl = p_disc * (theta * np.log(2 * theta) + (1 - theta) * np.log(2 * (1 - theta)))
+    a, b = ALPHA / 2, 1 - power
+    if power <= a:
+        return 0.0
+    value = power * np.log(power / a) + (b * np.log(b / (1 - a)) if b > 0 else 0.0)
+    return float(value / kl)
 
 
 def sequential_runs(
     a: BoolArray, b: BoolArray, batch: int
 ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int_]]:
     """Per simulated pair of policies: rejected (either direction) and pairs read."""
-    log_e = discordant_log_evalues(np.cumsum(a & ~b, axis=1), np.cumsum(~a & b, axis=1))
+    a_only, b_only = np.cumsum(a & ~b, axis=1), np.cumsum(~a & b, axis=1)
+    log_e = discordant_log_evalues(a_only, b_only)
     n = a.shape[1]
     looks = np.arange(batch, n + 1, batch) - 1
     hit = log_e[:, looks] >= np.log(1 / ALPHA) - 1e-12
     rejected = hit.any(axis=1)
     used = np.where(rejected, looks[hit.argmax(axis=1)] + 1, n)
+    # The final look at N: the truncated test's exact critical value.
+    critical = np.array([final_critical_value(int(d), ALPHA) for d in a_only[:, -1] + b_only[:, -1]])
+    rejected |= np.abs(b_only[:, -1] - a_only[:, -1]) >= critical
     return rejected, used
 
 
@@ -84,19 +126,18 @@ def main() -> None:
     start = time.perf_counter()
     print(
         f"sequential paired test: discordant-pair Beta({DEFAULT_CONCENTRATION:g},{DEFAULT_CONCENTRATION:g}) "
-        f"mixture, alpha={ALPHA}; base success {BASE}, shared-latent correlation rho={RHO}; "
-        f"{REPS} simulated policy pairs per scenario; fixed-n McNemar power from {FIXED_REPS}"
+        f"mixture truncated at N, alpha={ALPHA}; base success {BASE}, shared-latent correlation rho={RHO}; "
+        f"{REPS} simulated policy pairs per scenario; fixed-n McNemar power exact"
     )
     header = (
         f"{'scenario':<15}{'N':>6}{'batch':>6}{'rejects':>9}{'wrong dir':>10}{'mean used':>10}"
-        f"{'used/N':>8}{'McNemar@N':>10}{'fixed n':>9}{'used/fixed':>11}"
+        f"{'used/N':>8}{'McNemar@N':>10}{'fixed n':>9}{'used/fixed':>11}{'bound':>7}"
     )
     print(header)
     print("-" * len(header))
     grid = np.arange(10, 8001, 10)
     for s, (name, drop) in enumerate(SCENARIOS):
-        fixed_a, fixed_b = simulate(np.random.default_rng([2026, s, 1]), FIXED_REPS, int(grid[-1]), drop)
-        curve = mcnemar_power(fixed_a, fixed_b, grid)
+        curve = mcnemar_power(drop, grid)
         for planned in PLANNED:
             a, b = simulate(np.random.default_rng([2026, s, planned]), REPS, planned, drop)
             for batch in BATCHES:
@@ -112,20 +153,23 @@ def main() -> None:
                 at_n = float(curve[grid == planned][0])
                 if drop > 0:
                     target = min(power, 0.99)
-                    idx = int(np.searchsorted(curve, target))
-                    fixed = int(grid[min(idx, len(grid) - 1)])
+                    idx = int(np.argmax(curve >= target)) if (curve >= target).any() else len(grid) - 1
+                    fixed = int(grid[idx])
                     ratio = f"{used.mean() / fixed:>11.2f}"
                     fixed_s = f"{fixed:>9d}"
+                    bound_s = f"{wald_bound(drop, target) / fixed:>7.2f}"
                 else:
-                    ratio, fixed_s = f"{'-':>11}", f"{'-':>9}"
+                    ratio, fixed_s, bound_s = f"{'-':>11}", f"{'-':>9}", f"{'-':>7}"
                 wrong_s = f"{wrong:>10.3f}" if drop > 0 else f"{'-':>10}"
                 print(
                     f"{name:<15}{planned:>6d}{batch:>6d}{power:>9.3f}{wrong_s}{used.mean():>10.0f}"
-                    f"{used.mean() / planned:>8.2f}{at_n:>10.3f}{fixed_s}{ratio}"
+                    f"{used.mean() / planned:>8.2f}{at_n:>10.3f}{fixed_s}{ratio}{bound_s}"
                 )
     print(
-        "rejects: false-alarm rate (no difference; target <= 0.05) or power; wrong dir: rejected with "
-        "'B better'; McNemar@N: power of the fixed test on all N pairs"
+        "rejects: false-alarm rate (no difference; target <= 0.05, exactly at most 0.05 by construction; "
+        f"simulation standard error {np.sqrt(ALPHA * (1 - ALPHA) / REPS):.3f}) or power; wrong dir: "
+        "rejected with 'B better'; McNemar@N: power of the fixed test on all N pairs; bound: the least "
+        "used/fixed any test with this power can reach"
     )
     print(f"done in {time.perf_counter() - start:.1f} s")
 

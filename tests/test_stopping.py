@@ -157,6 +157,38 @@ def test_no_stop_in_an_unwanted_direction(runs: dict[str, Path], tmp_path: Path)
     assert _records(tmp_path / "cand") == _records(runs["fixed"])
 
 
+def test_the_same_policy_stops_as_equivalent_within_the_margin(runs: dict[str, Path], tmp_path: Path) -> None:
+    """Every pair is the same (the baseline's policy again): each one-sided equivalence wealth
+    grows by 1 + 0.5 * 0.2 per pair from the second on, so log E = 32 log 1.1 >= log 20 at pair 33;
+    the look after it is at 40 (batches of 10)."""
+    cand = tmp_path / "cand"
+    rule = StopRule(when="equivalent", baseline=runs["baseline"], batch=10, margin=0.2)
+    result = _run(cand, "cartpole-balance", stop=rule)
+    early = result.stopped["cartpole"]
+    assert (early.decision, early.at_episode, early.saved, early.margin, early.final_look) == (
+        "equivalent",
+        40,
+        10,
+        0.2,
+        False,
+    )
+    assert early.e_value == 1.0  # the difference test saw no discordant pair
+    assert _records(cand) == {k: v for k, v in _records(runs["baseline"]).items() if k < 40}
+    # 'worse' does not stop on equivalence; 'decided' does
+    assert (
+        _run(
+            tmp_path / "w",
+            "cartpole-balance",
+            stop=StopRule(when="worse", baseline=runs["baseline"], batch=10, margin=0.2),
+        ).stopped
+        == {}
+    )
+    decided = StopRule(when="decided", baseline=runs["baseline"], batch=10, margin=0.2)
+    assert _run(tmp_path / "d", "cartpole-balance", stop=decided).stopped["cartpole"].decision == "equivalent"
+    with pytest.raises(InputError, match="--stop-when equivalent needs --margin"):
+        _run(tmp_path / "x", "random", stop=StopRule(when="equivalent", baseline=runs["baseline"]))
+
+
 def test_a_baseline_of_another_config_is_refused_before_anything_runs(
     runs: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -217,8 +249,13 @@ def test_cli_refuses_a_baseline_of_another_config(runs: dict[str, Path], tmp_pat
         (["--baseline", "runs/x"], "--baseline only applies with --stop-when"),
         (
             ["--stop-when", "sooner", "--baseline", "runs/x"],
-            "--stop-when must be one of better, worse, decided",
+            "--stop-when must be one of better, worse, equivalent, decided, got 'sooner'",
         ),
+        (
+            ["--stop-when", "equivalent", "--baseline", "runs/x"],
+            "--stop-when equivalent needs --margin M (the metric's units; rate points for success)",
+        ),
+        (["--margin", "0.1"], "--margin only applies with --stop-when better|worse|equivalent|decided"),
     ],
 )
 def test_cli_refuses_incomplete_stop_options(tmp_path: Path, args: list[str], message: str) -> None:

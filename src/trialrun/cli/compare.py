@@ -47,7 +47,8 @@ def compare(
         bool,
         typer.Option(
             "--sequential",
-            help="Also report where an anytime-valid sequential test would have stopped (planned order).",
+            help="Also report where an anytime-valid sequential test would have stopped (planned order); "
+            "it also decides 'equivalent' within --margin.",
         ),
     ] = False,
     batch: Annotated[
@@ -141,6 +142,17 @@ def compare(
             where = (
                 f"undecided after all {sq.stopped_at} pairs "
                 f"(max e-value {sq.max_e_value:.3g} < {1 / sq.alpha:g})"
+            )
+        elif sq.decision == "equivalent":
+            where = (
+                f"would have stopped at pair {sq.stopped_at} of {sq.planned}: equivalent within "
+                f"+-{sq.margin:g} (both one-sided e-values >= {1 / sq.alpha:g}), saving {sq.saved} episodes "
+                "per run"
+            )
+        elif sq.at_final_look:
+            where = (
+                f"'{sq.decision}' at the final look (pair {sq.stopped_at}): |B only - A only| reached the "
+                f"truncated test's critical value {sq.final_critical}"
             )
         else:
             where = (

@@ -116,8 +116,9 @@ def run(
         str | None,
         typer.Option(
             "--stop-when",
-            help="better, worse or decided: run each job in batches and stop it once an anytime-valid "
-            "sequential test against --baseline decides (docs/compare.md, 'Stopping early').",
+            help="better, worse, equivalent (needs --margin) or decided: run each job in batches and stop "
+            "it once an anytime-valid sequential test against --baseline decides (docs/compare.md, "
+            "'Stopping early').",
         ),
     ] = None,
     baseline: Annotated[
@@ -139,6 +140,13 @@ def run(
         float | None,
         typer.Option("--bound", help="With --stop-when on a continuous metric: bound of |B - A| per pair."),
     ] = None,
+    margin: Annotated[
+        float | None,
+        typer.Option(
+            "--margin",
+            help="With --stop-when: also decide 'equivalent' once B - A is within +-M (metric units).",
+        ),
+    ] = None,
 ) -> None:
     """Run every job of a run file and write episodes.jsonl, manifest.json and summary.json."""
     from trialrun.config import load_run_config
@@ -146,7 +154,7 @@ def run(
     from trialrun.execution.runner import default_run_dir, load_for_resume
 
     setup_logging(verbose)
-    stop = _stop_rule(stop_when, baseline, metric, batch, alpha, bound)
+    stop = _stop_rule(stop_when, baseline, metric, batch, alpha, bound, margin)
     config_path: Path | None
     if resume and target.is_dir():
         if overrides:
@@ -197,6 +205,7 @@ def _stop_rule(
     batch: int | None,
     alpha: float,
     bound: float | None,
+    margin: float | None = None,
 ) -> StopRule | None:
     """The ``--stop-when`` options as a rule (None without ``--stop-when``)."""
     from trialrun.execution.stopping import STOP_WHEN, StopRule
@@ -209,11 +218,12 @@ def _stop_rule(
                 ("--metric", metric),
                 ("--batch", batch),
                 ("--bound", bound),
+                ("--margin", margin),
             )
             if value is not None
         ]
         if given:
-            raise fail(f"{', '.join(given)} only applies with --stop-when better|worse|decided")
+            raise fail(f"{', '.join(given)} only applies with --stop-when {'|'.join(STOP_WHEN)}")
         return None
     if stop_when not in STOP_WHEN:
         raise fail(f"--stop-when must be one of {', '.join(STOP_WHEN)}, got '{stop_when}'")
@@ -221,7 +231,11 @@ def _stop_rule(
         raise fail(f"--stop-when {stop_when} needs --baseline RUN_DIR (a finished run of the same run file)")
     if not 0 < alpha < 1:
         raise fail(f"--alpha must be in (0, 1), got {alpha}")
-    return StopRule(when=stop_when, baseline=baseline, metric=metric, batch=batch, alpha=alpha, bound=bound)
+    if stop_when == "equivalent" and margin is None:
+        raise fail("--stop-when equivalent needs --margin M (the metric's units; rate points for success)")
+    return StopRule(
+        when=stop_when, baseline=baseline, metric=metric, batch=batch, alpha=alpha, bound=bound, margin=margin
+    )
 
 
 def _run_with_progress(
@@ -260,9 +274,11 @@ def _run_with_progress(
             stop=stop,
         )
     stdout.print(summary_table(result.summary))
+    from trialrun.execution.stopping import stop_phrase
+
     for job, stopped in result.stopped.items():
         stdout.print(
-            f"note: job '{escape(job)}' stopped early: {stopped.decision} than the baseline on "
+            f"note: job '{escape(job)}' stopped early: {stop_phrase(stopped)} on "
             f"{escape(stopped.metric)} after {stopped.at_episode} of {stopped.planned} episodes "
             f"(e-value {stopped.e_value:.3g}, alpha {stopped.alpha}); {stopped.saved} episodes saved. "
             "trialrun run --resume RUN_DIR runs the rest",

@@ -86,7 +86,10 @@ SEQUENTIAL_METHOD = (
     "over the discordant pairs (Robbins' method of mixtures, mSPRT of Johari et al. 2017); "
     "continuous metrics: "
     "hedged betting e-process on the paired differences clipped to the observed range (Waudby-Smith & "
-    "Ramdas 2023); stops when the e-value reaches 1/alpha (Ville's inequality)"
+    "Ramdas 2023); stops when the e-value reaches 1/alpha (Ville's inequality); the binary test is "
+    "truncated at the compared pairs: its final look spends, exactly, the error its boundary left unspent; "
+    "'equivalent' within the margin when both one-sided betting tests of |B - A| >= margin reach 1/alpha "
+    "(a TOST of confidence sequences; Schuirmann 1987, Waudby-Smith & Ramdas 2023)"
 )
 
 
@@ -279,7 +282,14 @@ def _compare_job(
         verdict = "B worse"
     if sequential is not None and mc is not None:
         valid = np.isfinite(values_a) & np.isfinite(values_b)
-        result = sequential_test(values_a[valid], values_b[valid], kind=kind, alpha=alpha, batch=sequential)
+        result = sequential_test(
+            values_a[valid],
+            values_b[valid],
+            kind=kind,
+            alpha=alpha,
+            batch=sequential,
+            margin=margin if margin > 0 else None,
+        )
         fields["sequential"] = SequentialComparison(
             metric=chosen,
             kind=kind,
@@ -298,6 +308,10 @@ def _compare_job(
             clipped=result.clipped,
             checks=result.checks,
             e_path=result.e_path,
+            margin=result.margin,
+            equivalence_e_value=result.equivalence_e_value,
+            final_critical=result.final_critical,
+            at_final_look=result.at_final_look,
         )
     spec_list = run_a.manifest.jobs[name].factors if name in run_a.manifest.jobs else []
     fields.update(

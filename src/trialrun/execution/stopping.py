@@ -8,9 +8,11 @@ their planned order, ``batch`` slots at a time: batch ``i`` is the episodes
 batch, and after the last one, the candidate's finished episodes are paired
 with the baseline's records in episode order and the anytime-valid test of
 :mod:`trialrun.sequential` looks at every batch boundary of the finished
-prefix. The job stops at the first look where the e-value reaches
-``1 / alpha`` in a wanted direction (``better``, ``worse``, or ``decided`` =
-either); otherwise it runs all its planned episodes.
+prefix. The job stops at the first look where the test decides in a wanted
+direction (``better``, ``worse``, ``equivalent`` within ``--margin``, or
+``decided`` = any of them); otherwise it runs all its planned episodes. The
+look at the planned count is the binary test's final look (its truncation:
+:func:`trialrun.sequential.final_critical_value`).
 
 Why the stop is reproducible: slot ``k``'s seed and factors are a pure
 function of ``(run seed, job, k)``, so the paired outcomes of the first ``k``
@@ -62,15 +64,18 @@ from trialrun.stats import EpisodeOutcome
 
 logger = logging.getLogger(__name__)
 
-StopWhen = Literal["better", "worse", "decided"]
-STOP_WHEN: tuple[StopWhen, ...] = ("better", "worse", "decided")
+StopWhen = Literal["better", "worse", "equivalent", "decided"]
+STOP_WHEN: tuple[StopWhen, ...] = ("better", "worse", "equivalent", "decided")
 #: Slots per batch when ``--batch`` is not given: ``max(num_envs, DEFAULT_BATCH)``.
 DEFAULT_BATCH = 10
 
 
 @dataclass(frozen=True)
 class StopRule:
-    """What ``--stop-when WHEN --baseline RUN [--metric M] [--batch N] [--alpha A]`` asks for."""
+    """What ``--stop-when WHEN --baseline RUN [--metric M] [--batch N] [--alpha A]
+    [--margin M]`` asks for. ``margin`` (the metric's units) adds the decision
+    "equivalent within the margin"; ``--stop-when equivalent`` needs it and
+    ``decided`` then stops on it too."""
 
     when: StopWhen
     baseline: Path
@@ -78,17 +83,40 @@ class StopRule:
     batch: int | None = None
     alpha: float = 0.05
     bound: float | None = None
+    margin: float | None = None
 
     def wants(self, decision: Decision) -> bool:
         """Whether a decision of the test stops the job."""
         if decision == "undecided":
             return False
+        if decision == "equivalent":
+            return self.when in ("equivalent", "decided")
         return self.when == "decided" or decision == f"B {self.when}"
+
+
+def stop_phrase(stopped: StoppedEarly) -> str:
+    """How a stop compares the run with its baseline, in words.
+
+    Example:
+        >>> stop_phrase(StoppedEarly(decision="equivalent", at_episode=40, planned=50, saved=10,
+        ...     e_value=21.0, metric="success", margin=0.2))
+        'equivalent to the baseline within +-0.2'
+    """
+    if stopped.decision == "equivalent":
+        return f"equivalent to the baseline within +-{stopped.margin:g}"
+    return f"{stopped.decision} than the baseline"
 
 
 def batch_boundaries(planned: int, batch: int) -> list[tuple[int, int]]:
     """The ``[start, end)`` episode ranges of the batches of a job."""
     return [(start, min(start + batch, planned)) for start in range(0, planned, batch)]
+
+
+_DECISIONS: dict[Decision, Literal["better", "worse", "equivalent"]] = {
+    "B better": "better",
+    "B worse": "worse",
+    "equivalent": "equivalent",
+}
 
 
 @dataclass
@@ -134,6 +162,12 @@ class EarlyStopper:
             raise InputError(f"--batch must be at least 1, got {rule.batch}")
         if rule.bound is not None and not (rule.bound > 0 and math.isfinite(rule.bound)):
             raise InputError(f"--bound must be a finite number > 0, got {rule.bound}")
+        if rule.margin is not None and not (rule.margin > 0 and math.isfinite(rule.margin)):
+            raise InputError(f"--margin must be a finite number > 0, got {rule.margin}")
+        if rule.when == "equivalent" and rule.margin is None:
+            raise InputError(
+                "--stop-when equivalent needs --margin M (the metric's units; rate points for success)"
+            )
         if run_dir is not None and Path(rule.baseline).resolve() == Path(run_dir).resolve():
             raise InputError(f"--baseline {rule.baseline} is the run being made; give another run")
         baseline = load_run(Path(rule.baseline))
@@ -207,11 +241,18 @@ class EarlyStopper:
                     continue
                 bound = largest
             result = sequential_test(
-                a[valid], b[valid], kind=plan.kind, alpha=self.rule.alpha, batch=n, bound=bound
+                a[valid],
+                b[valid],
+                kind=plan.kind,
+                alpha=self.rule.alpha,
+                batch=n,
+                bound=bound,
+                margin=self.rule.margin,
+                final=k == job.episodes,
             )
             if self.rule.wants(result.decision):
                 return StoppedEarly(
-                    decision="better" if result.decision == "B better" else "worse",
+                    decision=_DECISIONS[result.decision],
                     at_episode=k,
                     planned=job.episodes,
                     saved=job.episodes - len(done),
@@ -222,6 +263,8 @@ class EarlyStopper:
                     batch=plan.batch,
                     alpha=self.rule.alpha,
                     bound=bound,
+                    margin=self.rule.margin,
+                    final_look=result.at_final_look,
                 )
         return None
 
@@ -258,9 +301,9 @@ def run_in_batches(
         stopped = stopper.decision(job, done)
     if stopped is not None:
         logger.info(
-            "job '%s' stopped early: %s than the baseline on %s after %d of %d episodes (e-value %.3g)",
+            "job '%s' stopped early: %s on %s after %d of %d episodes (e-value %.3g)",
             job.name,
-            stopped.decision,
+            stop_phrase(stopped),
             stopped.metric,
             stopped.at_episode,
             stopped.planned,
@@ -277,4 +320,5 @@ __all__ = [
     "StopWhen",
     "batch_boundaries",
     "run_in_batches",
+    "stop_phrase",
 ]

@@ -35,7 +35,7 @@ OverallVerdict = Literal["B better", "B worse", "mixed", "no clear difference", 
 #: A binary metric (success, boolean terms) or a continuous one (return, numeric terms).
 MetricKind = Literal["binary", "continuous"]
 #: What a sequential test decided.
-SequentialDecision = Literal["B better", "B worse", "undecided"]
+SequentialDecision = Literal["B better", "B worse", "equivalent", "undecided"]
 
 
 class _Strict(BaseModel):
@@ -144,6 +144,13 @@ class SequentialComparison(_Strict):
     clipped: int = 0
     checks: list[int] = Field(default_factory=list)
     e_path: list[float] = Field(default_factory=list)
+    margin: float | None = None
+    """The equivalence margin (metric units); "equivalent" means B - A is inside +-margin."""
+    equivalence_e_value: float | None = None
+    """The smaller e-value of the two one-sided equivalence tests at the stop."""
+    final_critical: int | None = None
+    """Binary: the critical |B only - A only| of the truncated test's final look."""
+    at_final_look: bool = False
 
 
 class JobComparison(_Strict):

@@ -154,8 +154,8 @@ class StoppedEarly(_Strict):
     first ``completed`` of the plan (slot seeds are fixed), so ``--resume``
     runs the rest and the run becomes the fixed-n run."""
 
-    decision: Literal["better", "worse"]
-    """This run's policy against the baseline's, on ``metric``."""
+    decision: Literal["better", "worse", "equivalent"]
+    """This run's policy against the baseline's, on ``metric`` (equivalent: within ``margin``)."""
     at_episode: int = Field(ge=0)
     """Episodes (a prefix of the plan) the deciding look read."""
     planned: int = Field(ge=0)
@@ -163,12 +163,16 @@ class StoppedEarly(_Strict):
     """Planned episodes that were not run."""
     e_value: float
     metric: str
-    stop_when: Literal["better", "worse", "decided"] | None = None
+    stop_when: Literal["better", "worse", "equivalent", "decided"] | None = None
     baseline: str | None = None
     batch: int | None = Field(default=None, ge=1)
     alpha: float | None = None
     bound: float | None = None
     """The bound of a continuous metric's paired differences (None for a binary one)."""
+    margin: float | None = None
+    """The equivalence margin (``--margin``), in the metric's units."""
+    final_look: bool = False
+    """Decided at the planned count by the truncated test's final critical value."""
 
 
 class JobManifest(_Strict):
