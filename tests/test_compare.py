@@ -440,3 +440,27 @@ def test_compare_sequential_reports_where_it_would_stop(runs: dict[str, Path], t
     assert same is not None and same.decision == "undecided" and same.saved == 0 and same.e_value == 1.0
     html = render_compare_html(compare_runs(runs["lqr"], runs["random"], sequential=True))
     assert 'id="sequential"' in html
+
+
+def test_compare_sequential_decides_equivalence_within_the_margin(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    """The same policy twice: every pair agrees, so both one-sided equivalence e-values cross 20
+    at pair 33 (log E = 32 log(1 + 0.5 * 0.2)); the look after it is pair 40 of 60."""
+    proc = _trialrun(
+        "compare", str(runs["lqr"]), str(runs["lqr2"]), "--sequential", "--batch", "10",
+        "--margin", "0.2", "--out", str(tmp_path / "q"),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        "sequential (success, looks every 10 pairs): pole: would have stopped at pair 40 of 60: equivalent "
+        "within +-0.2 (both one-sided e-values >= 20), saving 20 episodes per run"
+    ) in " ".join(proc.stdout.split())
+    sq = json.loads((tmp_path / "q" / "comparison.json").read_text())["jobs"]["pole"]["sequential"]
+    assert (sq["decision"], sq["stopped_at"], sq["saved"], sq["margin"]) == ("equivalent", 40, 20, 0.2)
+    assert sq["equivalence_e_value"] == pytest.approx(1.1**39)
+    # margin 0: no equivalence decision, the pairs run out undecided
+    same = compare_runs(runs["lqr"], runs["lqr2"], sequential=True, margin=0.0).jobs["pole"].sequential
+    assert same is not None and same.decision == "undecided" and same.margin is None
+    html = (tmp_path / "q" / "compare.html").read_text()
+    assert 'data-decision="equivalent">equivalent within ±0.2</td>' in html

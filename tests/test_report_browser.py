@@ -937,3 +937,50 @@ def open_report_page(browser: Browser, url: str) -> Watched:
     page.goto(url)
     page.wait_for_load_state("load")
     return watched
+
+
+def test_a_job_stopped_early_shows_its_decision_and_the_episodes_saved(
+    browser: Browser, tmp_path: Path
+) -> None:
+    """run --stop-when: the report's job row and Episodes card, and the compare page, say how many
+    episodes the stop saved (the numbers of manifest.json)."""
+    from trialrun.execution.stopping import StopRule
+
+    def doc(policy: str) -> dict[str, Any]:
+        job = {"name": "pole", "env": "CartPole-v1", "policy": policy, "episodes": 60, "num_envs": 2}
+        return {"name": "stop", "seed": 3, "jobs": [{**job, "max_steps": 80, "success": "survived"}]}
+
+    base, cand = tmp_path / "base", tmp_path / "cand"
+    run_evaluation(parse_run_config(doc("cartpole-balance")), base)
+    rule = StopRule(when="worse", baseline=base, batch=10)
+    run_evaluation(parse_run_config(doc("random")), cand, stop=rule)
+    stopped = json.loads((cand / "manifest.json").read_text())["jobs"]["pole"]["stopped_early"]
+    assert stopped["decision"] == "worse" and stopped["saved"] == 60 - stopped["at_episode"] > 0
+    build_report(cand)
+    page = open_report(browser, (cand / "report" / "index.html").as_uri(), "file://").page
+    cell = page.locator('#jobs tr.job-row[data-job="pole"] .stopped-early')
+    assert cell.get_attribute("data-stopped-early") == "worse"
+    assert cell.get_attribute("data-saved") == str(stopped["saved"])
+    assert cell.inner_text() == f"stopped early: worse · {stopped['saved']} saved"
+    card = page.locator("#overall .stopped-early")
+    assert card.inner_text() == f"{stopped['saved']} episodes saved: 1 job stopped early"
+    assert "--stop-when worse" in (cell.get_attribute("title") or "")
+
+    comparison = compare_runs(base, cand, sequential=True, batch=10)
+    _, html_path = write_comparison(comparison, tmp_path / "cmp")
+    w = open_report_page(browser, html_path.as_uri())
+    note = w.page.locator('#jobs p.stopped-early[data-side="B"]')
+    assert note.get_attribute("data-saved") == str(stopped["saved"])
+    assert note.inner_text() == (
+        f"pole: run B was stopped early by run --stop-when worse: worse than its baseline on success after "
+        f"{stopped['at_episode']} of 60 episodes; {stopped['saved']} episodes saved."
+    )
+    assert w.page.locator('#jobs p.stopped-early[data-side="A"]').count() == 0
+    # The sequential table reads the stopped run's pairs: it stops at the same look.
+    sq = comparison.jobs["pole"].sequential
+    assert sq is not None and (sq.decision, sq.stopped_at) == ("B worse", stopped["at_episode"])
+    assert (sq.planned, sq.saved, sq.at_final_look) == (60, stopped["saved"], False)
+    row = w.page.locator("#sequential tbody tr")
+    assert row.locator("[data-decision]").inner_text() == "B worse"
+    assert row.locator("[data-saved]").get_attribute("data-saved") == str(sq.saved)
+    assert w.problems == [] and w.dialogs == []

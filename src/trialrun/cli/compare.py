@@ -70,6 +70,7 @@ def compare(
     compare.html). Exit 0, or 1 with --fail-if-worse when B is worse beyond the margin; 2 when the runs
     cannot be compared."""
     from trialrun.compare import compare_runs, default_out_dir, write_comparison
+    from trialrun.execution.stopping import stop_phrase
 
     comparison = compare_runs(
         run_a,
@@ -165,6 +166,14 @@ def compare(
             f"{escape(jc.job)}: {where}{clip}",
             highlight=False,
         )
+    for jc in comparison.jobs.values():
+        for side, se in (("A", jc.stopped_early_a), ("B", jc.stopped_early_b)):
+            if se is not None:
+                stdout.print(
+                    f"note: {escape(jc.job)}: run {side} was stopped early ({stop_phrase(se)} on "
+                    f"{escape(se.metric)} after {se.at_episode} of {se.planned} episodes; {se.saved} saved)",
+                    highlight=False,
+                )
     for jc in comparison.jobs.values():
         extra = ""
         if jc.only_in_a or jc.only_in_b:

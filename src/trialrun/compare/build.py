@@ -45,7 +45,7 @@ from trialrun.runfiles.comparison import (
     Verdict,
 )
 from trialrun.runfiles.outputs import writing_output
-from trialrun.runfiles.schema import EpisodeRecord, FactorSpec, FactorValue, Interval
+from trialrun.runfiles.schema import EpisodeRecord, FactorSpec, FactorValue, Interval, StoppedEarly
 from trialrun.sequential import DEFAULT_CONCENTRATION, sequential_test
 from trialrun.stats import (
     EXACT_MCNEMAR_BELOW,
@@ -226,6 +226,18 @@ def _return(rec: EpisodeRecord) -> float:
     return float("nan") if value is None else float(value)
 
 
+def _stopped_early(run: LoadedRun, name: str) -> StoppedEarly | None:
+    """Why a run's job has fewer episodes than planned, when ``run --stop-when`` stopped it."""
+    job = run.manifest.jobs.get(name)
+    return job.stopped_early if job is not None else None
+
+
+def _planned(run: LoadedRun, name: str) -> int:
+    """The episodes a run's job planned (0 when its manifest does not say)."""
+    job = run.manifest.jobs.get(name)
+    return job.planned if job is not None else 0
+
+
 def _compare_job(
     name: str,
     run_a: LoadedRun,
@@ -252,6 +264,8 @@ def _compare_job(
         "target_half_width": target_half_width,
         "metric": chosen,
         "metric_reason": reason,
+        "stopped_early_a": _stopped_early(run_a, name),
+        "stopped_early_b": _stopped_early(run_b, name),
     }
     if not pairs:
         return JobComparison(**fields, success=None, verdict="no shared episodes")
@@ -282,6 +296,7 @@ def _compare_job(
         verdict = "B worse"
     if sequential is not None and mc is not None:
         valid = np.isfinite(values_a) & np.isfinite(values_b)
+        planned = max(_planned(run_a, name), _planned(run_b, name), len(pairs))
         result = sequential_test(
             values_a[valid],
             values_b[valid],
@@ -289,6 +304,9 @@ def _compare_job(
             alpha=alpha,
             batch=sequential,
             margin=margin if margin > 0 else None,
+            planned=planned,
+            # The truncated test's final look is the plan's end: not the end of a stopped or partial run.
+            final=len(pairs) >= planned,
         )
         fields["sequential"] = SequentialComparison(
             metric=chosen,

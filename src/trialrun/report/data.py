@@ -164,6 +164,7 @@ def load_run(run_dir: Path | str, bins: int | None = None) -> RunView:
                 traceback=jm.traceback if jm else None,
                 started_at=jm.started_at if jm else None,
                 ended_at=jm.ended_at if jm else None,
+                stopped_early=jm.stopped_early if jm else None,
             )
         )
     return RunView(

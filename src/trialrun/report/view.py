@@ -11,7 +11,7 @@ from pathlib import Path
 from trialrun.report.bins import FactorBins
 from trialrun.report.sections import ComparisonView, SensitivityView
 from trialrun.runfiles.names import ANALYSIS_DIR as ANALYSIS_DIR  # re-exported for the builder
-from trialrun.runfiles.schema import EpisodeRecord, FactorSpec, JobSummary, Manifest, Summary
+from trialrun.runfiles.schema import EpisodeRecord, FactorSpec, JobSummary, Manifest, StoppedEarly, Summary
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,8 @@ class JobView:
     traceback: str | None = None
     started_at: str | None = None
     ended_at: str | None = None
+    stopped_early: StoppedEarly | None = None
+    """Set when ``run --stop-when`` stopped the job: the report shows the decision and the episodes saved."""
 
     @property
     def failures(self) -> int:

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from trialrun.runfiles.names import COMPARISON_FILE
 from trialrun.runfiles.readers import read_model
-from trialrun.runfiles.schema import FactorValue, Interval
+from trialrun.runfiles.schema import FactorValue, Interval, StoppedEarly
 
 COMPARISON_SCHEMA = 1
 
@@ -176,6 +176,9 @@ class JobComparison(_Strict):
     metric_reason: str | None = None
     metric_comparison: MetricComparison | None = None
     sequential: SequentialComparison | None = None
+    stopped_early_a: StoppedEarly | None = None
+    """Run A's job was stopped by ``run --stop-when`` (fewer pairs than planned)."""
+    stopped_early_b: StoppedEarly | None = None
 
 
 class RunRef(_Strict):
