@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import pickle
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ from trialrun.errors import ConfigError
 from trialrun.execution.preflight import preflight
 from trialrun.execution.runner import run_evaluation
 from trialrun.runfiles import read_episodes, read_manifest
+from trialrun.variations.designs import random_values_for_slot
 from trialrun.variations.factors import FactorSet, group_slots
 
 LENGTH = {
@@ -236,3 +239,46 @@ def test_unknown_body_lists_the_bodies() -> None:
         preflight(cfg)
     assert "unknown body 'torsoo'" in str(info.value)
     assert "torso" in str(info.value) and "bthigh" in str(info.value)
+
+
+def test_a_random_design_plans_a_million_episodes_without_a_dict_per_episode() -> None:
+    # The random design's values of slot k depend on k alone: the plan
+    # computes them a block at a time (an eager list: ~250 MB here).
+    job = parse_run_config(
+        {
+            "name": "r",
+            "seed": 3,
+            "jobs": [
+                {
+                    "name": "j",
+                    "env": "CartPole-v1",
+                    "policy": "zero",
+                    "episodes": 10**6,
+                    "factors": {
+                        "length": {
+                            "variation": {"type": "attr", "name": "length"},
+                            "sampler": {"type": "uniform", "low": 0.4, "high": 0.6},
+                        },
+                        "mass": {
+                            "variation": {"type": "attr", "name": "masspole"},
+                            "sampler": {"type": "loguniform", "low": 0.05, "high": 0.5},
+                        },
+                    },
+                }
+            ],
+        }
+    ).jobs[0]
+    factor_set = FactorSet(job)
+    tracemalloc.start()
+    try:
+        plan = factor_set.slots(3)
+        sub = plan.without(np.ones(10, dtype=bool))[500_000:500_100]
+        values = [slot.factors for slot in sub]
+        last = plan[10**6 - 1].factors
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert values == [random_values_for_slot(factor_set.samplers, 3, "j", k) for k in range(500_010, 500_110)]
+    assert last == random_values_for_slot(factor_set.samplers, 3, "j", 10**6 - 1)
+    assert pickle.loads(pickle.dumps(sub))[7].factors == values[7]
+    assert peak < 4 * 2**20, peak

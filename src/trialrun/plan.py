@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Container, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, overload
 
@@ -173,6 +173,12 @@ PLAN_BLOCK = 4096
 
 _EMPTY = np.zeros(0, dtype=np.int64)
 
+#: Computes the factor values of the slots of the given episode indices (a
+#: design whose slot ``k`` values depend on ``k`` alone): what a plan holds
+#: instead of a dict per episode. Must pickle (a plan is sent to workers).
+FactorSource = Callable[[np.ndarray], list[dict[str, Any]]]
+Factors = Sequence[dict[str, Any]] | FactorSource | None
+
 
 def _runs_of(episodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Strictly ascending indices as runs of consecutive ones: (starts, lengths)."""
@@ -206,7 +212,7 @@ def _as_runs(episodes: range | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _planned(
-    run_seed: int, job: str, starts: np.ndarray, lengths: np.ndarray, factors: Sequence[dict[str, Any]] | None
+    run_seed: int, job: str, starts: np.ndarray, lengths: np.ndarray, factors: Factors
 ) -> PlannedSlots:
     """A plan from its runs (what a plan pickles as)."""
     plan = PlannedSlots(run_seed, job, range(0))
@@ -228,8 +234,9 @@ class PlannedSlots(Sequence[Slot]):
     sub-plans without computing any slot; a plan pickles as its runs, so a
     shard sent to a worker is small.
 
-    ``factors[i]`` are the values of the ``i``-th slot of the plan (None: no
-    factors, every slot gets an empty dict).
+    ``factors[i]`` are the values of the ``i``-th slot of the plan, or a
+    :data:`FactorSource` computes them a block at a time (None: no factors,
+    every slot gets an empty dict).
 
     Example:
         >>> plan = PlannedSlots(7, "nominal", range(1_000_000))
@@ -256,7 +263,7 @@ class PlannedSlots(Sequence[Slot]):
         run_seed: int,
         job: str,
         episodes: range | np.ndarray,
-        factors: Sequence[dict[str, Any]] | None = None,
+        factors: Factors = None,
     ) -> None:
         if run_seed < 0:
             raise ValueError("run seed must be >= 0")
@@ -265,13 +272,11 @@ class PlannedSlots(Sequence[Slot]):
         self._words = stable_hash_words(job)
         self._set_runs(*_as_runs(episodes), factors)
 
-    def _set_runs(
-        self, starts: np.ndarray, lengths: np.ndarray, factors: Sequence[dict[str, Any]] | None
-    ) -> None:
+    def _set_runs(self, starts: np.ndarray, lengths: np.ndarray, factors: Factors) -> None:
         self._starts, self._lengths = starts, lengths
         self._offsets = np.concatenate(([0], np.cumsum(lengths)[:-1])) if lengths.size else _EMPTY
         self._size = int(lengths.sum())
-        if factors is not None and len(factors) != self._size:
+        if isinstance(factors, Sequence) and len(factors) != self._size:
             raise ValueError(f"{len(factors)} factor value sets for {self._size} slots")
         self._factors = factors
         self._block: tuple[int, list[Slot]] = (-1, [])
@@ -313,22 +318,33 @@ class PlannedSlots(Sequence[Slot]):
 
     def factor_values(self, position: int) -> dict[str, Any]:
         """The factor values of the slot at ``position`` (without computing its seeds)."""
-        return self._factors[position] if self._factors is not None else {}
+        if self._factors is None:
+            return {}
+        if isinstance(self._factors, Sequence):
+            return self._factors[position]
+        return self._factors(self._episodes_at(np.array([position])))[0]
+
+    def iter_factor_values(self) -> Iterator[dict[str, Any]]:
+        """Every slot's factor values in order, computed a block at a time."""
+        for start in range(0, self._size, PLAN_BLOCK):
+            yield from self._values(start, min(start + PLAN_BLOCK, self._size))
+
+    def _values(self, start: int, stop: int, ks: np.ndarray | None = None) -> Sequence[dict[str, Any]]:
+        factors = self._factors
+        if factors is None:
+            return [{} for _ in range(stop - start)]
+        if isinstance(factors, Sequence):
+            return factors[start:stop]
+        return factors(self._episodes_at(np.arange(start, stop)) if ks is None else ks)
 
     def _compute(self, start: int, stop: int) -> list[Slot]:
-        ks = self._episodes_at(np.arange(start, min(stop, self._size)))
+        stop = min(stop, self._size)
+        ks = self._episodes_at(np.arange(start, stop))
         words = slot_seed_words(self.run_seed, self._words, ks).tolist()
-        factors = self._factors
+        values = self._values(start, stop, ks)
         return [
-            Slot(
-                self.job,
-                k,
-                w[0],
-                w[1],
-                w[2] | (w[3] << 32),
-                factors[start + i] if factors is not None else {},
-            )
-            for i, (k, w) in enumerate(zip(ks.tolist(), words, strict=True))
+            Slot(self.job, k, w[0], w[1], w[2] | (w[3] << 32), v)
+            for k, w, v in zip(ks.tolist(), words, values, strict=True)
         ]
 
     def __iter__(self) -> Iterator[Slot]:
@@ -357,7 +373,7 @@ class PlannedSlots(Sequence[Slot]):
         first, stop, step = index.indices(self._size)
         if step != 1:
             return self.take(np.arange(first, stop, step))
-        factors = self._factors[first:stop] if self._factors is not None else None
+        factors = self._factors[first:stop] if isinstance(self._factors, Sequence) else self._factors
         if stop <= first:
             return _planned(self.run_seed, self.job, _EMPTY, _EMPTY, factors)
         ends = np.searchsorted(self._offsets, [first, stop - 1], side="right") - 1
@@ -371,7 +387,9 @@ class PlannedSlots(Sequence[Slot]):
         """The sub-plan of the slots at ``positions`` (ascending)."""
         positions = np.asarray(positions, dtype=np.int64)
         starts, lengths = _runs_of(self._episodes_at(positions))
-        factors = [self._factors[p] for p in positions.tolist()] if self._factors is not None else None
+        factors = self._factors
+        if isinstance(factors, Sequence):
+            factors = [factors[p] for p in positions.tolist()]
         return _planned(self.run_seed, self.job, starts, lengths, factors)
 
     def without(self, done: np.ndarray | EpisodeSet) -> PlannedSlots:
@@ -401,10 +419,10 @@ class PlannedSlots(Sequence[Slot]):
                     starts.append(piece_start)
                     lengths.append(piece_count)
         kept_starts, kept_lengths = np.array(starts, dtype=np.int64), np.array(lengths, dtype=np.int64)
-        factors = None
-        if self._factors is not None:
+        factors = self._factors
+        if isinstance(factors, Sequence):
             kept = self.positions(_episodes_of_runs(kept_starts, kept_lengths)).tolist()
-            factors = [self._factors[p] for p in kept]
+            factors = [factors[p] for p in kept]
         return _planned(self.run_seed, self.job, kept_starts, kept_lengths, factors)
 
     def positions(self, episodes: range | np.ndarray) -> np.ndarray:
@@ -494,13 +512,6 @@ class EpisodeSet:
         found = np.zeros(ks.size, dtype=bool)
         found[inside] = self._mask[index[inside]]
         return found
-
-
-def factor_seeds(run_seed: int, job: str, episodes: int) -> np.ndarray:
-    """The ``factor_seed`` of slots ``0 .. episodes - 1`` (uint64), without building the slots."""
-    words = slot_seed_words(run_seed, stable_hash_words(job), np.arange(episodes)).astype(np.uint64)
-    seeds: np.ndarray = words[:, 2] | (words[:, 3] << np.uint64(32))
-    return seeds
 
 
 def plan_job(run_seed: int, job: str, episodes: int) -> PlannedSlots:

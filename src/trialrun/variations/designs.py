@@ -172,18 +172,9 @@ def factor_values(
         raise ValueError(f"episodes must be a positive integer (got {episodes!r})")
     if not samplers:
         return [{} for _ in range(episodes)]
-    if design not in ("grid", "one_at_a_time"):
-        ignored = [name for name, s in samplers.items() if getattr(s, "levels", None) is not None]
-        if ignored:
-            logger.warning(
-                "job %r: factor(s) %s set 'levels', which only the grid and one_at_a_time designs use "
-                "(design: %s)",
-                job,
-                ", ".join(repr(n) for n in ignored),
-                design,
-            )
+    warn_unused_levels(samplers, design, job)
     if design in ("random", "combined"):
-        return _random(samplers, run_seed, job, episodes)
+        return random_values_for_slots(samplers, run_seed, job, np.arange(episodes))
     if design == "grid":
         return _grid(samplers, episodes, grid_default_levels)
     if design == "one_at_a_time":
@@ -191,20 +182,47 @@ def factor_values(
     return _quasi_random(samplers, design, run_seed, job, episodes)
 
 
-def _random(
-    samplers: Mapping[str, SamplerModel], run_seed: int, job: str, episodes: int
+def warn_unused_levels(samplers: Mapping[str, SamplerModel], design: Design, job: str) -> None:
+    """Warn about factors that set ``levels`` under a design that ignores them."""
+    if design in ("grid", "one_at_a_time"):
+        return
+    ignored = [name for name, s in samplers.items() if getattr(s, "levels", None) is not None]
+    if ignored:
+        logger.warning(
+            "job %r: factor(s) %s set 'levels', which only the grid and one_at_a_time designs use "
+            "(design: %s)",
+            job,
+            ", ".join(repr(n) for n in ignored),
+            design,
+        )
+
+
+#: Designs whose slot ``k`` values depend on ``k`` alone (not on the episode
+#: count): a plan computes them a block at a time (:func:`random_values_for_slots`).
+PER_SLOT_DESIGNS: tuple[Design, ...] = ("random", "combined")
+
+
+def random_values_for_slots(
+    samplers: Mapping[str, SamplerModel], run_seed: int, job: str, episodes: np.ndarray
 ) -> list[dict[str, Any]]:
-    # Same numbers as random_values_for_slot (draw == from_unit(rng.random())),
-    # but one vectorised inverse-CDF call per factor instead of one per slot.
-    factor_seeds = _plan.factor_seeds(run_seed, job, episodes).tolist()
+    """The ``random`` design's factor values of the slots ``episodes`` (any
+    subset, in any order), one dict each.
+
+    Same numbers as :func:`random_values_for_slot` (``draw == from_unit(rng.random())``),
+    but one vectorised inverse-CDF call per factor instead of one per slot. A
+    slot's values depend only on its factor seed, so a lazy plan computes
+    them a block at a time instead of holding a dict per episode of the job.
+    """
+    words = _plan.slot_seed_words(run_seed, _plan.stable_hash_words(job), episodes).astype(np.uint64)
+    factor_seeds = (words[:, 2] | (words[:, 3] << np.uint64(32))).tolist()
     columns: dict[str, list[ScalarValue]] = {}
     for name, sampler in samplers.items():
         if isinstance(sampler, ConstantSampler):  # nothing to draw
-            columns[name] = [sampler.value] * episodes
+            columns[name] = [sampler.value] * len(factor_seeds)
         else:
             units = [float(_factor_generator(seed, name).random()) for seed in factor_seeds]
             columns[name] = sampler.from_units(units)
-    return [{name: column[k] for name, column in columns.items()} for k in range(episodes)]
+    return [{name: column[k] for name, column in columns.items()} for k in range(len(factor_seeds))]
 
 
 def _grid_message(sizes: list[int], episodes: int) -> str:

@@ -29,6 +29,7 @@ import copy
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
@@ -38,7 +39,12 @@ from trialrun.errors import ConfigError
 from trialrun.plan import PlannedSlots, Slot
 from trialrun.runfiles.schema import FactorSpec
 from trialrun.variations.base import FactorValue, Variation
-from trialrun.variations.designs import factor_values
+from trialrun.variations.designs import (
+    PER_SLOT_DESIGNS,
+    factor_values,
+    random_values_for_slots,
+    warn_unused_levels,
+)
 from trialrun.variations.registry import build_variation
 
 if TYPE_CHECKING:
@@ -84,8 +90,13 @@ class FactorSet:
     def slots(self, run_seed: int) -> PlannedSlots:
         """Every slot of the job with its factor values (a lazy plan: the
         slots are computed when read)."""
-        values = self.values(run_seed) if self else None
-        return PlannedSlots(run_seed, self.job.name, range(self.job.episodes), values)
+        if not self:
+            return PlannedSlots(run_seed, self.job.name, range(self.job.episodes))
+        if self.job.design in PER_SLOT_DESIGNS:  # computed a block at a time, not a dict per episode
+            warn_unused_levels(self.samplers, self.job.design, self.job.name)
+            source = partial(random_values_for_slots, self.samplers, run_seed, self.job.name)
+            return PlannedSlots(run_seed, self.job.name, range(self.job.episodes), source)
+        return PlannedSlots(run_seed, self.job.name, range(self.job.episodes), self.values(run_seed))
 
     def group_key(self, values: dict[str, Any]) -> str:
         """The build-time part of a slot's values (slots with equal keys share an env);
@@ -267,8 +278,8 @@ def group_slots(factor_set: FactorSet, slots: Iterable[Slot]) -> dict[str, Seque
         return {factor_set.group_key({}): slots if isinstance(slots, Sequence) else list(slots)}
     if isinstance(slots, PlannedSlots):
         positions: dict[str, list[int]] = {}
-        for position in range(len(slots)):
-            positions.setdefault(factor_set.group_key(slots.factor_values(position)), []).append(position)
+        for position, values in enumerate(slots.iter_factor_values()):
+            positions.setdefault(factor_set.group_key(values), []).append(position)
         return {key: slots.take(np.array(group)) for key, group in positions.items()}
     groups: dict[str, list[Slot]] = {}
     for slot in slots:
