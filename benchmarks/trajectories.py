@@ -4,11 +4,13 @@
    all}`` (state observations, actions, rewards of every episode), interleaved
    over ``--rounds`` rounds: CartPole-v1 x16 (the LQR controller, 500-step
    episodes) and HalfCheetah-v5 x4 (random actions, 1,000 steps). The table
-   prints median seconds and the median of the per-round ratios with/without
-   (target: at most 1.2). The files are written by the trajectory writer
-   process (``trialrun.recording.trajectory_writer``), on another core: the
-   ratio needs a free one (run it under ``flock /tmp/cpu.lock`` on a shared
-   machine and read the load it prints).
+   prints median seconds, the median of the per-round ratios with/without
+   (target: at most 1.2) and the ratio of the fastest runs (less sensitive to
+   other processes on a shared machine: the fastest run is the least
+   disturbed). The files are written by the trajectory writer process
+   (``trialrun.recording.trajectory_writer``), on another core: the ratio
+   needs a free one (run it under ``flock /tmp/cpu.lock`` on a shared machine
+   and read the load it prints).
 
 2. **Memory.** One fresh subprocess per case runs a Pendulum-v1 job (the
    ``zero`` policy: every episode lasts ``max_steps``) recording 4 and then 64
@@ -90,7 +92,7 @@ def _timed(case: dict[str, Any], record: bool, root: Path) -> float:
 
 def overhead(rounds: int) -> None:
     print(f"1. overhead, {rounds} round(s), interleaved")
-    print(f"{'case':<16} {'without s':>10} {'with s':>8} {'with/without':>13}")
+    print(f"{'case':<16} {'without s':>10} {'with s':>8} {'with/without':>13} {'fastest ratio':>14}")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for name, case in OVERHEAD_CASES.items():
@@ -103,7 +105,7 @@ def overhead(rounds: int) -> None:
             ratios = [w / o for w, o in zip(with_, without, strict=True)]
             print(
                 f"{name:<16} {statistics.median(without):>10.2f} {statistics.median(with_):>8.2f} "
-                f"{statistics.median(ratios):>13.2f}"
+                f"{statistics.median(ratios):>13.2f} {min(with_) / min(without):>14.2f}"
             )
 
 

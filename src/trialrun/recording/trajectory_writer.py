@@ -271,8 +271,8 @@ class BackgroundFile:
 
 _writer: TrajectoryWriter | None = None
 _writer_lock = threading.Lock()
-_background: set[tuple[int, int]] = set()
-"""(process, thread) pairs inside :func:`writing_in_background`."""
+_background: dict[tuple[int, int], TrajectoryWriter] = {}
+"""The writer of each (process, thread) inside :func:`writing_in_background`."""
 
 
 def trajectory_writer() -> TrajectoryWriter:
@@ -291,15 +291,15 @@ def writing_in_background() -> Iterator[TrajectoryWriter]:
     the writer process (started now, so its imports overlap the env's)."""
     key = (os.getpid(), threading.get_ident())
     writer = trajectory_writer()
-    _background.add(key)
+    _background[key] = writer
     try:
         yield writer
     finally:
-        _background.discard(key)
+        _background.pop(key, None)
 
 
 def background_writer() -> TrajectoryWriter | None:
-    """The writer a recorder in this thread hands its file to, or None (write it here)."""
-    if (os.getpid(), threading.get_ident()) in _background:
-        return trajectory_writer()
-    return None
+    """The writer a recorder in this thread hands its file to, or None (write
+    it here). Always the block's writer, even once it has died: its records
+    wait for it, so its death must fail the files, not move them to a new one."""
+    return _background.get((os.getpid(), threading.get_ident()))
