@@ -31,7 +31,7 @@ futility: ``((1-b) log((1-b)/a) + b log(b/(1-a))) / KL`` with ``a = alpha/2``,
 scenario to the nearest "no difference" distribution, divided by the same
 fixed n. When it exceeds 0.6 no test can meet the target at that power.
 
-Run: ``python benchmarks/sequential.py`` (about 20 s on one core).
+Run: ``python benchmarks/sequential.py`` (about 30 s on one core).
 """
 
 from __future__ import annotations

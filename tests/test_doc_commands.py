@@ -68,7 +68,7 @@ NOT_RUN: dict[str, str] = {
     "trialrun analyze --episodes FILE.jsonl --factors FACTORS.yaml [--outcome success] [--job NAME]": SYNOPSIS,
     # docs/compare.md
     "trialrun run run.yaml --set jobs.0.policy=ckpt.zip --stop-when worse --baseline runs/baseline "
-    "[--metric success] [--batch 10] [--alpha 0.05] [--bound X]": SYNOPSIS,
+    "[--metric success] [--batch 10] [--alpha 0.05] [--bound X] [--margin M]": SYNOPSIS,
     # docs/importing.md: the inputs are files other tools wrote on the user's machine
     "trialrun import arena eval/episode_summary.jsonl --factors factors.yaml -o runs/": (
         "reads an Arena log the user has; tests/test_importers.py imports real Arena output"
