@@ -7,6 +7,12 @@ per process), no counter shared between slots. So any slot can be replayed
 alone, run on any worker in any order, resumed after a crash, and two policies
 evaluated with one config see identical episodes.
 
+The plan of a job is lazy (:class:`PlannedSlots`): it holds the episode
+indices and computes slots when read, a block at a time, so a job of a
+million episodes (an ordinary run on a batched simulator) does not hold a
+million :class:`Slot` objects; see docs/architecture.md, "Memory at a million
+episodes".
+
 Example:
     >>> a = slot_for(7, "nominal", 3)
     >>> b = slot_for(7, "nominal", 3)
