@@ -23,9 +23,9 @@ from trialrun.policies.bundled_policies import bundled_path
 from trialrun.policies.npz_conv import NpzConvPolicy, load_npz_conv, save_npz_conv
 from trialrun.policies.registry import policy_cameras
 
-# Measured 44% over 100 episodes with trialrun (README, "What breaks a pixel policy");
-# these 8 fixed episodes must reach at least 2 (a margin for 8 episodes).
-MIN_PUSH_SUCCESS = 0.25
+# Measured 89% [81.4%, 93.7%] over 100 episodes with trialrun (README, "What breaks a
+# pixel policy"); these 8 fixed episodes give 7 (2026-12-01) and must give at least 6.
+MIN_PUSH_SUCCESSES = 6
 
 
 class ShapeProbe:
@@ -91,6 +91,40 @@ def test_conv_forward_matches_torch_on_random_weights(tmp_path: Path) -> None:
     # The head clips to the action bounds.
     actions = net.actions(images, state, np.array([-0.5, -0.5]), np.array([0.5, 0.5]))
     np.testing.assert_allclose(actions, np.clip(expected, -0.5, 0.5), rtol=1e-5, atol=1e-5)
+
+
+def test_conv_crop_is_the_window_the_net_sees(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    whole, cropped = tmp_path / "whole.npz", tmp_path / "cropped.npz"
+    _random_conv(whole, rng)
+    net = load_npz_conv(whole)  # looks at 40x36 images
+
+    def save(crop: tuple[int, int, int, int]) -> None:
+        save_npz_conv(
+            cropped,
+            "corner",
+            (50, 60),
+            net.convs,
+            list(zip(net.mlp.weights, net.mlp.biases, strict=True)),
+            activation="relu",
+            head="continuous-clip",
+            state_index=[2, 0, 5],
+            state_mean=net.state_mean,
+            state_std=net.state_std,
+            crop=crop,
+        )
+
+    save((3, 7, 40, 36))
+    window = load_npz_conv(cropped)
+    assert (window.image_shape, window.crop, window.feature_size) == ((50, 60), (3, 7, 40, 36), 120)
+    images = rng.integers(0, 256, (2, 50, 60, 3), dtype=np.uint8)
+    state = rng.normal(size=(2, 7))
+    np.testing.assert_array_equal(window.forward(images, state), net.forward(images[:, 3:43, 7:43], state))
+    with pytest.raises(
+        ValueError,
+        match=r"crop \[top, left, height, width\] = \[11, 7, 40, 36\] does not fit in the 50x60 image",
+    ):
+        save((11, 7, 40, 36))
 
 
 def test_conv_file_errors_name_the_problem(tmp_path: Path) -> None:
@@ -175,16 +209,17 @@ def test_bundled_pixel_policy_loads_without_torch() -> None:
         "from trialrun.policies.bundled_policies import bundled_path\n"
         "from trialrun.policies.npz_conv import load_npz_conv\n"
         "net = load_npz_conv(bundled_path('metaworld-push-pixels'))\n"
-        "a = net.actions(np.zeros((3, 64, 64, 3), np.uint8), np.zeros((3, 39)), -np.ones(4), np.ones(4))\n"
-        "print(net.camera, net.image_shape, a.shape, 'torch' in sys.modules and sys.modules['torch'] is None)\n"
+        "a = net.actions(np.zeros((3, 128, 128, 3), np.uint8), np.zeros((3, 39)), -np.ones(4), np.ones(4))\n"
+        "print(net.camera, net.image_shape, net.crop, a.shape,\n"
+        "      'torch' in sys.modules and sys.modules['torch'] is None)\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(), timeout=120
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "corner (64, 64) (3, 4) True"
+    assert done.stdout.strip() == "corner (128, 128) (36, 33, 64, 64) (3, 4) True"
     path = bundled_path("metaworld-push-pixels")
-    assert path.stat().st_size < 300_000
+    assert path.stat().st_size < 400_000
     meta: dict[str, Any] = load_npz_conv(path).mlp.meta
     assert meta["env_id"] == "metaworld/push-v3" and meta["trained_by"] == "scripts/train_pixel_policy.py"
     assert meta["seed"] == 0
@@ -203,7 +238,7 @@ def test_bundled_pixel_policy_pushes_the_puck(tmp_path: Path) -> None:
                     "policy": "metaworld-push-pixels",
                     "episodes": 8,
                     "num_envs": 4,
-                    "max_steps": 150,
+                    "max_steps": 120,
                     "on_out_of_bounds": "clip",
                 }
             ],
@@ -211,4 +246,4 @@ def test_bundled_pixel_policy_pushes_the_puck(tmp_path: Path) -> None:
     )
     summary = run_evaluation(cfg, tmp_path / "run").summary.jobs
     assert summary["push"].episodes == 8
-    assert summary["push"].success_rate >= MIN_PUSH_SUCCESS
+    assert summary["push"].successes >= MIN_PUSH_SUCCESSES

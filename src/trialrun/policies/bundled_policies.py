@@ -3,9 +3,10 @@
 - ``cartpole-ppo``: PPO on ``CartPole-v1`` (discrete head).
 - ``pendulum-ppo``: PPO (with gSDE) on ``Pendulum-v1`` (continuous head).
 - ``metaworld-push-pixels``: a conv net (``trialrun-conv/1``) that pushes the
-  puck in ``metaworld/push-v3`` from a 64x64 ``corner`` image plus the hand
-  position; it cannot see the state's puck and goal entries, so visual
-  factors matter to it (the state-based ``metaworld-expert`` is the control).
+  puck in ``metaworld/push-v3`` from a 128x128 ``corner`` image (it looks at a
+  64x64 window over the table) plus the hand position; it cannot see the
+  state's puck and goal entries, so visual factors matter to it (the
+  state-based ``metaworld-expert`` is the control).
 
 The PPO ones were trained by ``scripts/train_bundled.py`` with fixed seeds
 and exported with :func:`trialrun.policies.sb3.export_sb3_to_npz`; the pixel
@@ -69,5 +70,5 @@ class MetaWorldPushPixelsPolicy(NpzConvPolicy):
 
     @staticmethod
     def observation_cameras(kwargs: Mapping[str, Any]) -> dict[str, tuple[int, int]]:
-        """The bundled file's camera (``corner`` at 64x64)."""
+        """The bundled file's camera (``corner`` at 128x128)."""
         return NpzConvPolicy.observation_cameras({"path": str(bundled_path("metaworld-push-pixels"))})

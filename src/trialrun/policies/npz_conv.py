@@ -16,6 +16,10 @@ key                            meaning
 ``camera``                     the camera the policy looks through; it reads the
                                observation key ``camera/<camera>``
 ``image_shape``                ``[height, width]`` of that image (uint8, RGB)
+``crop``                       optional ``[top, left, height, width]``: the net sees
+                               only that window of the image (a policy can ask
+                               for a larger render and look at the part that
+                               matters at a finer scale)
 ``K0``, ``k0``, ``K1``, ...    conv layer ``i``: kernels ``(out, in, kh, kw)`` (the
                                PyTorch ``Conv2d`` layout), biases ``(out,)``; no
                                padding; pixels enter as ``value / 255``
@@ -95,11 +99,13 @@ class NpzConv:
     state_index: np.ndarray
     state_mean: np.ndarray | None = None
     state_std: np.ndarray | None = None
+    crop: tuple[int, int, int, int] | None = None
+    """``(top, left, height, width)`` of the window the conv stack sees, or the whole image."""
 
     @property
     def feature_size(self) -> int:
         """Values the conv stack gives one image (the MLP's input minus the state entries)."""
-        height, width = self.image_shape
+        height, width = self.image_shape if self.crop is None else self.crop[2:]
         channels = 3
         for kernels, _, stride in self.convs:
             channels = int(kernels.shape[0])
@@ -110,6 +116,9 @@ class NpzConv:
     def forward(self, images: np.ndarray, state: np.ndarray) -> np.ndarray:
         """The MLP's last layer for a batch of uint8 images (B, H, W, 3) and the
         batch's full state vectors (B, n)."""
+        if self.crop is not None:
+            top, left, height, width = self.crop
+            images = np.asarray(images)[:, top : top + height, left : left + width]
         x = np.asarray(images, dtype=np.float32) * np.float32(1.0 / 255.0)
         with _one_blas_thread():
             for kernels, bias, stride in self.convs:
@@ -147,6 +156,7 @@ def save_npz_conv(
     state_std: np.ndarray | None = None,
     action_low: np.ndarray | None = None,
     action_high: np.ndarray | None = None,
+    crop: tuple[int, int, int, int] | None = None,
     meta: dict[str, Any] | None = None,
 ) -> None:
     """Write a ``trialrun-conv/1`` file and read it back (a broken export fails here)."""
@@ -160,6 +170,8 @@ def save_npz_conv(
         strides=np.asarray([stride for _, _, stride in convs], dtype=np.int64),
         state_index=np.asarray(state_index, dtype=np.int64),
     )
+    if crop is not None:
+        arrays["crop"] = np.asarray(crop, dtype=np.int64)
     for i, (kernels, bias, _) in enumerate(convs):
         arrays[f"K{i}"] = np.asarray(kernels, dtype=np.float32)
         arrays[f"k{i}"] = np.asarray(bias, dtype=np.float32)
@@ -209,6 +221,7 @@ def load_npz_conv(path: str | Path) -> NpzConv:
             return np.asarray(data[key], dtype=np.float64) if key in data else None
 
         index = np.asarray(data.get("state_index", []), dtype=np.int64)
+        crop = _crop(data, path, (shape[0], shape[1]))
         net = NpzConv(
             camera=str(data["camera"].item()),
             image_shape=(shape[0], shape[1]),
@@ -217,6 +230,7 @@ def load_npz_conv(path: str | Path) -> NpzConv:
             state_index=index.reshape(-1),
             state_mean=optional("state_mean"),
             state_std=optional("state_std"),
+            crop=crop,
         )
     expected = net.feature_size + len(net.state_index)
     if net.feature_size <= 0 or net.mlp.input_size != expected:
@@ -225,6 +239,22 @@ def load_npz_conv(path: str | Path) -> NpzConv:
             f"{net.feature_size} and the state {len(net.state_index)}"
         )
     return net
+
+
+def _crop(data: Any, path: Path, shape: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """The file's ``crop`` window, checked to lie inside an image of ``shape``."""
+    if "crop" not in data:
+        return None
+    values = [int(v) for v in np.asarray(data["crop"]).reshape(-1)]
+    if len(values) != 4:
+        raise ValueError(f"{path}: crop must be [top, left, height, width], got {values}")
+    top, left, height, width = values
+    if top < 0 or left < 0 or height < 1 or width < 1 or top + height > shape[0] or left + width > shape[1]:
+        raise ValueError(
+            f"{path}: crop [top, left, height, width] = {values} does not fit in the "
+            f"{shape[0]}x{shape[1]} image"
+        )
+    return top, left, height, width
 
 
 class NpzConvPolicy:
