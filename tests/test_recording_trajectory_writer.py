@@ -277,6 +277,17 @@ def test_a_killed_writer_fails_the_job_with_the_reason_and_records_name_only_wri
     for record in records:  # every record's file is complete
         with h5py.File(run_dir / str(record.trajectory)) as f:
             assert f["data/demo_0"].attrs["num_samples"] == record.outcome["length"] == 500
-    # The next run in this process starts a new writer.
-    assert _run(tmp_path / "again", episodes=2).exit_code == 0
+    # Resume, in this process, starts a new writer and completes the job: one
+    # complete file per record, nothing else left in the folder.
+    config = parse_run_config(
+        {"name": "w", "seed": 7, "jobs": [_job(episodes=40, max_steps=500, factors={})]}
+    )
+    assert run_evaluation(config, run_dir, resume=True).exit_code == 0
     assert trajectory_writer._writer is not None and trajectory_writer._writer.proc.pid != killed[0]
+    records = read_episodes(episodes)
+    assert sorted(r.episode for r in records) == list(range(40))
+    directory = run_dir / "trajectories" / "cp"
+    assert sorted(p.name for p in directory.iterdir()) == sorted(f"ep{k}.h5" for k in range(40))
+    for record in records:
+        with h5py.File(run_dir / str(record.trajectory)) as f:
+            assert f["data/demo_0"].attrs["num_samples"] == record.outcome["length"] == 500

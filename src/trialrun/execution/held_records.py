@@ -82,9 +82,13 @@ class HeldRecords:
             raise RunWriteError(message) if disk else ValueError(message)
 
     def finish(self) -> None:
-        """Wait for the writer and emit every held record whose file is written."""
-        if self._held:
+        """Wait for the writer and emit every held record whose file is written
+        (those it answered before it died, too)."""
+        if not self._held:
+            return
+        try:
             self.writer.sync()
+        finally:
             self._release()
 
 

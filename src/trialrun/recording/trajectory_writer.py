@@ -153,7 +153,11 @@ class TrajectoryWriter:
         while the writer has not answered. Reads the answers that arrived
         without waiting."""
         with self._lock:
-            self._read(block=False)
+            try:
+                self._read(block=False)
+            except RunWriteError:
+                if name not in self._answers:
+                    raise
             return self._answers.pop(name, None)
 
     def sync(self) -> None:
