@@ -35,8 +35,11 @@ the numpy forward pass matches torch, and report the file size.
 ``--data DIR`` keeps each stage's frames and the net after it there, and a
 later call resumes after the last finished stage (``--stages K`` stops after
 K stages, so a long training splits into shorter jobs). Resuming gives the
-same net as one uninterrupted run: every stage seeds its own generators. The
-directory records the settings that made it and refuses others.
+same net as one uninterrupted run: every stage seeds its own generators and
+renders through a fresh env (checked: the expert frames, the stage-0 net and a
+DAgger round's frames come out bit-identical across processes; torch's
+training is bit-identical at a fixed ``--threads``, not across thread
+counts). The directory records the settings that made it and refuses others.
 
     nice -n 10 python scripts/train_pixel_policy.py               # into the package
     nice -n 10 python scripts/train_pixel_policy.py --data /tmp/push --stages 2  # then again
@@ -303,7 +306,6 @@ def main() -> None:
     while (data / f"net-{done}.pt").is_file():
         done += 1
     total = 1 + args.dagger_rounds
-    env = make_env()
     net: Any = None
     if done:
         net = build_net(np.zeros(len(STATE_INDEX)), np.ones(len(STATE_INDEX)))
@@ -312,6 +314,11 @@ def main() -> None:
     started, ran = time.time(), 0
     while done < total and (args.stages is None or ran < args.stages):
         stage_started = time.time()
+        # A fresh env per stage, as in a resumed run: the image rendered at
+        # reset shows the previous episode's goal marker (Meta-World moves the
+        # goal site without recomputing positions until the first step), so
+        # frames depend on the env's earlier episodes.
+        env = make_env()
         if done == 0:
             # Training seeds start at 10_000, far from the episode seeds trialrun draws.
             rng = np.random.default_rng(SEED)
@@ -324,6 +331,7 @@ def main() -> None:
             first = 10_000 + args.episodes + (done - 1) * args.dagger_episodes
             more = collect(env, args.dagger_episodes, first, 0.0, np.random.default_rng(SEED), net=net)
             log.info("DAgger round %d: the net succeeds %.2f; +%d frames", done, more[3], len(more[0]))
+        env.close()
         np.savez(data / f"frames-{done}.npz", images=more[0], states=more[1], labels=more[2])
         net.train()
         epochs = args.epochs if done == 0 else args.dagger_epochs
@@ -331,7 +339,6 @@ def main() -> None:
         torch.save(net.state_dict(), data / f"net-{done}.pt")
         log.info("stage %d done in %.1f min", done, (time.time() - stage_started) / 60)
         done, ran = done + 1, ran + 1
-    env.close()
     if done < total:
         log.info("stopped after stage %d of %d; run again with --data %s to go on", done - 1, total - 1, data)
         return
