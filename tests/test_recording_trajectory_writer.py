@@ -114,6 +114,24 @@ def test_the_writer_process_writes_the_recorders_layout_and_answers_each_file(tm
     assert writer.proc.returncode == 0
 
 
+def test_a_block_larger_than_the_pipe_arrives_whole(tmp_path: Path) -> None:
+    writer = TrajectoryWriter()
+    try:
+        images = np.random.default_rng(0).integers(0, 256, (65, 96, 96, 3), dtype=np.uint8)  # 1.8 MB
+        file_id = writer.open(tmp_path / "ep0.h5", "ep0.h5", {**SETTINGS, "episode": 0})
+        for _ in range(3):
+            writer.append(file_id, {"default_image": images}, {"rewards": np.zeros(64)})
+        writer.close(file_id, 192)
+        writer.sync()
+        assert writer.take("ep0.h5") == ("", False)
+        with h5py.File(tmp_path / "ep0.h5") as f:
+            stored = f["data/demo_0/next_obs/default_image"][()]
+        assert stored.shape == (192, 96, 96, 3)
+        assert np.array_equal(stored[128:], images[1:])
+    finally:
+        writer.shutdown()
+
+
 class _Writer:
     """A writer whose answers the test gives."""
 

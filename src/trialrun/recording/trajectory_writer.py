@@ -203,11 +203,16 @@ class TrajectoryWriter:
 
     def _send(self, kind: int, file_id: int, payload: Any) -> None:
         data = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
-        view = memoryview(HEADER.pack(kind, file_id, len(data)) + data)
+        parts = [memoryview(HEADER.pack(kind, file_id, len(data))), memoryview(data)]
         with self._lock:
-            try:
-                while len(view):
-                    view = view[os.write(self._in, view) :]
+            try:  # header and data in one call, without joining them into a copy
+                while parts:
+                    written = os.writev(self._in, parts)
+                    while parts and written >= len(parts[0]):
+                        written -= len(parts[0])
+                        parts.pop(0)
+                    if parts:
+                        parts[0] = parts[0][written:]
             except OSError as exc:
                 raise RunWriteError(f"{self._stopped()}: {exc}") from None
 
