@@ -29,7 +29,10 @@ McNemar's does), even one that knows the true effect and may stop for
 futility: ``((1-b) log((1-b)/a) + b log(b/(1-a))) / KL`` with ``a = alpha/2``,
 ``b = 1 - power`` and ``KL`` the Kullback-Leibler divergence per pair from the
 scenario to the nearest "no difference" distribution, divided by the same
-fixed n. When it exceeds 0.6 no test can meet the target at that power.
+fixed n. When it exceeds 0.6 no test can meet the target at that power (up
+to the simulation noise of the power). The lines after the table run that
+oracle SPRT (Wald's, knowing the true effect, with a futility boundary) on the
+5-point, 1000-pair case: the best a sequential test could do there.
 
 Run: ``python benchmarks/sequential.py`` (about 30 s on one core).
 """
@@ -122,6 +125,21 @@ def sequential_runs(
     return rejected, used
 
 
+def oracle_sprt(a: BoolArray, b: BoolArray, drop: float, beta: float) -> tuple[float, float]:
+    """Power and mean pairs of Wald's two-sided SPRT that knows the true discordant split
+    (error alpha/2 per direction, type II ``beta``, stopping for futility too), cut at N."""
+    _, theta = cells(drop)
+    a_only, b_only = np.cumsum(a & ~b, axis=1), np.cumsum(~a & b, axis=1)
+    worse = a_only * np.log(2 * theta) + b_only * np.log(2 * (1 - theta))
+    better = b_only * np.log(2 * theta) + a_only * np.log(2 * (1 - theta))
+    up, low = np.log((1 - beta) / (ALPHA / 2)), np.log(beta / (1 - ALPHA / 2))
+    reject = (worse >= up) | (better >= up)
+    stop = reject | ((worse <= low) & (better <= low))
+    first = np.where(stop.any(axis=1), stop.argmax(axis=1), a.shape[1] - 1)
+    rejected = reject[np.arange(len(first)), first]
+    return float(rejected.mean()), float((first + 1).mean())
+
+
 def main() -> None:
     start = time.perf_counter()
     print(
@@ -165,6 +183,17 @@ def main() -> None:
                     f"{name:<15}{planned:>6d}{batch:>6d}{power:>9.3f}{wrong_s}{used.mean():>10.0f}"
                     f"{used.mean() / planned:>8.2f}{at_n:>10.3f}{fixed_s}{ratio}{bound_s}"
                 )
+    name, drop, planned = "5-point drop", 0.05, 1000
+    curve = mcnemar_power(drop, grid)
+    a, b = simulate(np.random.default_rng([2026, 1, planned]), REPS, planned, drop)
+    for beta in (0.5, 0.3, 0.2):
+        power, used_mean = oracle_sprt(a, b, drop, beta)
+        fixed = int(grid[int(np.argmax(curve >= min(power, 0.99)))])
+        print(
+            f"oracle SPRT (knows the effect, stops for futility; beta={beta}), {name}, N={planned}: "
+            f"power {power:.3f}, mean used {used_mean:.0f}, fixed n {fixed}, "
+            f"used/fixed {used_mean / fixed:.2f}"
+        )
     print(
         "rejects: false-alarm rate (no difference; target <= 0.05, exactly at most 0.05 by construction; "
         f"simulation standard error {np.sqrt(ALPHA * (1 - ALPHA) / REPS):.3f}) or power; wrong dir: "

@@ -31,7 +31,8 @@ def compare(
         float,
         typer.Option(
             "--margin",
-            help="Tolerated drop for --fail-if-worse, in the metric's units (rate points for success).",
+            help="Tolerated drop for --fail-if-worse, and with --sequential the equivalence margin, in the "
+            "metric's units (rate points for success).",
             min=0,
         ),
     ] = 0.02,
