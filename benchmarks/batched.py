@@ -21,7 +21,25 @@ toward short ones on a simulator that cannot reset a chosen world. Also
 printed: the driver's record rate (records validated and appended per
 second) and peak RSS.
 
+**MJX** (``--mjx``, needs the ``mjx`` extra): MuJoCo Playground's
+``CartpoleBalance`` with 1024 worlds and a jitted JAX PD controller (the
+shipped ``cartpole-pd``'s gains), every episode 200 steps:
+
+- **plain jitted loop**: ``jit(vmap(env.reset))`` and ``jit(vmap(env.step))``
+  called in a Python loop, ``rounds`` x 200 steps (what a Playground user
+  writes; nothing recorded);
+- **trialrun run** of the same env, policy and episodes (``rounds`` x 1024),
+  with ``lanes: 8`` (the default: identical records for any ``num_envs``) and
+  with ``lanes: 1024`` (one ``vmap`` over every world, as the plain loop).
+
+Compile time (or the load from JAX's persistent cache) is excluded from
+env-steps/s and printed apart: the plain loop's first calls, and the
+manifest's ``compile_seconds`` for ``trialrun run``, whose wall time
+otherwise counts everything (preflight, records, summary). Peak RSS is this
+process's high-water mark after each case (VmHWM; cases run in order).
+
     python benchmarks/batched.py [--worlds 1024] [--episodes 65536] [--rounds 3]
+    python benchmarks/batched.py --mjx [--worlds 1024] [--rounds 4]
 """
 
 from __future__ import annotations
@@ -48,7 +66,7 @@ from trialrun.plan import plan_job
 from trialrun.policies import build_policy
 from trialrun.rollout import EpisodeResult
 from trialrun.rollout_native import rollout_native
-from trialrun.runfiles import EpisodeLogWriter
+from trialrun.runfiles import EpisodeLogWriter, read_episodes
 from trialrun.runfiles.schema import EpisodeRecord
 
 
@@ -152,12 +170,107 @@ def record_rate(count: int, root: Path) -> float:
     return count / (time.perf_counter() - start)
 
 
+MJX_ENV = "CartpoleBalance"
+MJX_STEPS = 200
+
+
+def jax_pd() -> object:
+    """The shipped ``cartpole-pd`` controller's gains as a jitted JAX function
+    (``policy: batched:jax_pd``), so both MJX loops run the same policy on the device."""
+    import jax
+    import jax.numpy as jnp
+
+    gains = jnp.array([0.5, 0.0, 5.0, 1.0, 1.0], dtype=jnp.float32)
+    return jax.jit(lambda obs: jnp.clip(obs @ gains, -1.0, 1.0)[:, None])
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS so far (VmHWM)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def mjx_plain(worlds: int, rounds: int) -> tuple[float, float]:
+    """(first-call seconds, env-steps/s) of a plain jitted Playground loop."""
+    import jax
+
+    from trialrun.envs.adapters.playground import enable_compile_cache, load_playground
+
+    enable_compile_cache()
+    env = load_playground(MJX_ENV)
+    reset, step, act = jax.jit(jax.vmap(env.reset)), jax.jit(jax.vmap(env.step)), jax_pd()
+    keys = jax.random.split(jax.random.PRNGKey(0), worlds)
+    start = time.perf_counter()
+    state = reset(keys)
+    jax.block_until_ready(step(state, act(state.obs)))  # type: ignore[operator]
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    for r in range(rounds):
+        state = reset(jax.random.split(jax.random.PRNGKey(r + 1), worlds))
+        for _ in range(MJX_STEPS):
+            state = step(state, act(state.obs))  # type: ignore[operator]
+    jax.block_until_ready(state.obs)
+    return first, worlds * MJX_STEPS * rounds / (time.perf_counter() - start)
+
+
+def mjx_run(worlds: int, rounds: int, lanes: int, root: Path) -> tuple[float, float, float]:
+    """(wall seconds, compile seconds, env-steps/s without them) of ``trialrun run``."""
+    job = {
+        "name": "cart",
+        "env": {"id": f"playground/{MJX_ENV}", "kwargs": {"lanes": lanes}},
+        "policy": "batched:jax_pd",
+        "episodes": worlds * rounds,
+        "num_envs": worlds,
+        "vectorization": "native",
+        "max_steps": MJX_STEPS,
+    }
+    run_dir = Path(tempfile.mkdtemp(dir=root)) / "run"
+    start = time.perf_counter()
+    result = run_evaluation(parse_run_config({"name": "bench", "seed": 1, "jobs": [job]}), run_dir)
+    wall = time.perf_counter() - start
+    if result.exit_code != 0:
+        raise SystemExit(f"trialrun run failed: {result.errors}")
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    compile_s = manifest["jobs"]["cart"]["native"]["compile_seconds"] or 0.0
+    steps = sum(int(r.outcome["length"]) for r in read_episodes(run_dir / "episodes.jsonl"))
+    return wall, compile_s, steps / (wall - compile_s)
+
+
+def mjx_main(worlds: int, rounds: int) -> None:
+    import jax
+
+    root = Path(tempfile.mkdtemp(prefix="trialrun-mjx-"))
+    first, plain_sps = mjx_plain(worlds, rounds)
+    print(
+        f"MJX {MJX_ENV}, {worlds} worlds, {rounds} x {MJX_STEPS} steps, jitted PD policy, "
+        f"jax {jax.__version__}"
+    )
+    print(
+        f"plain jitted loop      : {plain_sps:10,.0f} env-steps/s  first calls {first:6.1f} s   "
+        f"peak RSS {peak_rss_mb():6.0f} MB"
+    )
+    for lanes in (8, worlds):
+        wall, compile_s, sps = mjx_run(worlds, rounds, lanes, root)
+        print(
+            f"trialrun run, lanes {lanes:4d}: {sps:10,.0f} env-steps/s  compile {compile_s:6.1f} s   "
+            f"peak RSS {peak_rss_mb():6.0f} MB   wall {wall:.1f} s   "
+            f"ratio {sps / plain_sps:.3f} (target >= 0.9)"
+        )
+    print(f"load average: {os.getloadavg()}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--worlds", type=int, default=1024)
     parser.add_argument("--episodes", type=int, default=65536)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--mjx", action="store_true", help="the MuJoCo Playground comparison instead")
     args = parser.parse_args()
+    if args.mjx:
+        mjx_main(args.worlds, args.rounds)
+        return
     root = Path(tempfile.mkdtemp(prefix="trialrun-batched-"))
     plain, rollout, full = [], [], []
     for r in range(args.rounds):

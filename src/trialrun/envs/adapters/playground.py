@@ -40,10 +40,12 @@ Example (a world's key is its seed's ``jax.random.PRNGKey``, built on the host):
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,8 +110,19 @@ class _Programs:
 
     reset: Any
     step: Any
-    blank: Callable[[dict[str, Any], np.ndarray], Any]
+    blank_shapes: Callable[[dict[str, Any], np.ndarray], Any]
     traces: dict[str, int] = field(default_factory=lambda: {"reset": 0, "step": 0})
+    shapes: Any = None
+    """The state's shapes, from ``blank_shapes`` once (it traces the env's reset)."""
+
+    def blank(self, fields: dict[str, Any], keys: np.ndarray) -> Any:
+        """A zero state of the right shapes, the ``old`` side of the first reset."""
+        import jax
+        import jax.numpy as jnp
+
+        if self.shapes is None:
+            self.shapes = self.blank_shapes(fields, keys)
+        return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), self.shapes)
 
 
 _PROGRAMS: dict[tuple[int, int, int], tuple[Any, _Programs]] = {}
@@ -117,6 +130,26 @@ _PROGRAMS: dict[tuple[int, int, int], tuple[Any, _Programs]] = {}
 env is held so that its id is never reused for another."""
 _LOADED: dict[tuple[str, str], Any] = {}
 """(env name, config overrides as JSON) -> the loaded Playground env."""
+
+
+_OBS_SIZES: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def observation_size(env: Any) -> Any:
+    """``env.observation_size``, worked out once per env: Playground computes
+    it on every access by running ``reset`` eagerly, op by op (1-4 s on 2
+    cores), and a run builds the same env's simulator up to four times
+    (preflight, factor nominals, compile phase, job). The shapes of a traced
+    reset are the same and cost less (``jax.eval_shape``)."""
+    import jax
+
+    if env not in _OBS_SIZES:
+        obs = jax.eval_shape(env.reset, jax.random.PRNGKey(0)).obs
+        if isinstance(obs, Mapping):
+            _OBS_SIZES[env] = {key: tuple(value.shape) for key, value in obs.items()}
+        else:
+            _OBS_SIZES[env] = tuple(obs.shape) if len(obs.shape) != 1 else int(obs.shape[0])
+    return _OBS_SIZES[env]
 
 
 def _space(size: Any, low: float, high: float) -> gym.Space[Any]:
@@ -173,7 +206,7 @@ class PlaygroundBatchedEnv:
         repeat: int = getattr(config, "action_repeat", 1) or 1
         self.max_steps = int(limit)
         self.action_repeat = int(repeat)
-        self.single_observation_space = _space(env.observation_size, -np.inf, np.inf)
+        self.single_observation_space = _space(observation_size(env), -np.inf, np.inf)
         self.single_action_space = _space(env.action_size, -1.0, 1.0)
         self.worlds = WorldModels(env.mj_model, self.padded, factors)
         self.compile_seconds = 0.0
@@ -255,13 +288,11 @@ class PlaygroundBatchedEnv:
             mine = jax.tree_util.tree_map(lambda a: a[:n], (state.obs, state.reward, state.done, success))
             return state, mine
 
-        def blank(fields: dict[str, Any], keys: np.ndarray) -> Any:
-            """A zero state of the right shapes, the ``old`` side of the first reset
-            (traced at the first reset only: building the env stays cheap for preflight)."""
-            shapes = jax.eval_shape(lambda f, k: in_lanes(reset_one, f, k), fields, keys)
-            return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+        def blank_shapes(fields: dict[str, Any], keys: np.ndarray) -> Any:
+            # Traced at the first reset only: building the env stays cheap for preflight.
+            return jax.eval_shape(lambda f, k: in_lanes(reset_one, f, k), fields, keys)
 
-        return _Programs(jax.jit(reset), jax.jit(step), blank, traces)
+        return _Programs(jax.jit(reset), jax.jit(step), blank_shapes, traces)
 
     def _keys(self, seeds: Sequence[int | None]) -> np.ndarray:
         return seed_keys([*seeds, *[None] * (self.padded - len(seeds))])
@@ -453,11 +484,11 @@ class PlaygroundModelEnv(gym.Env[Any, Any]):
     def __init__(self, env_name: str, config_overrides: Mapping[str, Any] | None = None, **_: Any) -> None:
         import mujoco
 
-        env = load_playground(env_name, config_overrides)
+        env = _loaded(env_name, config_overrides)
         self.env_name = f"{NAMESPACE}/{env_name}"
-        self.model = env.mj_model
+        self.model = copy.deepcopy(env.mj_model)  # factor checks may set values: not on the shared env's
         self.data = mujoco.MjData(self.model)
-        self.observation_space = _space(env.observation_size, -np.inf, np.inf)
+        self.observation_space = _space(observation_size(env), -np.inf, np.inf)
         self.action_space = _space(env.action_size, -1.0, 1.0)
 
     def _native_only(self) -> ConfigError:
