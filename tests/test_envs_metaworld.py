@@ -159,3 +159,19 @@ def test_metaworld_max_steps_is_capped() -> None:
         ConfigError, match=r"field 'jobs.0.max_steps': Meta-World episodes are at most 500 steps, got 800"
     ):
         preflight(cfg)
+
+
+def test_the_goal_is_drawn_where_this_episode_put_it_not_where_the_last_one_did() -> None:
+    """A frame right after reset shows this episode's goal: a fresh env and one
+    that ran another episode first give the same first image."""
+    fresh = gym.make("metaworld/push-v3", render_mode="rgb_array", camera_name="corner", width=64, height=64)
+    used = gym.make("metaworld/push-v3", render_mode="rgb_array", camera_name="corner", width=64, height=64)
+    used.reset(seed=11)
+    for _ in range(3):
+        used.step(used.action_space.sample() * 0)
+    fresh.reset(seed=12)
+    used.reset(seed=12)
+    base = used.unwrapped
+    site = base.model.site("goal").id
+    assert np.allclose(base.data.site_xpos[site], base._target_pos)  # type: ignore[attr-defined]
+    assert np.array_equal(fresh.render(), used.render())

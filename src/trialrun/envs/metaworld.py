@@ -72,14 +72,28 @@ def _import_metaworld() -> Any:
 
 
 class MetaWorldSeeding(gym.Wrapper[Any, Any, Any, Any]):
-    """Routes ``reset(seed=s)`` to Meta-World's ``seed(s)``, which it needs."""
+    """Routes ``reset(seed=s)`` to Meta-World's ``seed(s)``, which it needs,
+    and brings the scene's drawn positions up to date after a reset.
+
+    Why the second: Meta-World moves the goal site at reset without
+    recomputing where sites are, so a frame rendered right after ``reset``
+    showed the previous episode's goal marker (up to 6 cm off): a pixel
+    policy's first image, and a video's first frame, depended on what the
+    sub-env ran before. ``mj_kinematics`` recomputes positions from ``qpos``
+    only; the next ``mj_step`` recomputes them anyway, so the physics (and
+    every state observation) is unchanged.
+    """
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Any, dict[str, Any]]:
+        import mujoco
+
         if seed is not None:
             self.env.unwrapped.seed(int(seed))  # type: ignore[attr-defined]
         obs, info = self.env.reset(seed=None, options=options)
+        base: Any = self.env.unwrapped
+        mujoco.mj_kinematics(base.model, base.data)
         return obs, dict(info)
 
 
