@@ -62,7 +62,7 @@ _F_SETPIPE_SZ = 1031  # Linux fcntl: grow a pipe's buffer
 
 class TrajectoryWriter:
     """The rollout's side of one writer process (see the module docstring;
-    :func:`trajectory_writer` gives this process's one).
+    :func:`trajectory_writer` gives this thread's one).
 
     Example:
         >>> import tempfile, pathlib, numpy as np
@@ -279,19 +279,29 @@ class BackgroundFile:
 
 
 _writer: TrajectoryWriter | None = None
+"""The writer started last in this process (what tests and benchmarks look at)."""
 _writer_lock = threading.Lock()
+_local = threading.local()
 _background: dict[tuple[int, int], TrajectoryWriter] = {}
 """The writer of each (process, thread) inside :func:`writing_in_background`."""
 
 
 def trajectory_writer() -> TrajectoryWriter:
-    """This process's writer process, started on first use (again if it has exited)."""
+    """This thread's writer process, started on first use (again if it has exited).
+
+    One per thread, because the kernel kills a helper when the *thread* that
+    started it exits (``PR_SET_PDEATHSIG``, :mod:`trialrun.boundary.parent`):
+    a writer started by a Ray shard's thread dies with that thread, so the
+    next shard, in a new thread, must not find it and write to it.
+    """
     global _writer
-    with _writer_lock:
-        if _writer is None or _writer.pid != os.getpid() or not _writer.alive:
-            _writer = TrajectoryWriter()
-            atexit.register(_writer.shutdown)
-        return _writer
+    writer: TrajectoryWriter | None = getattr(_local, "writer", None)
+    if writer is None or writer.pid != os.getpid() or not writer.alive:
+        writer = _local.writer = TrajectoryWriter()
+        atexit.register(writer.shutdown)
+        with _writer_lock:
+            _writer = writer
+    return writer
 
 
 @contextlib.contextmanager
