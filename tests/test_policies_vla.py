@@ -95,7 +95,8 @@ def test_a_controller_served_with_chunks_of_one_equals_the_controller_run_locall
         server = record.extra["server"]
         assert server["requests"] == record.outcome["length"]  # one request per step with chunks of one
         assert server["infer_ms_mean"] == 1.5
-        assert server["round_trip_ms_p95"] >= server["round_trip_ms_mean"] > 0
+        # Not p95 >= mean: one slow round trip on a loaded machine lifts the mean above the p95.
+        assert server["round_trip_ms_p95"] > 0 and server["round_trip_ms_mean"] > 0
 
 
 def test_replan_steps_sends_one_request_per_k_steps_per_world(tmp_path: Path) -> None:
