@@ -59,6 +59,7 @@ import gymnasium as gym
 import numpy as np
 
 import trialrun.envs  # noqa: F401
+from trialrun._memory import peak_rss_mb
 from trialrun.config import parse_run_config
 from trialrun.envs.batched import make_batched_env
 from trialrun.execution.runner import run_evaluation
@@ -182,14 +183,6 @@ def jax_pd() -> object:
 
     gains = jnp.array([0.5, 0.0, 5.0, 1.0, 1.0], dtype=jnp.float32)
     return jax.jit(lambda obs: jnp.clip(obs @ gains, -1.0, 1.0)[:, None])
-
-
-def peak_rss_mb() -> float:
-    """This process's peak RSS so far (VmHWM)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def mjx_plain(worlds: int, rounds: int) -> tuple[float, float]:

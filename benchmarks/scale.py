@@ -49,16 +49,14 @@ from trialrun.runfiles.schema import FactorSpec, JobManifest, Manifest
 T0 = "2026-11-21T19:00:00.000Z"
 
 
-HWM_MARK = "trialrun-scale VmHWM kB:"
+HWM_MARK = "trialrun-scale VmHWM MB:"
 
 # Runs the CLI in this (child) process and prints its own peak RSS as it exits
 # (``atexit`` also runs after the CLI's ``sys.exit``).
 CLI_WRAPPER = f"""
 import atexit, sys
-def _hwm():
-    kb = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
-    print("{HWM_MARK}", kb, flush=True)
-atexit.register(_hwm)
+from trialrun._memory import peak_rss_mb
+atexit.register(lambda: print("{HWM_MARK}", peak_rss_mb(), flush=True))
 sys.argv = ["trialrun", *sys.argv[1:]]
 from trialrun.cli import main
 main()
@@ -80,7 +78,7 @@ def child(cmd: list[str]) -> tuple[float, float, str]:
     marks = [line for line in text.splitlines() if line.startswith(HWM_MARK)]
     if not marks:
         raise SystemExit(f"{' '.join(cmd)} did not print its peak memory:\n{text[-3000:]}")
-    return seconds, int(marks[-1].split()[-1]) / 1024, text
+    return seconds, float(marks[-1].split()[-1]), text
 
 
 def trialrun(*args: str) -> list[str]:

@@ -68,10 +68,10 @@ result = run_evaluation(config, out)
 peak = tracemalloc.get_traced_memory()[1]
 assert result.exit_code == 0, result.errors
 written = sum(p.stat().st_size for p in (out / "trajectories" / "pendulum").glob("*.h5"))
-hwm_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+from trialrun._memory import peak_rss_mb
 from trialrun.recording import trajectory_writer
 writer = trajectory_writer._writer
-print(json.dumps({"rss_mb": hwm_kb / 1024, "writer_mb": writer.peak_rss_mb() if writer is not None else 0.0,
+print(json.dumps({"rss_mb": peak_rss_mb(), "writer_mb": writer.peak_rss_mb() if writer is not None else 0.0,
                   "traced_mb": peak / 2**20, "written_mb": written / 2**20}))
 """
 

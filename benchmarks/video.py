@@ -53,6 +53,7 @@ from typing import Any
 import gymnasium as gym
 
 import trialrun.envs  # noqa: F401  (registers metaworld/<task>)
+from trialrun._memory import peak_rss_mb
 from trialrun.config import VideoConfig
 from trialrun.envs.build import make_env
 from trialrun.envs.slot_wrapper import SlotWrapper
@@ -129,10 +130,7 @@ def encoder_cpu_seconds() -> float:
 
 def encoder_peak_rss_mb() -> float:
     """Peak resident memory (VmHWM) of this process's encoder process."""
-    for line in Path(f"/proc/{encoder().proc.pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    return peak_rss_mb(encoder().proc.pid)
 
 
 def run_case(

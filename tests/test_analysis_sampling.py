@@ -73,10 +73,9 @@ import trialrun.analysis.sampling as sampling
 sampling.MAX_ROWS = 5_000
 from trialrun.analysis.api import analyze_records
 res = analyze_records(sys.argv[1], sys.argv[2], out_dir=sys.argv[3])
-# VmHWM, not ru_maxrss: a child's ru_maxrss starts at its parent's RSS (Linux keeps the
-# high-water mark across exec), and pytest's own process can be far larger than the bound.
-hwm_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-print(json.dumps({"rss_mb": hwm_kb / 1024, "notes": res.notes,
+# VmHWM, not ru_maxrss: pytest's own process can be far larger than the bound (trialrun._memory).
+from trialrun._memory import peak_rss_mb
+print(json.dumps({"rss_mb": peak_rss_mb(), "notes": res.notes,
                   "n": res.n}))
 """
 

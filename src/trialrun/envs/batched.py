@@ -248,7 +248,7 @@ def make_batched_env(
     num_worlds: int,
     *,
     max_steps: int | None = None,
-    mode: ResetMode | None = None,
+    mode: ResetMode | Literal["auto"] | None = None,
     job: str = "",
 ) -> BatchedEnv:
     """The batched simulator of ``env_id``: its registered ``vector_entry_point``
@@ -262,10 +262,13 @@ def make_batched_env(
 
     Raises:
         ConfigError: the id has no vector entry point (naming the job and what
-            the env supports), or ``mode`` is one the env cannot do.
+            the env supports), or ``mode`` is one the env cannot do (``"auto"``
+            or None: whatever the env does).
     """
     from trialrun.envs.build import check_env_id, ensure_headless_rendering
 
+    if mode == "auto":  # a job's native_mode: detected from the env, as None
+        mode = None
     ensure_headless_rendering()
     spec = check_env_id(env_id, field="env.id")
     if spec.vector_entry_point is None:

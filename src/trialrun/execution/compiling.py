@@ -27,14 +27,16 @@ logger = logging.getLogger(__name__)
 
 
 def compile_native(job: JobConfig) -> float | None:
-    """Compile the programs of ``job``'s native simulator; return the seconds
-    it took, or None when the job is not native or its simulator compiles
-    nothing (a Gymnasium vector env)."""
-    if job.vectorization != "native":
-        return None
-    mode = None if job.native_mode == "auto" else job.native_mode
+    """Compile the programs of the simulator of ``job`` (a ``vectorization:
+    native`` job); return the seconds it took, or None when its simulator
+    compiles nothing (a Gymnasium vector env)."""
     env = make_batched_env(
-        job.env.id, dict(job.env.kwargs), job.num_envs, max_steps=job.max_steps, mode=mode, job=job.name
+        job.env.id,
+        dict(job.env.kwargs),
+        job.num_envs,
+        max_steps=job.max_steps,
+        mode=job.native_mode,
+        job=job.name,
     )
     try:
         if not isinstance(env, CompilesPrograms):

@@ -92,12 +92,13 @@ def check_native(job: JobConfig, index: int, factor_set: FactorSet) -> NativeRun
             f"once); drop trajectories.cameras (got {list(job.trajectories.cameras)}) or use a sync job",
             field=f"jobs.{index}.trajectories.cameras",
         )
-    mode = None if job.native_mode == "auto" else job.native_mode
     kwargs = dict(job.env.kwargs)
     if job.video is not None:
         kwargs["render_mode"] = "rgb_array"
     try:
-        env = make_batched_env(job.env.id, kwargs, 1, max_steps=job.max_steps, mode=mode, job=job.name)
+        env = make_batched_env(
+            job.env.id, kwargs, 1, max_steps=job.max_steps, mode=job.native_mode, job=job.name
+        )
     except ConfigError as exc:
         raise exc.located(prefix=f"jobs.{index}") from None
     try:

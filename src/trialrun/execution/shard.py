@@ -153,8 +153,18 @@ def run_shard(
     video_dir: Path | None = None,
     trajectory_dir: Path | None = None,
 ) -> bool:
-    """:func:`_run_shard`, with the records of episodes whose trajectory the
-    writer process writes held until it is written (:func:`held_records`)."""
+    """Run ``slots`` of ``job`` and ``emit`` one record per finished episode;
+    return whether the env ever reported the success key.
+
+    ``policy`` overrides the job's policy spec with a live object (used by
+    training-time evaluation, which passes the trainer's policy).
+    ``video_dir`` is where the job's videos go (default
+    ``<run_dir>/videos/<job>``; replay writes elsewhere), ``trajectory_dir``
+    where its trajectories go (default ``<run_dir>/trajectories/<job>``).
+
+    Records of episodes whose trajectory the writer process writes are held
+    until it is written (:func:`held_records`).
+    """
     with held_records(job, emit) as held:
         return _run_shard(job, context, slots, held, policy, video_dir, trajectory_dir)
 
@@ -168,15 +178,7 @@ def _run_shard(
     video_dir: Path | None = None,
     trajectory_dir: Path | None = None,
 ) -> bool:
-    """Run ``slots`` of ``job`` and ``emit`` one record per finished episode;
-    return whether the env ever reported the success key.
-
-    ``policy`` overrides the job's policy spec with a live object (used by
-    training-time evaluation, which passes the trainer's policy).
-    ``video_dir`` is where the job's videos go (default
-    ``<run_dir>/videos/<job>``; replay writes elsewhere), ``trajectory_dir``
-    where its trajectories go (default ``<run_dir>/trajectories/<job>``).
-    """
+    """:func:`run_shard`'s work, emitting through ``emit`` (the held records)."""
 
     instruction_factor = FactorSet(job).instruction_name
 
@@ -340,14 +342,13 @@ def _run_native(
         )
         trajectories.prepare(episode_indices(slots))
     plans = group_slots(factor_set, factor_set.slots(context.run_seed))
-    mode = None if job.native_mode == "auto" else job.native_mode
     seen = False
     for key, group in group_slots(factor_set, slots).items():
         kwargs = {**job.env.kwargs, **factor_set.build_kwargs(group[0].factors)}
         if video is not None:
             kwargs["render_mode"] = "rgb_array"
         env = make_batched_env(
-            job.env.id, kwargs, job.num_envs, max_steps=job.max_steps, mode=mode, job=job.name
+            job.env.id, kwargs, job.num_envs, max_steps=job.max_steps, mode=job.native_mode, job=job.name
         )
         film = WorldFilm(env, video) if video is not None else None
         steps = WorldSteps(trajectories) if trajectories is not None else None

@@ -52,6 +52,7 @@ from typing import Any
 
 import numpy as np
 
+from trialrun._memory import peak_rss_mb
 from trialrun.errors import RunWriteError
 from trialrun.recording.trajectory_server import ABORT, APPEND, CLOSE, HEADER, OPEN, PARENT_PID_ENV, SYNC
 from trialrun.runfiles.names import partial_file
@@ -178,14 +179,7 @@ class TrajectoryWriter:
 
     def peak_rss_mb(self) -> float:
         """The writer process's peak resident memory (``VmHWM``), in MB; 0 once it has exited."""
-        try:
-            with open(f"/proc/{self.proc.pid}/status", encoding="ascii") as status:
-                for line in status:
-                    if line.startswith("VmHWM:"):
-                        return int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return 0.0
+        return peak_rss_mb(self.proc.pid)
 
     def shutdown(self) -> None:
         """End of input: the writer aborts what is still open and exits."""
