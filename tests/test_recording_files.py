@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from trialrun.runfiles import (
     EpisodeLogWriter,
@@ -14,6 +15,7 @@ from trialrun.runfiles import (
     repair_torn_tail,
     write_json_atomic,
 )
+from trialrun.runfiles.episodes import parse_record_block
 from trialrun.runfiles.schema import EpisodeRecord
 
 
@@ -97,3 +99,52 @@ def test_manifest_errors_name_the_field(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text('{"run": "x"}')
     with pytest.raises(RunFileError, match=r"manifest.json: field 'seed': Field required"):
         read_manifest(tmp_path)
+
+
+class _CountingFile:
+    """Counts the writes and flushes that reach a log's file."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.calls: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.calls.append("write")
+        return self.inner.write(text)  # type: ignore[attr-defined, no-any-return]
+
+    def flush(self) -> None:
+        self.calls.append("flush")
+        self.inner.flush()  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        self.inner.close()  # type: ignore[attr-defined]
+
+
+def test_a_block_of_records_is_one_write_and_one_flush_and_reads_back_as_lines(tmp_path: Path) -> None:
+    path = tmp_path / "episodes.jsonl"
+    with EpisodeLogWriter(path) as log:
+        counting = _CountingFile(log._file)
+        log._file = counting  # type: ignore[assignment]
+        log.append_many([_record(k) for k in range(5)])
+        log.append_lines([])  # an empty block writes nothing
+        log.append(_record(5))
+        assert counting.calls == ["write", "flush", "write", "flush"]
+        # Flushed: the block is in the file before the writer returns.
+        assert len(path.read_text().splitlines()) == 6
+    assert path.read_text() == "".join(_record(k).to_json_line() + "\n" for k in range(6))
+    assert read_episodes(path) == [_record(k) for k in range(6)]
+
+
+def test_a_block_of_lines_is_validated_in_one_call_and_a_bad_one_is_refused() -> None:
+    lines = [_record(k).to_json_line() for k in range(3)]
+    records, parsed = parse_record_block("".join(f"{line}\n" for line in lines))
+    assert records == [_record(k) for k in range(3)] and parsed == lines
+    assert parse_record_block("") == ([], [])
+    with pytest.raises(ValueError, match=r"^a block of records must end in a newline$"):
+        parse_record_block(lines[0])
+    with pytest.raises(ValueError, match=r"^a block of records holds an empty line$"):
+        parse_record_block(f"{lines[0]}\n\n{lines[1]}\n")
+    bad = lines[1].replace('"episode":1', '"episode":-1')
+    with pytest.raises(ValidationError) as info:
+        parse_record_block(f"{lines[0]}\n{bad}\n")
+    assert [(e["loc"], e["type"]) for e in info.value.errors()] == [((1, "episode"), "greater_than_equal")]

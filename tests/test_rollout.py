@@ -12,7 +12,7 @@ from trialrun.envs.slot_wrapper import SlotWrapper
 from trialrun.outcomes import SuccessRule
 from trialrun.plan import Slot, plan_job
 from trialrun.policies import build_policy
-from trialrun.rollout import EpisodeResult, rollout
+from trialrun.rollout import EpisodeResult, deliver, rollout
 
 
 def _probe() -> gym.Env[Any, Any]:
@@ -210,3 +210,43 @@ def test_a_sub_env_without_a_recorder_refuses_to_record() -> None:
             lambda r: None,
             video=_EvenEpisodes(),
         )
+
+
+class _Blocks:
+    """An on_episode that also takes a step's episodes at once (the runner's kind)."""
+
+    def __init__(self) -> None:
+        self.blocks: list[list[EpisodeResult]] = []
+
+    def __call__(self, result: EpisodeResult) -> None:
+        raise AssertionError("a sink with many() gets the step's episodes at once")
+
+    def many(self, results: list[EpisodeResult]) -> None:
+        self.blocks.append(list(results))
+
+
+def test_the_episodes_that_end_in_one_step_are_delivered_together() -> None:
+    sink = _Blocks()
+    rollout(plan_job(11, "probe", 40), [_probe] * 8, lambda ctx: build_policy("random", {}, ctx), sink)
+    flat = [r for block in sink.blocks for r in block]
+    assert sorted(r.slot.episode for r in flat) == list(range(40))
+    # SeedProbe's length is a function of the seed: the blocks are the steps'
+    # groups of sub-envs whose episodes ended together, each once.
+    assert len(sink.blocks) < 40 and all(sink.blocks)
+    for block in sink.blocks:
+        assert len({r.env_index for r in block}) == len(block)
+        assert len({r.ended_at for r in block}) == 1
+    one_by_one = sorted((r.slot.episode, r.env_index, sorted(r.outcome.items())) for r in _run(8))
+    assert sorted((r.slot.episode, r.env_index, sorted(r.outcome.items())) for r in flat) == one_by_one
+
+
+def test_deliver_hands_a_plain_callable_each_result_in_order() -> None:
+    results = _run(3, episodes=4)
+    seen: list[EpisodeResult] = []
+    deliver(seen.append, results)
+    deliver(seen.append, [])
+    assert seen == results
+    sink = _Blocks()
+    deliver(sink, [])  # nothing ended: no call
+    deliver(sink, results)
+    assert sink.blocks == [results]

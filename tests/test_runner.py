@@ -14,10 +14,11 @@ import pytest
 from trialrun.config import parse_run_config
 from trialrun.envs.probe import probe_length, probe_success
 from trialrun.errors import ConfigError, InputError
-from trialrun.execution.runner import RunResult, run_evaluation
+from trialrun.execution.runner import JobSink, RunResult, ManifestWriter, run_evaluation
 from trialrun.plan import slot_for
-from trialrun.runfiles import RunWriteError, read_episodes, read_manifest, read_summary
-from trialrun.runfiles.schema import EpisodeRecord, JobState
+from trialrun.runfiles import EpisodeLogWriter, RunWriteError, read_episodes, read_manifest, read_summary
+from trialrun.runfiles.schema import EpisodeRecord, JobManifest, JobState, Manifest
+from trialrun.stats import OutcomeTally
 
 
 def _config(**overrides: Any) -> Any:
@@ -309,3 +310,68 @@ def test_resume_reads_the_records_on_disk_one_at_a_time(tmp_path: Path) -> None:
     records = read_episodes(log)
     assert len(records) == 20_000 and {r.episode for r in records} == set(range(20_000))
     assert peak < 6 * 2**20, peak
+
+
+class _OnDisk:
+    """An observer that takes blocks and checks, as each arrives, that every
+    record it reports is already in ``episodes.jsonl``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.blocks: list[list[int]] = []
+
+    def job_started(self, job: str, planned: int, done: int) -> None:
+        """Nothing to show."""
+
+    def job_phase(self, job: str, phase: str) -> None:
+        """Nothing to show."""
+
+    def episode_finished(self, record: EpisodeRecord) -> None:
+        raise AssertionError("an observer with episodes_finished gets blocks")
+
+    def episodes_finished(self, job: str, records: list[EpisodeRecord]) -> None:
+        on_disk = {json.loads(line)["episode"] for line in self.path.read_text().splitlines()}
+        assert job == "probe" and {r.episode for r in records} <= on_disk
+        self.blocks.append([r.episode for r in records])
+
+    def job_finished(self, job: str, status: JobState, error: str | None) -> None:
+        """Nothing to show."""
+
+
+def test_a_step_s_episodes_are_written_as_one_block_and_reported_after_it_is_on_disk(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    observer = _OnDisk(run_dir / "episodes.jsonl")
+    result = run_evaluation(_probe(40, 8, "sync"), run_dir, observer=observer)
+    assert result.exit_code == 0
+    reported = [episode for block in observer.blocks for episode in block]
+    assert sorted(reported) == list(range(40))
+    assert max(len(block) for block in observer.blocks) > 1 and len(observer.blocks) < 40
+    assert [r.episode for r in read_episodes(run_dir / "episodes.jsonl")] == reported
+
+
+def test_a_block_drops_the_episodes_already_recorded_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def record(episode: int, length: int) -> EpisodeRecord:
+        return EpisodeRecord(job="j", episode=episode, seed=1, outcome={"return": 1.0, "length": length})
+
+    path = tmp_path / "episodes.jsonl"
+    tally = OutcomeTally(4)
+    state = JobManifest(name="j", planned=4)
+    manifest = Manifest(run="r", seed=1, config={}, started_at="t", jobs={"j": state})
+    with EpisodeLogWriter(path) as log:
+        sink = JobSink("j", log, tally, None, state, None, ManifestWriter(tmp_path / "m.json", manifest))
+        sink.many([record(0, 3), record(1, 3)], ["{line 0}", "{line 1}"])
+        sink.many([record(1, 9), record(2, 3), record(2, 9)])  # 1 is on disk; 2 comes twice
+        sink(record(3, 3))
+    assert path.read_text().splitlines() == [
+        "{line 0}",
+        "{line 1}",
+        record(2, 3).to_json_line(),
+        record(3, 3).to_json_line(),
+    ]
+    assert state.completed == 4 and tally.length_total == 12
+    assert [r.getMessage() for r in caplog.records] == [
+        "ignoring a second result for (j, 1)",
+        "ignoring a second result for (j, 2)",
+    ]

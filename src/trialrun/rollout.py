@@ -113,6 +113,31 @@ class EpisodeResult:
     trajectory: str | None = None
 
 
+class EpisodeBatchSink(Protocol):
+    """An ``on_episode`` that also takes every episode that ended in one step
+    at once (the runner's sink): one block of records, one write and one
+    flush, instead of one per episode."""
+
+    def __call__(self, result: EpisodeResult) -> None: ...
+
+    def many(self, results: list[EpisodeResult]) -> None: ...
+
+
+def deliver(on_episode: Callable[[EpisodeResult], None], results: list[EpisodeResult]) -> None:
+    """Hand the episodes that ended in one step to ``on_episode``: all at once
+    through its ``many`` when it has one (an :class:`EpisodeBatchSink`),
+    otherwise one at a time, in order (a plain callable such as
+    ``list.append`` keeps working)."""
+    if not results:
+        return
+    many: Callable[[list[EpisodeResult]], None] | None = getattr(on_episode, "many", None)
+    if many is not None:
+        many(results)
+        return
+    for result in results:
+        on_episode(result)
+
+
 class _WrappedEnvFn:
     """Picklable ``env_fn`` that wraps the env in a :class:`SlotWrapper`."""
 
@@ -147,7 +172,8 @@ def rollout(
     trajectories: VideoPlan | None = None,
 ) -> bool:
     """Run every slot in ``slots`` exactly once on ``len(env_fns)`` sub-envs
-    (fewer when there are fewer slots) and call ``on_episode`` as each ends.
+    (fewer when there are fewer slots) and call ``on_episode`` as each ends
+    (the episodes that ended in one step together, through :func:`deliver`).
 
     ``limits`` bounds the calls into the policy and the env (time limits,
     action checks; default :class:`~trialrun.boundary.GuardConfig`); ``job``
@@ -325,36 +351,42 @@ def _loop(
         now = utc_now()
         refill = np.zeros(num_envs, dtype=bool)
         refills = 0
-        for i in ended:
-            slot = assigned[i]
-            assert slot is not None  # an active sub-env always has a slot
-            outcome = tracker.result(i)
-            files: dict[str, str] = sub_env_json(infos, VIDEO_KEY, i)
-            stream = action_log.take(i) if action_log is not None else None
-            if video is not None:
-                files = video.settle(slot, outcome, files, stream)
-            trajectory: str | None = None
-            if trajectories is not None:
-                kept = trajectories.settle(slot, outcome, sub_env_json(infos, TRAJECTORY_KEY, i), stream)
-                trajectory = kept.get("trajectory")
-            on_episode(
-                EpisodeResult(
-                    slot=slot,
-                    env_index=i,
-                    outcome=outcome,
-                    factors=applied[i] or dict(slot.factors),
-                    started_at=started[i],
-                    ended_at=now,
-                    video=files,
-                    extra=record_extra(guard, i, outcome, episode_extra),
-                    trajectory=trajectory,
+        results: list[EpisodeResult] = []
+        try:
+            for i in ended:
+                slot = assigned[i]
+                assert slot is not None  # an active sub-env always has a slot
+                outcome = tracker.result(i)
+                files: dict[str, str] = sub_env_json(infos, VIDEO_KEY, i)
+                stream = action_log.take(i) if action_log is not None else None
+                if video is not None:
+                    files = video.settle(slot, outcome, files, stream)
+                trajectory: str | None = None
+                if trajectories is not None:
+                    kept = trajectories.settle(slot, outcome, sub_env_json(infos, TRAJECTORY_KEY, i), stream)
+                    trajectory = kept.get("trajectory")
+                results.append(
+                    EpisodeResult(
+                        slot=slot,
+                        env_index=i,
+                        outcome=outcome,
+                        factors=applied[i] or dict(slot.factors),
+                        started_at=started[i],
+                        ended_at=now,
+                        video=files,
+                        extra=record_extra(guard, i, outcome, episode_extra),
+                        trajectory=trajectory,
+                    )
                 )
-            )
-            assigned[i] = None
-            active[i] = False
-            if refills < len(queue):
-                refill[i] = True
-                refills += 1
+                assigned[i] = None
+                active[i] = False
+                if refills < len(queue):
+                    refill[i] = True
+                    refills += 1
+        except BaseException:
+            deliver(on_episode, results)  # the step's episodes that ended before the error
+            raise
+        deliver(on_episode, results)
         running -= len(ended) - refills
         if refills:
             obs = start_episodes(refill)

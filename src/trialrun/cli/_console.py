@@ -12,7 +12,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
@@ -108,9 +108,16 @@ class ProgressObserver:
         self.started[job] = time.monotonic()
 
     def episode_finished(self, record: EpisodeRecord) -> None:
-        task = self.tasks[record.job]
-        self.progress.advance(task)
-        elapsed = max(time.monotonic() - self.started[record.job], 1e-9)
+        self._advance(record.job, 1)
+
+    def episodes_finished(self, job: str, records: Sequence[EpisodeRecord]) -> None:
+        """A block of records (one step's): one bar update for all of them."""
+        self._advance(job, len(records))
+
+    def _advance(self, job: str, count: int) -> None:
+        task = self.tasks[job]
+        self.progress.advance(task, count)
+        elapsed = max(time.monotonic() - self.started[job], 1e-9)
         done_now = self.progress.tasks[task].completed
         self.progress.update(task, rate=f"{done_now / elapsed:.1f} ep/s")
 

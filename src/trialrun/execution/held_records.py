@@ -31,16 +31,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Sequence
 
 from trialrun.config import JobConfig
 from trialrun.errors import RunWriteError
+from trialrun.execution.sink import Emit, emit_many
 from trialrun.recording.trajectory_writer import TrajectoryWriter, writing_in_background
 from trialrun.runfiles.schema import EpisodeRecord
 
 logger = logging.getLogger(__name__)
-
-Emit = Callable[[EpisodeRecord], None]
 
 
 class HeldRecords:
@@ -58,6 +57,17 @@ class HeldRecords:
             self.emit(record)
         if self._held:
             self._release()
+
+    def many(self, records: Sequence[EpisodeRecord], lines: Sequence[str] | None = None) -> None:
+        """A block of records: passed on as one block when none waits for its
+        file (nor is any held before it), else one by one."""
+        if not self._held and not any(
+            r.trajectory is not None and self.writer.waiting(r.trajectory) for r in records
+        ):
+            emit_many(self.emit, records, lines)
+            return
+        for record in records:
+            self(record)
 
     def _release(self) -> None:
         """Emit the held records whose files are written, in order; raise for one that failed."""

@@ -48,7 +48,9 @@ from trialrun.config import JobConfig
 from trialrun.errors import ShardFailed, WorkersExhausted
 from trialrun.execution.shard import RunContext, run_shard
 from trialrun.execution.sharding import Shard, ShardingExecutor, job_shards, requeue_after_worker_death
+from trialrun.execution.sink import BlockSender, emit_many
 from trialrun.plan import Slot
+from trialrun.runfiles.episodes import parse_record_block
 from trialrun.runfiles.schema import EpisodeRecord
 
 logger = logging.getLogger(__name__)
@@ -82,10 +84,11 @@ def _worker_main(conn: Connection, max_shards: int, driver_pid: int) -> None:
         try:
             job = JobConfig.model_validate_json(job_json)
 
-            def emit(record: EpisodeRecord, _id: int = shard_id) -> None:
-                conn.send(("record", _id, record.model_dump_json(by_alias=True)))
+            def send(text: str, _id: int = shard_id) -> None:
+                conn.send(("records", _id, text))
 
-            seen = run_shard(job, context, slots, emit)
+            # One message per block of records (one step's), validated by the driver in one call.
+            seen = run_shard(job, context, slots, BlockSender(send))
             conn.send(("done", shard_id, retire, seen))
         except BaseException as exc:  # a sys.exit() in a policy fails its shard, not the worker
             failure = as_job_failure(exc)
@@ -250,11 +253,12 @@ class ProcessExecutor(ShardingExecutor):
                 return self._worker_died(worker, pending) or failure
             kind, shard_id = message[0], message[1]
             shard = worker.shard
-            if kind == "record":
-                record = EpisodeRecord.model_validate_json(message[2])
+            if kind == "records":
+                records, lines = parse_record_block(message[2])
                 if shard is not None and shard.shard_id == shard_id:
-                    shard.received.add(record.episode)
-                emit(record)
+                    for record in records:
+                        shard.received.add(record.episode)
+                emit_many(emit, records, lines)
             elif kind in ("done", "error"):
                 worker.shard = None
                 worker.shards_done += 1

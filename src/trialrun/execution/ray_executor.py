@@ -39,7 +39,9 @@ from trialrun.config import JobConfig
 from trialrun.errors import InputError, ShardFailed, WorkersExhausted
 from trialrun.execution.shard import RunContext, run_shard
 from trialrun.execution.sharding import Shard, ShardingExecutor, job_shards, requeue_after_worker_death
+from trialrun.execution.sink import BlockSender, emit_many
 from trialrun.plan import Slot
+from trialrun.runfiles.episodes import parse_record_block
 from trialrun.runfiles.schema import EpisodeRecord
 
 logger = logging.getLogger(__name__)
@@ -57,7 +59,8 @@ def import_ray() -> Any:
 
 
 def shard_stream(job_json: str, context: RunContext, slots: Sequence[Slot]) -> Iterator[tuple[str, ...]]:
-    """Run a shard in a thread and yield ``("record", json)`` as episodes end,
+    """Run a shard in a thread and yield ``("records", lines)`` as episodes end
+    (a block of JSON lines: the records of one step),
     then ``("done", "1"|"0")`` (whether the env reported the success key) or
     ``("error", message, traceback)``."""
     os.environ.setdefault("MUJOCO_GL", "egl")
@@ -68,9 +71,7 @@ def shard_stream(job_json: str, context: RunContext, slots: Sequence[Slot]) -> I
     def work() -> None:
         try:
             job = JobConfig.model_validate_json(job_json)
-            seen = run_shard(
-                job, context, slots, lambda rec: items.put(("record", rec.model_dump_json(by_alias=True)))
-            )
+            seen = run_shard(job, context, slots, BlockSender(lambda text: items.put(("records", text))))
             items.put(("done", "1" if seen else "0"))
         except BaseException as exc:  # a sys.exit() in a policy fails its shard, not the Ray worker
             failure = as_job_failure(exc)
@@ -198,10 +199,11 @@ class RayExecutor(ShardingExecutor):
         except Exception as exc:  # the worker died (WorkerCrashedError, node failure...)
             logger.warning("a Ray worker died running %s: %s", shard.describe(), exc)
             return True, requeue_after_worker_death(shard, pending, self.max_retries, f"a Ray worker: {exc}")
-        if item[0] == "record":
-            record = EpisodeRecord.model_validate_json(item[1])
-            shard.received.add(record.episode)
-            emit(record)
+        if item[0] == "records":
+            records, lines = parse_record_block(item[1])
+            for record in records:
+                shard.received.add(record.episode)
+            emit_many(emit, records, lines)
             return False, None
         if item[0] == "error":
             return True, ShardFailed(item[1], item[2])

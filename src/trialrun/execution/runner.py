@@ -1,7 +1,9 @@
 """The job lifecycle of a run: plan, execute, record, summarise, resume.
 
 The runner is the only writer of ``episodes.jsonl`` and ``manifest.json``.
-Each finished episode is appended (and flushed) as it arrives. A job whose env
+Finished episodes are appended (and flushed) as they arrive, a block at a
+time: the episodes that ended in one step, or came in one message from a
+worker, take one write and one flush, and are reported only after it. A job whose env
 or policy raises is marked ``failed`` with its message and traceback; the
 other jobs still run. A failure to *write* (disk full, permissions) is not a
 job failure: it stops the run with :class:`RunWriteError`, and the episodes
@@ -76,7 +78,10 @@ class RunObserver(Protocol):
 
     def job_started(self, job: str, planned: int, done: int) -> None: ...
 
-    def episode_finished(self, record: EpisodeRecord) -> None: ...
+    def episode_finished(self, record: EpisodeRecord) -> None:
+        """One record, on disk. An observer may also define
+        ``episodes_finished(job, records)``: it then gets each block of
+        records (one step's, one worker message's) in one call instead."""
 
     def job_finished(self, job: str, status: JobState, error: str | None) -> None: ...
 
@@ -149,7 +154,10 @@ def default_run_dir(output_dir: Path, name: str) -> Path:
     return candidate
 
 
-class _ManifestWriter:
+class ManifestWriter:
+    """Writes ``manifest.json`` (atomically); ``force=False`` skips the write
+    when the last one is less than a few seconds old (per block of records)."""
+
     def __init__(self, path: Path, manifest: Manifest) -> None:
         self.path = path
         self.manifest = manifest
@@ -270,7 +278,7 @@ def run_evaluation(
 
 
 def _compile_phase(
-    job: JobConfig, state: JobManifest, observer: RunObserver | None, writer: _ManifestWriter
+    job: JobConfig, state: JobManifest, observer: RunObserver | None, writer: ManifestWriter
 ) -> None:
     """Compile a native job's simulator before its first episode
     (:mod:`trialrun.execution.compiling`), shown as the phase "compiling",
@@ -329,7 +337,7 @@ def _run_locked(
     # Each job's running aggregates (summary.json in bounded memory); the
     # outcomes themselves only when stopping early looks at them.
     done, kept = _existing_records(episodes_path, config, keep=stopper is not None)
-    writer = _ManifestWriter(manifest_path, manifest)
+    writer = ManifestWriter(manifest_path, manifest)
     writer.write()
     context = RunContext(run_name=config.name, run_seed=config.seed, run_dir=run_dir)
     errors: dict[str, str] = {}
@@ -358,22 +366,11 @@ def _run_locked(
             state.started_at = state.started_at or utc_now()
             writer.write()
 
-            def emit(record: EpisodeRecord, _job: str = job.name, _state: JobManifest = state) -> None:
-                if record.episode in done[_job]:
-                    logger.warning("ignoring a second result for (%s, %d)", _job, record.episode)
-                    return
-                log.append(record)
-                outcome = EpisodeOutcome.of(record)
-                done[_job].add(record.episode, record.outcome, outcome.seconds)
-                if stopper is not None:
-                    kept[_job][record.episode] = outcome
-                _state.completed = len(done[_job])
-                if observer:
-                    observer.episode_finished(record)
-                writer.write(force=False)
+            job_kept = kept[job.name] if stopper is not None else None
+            emit = JobSink(job.name, log, done[job.name], job_kept, state, observer, writer)
 
             def run_slots(
-                group: Sequence[Slot], _job: JobConfig = job, _emit: Callable[..., None] = emit
+                group: Sequence[Slot], _job: JobConfig = job, _emit: JobSink = emit
             ) -> bool | None:
                 return run_job(_job, context, group, _emit)
 
@@ -443,6 +440,68 @@ def _run_locked(
     )
 
 
+class JobSink:
+    """Where a job's records go (the executors' ``emit``, a
+    :class:`~trialrun.execution.sink.RecordSink`): a block of records (one
+    step's, or one message from a worker) is appended to ``episodes.jsonl``
+    with one write and one flush, and only then counted and reported, so a
+    killed run has on disk every episode it reported."""
+
+    def __init__(
+        self,
+        job: str,
+        log: EpisodeLogWriter,
+        tally: OutcomeTally,
+        kept: dict[int, EpisodeOutcome] | None,
+        state: JobManifest,
+        observer: RunObserver | None,
+        writer: ManifestWriter,
+    ) -> None:
+        self.job = job
+        self.log = log
+        self.tally = tally
+        self.kept = kept
+        self.state = state
+        self.observer = observer
+        self.writer = writer
+        # Observers written before blocks existed get the records one by one.
+        self._observe_many: Callable[[str, Sequence[EpisodeRecord]], None] | None = getattr(
+            observer, "episodes_finished", None
+        )
+
+    def __call__(self, record: EpisodeRecord) -> None:
+        self.many([record])
+
+    def many(self, records: Sequence[EpisodeRecord], lines: Sequence[str] | None = None) -> None:
+        tally = self.tally
+        fresh: list[EpisodeRecord] = []
+        fresh_lines: list[str] = []
+        seen: set[int] = set()
+        for k, record in enumerate(records):
+            if record.episode in tally or record.episode in seen:
+                logger.warning("ignoring a second result for (%s, %d)", self.job, record.episode)
+                continue
+            seen.add(record.episode)
+            fresh.append(record)
+            fresh_lines.append(lines[k] if lines is not None else record.to_json_line())
+        if not fresh:
+            return
+        self.log.append_lines(fresh_lines)
+        kept = self.kept
+        for record in fresh:
+            outcome = EpisodeOutcome.of(record)
+            tally.add(record.episode, record.outcome, outcome.seconds)
+            if kept is not None:
+                kept[record.episode] = outcome
+        self.state.completed = len(tally)
+        if self._observe_many is not None:
+            self._observe_many(self.job, fresh)
+        elif self.observer is not None:
+            for record in fresh:
+                self.observer.episode_finished(record)
+        self.writer.write(force=False)
+
+
 def _normalized(stored: dict[str, object], path: Path) -> dict[str, object] | None:
     """A stored config as the current model dumps it (None if it no longer parses)."""
     try:
@@ -473,7 +532,7 @@ def _export(
         logger.error("job '%s' failed: %s", job.name, state.error)
 
 
-def _try_write(writer: _ManifestWriter) -> None:
+def _try_write(writer: ManifestWriter) -> None:
     try:
         writer.write()
     except RunWriteError:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from trialrun._imports import load_object
 from trialrun.config import JobConfig
@@ -21,6 +21,7 @@ from trialrun.envs.slot_wrapper import CaptureFactory, SlotWrapper, StepCaptureF
 from trialrun.errors import ConfigError
 from trialrun.execution.held_records import held_records
 from trialrun.execution.rerender import Rerender
+from trialrun.execution.sink import emit_many
 from trialrun.outcomes import OutcomeTerm, SuccessRule
 from trialrun.plan import Slot, episode_indices
 from trialrun.policies.base import Policy, PolicyContext
@@ -35,7 +36,8 @@ from trialrun.recording.trajectory import TrajectoryRecorder
 from trialrun.rollout import EnvFn, EpisodeResult, rollout
 from trialrun.rollout_native import rollout_native
 from trialrun.runfiles import RunLayout
-from trialrun.runfiles.schema import EpisodeRecord, Outcome
+from trialrun.runfiles.episodes import RECORD_LIST
+from trialrun.runfiles.schema import EpisodeRecord
 from trialrun.variations.factors import FactorHook, FactorSet, group_slots
 from trialrun.variations.mjx import per_world_variations
 
@@ -144,6 +146,44 @@ class GroupEnvFns:
         )
 
 
+class RecordBuilder:
+    """Turns a shard's finished episodes into records and emits them: the
+    episodes of one step as one block (:func:`~trialrun.rollout.deliver`),
+    validated in one call."""
+
+    def __init__(self, run: str, job: str, emit: Callable[[EpisodeRecord], None]) -> None:
+        self.run = run
+        self.job = job
+        self.emit = emit
+
+    def __call__(self, result: EpisodeResult) -> None:
+        self.many([result])
+
+    def many(self, results: list[EpisodeResult]) -> None:
+        run, job = self.run, self.job
+        # Plain dicts validated as one list: one pass through pydantic's core.
+        records = RECORD_LIST.validate_python(
+            [
+                {
+                    "run": run,
+                    "job": job,
+                    "episode": r.slot.episode,
+                    "seed": r.slot.seed,
+                    "env_index": r.env_index,
+                    "factors": r.factors,
+                    "outcome": r.outcome,
+                    "video": r.video,
+                    "trajectory": r.trajectory,
+                    "started_at": r.started_at,
+                    "ended_at": r.ended_at,
+                    "extra": r.extra,
+                }
+                for r in results
+            ]
+        )
+        emit_many(self.emit, records)
+
+
 def run_shard(
     job: JobConfig,
     context: RunContext,
@@ -188,24 +228,7 @@ def _run_shard(
         ctx = replace(ctx, instruction=job.instruction, episode_instructions=instruction_factor is not None)
         return build_policy(job.policy.type, job.policy.kwargs, ctx)
 
-    def on_episode(result: EpisodeResult) -> None:
-        emit(
-            EpisodeRecord(
-                run=context.run_name,
-                job=job.name,
-                episode=result.slot.episode,
-                seed=result.slot.seed,
-                env_index=result.env_index,
-                factors=result.factors,
-                outcome=cast(Outcome, result.outcome),
-                video=result.video,
-                trajectory=result.trajectory,
-                started_at=result.started_at,
-                ended_at=result.ended_at,
-                extra=result.extra,
-            )
-        )
-
+    on_episode = RecordBuilder(context.run_name, job.name, emit)
     if job.vectorization == "native":
         return _run_native(job, context, slots, policy_builder, on_episode, video_dir, trajectory_dir)
     video = None

@@ -11,11 +11,11 @@ import logging
 import math
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from trialrun.errors import RunFileError, RunWriteError, first_error
 from trialrun.runfiles.schema import EpisodeRecord
@@ -185,9 +185,51 @@ def _after_last_newline(f: BinaryIO, size: int, block: int = 65536) -> int:
     return 0
 
 
+RECORD_LIST = TypeAdapter(list[EpisodeRecord])
+"""Validates many records in one call (compiled once): a block of records
+costs one pass through pydantic's core instead of one call per record."""
+
+
+def record_lines(records: Sequence[EpisodeRecord]) -> list[str]:
+    """Each record as its ``episodes.jsonl`` line (no newline), as
+    :meth:`EpisodeRecord.to_json_line` writes it."""
+    return [record.to_json_line() for record in records]
+
+
+def parse_record_block(text: str) -> tuple[list[EpisodeRecord], list[str]]:
+    """The records of a block of JSON lines (each ending in ``\\n``), validated
+    in one call, and the lines themselves (which may then be appended as
+    they are: each is a valid record's JSON).
+
+    Why: a worker sends the records of one step as one block; parsing and
+    validating them one line at a time costs most of the driver's time per
+    record.
+
+    Raises:
+        ValueError: the block does not end in a newline, or a line is empty.
+        pydantic.ValidationError: a line is not a valid record (the error's
+            location starts with the line's index in the block).
+    """
+    if not text:
+        return [], []
+    if not text.endswith("\n"):
+        raise ValueError("a block of records must end in a newline")
+    lines = text[:-1].split("\n")
+    if not all(lines):
+        raise ValueError("a block of records holds an empty line")
+    # JSON strings cannot hold a raw newline, so the lines are exactly the records.
+    records = RECORD_LIST.validate_json("[" + ",".join(lines) + "]")
+    return records, lines
+
+
 class EpisodeLogWriter:
-    """Appends one record per line and flushes it, so a finished episode is on
-    disk as soon as it ends (never buffered for the whole run)."""
+    """Appends records, one per line, and flushes them, so a finished episode
+    is on disk as soon as it ends (never buffered for the whole run).
+
+    :meth:`append_lines` writes a block of records (those that ended in one
+    step, or arrived in one message from a worker) with one write and one
+    flush: the block is on disk before any of its records is reported.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -197,8 +239,19 @@ class EpisodeLogWriter:
             raise RunWriteError(f"cannot open {self.path} for appending: {exc}") from exc
 
     def append(self, record: EpisodeRecord) -> None:
+        """Append one record (a block of one)."""
+        self.append_lines([record.to_json_line()])
+
+    def append_many(self, records: Sequence[EpisodeRecord]) -> None:
+        """Append ``records`` as one block (one write, one flush)."""
+        self.append_lines(record_lines(records))
+
+    def append_lines(self, lines: Sequence[str]) -> None:
+        """Append already serialized records (no newlines) as one block."""
+        if not lines:
+            return
         try:
-            self._file.write(record.to_json_line() + "\n")
+            self._file.write("\n".join(lines) + "\n")
             self._file.flush()
         except OSError as exc:
             raise RunWriteError(f"cannot append to {self.path}: {exc}") from exc
