@@ -1,19 +1,24 @@
 """Scaling benchmark: Meta-World pick-place on 1 and 2 workers (process and Ray),
 and how many records per second the driver can absorb.
 
-    python benchmarks/scaling.py            # ~3-5 minutes on 2 cores
-    python benchmarks/scaling.py --quick    # smoke run
+    python benchmarks/scaling.py                  # ~3-5 minutes on 2 cores
+    python benchmarks/scaling.py --quick          # smoke run
+    python benchmarks/scaling.py --records-only   # only the driver's record rate
 
 Prints episodes/s per executor and worker count, the speed-up of 2 workers over
-1 for each executor, and the driver's record rate (parse + validate + append +
-flush of one record, which is all the driver does per episode). Run it on an
-otherwise idle machine: other load on the cores shows up as lost speed-up.
+1 for each executor, and the driver's record rate: records from a worker, a
+block at a time (the episodes that ended in one step travel as one message),
+parsed and validated in one call, counted in the job's tally and appended
+with one write and one flush, which is all the driver does per episode; for
+blocks of 1, 46 and 1024 records. Run it on an otherwise idle machine: other
+load on the cores shows up as lost speed-up.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -21,9 +26,16 @@ from pathlib import Path
 from trialrun.config import parse_run_config
 from trialrun.execution.process import ProcessExecutor
 from trialrun.execution.ray_executor import RayExecutor
-from trialrun.execution.runner import LocalExecutor, run_evaluation
+from trialrun.execution.runner import JobSink, LocalExecutor, ManifestWriter, run_evaluation
 from trialrun.runfiles import EpisodeLogWriter
-from trialrun.runfiles.schema import EpisodeRecord
+from trialrun.runfiles.episodes import parse_record_block
+from trialrun.runfiles.schema import EpisodeRecord, JobManifest, Manifest
+from trialrun.stats import OutcomeTally
+
+RECORD_BLOCKS = (1, 46, 1024)
+"""Records per block: one (the sync path's usual step), 46 (CartPole's
+1024-world vector env ends ~46 episodes a step), 1024 (a step that ends
+every world)."""
 
 
 def sweep_config(episodes: int, max_steps: int) -> dict:  # type: ignore[type-arg]
@@ -59,9 +71,12 @@ def timed_run(executor: object, episodes: int, max_steps: int, root: Path, label
     return episodes / elapsed
 
 
-def driver_record_rate(count: int, root: Path) -> float:
-    """Records per second through the driver's path: JSON from a worker ->
-    validated record -> appended line (flushed)."""
+def driver_record_rate(count: int, root: Path, block: int) -> float:
+    """Records per second through the driver's path for records from a
+    worker: a block of ``block`` JSON lines (one step's episodes, one
+    message) -> validated in one call -> counted in the job's tally and
+    appended with one write and one flush (:class:`JobSink`, what the runner
+    does with every block)."""
     record = EpisodeRecord(
         run="scaling",
         job="pick-place",
@@ -80,22 +95,29 @@ def driver_record_rate(count: int, root: Path) -> float:
         started_at="2026-11-21T19:00:01.123Z",
         ended_at="2026-11-21T19:00:01.541Z",
     )
-    wire = [record.model_copy(update={"episode": k}).model_dump_json(by_alias=True) for k in range(count)]
+    lines = [record.model_copy(update={"episode": k}).to_json_line() for k in range(count)]
+    wire = ["".join(f"{line}\n" for line in lines[k : k + block]) for k in range(0, count, block)]
+    state = JobManifest(name="pick-place", planned=count)
+    manifest = Manifest(run="scaling", seed=1, config={}, started_at="t", jobs={"pick-place": state})
     start = time.perf_counter()
-    with EpisodeLogWriter(root / "rate.jsonl") as log:
+    with EpisodeLogWriter(root / f"rate-{block}.jsonl") as log:
+        sink = JobSink(
+            "pick-place",
+            log,
+            OutcomeTally(count),
+            None,
+            state,
+            None,
+            ManifestWriter(root / "m.json", manifest),
+        )
         for text in wire:
-            log.append(EpisodeRecord.model_validate_json(text))
+            sink.many(*parse_record_block(text))
     return count / (time.perf_counter() - start)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
-    args = parser.parse_args()
-    episodes, max_steps = (8, 60) if args.quick else (96, 150)
-    root = Path(tempfile.mkdtemp(prefix="trialrun-scaling-"))
+def executor_rates(quick: bool, root: Path) -> dict[str, float]:
+    """Episodes/s of Meta-World pick-place per executor and worker count (printed)."""
+    episodes, max_steps = (8, 60) if quick else (96, 150)
     rates: dict[str, float] = {}
     rates["local, 1 process"] = timed_run(LocalExecutor(), episodes, max_steps, root, "local")
     for workers in (1, 2):
@@ -122,10 +144,29 @@ def main() -> None:
     }
     for label, ratio in ratios.items():
         print(f"speed-up, {label:<28}{ratio:.2f}x")
+    return rates
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
+    parser.add_argument(
+        "--records-only", action="store_true", help="only the driver's record rate (no executors)"
+    )
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="trialrun-scaling-"))
+    rates = {} if args.records_only else executor_rates(args.quick, root)
     count = 5_000 if args.quick else 50_000
-    record_rate = driver_record_rate(count, root)
-    print(f"driver record rate: {record_rate:,.0f} records/s ({count} records parsed, validated, appended)")
-    print(json.dumps({"episodes_per_s": rates, "driver_records_per_s": record_rate}))
+    record_rates = {}
+    for block in RECORD_BLOCKS:
+        record_rates[block] = statistics.median(driver_record_rate(count, root, block) for _ in range(3))
+        print(
+            f"driver record rate, blocks of {block:>4}: {record_rates[block]:>9,.0f} records/s "
+            f"({count} records parsed, validated, tallied, appended; median of 3)"
+        )
+    print(json.dumps({"episodes_per_s": rates, "driver_records_per_s": record_rates}))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import json
 import os
 from pathlib import Path
@@ -15,7 +16,7 @@ from trialrun.runfiles import (
     repair_torn_tail,
     write_json_atomic,
 )
-from trialrun.runfiles.episodes import parse_record_block
+from trialrun.runfiles.episodes import parse_record_block, validate_records
 from trialrun.runfiles.schema import EpisodeRecord
 
 
@@ -148,3 +149,18 @@ def test_a_block_of_lines_is_validated_in_one_call_and_a_bad_one_is_refused() ->
     with pytest.raises(ValidationError) as info:
         parse_record_block(f"{lines[0]}\n{bad}\n")
     assert [(e["loc"], e["type"]) for e in info.value.errors()] == [((1, "episode"), "greater_than_equal")]
+
+
+def test_a_block_is_validated_with_the_collector_paused_and_left_as_it_was() -> None:
+    dicts = [_record(k).model_dump() for k in range(3)]
+    assert validate_records(dicts) == [_record(k) for k in range(3)]
+    assert gc.isenabled()
+    with pytest.raises(ValidationError):
+        validate_records("[" + _record(0).to_json_line().replace('"seed":100', '"seed":-1') + "]")
+    assert gc.isenabled()  # re-enabled after a bad block too
+    gc.disable()
+    try:
+        assert validate_records("[]") == []
+        assert not gc.isenabled()  # a caller's disabled collector stays disabled
+    finally:
+        gc.enable()

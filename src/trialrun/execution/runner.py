@@ -66,6 +66,7 @@ from trialrun.runfiles.schema import (
     Summary,
 )
 from trialrun.stats import EpisodeOutcome, OutcomeTally, summarize_tallies
+from trialrun.stats.summary import episode_seconds
 from trialrun.variations.factors import FactorSet
 
 logger = logging.getLogger(__name__)
@@ -369,9 +370,7 @@ def _run_locked(
             job_kept = kept[job.name] if stopper is not None else None
             emit = JobSink(job.name, log, done[job.name], job_kept, state, observer, writer)
 
-            def run_slots(
-                group: Sequence[Slot], _job: JobConfig = job, _emit: JobSink = emit
-            ) -> bool | None:
+            def run_slots(group: Sequence[Slot], _job: JobConfig = job, _emit: JobSink = emit) -> bool | None:
                 return run_job(_job, context, group, _emit)
 
             try:
@@ -489,10 +488,10 @@ class JobSink:
         self.log.append_lines(fresh_lines)
         kept = self.kept
         for record in fresh:
-            outcome = EpisodeOutcome.of(record)
-            tally.add(record.episode, record.outcome, outcome.seconds)
+            seconds = episode_seconds(record)
+            tally.add(record.episode, record.outcome, seconds)
             if kept is not None:
-                kept[record.episode] = outcome
+                kept[record.episode] = EpisodeOutcome(record.job, record.episode, record.outcome, seconds)
         self.state.completed = len(tally)
         if self._observe_many is not None:
             self._observe_many(self.job, fresh)

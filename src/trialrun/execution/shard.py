@@ -36,7 +36,7 @@ from trialrun.recording.trajectory import TrajectoryRecorder
 from trialrun.rollout import EnvFn, EpisodeResult, rollout
 from trialrun.rollout_native import rollout_native
 from trialrun.runfiles import RunLayout
-from trialrun.runfiles.episodes import RECORD_LIST
+from trialrun.runfiles.episodes import validate_records
 from trialrun.runfiles.schema import EpisodeRecord
 from trialrun.variations.factors import FactorHook, FactorSet, group_slots
 from trialrun.variations.mjx import per_world_variations
@@ -162,7 +162,7 @@ class RecordBuilder:
     def many(self, results: list[EpisodeResult]) -> None:
         run, job = self.run, self.job
         # Plain dicts validated as one list: one pass through pydantic's core.
-        records = RECORD_LIST.validate_python(
+        records = validate_records(
             [
                 {
                     "run": run,

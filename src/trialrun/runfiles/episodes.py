@@ -7,11 +7,12 @@ appends.
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import os
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -190,6 +191,31 @@ RECORD_LIST = TypeAdapter(list[EpisodeRecord])
 costs one pass through pydantic's core instead of one call per record."""
 
 
+def validate_records(data: str | Sequence[Mapping[str, object]]) -> list[EpisodeRecord]:
+    """A block of records validated in one call: ``data`` is a JSON array of
+    records or a list of plain dicts (field names, not aliases, or either).
+
+    The cyclic garbage collector is paused during the call: a block of a
+    thousand records makes ~10,000 containers that all stay alive until the
+    call returns, and the collector would walk them again and again (a third
+    of the time at 1024 records; they hold no reference cycles).
+
+    Raises:
+        pydantic.ValidationError: a record is not valid (its location starts
+            with the record's index in the block).
+    """
+    paused = gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        if isinstance(data, str):
+            return RECORD_LIST.validate_json(data)
+        return RECORD_LIST.validate_python(data)
+    finally:
+        if paused:
+            gc.enable()
+
+
 def record_lines(records: Sequence[EpisodeRecord]) -> list[str]:
     """Each record as its ``episodes.jsonl`` line (no newline), as
     :meth:`EpisodeRecord.to_json_line` writes it."""
@@ -218,7 +244,7 @@ def parse_record_block(text: str) -> tuple[list[EpisodeRecord], list[str]]:
     if not all(lines):
         raise ValueError("a block of records holds an empty line")
     # JSON strings cannot hold a raw newline, so the lines are exactly the records.
-    records = RECORD_LIST.validate_json("[" + ",".join(lines) + "]")
+    records = validate_records("[" + ",".join(lines) + "]")
     return records, lines
 
 

@@ -109,9 +109,16 @@ class EpisodeRecord(_Strict):
     extra: dict[str, Any] = Field(default_factory=dict)
 
     def to_json_line(self) -> str:
-        """The record as one line of JSON (no trailing newline), keys in schema order."""
-        exclude = {"trajectory"} if self.trajectory is None else None
-        return self.model_dump_json(by_alias=True, exclude_defaults=False, exclude=exclude)
+        """The record as one line of JSON (no trailing newline), keys in schema order.
+
+        ``model_dump_json``'s own serializer, called directly: the wrapper's
+        keyword handling is a third of the cost of a record's line."""
+        exclude = _NO_TRAJECTORY if self.trajectory is None else None
+        return self.__pydantic_serializer__.to_json(self, by_alias=True, exclude=exclude).decode()
+
+
+_NO_TRAJECTORY = {"trajectory"}
+"""What :meth:`EpisodeRecord.to_json_line` leaves out of a record without a trajectory (never mutated)."""
 
 
 class FactorSpec(_Strict):
