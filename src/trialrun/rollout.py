@@ -1,7 +1,8 @@
 """The rollout: a vectorized loop that runs a list of slots exactly once each.
 
 Each sub-env runs one slot at a time. When its episode ends, the outcome is
-emitted at once and the sub-env is reset with the next slot's seed and
+emitted at once (with the others that ended in the same step, as one block:
+:func:`deliver`) and the sub-env is reset with the next slot's seed and
 settings (autoreset is disabled: Gymnasium's default NEXT_STEP autoreset spends
 a step on the reset and never reseeds). When no slot is left, the sub-env goes
 idle and is no longer stepped. Nothing in flight is dropped and nothing extra
