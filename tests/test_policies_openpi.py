@@ -238,10 +238,14 @@ class FakeOpenpiServer:
                 self.open -= 1
 
     def die(self) -> None:
-        """Stop listening and cut every connection (no close frame): a killed server."""
-        self.server.shutdown()
+        """Cut every connection (no close frame) and stop listening: a killed server.
+
+        Cut first: a shutdown first would send close frames and wait for answers that
+        an idle client (no thread reads its sockets between steps) gives only when it
+        next reads."""
         for ws in list(self.connections):
             _cut(ws)
+        self.server.shutdown()
 
     def stop(self) -> None:
         self.release.set()
@@ -289,19 +293,14 @@ def fake(cleanup: list[Callable[[], None]]) -> Callable[..., FakeOpenpiServer]:
     return start
 
 
-class _Transports(list[OpenpiTransport]):
-    """Transports a test made; each is closed after the test."""
-
-    def close_all(self) -> None:
-        for transport in self:
-            transport.close()
-
-
 @pytest.fixture
-def transports(cleanup: list[Callable[[], None]]) -> list[OpenpiTransport]:
-    made = _Transports()
-    cleanup.append(made.close_all)
-    return made
+def transports(cleanup: list[Callable[[], None]]) -> Iterator[list[OpenpiTransport]]:
+    """Transports a test made; each is closed after the test, before the servers stop
+    (this fixture's teardown runs before ``cleanup``'s, which it depends on)."""
+    made: list[OpenpiTransport] = []
+    yield made
+    for transport in made:
+        transport.close()
 
 
 def states(n: int) -> list[dict[str, Any]]:
