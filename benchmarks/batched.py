@@ -29,17 +29,24 @@ shipped ``cartpole-pd``'s gains), every episode 200 steps:
   called in a Python loop, ``rounds`` x 200 steps (what a Playground user
   writes; nothing recorded);
 - **trialrun run** of the same env, policy and episodes (``rounds`` x 1024),
-  with ``lanes: 8`` (the default: identical records for any ``num_envs``) and
-  with ``lanes: 1024`` (one ``vmap`` over every world, as the plain loop).
+  for each of ``--lanes`` (default ``8,32,1024``): ``lanes: 32`` is the
+  default and ``lanes: 8`` the old one (both: identical records for any
+  ``num_envs``), ``lanes: 1024`` is one ``vmap`` over every world, as the
+  plain loop.
 
 Compile time (or the load from JAX's persistent cache) is excluded from
 env-steps/s and printed apart: the plain loop's first calls, and the
 manifest's ``compile_seconds`` for ``trialrun run``, whose wall time
-otherwise counts everything (preflight, records, summary). Peak RSS is this
-process's high-water mark after each case (VmHWM; cases run in order).
+otherwise counts everything (preflight, records, summary). The cases run
+``--repeats`` times interleaved and medians are printed (the machine is
+shared); a lane count's first run also pays what a process does once (env
+load, the reset's traced shapes). Also printed: env-steps/s from the first
+episode's start to the last episode's end (the rollout alone). Peak RSS is
+this process's high-water mark after each case's first run (VmHWM; cases
+run in order).
 
     python benchmarks/batched.py [--worlds 1024] [--episodes 65536] [--rounds 3]
-    python benchmarks/batched.py --mjx [--worlds 1024] [--rounds 4]
+    python benchmarks/batched.py --mjx [--worlds 1024] [--rounds 4] [--lanes 8,32,1024] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -51,6 +58,8 @@ import resource
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -185,8 +194,9 @@ def jax_pd() -> object:
     return jax.jit(lambda obs: jnp.clip(obs @ gains, -1.0, 1.0)[:, None])
 
 
-def mjx_plain(worlds: int, rounds: int) -> tuple[float, float]:
-    """(first-call seconds, env-steps/s) of a plain jitted Playground loop."""
+def mjx_plain(worlds: int) -> tuple[float, Callable[[int, int], float]]:
+    """(first-call seconds, ``measure(rounds, seed) -> env-steps/s``) of a plain
+    jitted Playground loop."""
     import jax
 
     from trialrun.envs.adapters.playground import enable_compile_cache, load_playground
@@ -199,17 +209,26 @@ def mjx_plain(worlds: int, rounds: int) -> tuple[float, float]:
     state = reset(keys)
     jax.block_until_ready(step(state, act(state.obs)))  # type: ignore[operator]
     first = time.perf_counter() - start
-    start = time.perf_counter()
-    for r in range(rounds):
-        state = reset(jax.random.split(jax.random.PRNGKey(r + 1), worlds))
-        for _ in range(MJX_STEPS):
-            state = step(state, act(state.obs))  # type: ignore[operator]
-    jax.block_until_ready(state.obs)
-    return first, worlds * MJX_STEPS * rounds / (time.perf_counter() - start)
+
+    def measure(rounds: int, seed: int) -> float:
+        start = time.perf_counter()
+        for r in range(rounds):
+            state = reset(jax.random.split(jax.random.PRNGKey(seed + r), worlds))
+            for _ in range(MJX_STEPS):
+                state = step(state, act(state.obs))  # type: ignore[operator]
+        jax.block_until_ready(state.obs)
+        return worlds * MJX_STEPS * rounds / (time.perf_counter() - start)
+
+    return first, measure
 
 
-def mjx_run(worlds: int, rounds: int, lanes: int, root: Path) -> tuple[float, float, float]:
-    """(wall seconds, compile seconds, env-steps/s without them) of ``trialrun run``."""
+def _stamp(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def mjx_run(worlds: int, rounds: int, lanes: int, root: Path) -> tuple[float, float, float, float]:
+    """(wall seconds, compile seconds, env-steps/s without them, env-steps/s
+    from the first episode's start to the last one's end) of ``trialrun run``."""
     job = {
         "name": "cart",
         "env": {"id": f"playground/{MJX_ENV}", "kwargs": {"lanes": lanes}},
@@ -218,6 +237,7 @@ def mjx_run(worlds: int, rounds: int, lanes: int, root: Path) -> tuple[float, fl
         "num_envs": worlds,
         "vectorization": "native",
         "max_steps": MJX_STEPS,
+        "success": "survived",
     }
     run_dir = Path(tempfile.mkdtemp(dir=root)) / "run"
     start = time.perf_counter()
@@ -227,29 +247,51 @@ def mjx_run(worlds: int, rounds: int, lanes: int, root: Path) -> tuple[float, fl
         raise SystemExit(f"trialrun run failed: {result.errors}")
     manifest = json.loads((run_dir / "manifest.json").read_text())
     compile_s = manifest["jobs"]["cart"]["native"]["compile_seconds"] or 0.0
-    steps = sum(int(r.outcome["length"]) for r in read_episodes(run_dir / "episodes.jsonl"))
-    return wall, compile_s, steps / (wall - compile_s)
+    records = list(read_episodes(run_dir / "episodes.jsonl"))
+    steps = sum(int(r.outcome["length"]) for r in records)
+    span = _stamp(max(r.ended_at for r in records)) - _stamp(min(r.started_at for r in records))
+    return wall, compile_s, steps / (wall - compile_s), steps / span.total_seconds()
 
 
-def mjx_main(worlds: int, rounds: int) -> None:
+def mjx_main(worlds: int, rounds: int, lanes_list: list[int], repeats: int) -> None:
+    """Plain loop and ``trialrun run`` for each lane count, ``repeats`` times
+    interleaved (the machine is shared: a slow moment hits every case alike);
+    medians. The first ``trialrun run`` of a lane count in this process also
+    compiles (or loads from the cache) and builds the env: its compile seconds
+    are printed; the other seconds it pays once per process (env load, the
+    reset's shapes) count in the first repetition only."""
     import jax
 
     root = Path(tempfile.mkdtemp(prefix="trialrun-mjx-"))
-    first, plain_sps = mjx_plain(worlds, rounds)
+    first, plain = mjx_plain(worlds)
+    plain_rates: list[float] = []
+    runs: dict[int, list[tuple[float, float, float, float]]] = {lanes: [] for lanes in lanes_list}
+    rss: dict[str, float] = {}
+    for k in range(repeats):
+        plain_rates.append(plain(rounds, 1 + k * rounds))
+        rss.setdefault("plain", peak_rss_mb())
+        for lanes in lanes_list:
+            runs[lanes].append(mjx_run(worlds, rounds, lanes, root))
+            rss.setdefault(f"lanes {lanes}", peak_rss_mb())
+    plain_sps = statistics.median(plain_rates)
     print(
         f"MJX {MJX_ENV}, {worlds} worlds, {rounds} x {MJX_STEPS} steps, jitted PD policy, "
-        f"jax {jax.__version__}"
+        f"jax {jax.__version__}, medians of {repeats} interleaved repetitions"
     )
     print(
         f"plain jitted loop      : {plain_sps:10,.0f} env-steps/s  first calls {first:6.1f} s   "
-        f"peak RSS {peak_rss_mb():6.0f} MB"
+        f"peak RSS {rss['plain']:6.0f} MB   (each: {', '.join(f'{r:,.0f}' for r in plain_rates)})"
     )
-    for lanes in (8, worlds):
-        wall, compile_s, sps = mjx_run(worlds, rounds, lanes, root)
+    for lanes, measured in runs.items():
+        sps = statistics.median(m[2] for m in measured)
+        in_episodes = statistics.median(m[3] for m in measured)
         print(
-            f"trialrun run, lanes {lanes:4d}: {sps:10,.0f} env-steps/s  compile {compile_s:6.1f} s   "
-            f"peak RSS {peak_rss_mb():6.0f} MB   wall {wall:.1f} s   "
-            f"ratio {sps / plain_sps:.3f} (target >= 0.9)"
+            f"trialrun run, lanes {lanes:4d}: {sps:10,.0f} env-steps/s  ratio {sps / plain_sps:.3f} "
+            f"(target >= 0.9)   compile {measured[0][1]:5.1f} s   wall {measured[0][0]:.1f} s then "
+            f"{statistics.median(m[0] for m in measured[1:]) if repeats > 1 else float('nan'):.1f} s   "
+            f"peak RSS {rss[f'lanes {lanes}']:6.0f} MB   first episode to last: {in_episodes:,.0f} "
+            f"env-steps/s (ratio {in_episodes / plain_sps:.3f})   (each: "
+            f"{', '.join(f'{m[2]:,.0f}' for m in measured)})"
         )
     print(f"load average: {os.getloadavg()}")
 
@@ -260,9 +302,11 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=65536)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--mjx", action="store_true", help="the MuJoCo Playground comparison instead")
+    parser.add_argument("--lanes", default="8,32,1024", help="--mjx: the lane counts of the trialrun runs")
+    parser.add_argument("--repeats", type=int, default=3, help="--mjx: interleaved repetitions (medians)")
     args = parser.parse_args()
     if args.mjx:
-        mjx_main(args.worlds, args.rounds)
+        mjx_main(args.worlds, args.rounds, [int(x) for x in args.lanes.split(",")], args.repeats)
         return
     root = Path(tempfile.mkdtemp(prefix="trialrun-batched-"))
     plain, rollout, full = [], [], []

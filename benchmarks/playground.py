@@ -17,7 +17,7 @@ Compile time is measured separately (the first call of each jitted function,
 compiling or loading from JAX's persistent cache) and excluded from the
 steps/s; the ``trialrun run`` time includes its own trace and cache load.
 
-    python benchmarks/playground.py [--worlds 64] [--steps 200] [--episodes 128] [--lanes 8]
+    python benchmarks/playground.py [--worlds 64] [--steps 200] [--episodes 128] [--lanes 32]
 """
 
 from __future__ import annotations
@@ -35,7 +35,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from trialrun.config import parse_run_config
-from trialrun.envs.adapters.playground import enable_compile_cache, load_playground, make_playground_env
+from trialrun.envs.adapters.playground import (
+    DEFAULT_LANES,
+    enable_compile_cache,
+    load_playground,
+    make_playground_env,
+)
 from trialrun.execution.runner import run_evaluation
 from trialrun.plan import plan_job
 from trialrun.policies import build_policy
@@ -98,7 +103,7 @@ def main() -> None:
     parser.add_argument("--worlds", type=int, default=64)
     parser.add_argument("--steps", type=int, default=200, help="episode length (time limit)")
     parser.add_argument("--episodes", type=int, default=128)
-    parser.add_argument("--lanes", type=int, default=8)
+    parser.add_argument("--lanes", type=int, default=DEFAULT_LANES)
     args = parser.parse_args()
     print(f"JAX compilation cache: {enable_compile_cache()}; load: {os.getloadavg()}")
     c_plain, s_plain = plain(args.worlds, args.steps * args.episodes // args.worlds)

@@ -123,6 +123,23 @@ def test_exact_mode_gives_the_same_records_for_1_6_8_and_64_worlds(
     ]
 
 
+def test_the_default_lanes_give_the_same_records_for_1_and_33_worlds(env1: PlaygroundBatchedEnv) -> None:
+    # 32 lanes: one world runs in one padded group of 32, 33 worlds in two groups.
+    one = make_playground_env(1, env_name="CartpoleBalance", max_episode_steps=STEPS)
+    many = make_playground_env(33, env_name="CartpoleBalance", max_episode_steps=STEPS)
+    assert (one.lanes, one.padded, many.lanes, many.padded) == (32, 32, 32, 64)
+    slots = plan_job(3, "pg", 4)
+    outcomes = {e: r.outcome for e, r in _run(one, slots).items()}
+    assert {e: r.outcome for e, r in _run(many, slots).items()} == outcomes
+    # The same episodes as with 4 lanes, up to float rounding.
+    four = _run(env1, slots)
+    for e, outcome in outcomes.items():
+        assert outcome["length"] == four[e].outcome["length"] == STEPS
+        assert outcome["return"] == pytest.approx(four[e].outcome["return"], rel=1e-5)
+    one.close()
+    many.close()
+
+
 def test_a_rerun_on_the_same_env_is_identical(env6: PlaygroundBatchedEnv) -> None:
     slots = plan_job(9, "pg", 5)
     first = _run(env6, slots)
