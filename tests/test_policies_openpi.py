@@ -24,7 +24,7 @@ import traceback
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -697,3 +697,159 @@ def test_serve_policy_protocol_openpi_from_the_command_line(transports: list[Ope
         done = subprocess.run([*cli, *args], capture_output=True, text=True, env=subprocess_env(), timeout=60)
         assert done.returncode == 2
         assert done.stderr.startswith(f"trialrun: error: {message}"), done.stderr
+
+
+# --------------------------------------------------------------------------- requests answered together
+
+
+class CountingSwingUp:
+    """pendulum-swingup that counts its calls and the observations in each (a batch policy)."""
+
+    calls: ClassVar[list[int]] = []
+
+    def __init__(self, context: PolicyContext) -> None:
+        self.inner = build_policy("pendulum-swingup", {}, context)
+        CountingSwingUp.calls = []
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        CountingSwingUp.calls.append(len(obs))
+        return np.asarray(self.inner.act(obs))
+
+    def reset(self, mask: np.ndarray, seeds: Any = None) -> None:
+        """Stateless."""
+
+
+class OneAtATime(CountingSwingUp):
+    """A policy that takes exactly one observation per call (it was built for one world)."""
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        if len(obs) != 1:
+            raise ValueError(f"built for 1 world, got {len(obs)}")
+        return super().act(obs)
+
+
+def pendulum_requests(n: int, seed: int = 0) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(seed)
+    angles, speeds = rng.uniform(-np.pi, np.pi, n), rng.uniform(-8, 8, n)
+    states = np.stack([np.cos(angles), np.sin(angles), speeds], axis=1).astype(np.float32)
+    return [{"observation/state": state} for state in states]
+
+
+def test_requests_answered_together_take_one_policy_call_and_get_their_own_actions() -> None:
+    server = OpenpiPolicyServer(f"{__name__}:CountingSwingUp", {}, PENDULUM, port=0)
+    requests = pendulum_requests(7)
+    together = server.answer_many(requests)
+    assert CountingSwingUp.calls == [7]
+    alone = [server.answer(request) for request in requests]
+    assert CountingSwingUp.calls == [7, 1, 1, 1, 1, 1, 1, 1]
+    for batched, single in zip(together, alone, strict=True):
+        assert isinstance(batched, dict)
+        assert batched["actions"].shape == (1, 1) and batched["actions"].dtype == single["actions"].dtype
+        np.testing.assert_array_equal(batched["actions"], single["actions"])
+        assert list(batched["server_timing"]) == ["infer_ms"]
+    assert server.batching
+
+
+def test_a_policy_that_cannot_take_a_batch_is_asked_one_request_at_a_time_from_then_on() -> None:
+    server = OpenpiPolicyServer(f"{__name__}:OneAtATime", {}, PENDULUM, port=0)
+    requests = pendulum_requests(3)
+    first = server.answer_many(requests)
+    assert not server.batching
+    assert CountingSwingUp.calls == [1, 1, 1]  # the batch of 3 raised before it was counted
+    again = server.answer_many(requests)
+    assert CountingSwingUp.calls == [1, 1, 1, 1, 1, 1]
+    for a, b, request in zip(first, again, requests, strict=True):
+        assert isinstance(a, dict) and isinstance(b, dict)
+        np.testing.assert_array_equal(a["actions"], b["actions"])
+        np.testing.assert_array_equal(a["actions"], server.answer(request)["actions"])
+
+
+def test_a_bad_request_among_those_answered_together_fails_alone() -> None:
+    server = OpenpiPolicyServer(f"{__name__}:CountingSwingUp", {}, PENDULUM, port=0)
+    requests = pendulum_requests(3)
+    requests[1] = {"observation/joints": np.zeros(3, np.float32)}
+    results = server.answer_many(requests)
+    assert CountingSwingUp.calls == [2]
+    assert isinstance(results[1], ValueError)
+    assert str(results[1]) == "the request has no 'observation/state' (its keys: observation/joints)"
+    for i in (0, 2):
+        result = results[i]
+        assert isinstance(result, dict)
+        np.testing.assert_array_equal(result["actions"], server.answer(requests[i])["actions"])
+
+
+def test_sixteen_connections_get_the_actions_of_their_own_observations(
+    serve: Callable[..., OpenpiPolicyServer], transports: list[OpenpiTransport]
+) -> None:
+    server = serve(f"{__name__}:CountingSwingUp")
+    transport = OpenpiTransport(server.url, max_connections=16)
+    transports.append(transport)
+    local = build_policy("pendulum-swingup", {}, PolicyContext(*_fields(PENDULUM, num_envs=16)))
+    for seed in range(20):
+        requests = pendulum_requests(16, seed)
+        remote = np.concatenate([r["actions"] for r in transport.infer(requests)])
+        np.testing.assert_array_equal(remote, local.act(np.stack([r["observation/state"] for r in requests])))
+    assert sum(CountingSwingUp.calls) == 20 * 16
+    assert server.batching
+
+
+# --------------------------------------------------------------------------- the server's wire and limits
+
+
+def test_openpis_own_client_settings_get_metadata_then_replies_with_timing(
+    serve: Callable[..., OpenpiPolicyServer],
+) -> None:
+    server = serve()
+    # as openpi_client.websocket_client_policy connects
+    with ws_client.connect(server.url, compression=None, max_size=None, proxy=None) as ws:
+        assert unpackb(ws.recv())["action_dim"] == 1
+        timings = []
+        for request in pendulum_requests(2):
+            ws.send(packb(request))
+            reply = unpackb(ws.recv())
+            assert reply["actions"].shape == (1, 1)
+            timings.append(sorted(reply["server_timing"]))
+        assert timings == [["infer_ms"], ["infer_ms", "prev_total_ms"]]
+
+
+def test_a_silent_connection_is_closed_after_the_idle_timeout(
+    serve: Callable[..., OpenpiPolicyServer],
+) -> None:
+    server = serve(limits={"session_idle_timeout": 0.3})
+    with ws_client.connect(server.url, compression=None, proxy=None) as ws:
+        ws.recv()  # the metadata
+        start = time.monotonic()
+        with pytest.raises(ConnectionClosed) as info:
+            ws.recv(timeout=5)
+        assert 0.3 <= time.monotonic() - start < 2.0
+        assert info.value.rcvd is not None
+        assert (info.value.rcvd.code, info.value.rcvd.reason) == (1000, "no request within 0.3 s")
+
+
+def test_the_client_drops_idle_connections_the_server_closed_without_resending(
+    serve: Callable[..., OpenpiPolicyServer], transports: list[OpenpiTransport]
+) -> None:
+    server = serve(limits={"session_idle_timeout": 0.2})
+    transport = OpenpiTransport(server.url, max_connections=2)
+    transports.append(transport)
+    first = transport.infer(pendulum_requests(2))
+    time.sleep(0.8)  # the server closes both connections meanwhile
+    again = transport.infer(pendulum_requests(2))
+    assert transport.reconnects == 0
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a["actions"], b["actions"])
+
+
+def test_a_request_over_the_servers_frame_limit_is_refused_as_too_big(
+    serve: Callable[..., OpenpiPolicyServer], transports: list[OpenpiTransport]
+) -> None:
+    server = serve(limits={"max_frame_bytes": 1000, "max_buffered_bytes": 4000})
+    transport = OpenpiTransport(server.url)
+    transports.append(transport)
+    request = {**pendulum_requests(1)[0], "observation/image": np.zeros(2000, np.uint8)}
+    with pytest.raises(RemotePolicyError) as info:
+        transport.infer([request])
+    assert str(info.value).startswith(
+        f"the openpi policy server at {server.url} refused request 0 as too big ("
+    )
+    assert len(transport.infer(pendulum_requests(1))) == 1  # a new connection

@@ -122,7 +122,7 @@ class _Dropped(Exception):
 class _Connection:
     """One WebSocket: its socket, websockets' sans-I/O protocol, and what it waits for."""
 
-    __slots__ = ("index", "out", "parts", "protocol", "resent", "sent_at", "sock", "text")
+    __slots__ = ("index", "lost", "out", "parts", "protocol", "resent", "sent_at", "sock", "text", "writing")
 
     def __init__(self, sock: socket.socket, protocol: Any) -> None:
         self.sock = sock
@@ -133,6 +133,8 @@ class _Connection:
         self.sent_at = 0.0
         self.resent = False
         self.out = b""  # bytes the socket did not take yet
+        self.writing = False  # registered for EVENT_WRITE (``out`` was not empty)
+        self.lost: str | None = None  # why the connection was cut while idle (it is closed)
 
     def close(self) -> None:
         """Say goodbye (a close frame, if it fits in the socket's buffer) and close the socket."""
@@ -219,6 +221,7 @@ class OpenpiTransport:
         if self._closed:
             raise RemotePolicyError(f"the openpi transport to {self.address} is closed")
         frames = [self._encode(i, request) for i, request in enumerate(requests)]
+        self._forget_closed_idle()
         replies: list[Any] = [None] * len(frames)
         busy: set[_Connection] = set()
         following, done = 0, 0
@@ -251,6 +254,32 @@ class OpenpiTransport:
         self._finalizer()
 
     # -- waiting ---------------------------------------------------------------------------
+
+    def _forget_closed_idle(self) -> None:
+        """Drop idle connections the server closed since the last step (it closes silent ones).
+
+        One poll that does not wait. A connection the server closed with a
+        close frame is forgotten quietly; one that was cut (no close frame: the
+        server died?) stays in the pool, marked, so the request sent on it next
+        takes the reconnect-and-resend path and its error says what happened.
+        """
+        for key, _ in self._selector.select(0):
+            conn = key.data
+            if conn not in self._idle:
+                continue
+            try:
+                spoke = self._read(conn) is not None  # a message nobody asked for
+            except _Dropped as exc:
+                if conn.protocol.close_rcvd is None:
+                    conn.lost = str(exc)
+                    self._discard(conn)
+                    continue
+                spoke = True
+            except Exception:  # an error frame or a close with an error: of no more use either
+                spoke = True
+            if spoke:
+                self._idle.remove(conn)
+                self._discard(conn)
 
     def _wait(self, busy: set[_Connection]) -> list[tuple[_Connection, Any]]:
         """The connections of ``busy`` that finished (a reply, or a :class:`_Dropped`), removed from it.
@@ -478,6 +507,8 @@ class OpenpiTransport:
 
     def _send(self, conn: _Connection, index: int, frame: bytes, *, resend: bool) -> _Connection:
         """Send request ``index`` on ``conn`` (or, if that fails, on a new connection, once)."""
+        if conn.lost is not None:  # cut while idle: as if this send had failed
+            return self._resend(index, frame, conn.lost)
         conn.index, conn.sent_at, conn.resent = index, time.monotonic(), resend
         protocol = conn.protocol
         protocol.send_binary(frame)
@@ -501,9 +532,10 @@ class OpenpiTransport:
             sent = conn.sock.send(conn.out) if conn.out else 0
         except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
             sent = 0
-        conn.out = conn.out[sent:]
-        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.out else 0)
-        if self._selector.get_key(conn.sock).events != events:
+        conn.out = conn.out[sent:] if sent < len(conn.out) else b""
+        if bool(conn.out) != conn.writing:  # selector calls only when that changes (rarely)
+            conn.writing = bool(conn.out)
+            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.writing else 0)
             self._selector.modify(conn.sock, events, conn)
 
     def _dropped(self, conn: _Connection, frame: bytes, why: str) -> _Connection:

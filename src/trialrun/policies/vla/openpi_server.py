@@ -122,6 +122,7 @@ class _Peer:
         "protocol",
         "sock",
         "text",
+        "writing",
     )
 
     def __init__(
@@ -133,6 +134,7 @@ class _Peer:
         self.parts: list[bytes] = []  # fragments of a message still arriving
         self.text = False  # whether that message is a text frame
         self.out = b""  # bytes the socket did not take yet
+        self.writing = False  # registered for EVENT_WRITE (``out`` was not empty)
         self.eof = False  # half-close once ``out`` is sent
         self.inflight = 0  # request bytes held (counted by the server's budget)
         self.deadline = deadline  # handshake, idle or close deadline, by state
@@ -522,15 +524,15 @@ class OpenpiPolicyServer(PolicyServer):
             except OSError:
                 self._drop(peer)
                 return
-            peer.out = peer.out[sent:]
+            peer.out = peer.out[sent:] if sent < len(peer.out) else b""
         if not peer.out and peer.eof:
             with contextlib.suppress(OSError):
                 peer.sock.shutdown(socket.SHUT_WR)
             peer.eof = False
-        if self._selector is not None and peer in self._peers:
-            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if peer.out else 0)
-            if self._selector.get_key(peer.sock).events != events:
-                self._selector.modify(peer.sock, events, peer)
+        if bool(peer.out) != peer.writing and self._selector is not None and peer in self._peers:
+            peer.writing = bool(peer.out)  # selector calls only when that changes (rarely)
+            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if peer.writing else 0)
+            self._selector.modify(peer.sock, events, peer)
 
     def _drop(self, peer: _Peer) -> None:
         """Forget ``peer`` and close its socket."""
