@@ -3,6 +3,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -151,16 +152,38 @@ def test_a_block_of_lines_is_validated_in_one_call_and_a_bad_one_is_refused() ->
     assert [(e["loc"], e["type"]) for e in info.value.errors()] == [((1, "episode"), "greater_than_equal")]
 
 
-def test_a_block_is_validated_with_the_collector_paused_and_left_as_it_was() -> None:
-    dicts = [_record(k).model_dump() for k in range(3)]
-    assert validate_records(dicts) == [_record(k) for k in range(3)]
-    assert gc.isenabled()
+class _CollectorProbe(Mapping[str, object]):
+    """A record's fields that note whether the collector ran while they were read."""
+
+    def __init__(self, fields: dict[str, object], seen: list[bool]) -> None:
+        self.fields = fields
+        self.seen = seen
+
+    def __getitem__(self, key: str) -> object:
+        self.seen.append(gc.isenabled())
+        return self.fields[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.fields)
+
+    def __len__(self) -> int:
+        return len(self.fields)
+
+
+def test_a_large_block_is_validated_with_the_collector_paused_and_left_as_it_was() -> None:
+    fields = _record(0).model_dump()
+    seen: list[bool] = []
+    assert validate_records([_CollectorProbe(fields, seen)] * 64) == [_record(0)] * 64
+    assert set(seen) == {False} and gc.isenabled()
+    seen.clear()
+    assert len(validate_records([_CollectorProbe(fields, seen)] * 63)) == 63  # small: not worth it
+    assert set(seen) == {True}
     with pytest.raises(ValidationError):
-        validate_records("[" + _record(0).to_json_line().replace('"seed":100', '"seed":-1') + "]")
+        validate_records([{**fields, "seed": -1}] * 64)
     assert gc.isenabled()  # re-enabled after a bad block too
     gc.disable()
     try:
-        assert validate_records("[]") == []
+        assert len(validate_records([fields] * 64)) == 64
         assert not gc.isenabled()  # a caller's disabled collector stays disabled
     finally:
         gc.enable()

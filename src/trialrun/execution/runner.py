@@ -478,35 +478,46 @@ class JobSink:
 
     def many(self, records: Sequence[EpisodeRecord], lines: Sequence[str] | None = None) -> None:
         tally = self.tally
-        fresh: list[EpisodeRecord] = []
-        fresh_lines: list[str] = []
-        seen: set[int] = set()
-        for k, record in enumerate(records):
-            if record.episode in tally or record.episode in seen:
-                logger.warning("ignoring a second result for (%s, %d)", self.job, record.episode)
-                continue
-            seen.add(record.episode)
-            fresh.append(record)
-            fresh_lines.append(lines[k] if lines is not None else record.to_json_line())
-        if not fresh:
-            return
-        self.log.append_lines(fresh_lines)
+        episodes = [record.episode for record in records]
+        if any(episode in tally for episode in episodes) or len(set(episodes)) < len(episodes):
+            records, lines = self._first_results(records, lines)
+            if not records:
+                return
+        self.log.append_lines(lines if lines is not None else [record.to_json_line() for record in records])
         kept = self.kept
-        for record in fresh:
+        for record in records:
             seconds = episode_seconds(record)
             tally.add(record.episode, record.outcome, seconds)
             if kept is not None:
                 kept[record.episode] = EpisodeOutcome(record.job, record.episode, record.outcome, seconds)
         if self._observe_many is not None:
-            self._observe_many(self.job, fresh)
+            self._observe_many(self.job, records)
         elif self.observer is not None:
-            for record in fresh:
+            for record in records:
                 self.observer.episode_finished(record)
         if self.writer.due():
             # The manifest's count is brought up to date only when it is written
             # (a pydantic model's attribute costs microseconds to set).
             self.state.completed = len(tally)
             self.writer.write()
+
+    def _first_results(
+        self, records: Sequence[EpisodeRecord], lines: Sequence[str] | None
+    ) -> tuple[list[EpisodeRecord], list[str] | None]:
+        """``records`` (and their ``lines``) without the episodes already
+        recorded or repeated in the block, each left out with a warning."""
+        fresh: list[EpisodeRecord] = []
+        fresh_lines: list[str] = []
+        seen: set[int] = set()
+        for k, record in enumerate(records):
+            if record.episode in self.tally or record.episode in seen:
+                logger.warning("ignoring a second result for (%s, %d)", self.job, record.episode)
+                continue
+            seen.add(record.episode)
+            fresh.append(record)
+            if lines is not None:
+                fresh_lines.append(lines[k])
+        return fresh, fresh_lines if lines is not None else None
 
 
 def _normalized(stored: dict[str, object], path: Path) -> dict[str, object] | None:
