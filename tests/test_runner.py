@@ -14,7 +14,7 @@ import pytest
 from trialrun.config import parse_run_config
 from trialrun.envs.probe import probe_length, probe_success
 from trialrun.errors import ConfigError, InputError
-from trialrun.execution.runner import JobSink, RunResult, ManifestWriter, run_evaluation
+from trialrun.execution.runner import JobSink, ManifestWriter, RunResult, run_evaluation
 from trialrun.plan import slot_for
 from trialrun.runfiles import EpisodeLogWriter, RunWriteError, read_episodes, read_manifest, read_summary
 from trialrun.runfiles.schema import EpisodeRecord, JobManifest, JobState, Manifest
