@@ -39,6 +39,25 @@ class SlowPolicy:
         pass
 
 
+class SlowBalancePolicy:
+    """Balances CartPole (the bundled ``cartpole-balance``) but sleeps at every
+    step, so that a killed run's episodes are surely in flight: the step loop,
+    not a writer or the machine's load, sets the pace."""
+
+    def __init__(self, context: PolicyContext, delay: float = 0.002) -> None:
+        from trialrun.policies import build_policy
+
+        self.inner = build_policy("cartpole-balance", {}, context)
+        self.delay = delay
+
+    def act(self, obs: Any) -> Any:
+        time.sleep(self.delay)
+        return self.inner.act(obs)
+
+    def reset(self, mask: np.ndarray, seeds: Sequence[int | None] | None = None) -> None:
+        self.inner.reset(mask, seeds)
+
+
 class ExplodingPolicy:
     """Raises after ``after`` calls to act()."""
 

@@ -249,15 +249,19 @@ def test_a_killed_run_names_only_complete_trajectories_and_resume_completes_them
     from recording_helpers import cartpole_job
     from trialrun.runfiles import read_manifest
 
-    # Enough episodes that the kill lands mid-run after the writer process has
-    # started (it takes a few tenths of a second; records wait for it).
+    # The policy balances (300-step episodes) and sleeps 1 ms a step, so the
+    # step loop sets the pace: the writer process (started beside it) keeps up
+    # and each episode's file stays open, under its .part name, for ~0.3 s.
+    # With the unthrottled policy a loaded machine could finish the rollout
+    # before the writer started, and the writer then opened and renamed each
+    # file within milliseconds: the kill below was never reached mid-file.
     EPISODES = 40
     job = cartpole_job(
         name="long",
         episodes=EPISODES,
         num_envs=2,
         max_steps=300,
-        policy="cartpole-balance",  # survives: 300-step episodes, long enough to kill mid-file
+        policy={"type": "helpers:SlowBalancePolicy", "kwargs": {"delay": 0.001}},
         video=None,
         trajectories={"select": "all", "format": "lerobot"},
     )

@@ -21,6 +21,9 @@ Example:
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import re
+import sys
 from collections.abc import Callable, Sequence
 from copy import deepcopy
 from typing import Any
@@ -35,6 +38,50 @@ from gymnasium.vector.utils import concatenate, iterate
 logger = logging.getLogger(__name__)
 
 StepResult = tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]
+
+
+_GL_DRIVER = re.compile(r"_dri\.so|libgallium|libOSMesa|libnvidia-glcore|libEGL_nvidia|libGLX_nvidia")
+"""Libraries a process maps once it has a GL context (Mesa's drivers, OSMesa,
+NVIDIA's), not merely once it has loaded libEGL (importing MuJoCo does that)."""
+
+_FORKSERVER_PRELOAD = ["trialrun.rollout"]
+"""Imported once by the fork server, so each worker forked from it starts with
+Gymnasium and trialrun already imported."""
+
+
+def gl_driver_loaded(maps: str | None = None) -> bool:
+    """Whether this process (or the given ``/proc/<pid>/maps`` text) has a GL driver mapped."""
+    if maps is None:
+        try:
+            with open("/proc/self/maps") as file:
+                maps = file.read()
+        except OSError:  # not Linux: the platform's default start method is not fork
+            return False
+    return _GL_DRIVER.search(maps) is not None
+
+
+def async_start_method() -> str | None:
+    """How the async vector env starts its workers: ``None`` (the platform's
+    default: fork on Linux) unless this process holds a GL context, then
+    ``"forkserver"``.
+
+    Why: a forked copy of a GL context hangs the first time the worker renders
+    (Mesa's EGL waits on a lock held by a thread the fork did not copy), which
+    hung an ``async`` job with video run after anything had rendered in the
+    same process. Workers forked from a fork server (a fresh process, started
+    by fork+exec) have no GL state. Fork stays the default otherwise: a fork
+    server re-imports the user's ``__main__`` in each worker, which a script
+    without an ``if __name__ == "__main__":`` guard cannot survive, and envs
+    registered at run time in the script are not registered there.
+    """
+    if not sys.platform.startswith("linux") or not gl_driver_loaded():
+        return None
+    multiprocessing.get_context("forkserver").set_forkserver_preload(_FORKSERVER_PRELOAD)
+    logger.info(
+        "async: this process holds a GL context (something rendered here); workers start from a "
+        "fork server instead of a fork of this process, whose GL state would hang them"
+    )
+    return "forkserver"
 
 
 _BATCHED_ACTIONS = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
@@ -121,6 +168,9 @@ class ActiveSubsetAsyncVectorEnv(AsyncVectorEnv):
     pipes (``shared_memory=False``), which gives the same observations, only
     slower, and one log line says so.
 
+    Workers are forked from this process, or from a fork server when this
+    process holds a GL context (:func:`async_start_method` says why).
+
     Example:
         >>> import gymnasium as gym
         >>> vec = ActiveSubsetAsyncVectorEnv([lambda: gym.make("CartPole-v1")] * 2)
@@ -130,13 +180,18 @@ class ActiveSubsetAsyncVectorEnv(AsyncVectorEnv):
     """
 
     def __init__(self, env_fns: Sequence[Callable[[], gym.Env[Any, Any]]]) -> None:
+        context = async_start_method()
         try:
-            super().__init__(env_fns, shared_memory=True, copy=True, autoreset_mode="Disabled")
+            super().__init__(
+                env_fns, shared_memory=True, copy=True, context=context, autoreset_mode="Disabled"
+            )
         except ValueError as exc:
             if not isinstance(exc.__cause__, CustomSpaceError):
                 raise
             # Raised before any worker started (only the probe env was built and closed).
-            super().__init__(env_fns, shared_memory=False, copy=True, autoreset_mode="Disabled")
+            super().__init__(
+                env_fns, shared_memory=False, copy=True, context=context, autoreset_mode="Disabled"
+            )
             logger.info(
                 "async: observation space %s cannot be placed in shared memory (it holds a %s space); "
                 "observations are sent through the worker pipes instead (shared_memory=False)",
