@@ -15,7 +15,13 @@ Both sides step the same envs from the same seed, so they take identical
 actions (checked at the end). Rounds alternate local / openpi and the median
 of each is printed: steps/s, the ratio openpi / local (target >= 0.5), the
 per-step round trip (mean and 95th percentile of ``transport.infer`` for 16
-requests) and the server's own ``infer_ms``.
+requests), the server's own ``infer_ms``, the CPU each side spends per
+request (the client's inside ``transport.infer``, the server process's
+whole), and a floor: the same 16 loopback round trips per step with no
+protocol at all (a Python echo server in a child process, 60-byte
+messages, one selector loop on each side), i.e. what the sockets alone cost
+on this machine at this load. The load average is printed with the numbers
+(``/proc/loadavg``): on a busy machine every number here is slower.
 
 Usage:
     python benchmarks/remote.py [--steps 2000] [--rounds 3]
@@ -26,11 +32,14 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import selectors
+import socket
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -73,11 +82,77 @@ def start_server() -> tuple[subprocess.Popen[str], str]:
     return proc, found.group(1)
 
 
+ECHO_SERVER = """
+import selectors, socket, sys
+listener = socket.create_server(("127.0.0.1", 0))
+print(listener.getsockname()[1], flush=True)
+selector = selectors.DefaultSelector()
+for _ in range(int(sys.argv[1])):
+    conn = listener.accept()[0]
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    selector.register(conn, selectors.EVENT_READ)
+while True:
+    for key, _ in selector.select():
+        data = key.fileobj.recv(65536)
+        if not data:
+            sys.exit(0)
+        key.fileobj.send(data)
+"""
+
+
+def socket_floor(steps: int) -> float:
+    """Microseconds per step of ``NUM_ENVS`` bare loopback round trips (60 bytes each way, no protocol)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", ECHO_SERVER, str(NUM_ENVS)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    port = int(proc.stdout.readline())
+    selector = selectors.DefaultSelector()
+    conns = []
+    for _ in range(NUM_ENVS):
+        conn = socket.create_connection(("127.0.0.1", port))
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        selector.register(conn, selectors.EVENT_READ)
+        conns.append(conn)
+    message = b"x" * 60
+
+    def step() -> None:
+        for conn in conns:
+            conn.send(message)
+        answered = 0
+        while answered < NUM_ENVS:
+            for key, _ in selector.select():
+                key.fileobj.recv(65536)  # type: ignore[union-attr]
+                answered += 1
+
+    for _ in range(100):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    elapsed = time.perf_counter() - start
+    for conn in conns:
+        conn.close()
+    proc.wait(10)
+    return elapsed * 1e6 / steps
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    print(f"load average {load()} at the start")
     envs = gym.make_vec(ENV_ID, num_envs=NUM_ENVS, vectorization_mode="sync")
     context = PolicyContext(ENV_ID, NUM_ENVS, envs.single_observation_space, envs.single_action_space, {})
     local = build_policy(POLICY, {}, context)
@@ -88,10 +163,12 @@ def main() -> None:
         trips: list[float] = []
         infer = transport.infer
         infer_ms: list[float] = []
+        client_cpu = [0.0]
 
         def timed(requests: Any) -> Any:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             replies = infer(requests)
+            client_cpu[0] += time.process_time() - cpu
             trips.append((time.perf_counter() - start) * 1000.0)
             infer_ms.extend(r["server_timing"]["infer_ms"] for r in replies)
             return replies
@@ -99,10 +176,13 @@ def main() -> None:
         transport.infer = timed
         run(envs, remote.act, 50)  # warm up: open the 16 connections
         local_rates, remote_rates = [], []
+        server_cpu, client_cpu[0] = 0.0, 0.0
         for _ in range(args.rounds):
             trips.clear()
             local_rates.append(run(envs, local.act, args.steps)[0])
+            before = process_cpu(proc.pid)
             rate, remote_last = run(envs, remote.act, args.steps)
+            server_cpu += process_cpu(proc.pid) - before
             remote_rates.append(rate)
         local_last = run(envs, local.act, args.steps)[1]
         remote.close()
@@ -122,7 +202,18 @@ def main() -> None:
         f"({trip * 1000 / NUM_ENVS:.0f} us per request)"
     )
     print(f"  server infer_ms       mean {statistics.fmean(infer_ms):.3f} ms per request")
+    requests = args.rounds * args.steps * NUM_ENVS
+    print(
+        f"  CPU per request       client {client_cpu[0] * 1e6 / requests:.1f} us (in transport.infer), "
+        f"server {server_cpu * 1e6 / requests:.1f} us (its process)"
+    )
+    floor = socket_floor(args.steps)
+    print(
+        f"  socket floor          {floor:.0f} us per step for {NUM_ENVS} bare loopback round trips "
+        f"(ratio at most {1000 / local_rate / (1000 / local_rate + floor / 1000):.2f} over 16 connections)"
+    )
     print(f"  same final actions    {same}")
+    print(f"  load average          {load()} (at the end; {os.cpu_count()} CPUs)")
 
 
 if __name__ == "__main__":

@@ -91,8 +91,15 @@ def _pack_array(obj: Any) -> Any:
     return obj
 
 
+_DTYPES: dict[str, np.dtype[Any]] = {}
+"""dtypes already checked, by their text: a frame's ``np.dtype("<f4")`` costs more than the array."""
+
+
 def _dtype(obj: dict[Any, Any]) -> np.dtype[Any]:
     text = obj.get(b"dtype")
+    known = _DTYPES.get(text) if isinstance(text, str) else None
+    if known is not None:
+        return known
     if not isinstance(text, str):
         raise OpenpiCodecError(f"an array's dtype must be text, got {type(text).__name__}")
     try:
@@ -101,6 +108,8 @@ def _dtype(obj: dict[Any, Any]) -> np.dtype[Any]:
         raise OpenpiCodecError(f"unknown dtype {text!r}") from exc
     if dtype.kind in REFUSED_KINDS:
         raise OpenpiCodecError(f"refused an array of dtype {dtype} (openpi carries no {dtype.kind!r} arrays)")
+    if len(_DTYPES) < 256:  # a peer cannot grow it without bound
+        _DTYPES[text] = dtype
     return dtype
 
 
@@ -108,9 +117,7 @@ def _unpack_array(obj: dict[Any, Any]) -> Any:
     if NDARRAY_TAG in obj:
         dtype = _dtype(obj)
         shape, data = obj.get(b"shape"), obj.get(b"data")
-        if not isinstance(shape, list | tuple) or not all(
-            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape
-        ):
+        if not isinstance(shape, list | tuple) or not all(type(n) is int and n >= 0 for n in shape):
             raise OpenpiCodecError(f"an array's shape must be a list of sizes >= 0, got {shape!r}")
         if not isinstance(data, bytes):
             raise OpenpiCodecError(f"an array's data must be bytes, got {type(data).__name__}")

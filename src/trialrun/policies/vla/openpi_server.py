@@ -90,7 +90,13 @@ from trialrun.policies.server import (
     ServerLimits,
     _wire_size,
 )
-from trialrun.policies.vla.openpi import AUTH_HEADER, AUTH_SCHEME, CLOSE_INTERNAL_ERROR, RECV_BYTES
+from trialrun.policies.vla.openpi import (
+    AUTH_HEADER,
+    AUTH_SCHEME,
+    CLOSE_INTERNAL_ERROR,
+    RECV_BYTES,
+    binary_frame,
+)
 from trialrun.policies.vla.openpi_codec import packb, unpackb
 
 logger = logging.getLogger(__name__)
@@ -478,8 +484,8 @@ class OpenpiPolicyServer(PolicyServer):
                 continue
             if peer.prev_total is not None:
                 result["server_timing"]["prev_total_ms"] = peer.prev_total * 1000.0
-            peer.protocol.send_binary(packb(result))
-            self._send(peer)
+            peer.out += binary_frame(packb(result), masked=False)
+            self._flush(peer)
             now = time.monotonic()
             peer.prev_total = now - start
             peer.deadline = now + self.limits.session_idle_timeout
