@@ -39,7 +39,7 @@ from trialrun.errors import ConfigError, RemotePolicyError
 from trialrun.execution.runner import run_evaluation
 from trialrun.policies import PolicyContext, build_policy
 from trialrun.policies.server import ServerLimits
-from trialrun.policies.vla.openpi import OpenpiServerError, OpenpiTransport
+from trialrun.policies.vla.openpi import OpenpiServerError, OpenpiTransport, binary_frame
 from trialrun.policies.vla.openpi_codec import OpenpiCodecError, packb, unpackb
 from trialrun.policies.vla.openpi_server import ERROR_CLOSE_REASON, OpenpiPolicyServer
 from trialrun.runfiles import read_manifest
@@ -853,3 +853,23 @@ def test_a_request_over_the_servers_frame_limit_is_refused_as_too_big(
         f"the openpi policy server at {server.url} refused request 0 as too big ("
     )
     assert len(transport.infer(pendulum_requests(1))) == 1  # a new connection
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536])
+def test_binary_frame_is_what_websockets_parses_on_either_side(size: int) -> None:
+    from websockets.client import ClientProtocol
+    from websockets.protocol import State
+    from websockets.server import ServerProtocol
+    from websockets.uri import parse_uri
+
+    payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    server = ServerProtocol(state=State.OPEN, max_size=None)  # reads masked frames, as a client sends
+    server.receive_data(binary_frame(payload, masked=True))
+    client = ClientProtocol(parse_uri("ws://x"), state=State.OPEN, max_size=None)  # reads unmasked ones
+    client.receive_data(binary_frame(payload, masked=False))
+    for protocol in (server, client):
+        (frame,) = protocol.events_received()
+        assert (frame.opcode.name, frame.fin, frame.data) == ("BINARY", True, payload)
+        assert protocol.data_to_send() == []  # nothing to complain about
+    masks = {binary_frame(b"x", masked=True)[2:6] for _ in range(8)}
+    assert len(masks) == 8  # a fresh mask per frame
