@@ -29,8 +29,11 @@ How it waits: one thread (the caller's) drives every connection. The
 sockets are non-blocking and registered with one :mod:`selectors` selector;
 the WebSocket framing is websockets' sans-I/O ``ClientProtocol`` (a few
 microseconds a frame), so there is no reader thread per connection and no
-hand-off between threads. On 127.0.0.1 a thread per connection cost about
-200 us of CPU per request, most of the round trip; this costs about 30.
+hand-off between threads; data frames are written directly
+(:func:`binary_frame`). On 127.0.0.1 (``benchmarks/remote.py``, 16
+connections) a step's 16 round trips took 2.3 ms with websockets' threaded
+client and the asyncio server, 0.73 ms with this client and the selector
+server, at about 27 us of client CPU per request.
 Connections are opened (handshake and metadata read, blocking, within
 ``timeout``) when first needed and kept for the next step; an idle
 connection the server closed meanwhile is noticed and dropped.
