@@ -209,7 +209,6 @@ class OpenpiTransport:
         self._ws = require_extra("websockets.client", "remote", "openpi policies")
         self._uri = require_extra("websockets.uri", "remote", "openpi policies")
         self._exc = require_extra("websockets.exceptions", "remote", "openpi policies")
-        self._frames = require_extra("websockets.frames", "remote", "openpi policies")
         if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
             raise ConfigError(f"url must be ws://HOST:PORT, got {url!r}", field="policy.kwargs.url")
         if (
@@ -373,6 +372,8 @@ class OpenpiTransport:
             raise
         except OSError as exc:
             raise _Dropped(_reason(exc)) from None
+        if data and isinstance(conn.sock, ssl.SSLSocket):  # wss: TLS may hold decrypted bytes the
+            data += _pending_tls(conn.sock)  # selector cannot see: read them now
         if data:
             protocol.receive_data(data)
         else:
@@ -614,6 +615,17 @@ class OpenpiTransport:
                 f"{self.max_message_bytes} (max_message_bytes)"
             )
         return frame
+
+
+def _pending_tls(sock: ssl.SSLSocket) -> bytes:
+    """What TLS decrypted already but ``recv`` did not return (one record per call)."""
+    parts = []
+    while sock.pending():
+        try:
+            parts.append(sock.recv(RECV_BYTES))
+        except (BlockingIOError, ssl.SSLWantReadError):
+            break
+    return b"".join(parts)
 
 
 def _sent_at(conn: _Connection) -> float:
