@@ -29,10 +29,10 @@ shipped ``cartpole-pd``'s gains), every episode 200 steps:
   called in a Python loop, ``rounds`` x 200 steps (what a Playground user
   writes; nothing recorded);
 - **trialrun run** of the same env, policy and episodes (``rounds`` x 1024),
-  for each of ``--lanes`` (default ``8,32,1024``): ``lanes: 32`` is the
-  default and ``lanes: 8`` the old one (both: identical records for any
-  ``num_envs``), ``lanes: 1024`` is one ``vmap`` over every world, as the
-  plain loop.
+  for each of ``--lanes`` (default ``8,32,128,1024``): ``lanes: 128`` is
+  the default and ``lanes: 8`` the old one (any fixed width gives identical
+  records for any ``num_envs``), ``lanes: 1024`` is one ``vmap`` over every
+  world, as the plain loop.
 
 Compile time (or the load from JAX's persistent cache) is excluded from
 env-steps/s and printed apart: the plain loop's first calls, and the
@@ -46,7 +46,7 @@ this process's high-water mark after each case's first run (VmHWM; cases
 run in order).
 
     python benchmarks/batched.py [--worlds 1024] [--episodes 65536] [--rounds 3]
-    python benchmarks/batched.py --mjx [--worlds 1024] [--rounds 4] [--lanes 8,32,1024] [--repeats 3]
+    python benchmarks/batched.py --mjx [--worlds 1024] [--rounds 4] [--lanes 8,32,128,1024] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -302,7 +302,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=65536)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--mjx", action="store_true", help="the MuJoCo Playground comparison instead")
-    parser.add_argument("--lanes", default="8,32,1024", help="--mjx: the lane counts of the trialrun runs")
+    parser.add_argument("--lanes", default="8,32,128,1024", help="--mjx: lane counts of the trialrun runs")
     parser.add_argument("--repeats", type=int, default=3, help="--mjx: interleaved repetitions (medians)")
     args = parser.parse_args()
     if args.mjx:
