@@ -873,3 +873,33 @@ def test_binary_frame_is_what_websockets_parses_on_either_side(size: int) -> Non
         assert protocol.data_to_send() == []  # nothing to complain about
     masks = {binary_frame(b"x", masked=True)[2:6] for _ in range(8)}
     assert len(masks) == 8  # a fresh mask per frame
+
+
+def test_a_handshake_answer_that_arrives_in_pieces_is_read_whole(transports: list[OpenpiTransport]) -> None:
+    import socket
+
+    from websockets.server import ServerProtocol
+
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve_in_pieces() -> None:
+        conn, _ = listener.accept()
+        protocol = ServerProtocol()
+        while not (events := protocol.events_received()):
+            protocol.receive_data(conn.recv(65536))
+        protocol.send_response(protocol.accept(events[0]))
+        answer = b"".join(protocol.data_to_send()) + binary_frame(packb({"action_horizon": 3}), masked=False)
+        for piece in (answer[:20], answer[20:-5], answer[-5:]):  # mid-header, mid-frame
+            conn.sendall(piece)
+            time.sleep(0.05)
+        conn.recv(1)  # until the client closes
+        conn.close()
+
+    thread = threading.Thread(target=serve_in_pieces, daemon=True)
+    thread.start()
+    transport = OpenpiTransport(f"ws://127.0.0.1:{listener.getsockname()[1]}", timeout=5)
+    transports.append(transport)
+    assert transport.metadata == {"action_horizon": 3}
+    transport.close()
+    thread.join(5)
+    listener.close()

@@ -209,6 +209,11 @@ class OpenpiTransport:
         self._ws = require_extra("websockets.client", "remote", "openpi policies")
         self._uri = require_extra("websockets.uri", "remote", "openpi policies")
         self._exc = require_extra("websockets.exceptions", "remote", "openpi policies")
+        # enum members compared by identity on the hot path (``.name`` is a property call)
+        opcodes = require_extra("websockets.frames", "remote", "openpi policies").Opcode
+        self._TEXT, self._BINARY, self._CONT = opcodes.TEXT, opcodes.BINARY, opcodes.CONT
+        states = require_extra("websockets.protocol", "remote", "openpi policies").State
+        self._OPEN, self._CONNECTING = states.OPEN, states.CONNECTING
         if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
             raise ConfigError(f"url must be ws://HOST:PORT, got {url!r}", field="policy.kwargs.url")
         if (
@@ -383,10 +388,9 @@ class OpenpiTransport:
             kind = getattr(event, "opcode", None)
             if kind is None:  # the handshake's response: protocol.handshake_exc says if it failed
                 continue
-            opcode = kind.value
-            if opcode in (1, 2):  # text, binary
-                conn.parts, conn.text = [event.data], opcode == 1
-            elif opcode == 0:  # continuation
+            if kind is self._BINARY or kind is self._TEXT:
+                conn.parts, conn.text = [event.data], kind is self._TEXT
+            elif kind is self._CONT:
                 conn.parts.append(event.data)
             else:  # control frames: websockets answers pings and closes itself
                 continue
@@ -400,7 +404,7 @@ class OpenpiTransport:
                 conn.sock.send(b"".join(outgoing))
         if message is not None:
             return self._decode(conn, message)
-        if protocol.state.name in ("CLOSING", "CLOSED") or not data:
+        if not data or (protocol.state is not self._OPEN and protocol.state is not self._CONNECTING):
             raise self._closed_error(conn)
         return None
 

@@ -201,6 +201,11 @@ class OpenpiPolicyServer(PolicyServer):
         }
         self._metadata_frame = packb(self.metadata)
         self._ws = require_extra("websockets.server", "remote", "serve-policy")
+        # enum members compared by identity on the hot path (``.name`` is a property call)
+        states = require_extra("websockets.protocol", "remote", "serve-policy").State
+        self._OPEN, self._CLOSED = states.OPEN, states.CLOSED
+        opcodes = require_extra("websockets.frames", "remote", "serve-policy").Opcode
+        self._TEXT, self._BINARY, self._CONT = opcodes.TEXT, opcodes.BINARY, opcodes.CONT
         self._selector: selectors.BaseSelector | None = None
         self._wake: socket.socket | None = None
         self._stop_requested = False
@@ -413,7 +418,7 @@ class OpenpiPolicyServer(PolicyServer):
             return
         if not data:
             protocol.receive_eof()
-        elif protocol.state.name == "OPEN" and peer in self._budget.connections:
+        elif protocol.state is self._OPEN and peer in self._budget.connections:
             if not self._budget.admit(peer, len(data)):
                 return  # over the bytes in flight: closed with 1013
             protocol.receive_data(data)
@@ -424,11 +429,10 @@ class OpenpiPolicyServer(PolicyServer):
             if kind is None:
                 self._handshake(peer, event)
                 continue
-            opcode = kind.value
             size = _wire_size(len(event.data))
-            if opcode in (1, 2):  # text, binary
-                peer.parts, peer.text = [event.data], opcode == 1
-            elif opcode == 0:  # continuation
+            if kind is self._BINARY or kind is self._TEXT:
+                peer.parts, peer.text = [event.data], kind is self._TEXT
+            elif kind is self._CONT:
                 peer.parts.append(event.data)
             else:  # close, ping, pong: websockets answers them
                 self._budget.release(peer, size)
@@ -438,7 +442,7 @@ class OpenpiPolicyServer(PolicyServer):
                 peer.parts = []
                 ready.append((peer, message, peer.text, size))
         self._send(peer)
-        if not data or protocol.state.name == "CLOSED":
+        if not data or protocol.state is self._CLOSED:
             self._drop(peer)
 
     def _handshake(self, peer: _Peer, request: Any) -> None:
@@ -461,7 +465,7 @@ class OpenpiPolicyServer(PolicyServer):
         peers: list[tuple[_Peer, int]] = []
         requests: list[Any] = []
         for peer, message, text, size in ready:
-            if peer not in self._peers or peer.protocol.state.name != "OPEN":
+            if peer not in self._peers or peer.protocol.state is not self._OPEN:
                 continue  # closed meanwhile (over the budget, or an earlier request failed)
             try:
                 if text:
@@ -477,7 +481,7 @@ class OpenpiPolicyServer(PolicyServer):
         results = self.answer_many(requests)
         for (peer, size), result in zip(peers, results, strict=True):
             self._budget.release(peer, size)
-            if peer not in self._peers or peer.protocol.state.name != "OPEN":
+            if peer not in self._peers or peer.protocol.state is not self._OPEN:
                 continue
             if isinstance(result, Exception):
                 self._fail(peer, result)
