@@ -903,3 +903,19 @@ def test_a_handshake_answer_that_arrives_in_pieces_is_read_whole(transports: lis
     transport.close()
     thread.join(5)
     listener.close()
+
+
+def test_request_bytes_in_flight_are_released_once_answered_fragmented_or_not(
+    serve: Callable[..., OpenpiPolicyServer],
+) -> None:
+    server = serve()
+    frame = packb(pendulum_requests(1)[0])
+    with ws_client.connect(server.url, compression=None, proxy=None, ping_interval=None) as ws:
+        ws.recv()  # the metadata
+        for _ in range(3):
+            ws.send([frame[:10], frame[10:20], frame[20:]])  # one message in three frames
+            assert unpackb(ws.recv())["actions"].shape == (1, 1)
+            ws.send(frame)
+            assert unpackb(ws.recv())["actions"].shape == (1, 1)
+        assert server._budget.total == 0
+        assert server._budget.peak >= len(frame)

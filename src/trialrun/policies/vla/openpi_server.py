@@ -123,6 +123,7 @@ class _Peer:
         "inflight",
         "out",
         "owner",
+        "partial",
         "parts",
         "prev_total",
         "protocol",
@@ -138,6 +139,7 @@ class _Peer:
         self.sock = sock
         self.protocol = protocol
         self.parts: list[bytes] = []  # fragments of a message still arriving
+        self.partial = 0  # their bytes on the wire (released when the message is answered)
         self.text = False  # whether that message is a text frame
         self.out = b""  # bytes the socket did not take yet
         self.writing = False  # registered for EVENT_WRITE (``out`` was not empty)
@@ -431,16 +433,17 @@ class OpenpiPolicyServer(PolicyServer):
                 continue
             size = _wire_size(len(event.data))
             if kind is self._BINARY or kind is self._TEXT:
-                peer.parts, peer.text = [event.data], kind is self._TEXT
+                peer.parts, peer.text, peer.partial = [event.data], kind is self._TEXT, size
             elif kind is self._CONT:
                 peer.parts.append(event.data)
+                peer.partial += size
             else:  # close, ping, pong: websockets answers them
                 self._budget.release(peer, size)
                 continue
             if event.fin:
                 message = peer.parts[0] if len(peer.parts) == 1 else b"".join(peer.parts)
-                peer.parts = []
-                ready.append((peer, message, peer.text, size))
+                ready.append((peer, message, peer.text, peer.partial))
+                peer.parts, peer.partial = [], 0
         self._send(peer)
         if not data or protocol.state is self._CLOSED:
             self._drop(peer)
@@ -453,7 +456,7 @@ class OpenpiPolicyServer(PolicyServer):
             if response.status_code != 101:  # not a WebSocket handshake
                 self._budget.admitted.discard(peer)
         protocol.send_response(response)
-        if protocol.state.name == "OPEN":
+        if protocol.state is self._OPEN:
             protocol.send_binary(self._metadata_frame)
             peer.deadline = time.monotonic() + self.limits.session_idle_timeout
         else:
@@ -466,6 +469,7 @@ class OpenpiPolicyServer(PolicyServer):
         requests: list[Any] = []
         for peer, message, text, size in ready:
             if peer not in self._peers or peer.protocol.state is not self._OPEN:
+                self._budget.release(peer, size)
                 continue  # closed meanwhile (over the budget, or an earlier request failed)
             try:
                 if text:
