@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import logging
 import re
 import subprocess
 import sys
@@ -179,7 +180,9 @@ class FakeOpenpiServer:
     metadata first, one observation per request, ``server_timing`` added, and on an exception the
     traceback as a text frame followed by close 1011 with openpi's reason. Records what it saw."""
 
-    def __init__(self, infer: Callable[[dict[str, Any], Any], dict[str, Any]], metadata: Any = None) -> None:
+    def __init__(
+        self, infer: Callable[[dict[str, Any], Any], dict[str, Any]], metadata: Any = None, **options: Any
+    ) -> None:
         self.infer = infer
         self.metadata = {"action_horizon": 5} if metadata is None else metadata
         self.error_text: str | None = None  # sent instead of the real traceback when set
@@ -189,7 +192,9 @@ class FakeOpenpiServer:
         self.connections: list[Any] = []
         self.lock = threading.Lock()
         self.release = threading.Event()  # ends a hanging request
-        self.server = ws_server.serve(self._handle, "127.0.0.1", 0, compression=None, max_size=None)
+        self.server = ws_server.serve(
+            self._handle, "127.0.0.1", 0, compression=None, max_size=None, **options
+        )
         self.url = f"ws://127.0.0.1:{self.server.socket.getsockname()[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -284,9 +289,9 @@ def cleanup() -> Iterator[list[Callable[[], None]]]:
 @pytest.fixture
 def fake(cleanup: list[Callable[[], None]]) -> Callable[..., FakeOpenpiServer]:
     def start(
-        infer: Callable[..., dict[str, Any]] = chunk_of_state, metadata: Any = None
+        infer: Callable[..., dict[str, Any]] = chunk_of_state, metadata: Any = None, **options: Any
     ) -> FakeOpenpiServer:
-        server = FakeOpenpiServer(infer, metadata)
+        server = FakeOpenpiServer(infer, metadata, **options)
         cleanup.append(server.stop)
         return server
 
@@ -919,3 +924,21 @@ def test_request_bytes_in_flight_are_released_once_answered_fragmented_or_not(
             assert unpackb(ws.recv())["actions"].shape == (1, 1)
         assert server._budget.total == 0
         assert server._budget.peak >= len(frame)
+
+
+def test_connections_a_keepalive_closed_while_idle_are_replaced_quietly(
+    fake: Any, transports: list[OpenpiTransport], caplog: pytest.LogCaptureFixture
+) -> None:
+    # openpi's server pings every 20 s and closes with 1011 "keepalive ping timeout" when no
+    # pong comes; between steps nothing reads this client's sockets, so a long pause gets there
+    server = fake(ping_interval=0.1, ping_timeout=0.1)
+    transport = OpenpiTransport(server.url, max_connections=2)
+    transports.append(transport)
+    first = transport.infer(states(2))
+    time.sleep(0.8)
+    with caplog.at_level(logging.WARNING, logger="trialrun.policies.vla.openpi"):
+        again = transport.infer(states(2))
+    assert transport.reconnects == 0 and caplog.records == []
+    assert len(server.headers) == 4  # two connections, then two new ones
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a["actions"], b["actions"])

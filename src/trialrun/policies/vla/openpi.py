@@ -36,7 +36,10 @@ client and the asyncio server, 0.73 ms with this client and the selector
 server, at about 27 us of client CPU per request.
 Connections are opened (handshake and metadata read, blocking, within
 ``timeout``) when first needed and kept for the next step; an idle
-connection the server closed meanwhile is noticed and dropped.
+connection the server closed meanwhile is dropped before the next step,
+quietly. (Nothing reads the sockets between steps, so a pause of more than
+40 s lets openpi's server close them: it pings every 20 s and gives up with
+1011 "keepalive ping timeout" 20 s later. That close is not the policy's error.)
 
 Failures (each a ``RemotePolicyError`` naming the address):
 
