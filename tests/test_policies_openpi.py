@@ -942,3 +942,17 @@ def test_connections_a_keepalive_closed_while_idle_are_replaced_quietly(
     assert len(server.headers) == 4  # two connections, then two new ones
     for a, b in zip(first, again, strict=True):
         np.testing.assert_array_equal(a["actions"], b["actions"])
+
+
+def test_a_reply_over_max_message_bytes_is_refused_naming_the_limit(
+    fake: Any, transports: list[OpenpiTransport]
+) -> None:
+    server = fake()  # metadata of 17 bytes, replies of about 200
+    transport = OpenpiTransport(server.url, max_message_bytes=100)
+    transports.append(transport)
+    with pytest.raises(RemotePolicyError) as info:
+        transport.infer(states(1))
+    assert str(info.value) == (
+        f"the openpi policy server at {server.url} answered request 0 with a frame over 100 bytes "
+        "(max_message_bytes)"
+    )
