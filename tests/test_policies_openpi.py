@@ -956,3 +956,17 @@ def test_a_reply_over_max_message_bytes_is_refused_naming_the_limit(
         f"the openpi policy server at {server.url} answered request 0 with a frame over 100 bytes "
         "(max_message_bytes)"
     )
+
+
+def test_requests_bigger_than_a_socket_buffer_go_out_in_pieces(
+    serve: Callable[..., OpenpiPolicyServer], transports: list[OpenpiTransport]
+) -> None:
+    server = serve()
+    transport = OpenpiTransport(server.url, max_connections=2)
+    transports.append(transport)
+    image = np.arange(8 << 20, dtype=np.uint8)  # 8 MiB each: several sends per request
+    requests = [{**request, "observation/image": image} for request in pendulum_requests(3)]
+    replies = transport.infer(requests)
+    small = transport.infer(pendulum_requests(3))
+    for big, plain in zip(replies, small, strict=True):
+        np.testing.assert_array_equal(big["actions"], plain["actions"])

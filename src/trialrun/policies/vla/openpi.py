@@ -339,12 +339,13 @@ class OpenpiTransport:
             finished: list[tuple[_Connection, Any]] = []
             for key, events in self._selector.select(remaining):
                 conn = key.data
-                if events & selectors.EVENT_WRITE:
-                    self._flush(conn)
-                if not events & selectors.EVENT_READ:
-                    continue
                 try:
-                    reply = self._read(conn)
+                    if events & selectors.EVENT_WRITE:  # the rest of a request too big for one send
+                        try:
+                            self._flush(conn)
+                        except OSError as exc:
+                            raise _Dropped(_reason(exc)) from None
+                    reply = self._read(conn) if events & selectors.EVENT_READ else None
                 except _Dropped as exc:
                     self._discard(conn)
                     if conn in busy:
