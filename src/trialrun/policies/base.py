@@ -67,6 +67,15 @@ class CallablePolicy:
     def act(self, obs: Any) -> Any:
         return self._fn(obs)
 
+    @property
+    def pure(self) -> bool:
+        """Whether the function is a jitted JAX function (it has ``lower`` and
+        ``trace``): a pure function of the observations, so one more call
+        changes nothing (a plain function may draw from a global generator).
+        The batched rollout then queues steps one ahead
+        (:class:`trialrun.envs.batched.StepsAhead`)."""
+        return callable(getattr(self._fn, "lower", None)) and callable(getattr(self._fn, "trace", None))
+
     def reset(self, mask: np.ndarray, seeds: Sequence[int | None] | None = None) -> None:
         """Stateless: nothing to clear."""
 
