@@ -140,6 +140,33 @@ def test_the_default_lanes_give_the_same_records_for_1_and_129_worlds(env1: Play
     many.close()
 
 
+class _Opaque:
+    """The jitted policy behind a plain ``act``: not known to be pure, so the
+    rollout steps without queueing ahead."""
+
+    def __init__(self) -> None:
+        self.act = jax_push()
+
+    def reset(self, mask: np.ndarray, seeds: Any = None) -> None:
+        pass
+
+
+def test_steps_queued_one_ahead_give_the_records_of_steps_taken_one_by_one(
+    env6: PlaygroundBatchedEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dropped: list[int] = []
+    discard = env6.discard
+    monkeypatch.setattr(env6, "discard", lambda pending: (dropped.append(1), discard(pending)))
+    slots = plan_job(5, "pg", 14)  # 6 worlds: ends at steps 30, 60 and 90 (2 slots in the last round)
+    assert CallablePolicy(jax_push()).pure and not CallablePolicy(np.asarray).pure
+    ahead = _run(env6, slots, lambda ctx: CallablePolicy(jax_push()))
+    assert len(dropped) == 3  # the step queued after each round's last one
+    one_by_one = _run(env6, slots, lambda ctx: _Opaque())
+    assert len(dropped) == 3
+    assert {e: r.outcome for e, r in ahead.items()} == {e: r.outcome for e, r in one_by_one.items()}
+    assert {r.outcome["length"] for r in ahead.values()} == {STEPS}
+
+
 def test_a_rerun_on_the_same_env_is_identical(env6: PlaygroundBatchedEnv) -> None:
     slots = plan_job(9, "pg", 5)
     first = _run(env6, slots)

@@ -402,3 +402,110 @@ def test_a_per_world_factor_hook_sets_each_starting_world_and_records_the_value_
     applied = [f["mass"] for _, factors in env.calls for f in factors if f]
     assert sorted(applied) == [1.0 + k / 100 for k in range(5)]  # every slot once, before its reset
     assert any(f == {} for _, factors in env.calls for f in factors)  # idle worlds go back to nominal
+
+
+class _Counters:
+    """Exact-mode worlds held as arrays: world ``i`` counts its steps, its
+    episode lasts ``3 + seed % 5`` steps and a step's reward is the action
+    times the count. A step that runs past a world's end raises, as the probe does."""
+
+    mode = "exact"
+
+    def __init__(self, n: int) -> None:
+        self.num_worlds = n
+        self.single_observation_space = gym.spaces.Box(-np.inf, np.inf, (1,))
+        self.single_action_space = gym.spaces.Box(-np.inf, np.inf, (1,))
+        self.count = np.zeros(n)
+        self.length = np.zeros(n)
+        self.ends = 0  # steps at which some world's episode ended
+
+    def reset_worlds(self, mask: Any, seeds: Any) -> Any:
+        self.count = np.where(mask, 0.0, self.count)
+        self.length = np.where(mask, [3 + (s or 0) % 5 for s in seeds], self.length)
+        return self.count[:, None].copy(), {}
+
+    def reset_all(self, seed: int) -> Any:
+        raise NotImplementedError
+
+    def step(self, actions: Any) -> Any:
+        if (self.count >= self.length).any():
+            raise RuntimeError("a finished world was stepped")
+        self.count = self.count + 1
+        terminated = self.count >= self.length
+        self.ends += bool(terminated.any())
+        return (
+            self.count[:, None].copy(),
+            np.asarray(actions)[:, 0] * self.count,
+            terminated,
+            terminated & False,
+            {},
+        )
+
+    def close(self) -> None:
+        pass
+
+
+class _CountersAhead(_Counters):
+    """:class:`_Counters` with the StepsAhead hook: a queued step past a world's
+    end is allowed (it is dropped), reading one is not."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__(n)
+        self.dropped = 0
+
+    def step_async(self, actions: Any) -> Any:
+        before = self.count
+        self.count = self.count + 1
+        past = before >= self.length
+        rewards = np.asarray(actions)[:, 0] * self.count
+        return type(
+            "Queued",
+            (),
+            {
+                "obs": self.count[:, None].copy(),
+                "before": before,
+                "past": past,
+                "flags": (rewards, self.count >= self.length),
+            },
+        )()
+
+    def finish(self, pending: Any) -> Any:
+        if pending.past.any():
+            raise RuntimeError("a step past a world's end was read")
+        rewards, terminated = pending.flags
+        return pending.obs, rewards, terminated, terminated & False, {}
+
+    def discard(self, pending: Any) -> None:
+        self.dropped += 1
+        self.count = pending.before
+
+
+class _Doubler:
+    """A pure policy (``pure``: one more call changes nothing): the action is twice the count."""
+
+    pure = True
+
+    def act(self, obs: Any) -> Any:
+        return np.asarray(obs) * 2.0
+
+    def reset(self, mask: Any, seeds: Any = None) -> None:
+        pass
+
+
+def test_steps_queued_one_ahead_give_the_records_of_steps_taken_one_by_one() -> None:
+    slots = plan_job(8, "j", 23)
+    outcomes = []
+    plain, ahead = _Counters(4), _CountersAhead(4)
+    for env in (plain, ahead):
+        results: list[EpisodeResult] = []
+        rollout_native(slots, env, lambda ctx: _Doubler(), results.append)  # type: ignore[arg-type]
+        outcomes.append({r.slot.episode: r.outcome for r in results})
+    assert outcomes[0] == outcomes[1]
+    assert sorted(outcomes[0]) == list(range(23))
+    for slot in slots:
+        length = 3 + slot.seed % 5
+        assert outcomes[0][slot.episode]["length"] == length
+        assert outcomes[0][slot.episode]["return"] == sum(2.0 * (k - 1) * k for k in range(1, length + 1))
+    # A queued step was dropped at every step where some world finished (lengths differ by seed).
+    assert ahead.dropped == plain.ends
+    assert plain.ends == 15

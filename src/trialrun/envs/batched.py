@@ -112,6 +112,33 @@ class PerWorldFactors(Protocol):
 
 
 @runtime_checkable
+class StepsAhead(Protocol):
+    """The optional hook of an exact-mode :class:`BatchedEnv` that can queue a
+    step before the previous one's results are read (JAX dispatches a jitted
+    call and returns at once). The batched rollout then dispatches step
+    ``t + 1`` before it reads step ``t``'s flags, so the simulator never waits
+    for the host's per-step work; when a world finished at ``t`` it discards
+    step ``t + 1`` (the state goes back to the end of ``t``) and resets the
+    finished worlds as usual, so the results are those of :meth:`BatchedEnv.step`.
+    Only used with a policy whose extra call changes nothing (``pure``).
+    """
+
+    def step_async(self, actions: Any) -> Any:
+        """Queue a step from the current state; return a handle whose ``obs``
+        are the step's observations (not waited for). The env's state becomes
+        the step's result at once, so a second ``step_async`` follows it."""
+        ...
+
+    def finish(self, pending: Any) -> BatchStep:
+        """Wait for a queued step (oldest first) and return what :meth:`BatchedEnv.step` returns."""
+        ...
+
+    def discard(self, pending: Any) -> None:
+        """Drop the newest queued step, unread: the state goes back to before it."""
+        ...
+
+
+@runtime_checkable
 class CompilesPrograms(Protocol):
     """The optional hook of a :class:`BatchedEnv` whose step is a program that
     must be compiled before it runs (JAX's ``jit``: about a minute on CPU the

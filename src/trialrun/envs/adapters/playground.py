@@ -133,6 +133,17 @@ class _Programs:
         return self.blank_leaves()
 
 
+@dataclass(frozen=True)
+class _Pending:
+    """A dispatched step: the state it started from (for ``discard``), its
+    observations and its packed reward/done/success (device arrays, maybe
+    not computed yet)."""
+
+    before: list[Any]
+    obs: Any
+    packed: Any
+
+
 _PROGRAMS: dict[tuple[int, int, int], tuple[Any, _Programs]] = {}
 """(id of the Playground env, worlds, lanes) -> (that env, its programs). The
 env is held so that its id is never reused for another."""
@@ -404,6 +415,11 @@ class PlaygroundBatchedEnv:
         )
 
     def step(self, actions: Any) -> BatchStep:
+        return self.finish(self.step_async(actions))
+
+    def step_async(self, actions: Any) -> _Pending:
+        """Dispatch a step (:class:`~trialrun.envs.batched.StepsAhead`): JAX
+        returns at once, the results are read by :meth:`finish`."""
         import jax.numpy as jnp
 
         if self._state is None:
@@ -413,15 +429,24 @@ class PlaygroundBatchedEnv:
             actions = actions.astype(np.float32, copy=False).reshape(shape)
         elif getattr(actions, "dtype", None) != jnp.float32 or actions.ndim != 2:
             actions = jnp.asarray(actions, dtype=jnp.float32).reshape(shape)
-        self._state, obs, packed = self._timed("step", self._device_fields(), self._state, actions)
-        flags = np.asarray(packed)
+        before = self._state
+        self._state, obs, packed = self._timed("step", self._device_fields(), before, actions)
+        return _Pending(before, obs, packed)
+
+    def finish(self, pending: _Pending) -> BatchStep:
+        """Wait for a dispatched step and return its results."""
+        flags = np.asarray(pending.packed)
         self._steps += 1
         terminated = flags[1] > 0.5
         truncated = (self._steps >= self.max_steps) & ~terminated
         infos: dict[str, Any] = {}
         if len(flags) > 2:
             infos = {"success": flags[2] > 0.5, "_success": np.ones(self.num_worlds, dtype=bool)}
-        return obs, flags[0].astype(np.float64), terminated, truncated, infos
+        return pending.obs, flags[0].astype(np.float64), terminated, truncated, infos
+
+    def discard(self, pending: _Pending) -> None:
+        """Drop the newest dispatched step, unread: back to the state before it."""
+        self._state = pending.before
 
     def render_worlds(self, worlds: Sequence[int]) -> list[np.ndarray]:
         """Frames of ``worlds`` from their current state, drawn by MuJoCo's
