@@ -18,6 +18,12 @@ The loop drives a :class:`~trialrun.envs.batched.BatchedEnv` in one of its two m
   (seed, first episode, world, ``num_envs``) under ``extra.wave``, since the
   result of a slot depends on ``num_envs`` in this mode.
 
+In exact mode, a simulator with the :class:`~trialrun.envs.batched.StepsAhead`
+hook (MuJoCo Playground) driven by a pure policy (a jitted JAX function) is
+stepped one ahead: step ``t + 1`` is queued before step ``t``'s flags are
+read, and dropped when a world finished at ``t``, so the device does not
+wait for the host's per-step work; the records are the same.
+
 Per finished episode there is a little Python (the result); the step path is
 array operations only. Observations and actions are passed between the
 simulator and the policy untouched.
