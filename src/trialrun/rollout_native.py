@@ -185,20 +185,17 @@ def _run_exact(
     # read, and dropped if a world finished at t. Only with a pure policy (its
     # extra call on the dropped step changes nothing) and nothing that reads
     # the simulator between steps (videos, trajectories, instructions).
-    ahead = (
-        isinstance(env, StepsAhead)
-        and bool(getattr(policy, "pure", False))
-        and film is None
-        and steps is None
-        and instruct is None
-    )
+    ahead: StepsAhead | None = None
+    reads_between = film is not None or steps is not None or instruct is not None
+    if isinstance(env, StepsAhead) and getattr(policy, "pure", False) and not reads_between:
+        ahead = env
     queued: Any = None
     obs = start(np.ones(n, dtype=bool))
     while active.any():
-        if isinstance(env, StepsAhead) and ahead:
-            current = queued if queued is not None else env.step_async(guard.act(policy, obs, active))
-            queued = env.step_async(guard.act(policy, current.obs, active))
-            obs, rewards, terminated, truncated, infos = guard.step(active, env.finish, current)
+        if ahead is not None:
+            current = queued if queued is not None else ahead.step_async(guard.act(policy, obs, active))
+            queued = ahead.step_async(guard.act(policy, current.obs, active))
+            obs, rewards, terminated, truncated, infos = guard.step(active, ahead.finish, current)
         else:
             actions = guard.act(policy, obs, active)
             obs, rewards, terminated, truncated, infos = guard.step(active, env.step, actions)
@@ -224,8 +221,8 @@ def _run_exact(
                     result.trajectory = steps.finish(i, result.outcome).get("trajectory")
                 on_episode(result)
         if done.any():
-            if isinstance(env, StepsAhead) and queued is not None:
-                env.discard(queued)
+            if ahead is not None and queued is not None:
+                ahead.discard(queued)
                 queued = None
             obs = start(done)
 
