@@ -509,3 +509,45 @@ def test_steps_queued_one_ahead_give_the_records_of_steps_taken_one_by_one() -> 
     # A queued step was dropped at every step where some world finished (lengths differ by seed).
     assert ahead.dropped == plain.ends
     assert plain.ends == 15
+
+
+class _Blocks:
+    """An on_episode that also takes a step's episodes at once (the runner's kind)."""
+
+    def __init__(self) -> None:
+        self.blocks: list[list[int]] = []
+
+    def __call__(self, result: EpisodeResult) -> None:
+        raise AssertionError("a sink with many() gets the step's episodes at once")
+
+    def many(self, results: list[EpisodeResult]) -> None:
+        self.blocks.append(sorted(r.slot.episode for r in results))
+
+
+def test_the_episodes_that_end_in_one_step_reach_the_sink_as_one_block() -> None:
+    plan = plan_job(3, "demo", 30)
+    env = make_batched_env("trialrun/SeedProbe-v0", {}, 4)
+    sink = _Blocks()
+    try:
+        rollout_native(plan, env, lambda ctx: build_policy("zero", {}, ctx), sink)
+    finally:
+        env.close()
+    # The schedule exact mode follows: a world takes the next slot when its
+    # episode ends, and a probe episode lasts probe_length(seed) steps.
+    queue, ends, expected = list(plan), [None] * 4, []
+    for world in range(4):
+        slot = queue.pop(0)
+        ends[world] = (probe_length(slot.seed), slot.episode)
+    while any(ends):
+        now = min(end[0] for end in ends if end)
+        finished = [world for world, end in enumerate(ends) if end and end[0] == now]
+        expected.append(sorted(ends[world][1] for world in finished))
+        for world in finished:
+            if queue:
+                slot = queue.pop(0)
+                ends[world] = (now + probe_length(slot.seed), slot.episode)
+            else:
+                ends[world] = None
+    assert sink.blocks == expected
+    assert sorted(e for block in expected for e in block) == list(range(30))
+    assert any(len(block) > 1 for block in expected)  # the case the block exists for

@@ -24,8 +24,10 @@ stepped one ahead: step ``t + 1`` is queued before step ``t``'s flags are
 read, and dropped when a world finished at ``t``, so the device does not
 wait for the host's per-step work; the records are the same.
 
-Per finished episode there is a little Python (the result); the step path is
-array operations only. Observations and actions are passed between the
+Per finished episode there is a little Python (the result), and the episodes
+that end in one step reach ``on_episode`` together (its ``many``, when it has
+one: one block of records, one write, one flush); the step path is array
+operations only. Observations and actions are passed between the
 simulator and the policy untouched.
 
 Example:
@@ -64,6 +66,7 @@ from trialrun.rollout import (
     EpisodeResult,
     Instruct,
     PolicyBuilder,
+    deliver,
     episode_instructions,
     record_extra,
     utc_now,
@@ -209,17 +212,23 @@ def _run_exact(
         guard.finished(ended)
         if ended:
             now = utc_now()
-            for i in ended:
-                slot = assigned[i]
-                if slot is None:  # an active world always has a slot
-                    raise RuntimeError(f"world {i} ended an episode without a slot")
-                result = _result(slot, i, tracker.result(i), started[i], now)
-                result.extra.update(record_extra(guard, i, result.outcome, episode_extra))
-                if film is not None:
-                    result.video = film.finish(i, result.outcome)
-                if steps is not None:
-                    result.trajectory = steps.finish(i, result.outcome).get("trajectory")
-                on_episode(result)
+            results: list[EpisodeResult] = []
+            try:
+                for i in ended:
+                    slot = assigned[i]
+                    if slot is None:  # an active world always has a slot
+                        raise RuntimeError(f"world {i} ended an episode without a slot")
+                    result = _result(slot, i, tracker.result(i), started[i], now)
+                    result.extra.update(record_extra(guard, i, result.outcome, episode_extra))
+                    if film is not None:
+                        result.video = film.finish(i, result.outcome)
+                    if steps is not None:
+                        result.trajectory = steps.finish(i, result.outcome).get("trajectory")
+                    results.append(result)
+            except BaseException:
+                deliver(on_episode, results)  # the step's episodes that ended before the error
+                raise
+            deliver(on_episode, results)  # one block: one validation, one write, one flush
         if done.any():
             if ahead is not None and queued is not None:
                 ahead.discard(queued)
@@ -279,28 +288,34 @@ def _run_waves(
             guard.finished(ended)
             active[ended] = False
             now = utc_now()
-            for i in ended:
-                slot = members[i]
-                if slot.episode not in wanted:
-                    continue
-                wave_info = {
-                    "seed": wave_seed,
-                    "first_episode": members[0].episode,
-                    "world": i,
-                    "num_envs": n,
-                }
-                # A direct constructor: dataclasses.replace costs ~10 us per episode.
-                waved = Slot(
-                    slot.job, slot.episode, wave_seed, slot.policy_seed, slot.factor_seed, slot.factors
-                )
-                result = _result(waved, i, tracker.result(i), started, now)
-                result.extra.update(record_extra(guard, i, result.outcome, episode_extra))
-                result.extra["wave"] = wave_info
-                if film is not None:
-                    result.video = film.finish(i, result.outcome)
-                if steps is not None:
-                    result.trajectory = steps.finish(i, result.outcome).get("trajectory")
-                on_episode(result)
+            results: list[EpisodeResult] = []
+            try:
+                for i in ended:
+                    slot = members[i]
+                    if slot.episode not in wanted:
+                        continue
+                    wave_info = {
+                        "seed": wave_seed,
+                        "first_episode": members[0].episode,
+                        "world": i,
+                        "num_envs": n,
+                    }
+                    # A direct constructor: dataclasses.replace costs ~10 us per episode.
+                    waved = Slot(
+                        slot.job, slot.episode, wave_seed, slot.policy_seed, slot.factor_seed, slot.factors
+                    )
+                    result = _result(waved, i, tracker.result(i), started, now)
+                    result.extra.update(record_extra(guard, i, result.outcome, episode_extra))
+                    result.extra["wave"] = wave_info
+                    if film is not None:
+                        result.video = film.finish(i, result.outcome)
+                    if steps is not None:
+                        result.trajectory = steps.finish(i, result.outcome).get("trajectory")
+                    results.append(result)
+            except BaseException:
+                deliver(on_episode, results)  # the step's episodes that ended before the error
+                raise
+            deliver(on_episode, results)
 
 
 def _waves(slots: Sequence[Slot], plan: Sequence[Slot], n: int) -> Iterator[tuple[int, set[int]]]:
