@@ -278,7 +278,7 @@ def test_a_run_file_names_playground_envs_and_records_per_world_factors(tmp_path
     job_manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())["jobs"]["cart"]
     native = job_manifest["native"]
     assert native.pop("compile_seconds") >= 0.0
-    assert native == {"mode": "exact", "num_envs": 6, "depends_on_num_envs": False}
+    assert native == {"mode": "exact", "num_envs": 6, "depends_on_num_envs": False, "lanes": 4}
     assert job_manifest["factors"][0]["nominal"] == 1.0  # read from the Playground env's MuJoCo model
 
 
@@ -456,3 +456,34 @@ def test_the_process_executor_and_a_resume_after_kill_9_give_the_local_records(t
     assert resumed.returncode == 0, resumed.stderr
     assert sorted(r.episode for r in read_episodes(episodes)) == list(range(120))
     assert record_identity(episodes, keep_world=False) == local_records
+
+
+def test_a_resume_keeps_the_lanes_its_run_started_with(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A run started at one width (here 4, standing for an earlier default)
+    and resumed by a version whose default differs goes on at its own width:
+    its records are those of a whole run at that width, not a mix."""
+    from helpers import record_identity
+
+    job = _cart_job(episodes=6, num_envs=1)
+    pinned = {"name": "pg", "seed": 9, "jobs": [job]}
+    whole = tmp_path / "whole"
+    run_evaluation(parse_run_config(pinned), whole)
+    # The same run as the default-lanes config would have left it half done at width 4.
+    unpinned = {"name": "pg", "seed": 9, "jobs": [{**job, "env": "playground/CartpoleBalance"}]}
+    half = tmp_path / "half"
+    run_evaluation(parse_run_config(unpinned), half)
+    manifest = json.loads((whole / "manifest.json").read_text())
+    manifest["config"] = json.loads((half / "manifest.json").read_text())["config"]
+    manifest["jobs"]["cart"]["status"] = "running"
+    (half / "manifest.json").write_text(json.dumps(manifest))
+    lines = (whole / "episodes.jsonl").read_text().splitlines(keepends=True)
+    (half / "episodes.jsonl").write_text("".join(lines[:3]))
+    (half / "summary.json").unlink()
+
+    with caplog.at_level("WARNING", logger="trialrun.execution.native_resume"):
+        assert run_evaluation(parse_run_config(unpinned), half, resume=True).exit_code == 0
+    assert "job 'cart': resuming with lanes 4, the width its run started with" in caplog.text
+    assert record_identity(half / "episodes.jsonl") == record_identity(whole / "episodes.jsonl")
+    assert json.loads((half / "manifest.json").read_text())["jobs"]["cart"]["native"]["lanes"] == 4

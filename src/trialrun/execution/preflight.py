@@ -113,7 +113,12 @@ def check_native(job: JobConfig, index: int, factor_set: FactorSet) -> NativeRun
                 "env with autoreset_mode NEXT_STEP",
                 field=f"jobs.{index}.trajectories",
             )
-        return NativeRun(mode=env.mode, num_envs=job.num_envs, depends_on_num_envs=env.mode == "wave")
+        return NativeRun(
+            mode=env.mode,
+            num_envs=job.num_envs,
+            depends_on_num_envs=env.mode == "wave",
+            lanes=getattr(env, "lanes", None),
+        )
     finally:
         env.close()
 

@@ -37,6 +37,7 @@ from trialrun.config import JobConfig, RunConfig, parse_run_config
 from trialrun.errors import ConfigError, InputError
 from trialrun.execution.compiling import compile_native
 from trialrun.execution.metadata import git_commit, host_info, package_versions
+from trialrun.execution.native_resume import pin_recorded_lanes
 from trialrun.execution.preflight import Preflight, preflight
 from trialrun.execution.shard import RunContext, run_shard
 from trialrun.execution.stopping import EarlyStopper, StopRule, run_in_batches
@@ -264,6 +265,11 @@ def run_evaluation(
     """
     run_dir = Path(run_dir)
     checked = preflight(config)
+    asked = config
+    if resume and (run_dir / MANIFEST_FILE).is_file():
+        config = _keep_recorded_lanes(config, run_dir, checked)
+        if config is not asked:
+            checked = preflight(config)
     stopper = EarlyStopper.load(stop, config, run_dir) if stop is not None else None
     if resume:
         if not run_dir.is_dir():
@@ -278,7 +284,21 @@ def run_evaluation(
         except OSError as exc:
             raise RunWriteError(f"cannot create {run_dir}: {exc}") from exc
     with RunDirLock(run_dir):
-        return _run_locked(config, run_dir, checked, resume, config_path, observer, executor, argv, stopper)
+        return _run_locked(
+            config, run_dir, checked, resume, config_path, observer, executor, argv, stopper, asked=asked
+        )
+
+
+def _keep_recorded_lanes(config: RunConfig, run_dir: Path, checked: Preflight) -> RunConfig:
+    """``config`` as :func:`~trialrun.execution.native_resume.pin_recorded_lanes`
+    leaves it for the stored manifest (unchanged if the manifest cannot be
+    read: resuming reports that)."""
+    try:
+        stored = read_manifest(run_dir)
+    except RunFileError:
+        return config
+    recorded = {name: state.native for name, state in stored.jobs.items()}
+    return pin_recorded_lanes(config, recorded, checked.native)
 
 
 def _compile_phase(
@@ -310,7 +330,11 @@ def _run_locked(
     executor: Executor | None,
     argv: list[str] | None,
     stopper: EarlyStopper | None = None,
+    *,
+    asked: RunConfig | None = None,
 ) -> RunResult:
+    """Run ``config`` in the locked ``run_dir``; a resume checks that ``asked``
+    (the config before any recorded setting was pinned) is the stored one."""
     episodes_path = run_dir / EPISODES_FILE
     manifest_path = run_dir / MANIFEST_FILE
     run_job = (executor or LocalExecutor()).run_job
@@ -321,7 +345,7 @@ def _run_locked(
         stored = read_manifest(run_dir)
         # Both sides through the current model: a run started by an older
         # version lacks keys added since (with their defaults) and still resumes.
-        if _normalized(stored.config, manifest_path) != config.model_dump(mode="json"):
+        if _normalized(stored.config, manifest_path) != (asked or config).model_dump(mode="json"):
             raise ConfigError(
                 "the config differs from the one the run was started with; resume with the "
                 "stored config (trialrun run --resume RUN_DIR) or start a new run",

@@ -152,6 +152,12 @@ class NativeRun(_Strict):
     """Seconds spent compiling the simulator's programs before the job's
     first episode, in the run's latest start (a resume compiles again,
     usually from JAX's persistent cache); None when it compiles nothing."""
+    lanes: int | None = Field(default=None, ge=1)
+    """Worlds one compiled step computes side by side (MuJoCo Playground's
+    ``lanes``); a world's episode is identical for any ``num_envs`` at one
+    ``lanes``, and differs at float rounding level between two. A resume
+    keeps the run's ``lanes`` (:mod:`trialrun.execution.native_resume`).
+    None for simulators without lanes, and in runs recorded before it was."""
 
 
 class StoppedEarly(_Strict):
