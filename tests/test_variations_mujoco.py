@@ -536,6 +536,27 @@ def box_travel(env: gym.Env[Any, Any]) -> float:
     return float(np.linalg.norm(trajectory[-1][:3] - trajectory[0][:3]))
 
 
+def test_a_per_world_friction_warns_without_advising_the_priority_mjx_refuses(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from trialrun.variations.mjx import per_world_variations
+
+    mjv._WARNED.clear()
+    env = make("slope")
+    low = per_world_variations({"f": {"type": "mujoco.geom_friction", "geom": "box_geom", "mode": "set"}})[
+        "f"
+    ]
+    low.bind(env)
+    with caplog.at_level(logging.WARNING, logger="trialrun.variations.mujoco"):
+        low.apply(env, 0.1)
+    low.restore(env)
+    assert [r.getMessage() for r in caplog.records] == [
+        "geom 'box_geom': sliding friction 0.1 is below that of contact partner(s) 'slope' (1); MuJoCo uses "
+        "the larger friction of a contact pair, so those contacts keep the partner's value. MJX cannot vary "
+        "the priority per world: only values above the partners' change those contacts"
+    ]
+
+
 def test_lowered_friction_slides_only_with_priority(caplog: pytest.LogCaptureFixture) -> None:
     mjv._WARNED.clear()  # warnings are logged once per process and target
     env = make("slope")

@@ -19,6 +19,7 @@ from typing import Any
 
 from trialrun.errors import ConfigError
 from trialrun.variations.base import Variation
+from trialrun.variations.mujoco import GeomFriction
 from trialrun.variations.registry import build_variation
 
 #: Variation types that can differ per world in a batched MJX model.
@@ -51,5 +52,8 @@ def per_world_variations(
                 "leave priority out and give the geom a friction above its contact partners' instead",
                 field=f"{field}.{name}.priority",
             )
-        built[name] = build_variation(dict(config), f"{field}.{name}")
+        variation = build_variation(dict(config), f"{field}.{name}")
+        if isinstance(variation, GeomFriction):
+            variation.priority_settable = False  # its warning must not advise what was just refused
+        built[name] = variation
     return built

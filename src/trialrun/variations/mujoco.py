@@ -443,7 +443,9 @@ class GeomFriction(_MujocoVariation):
     ``condim="1"`` (Hopper's) is refused with ``priority``: its contacts
     would become frictionless. Without ``priority`` a warning is logged
     (once per geom) when a value falls below a contact partner's friction,
-    naming the fix (``priority: true``).
+    naming the fix (``priority: true``; in a batched MJX model, where the
+    priority cannot differ per world, :attr:`priority_settable` is False and
+    the warning names the fix that remains: a friction above the partners').
 
     Contacts declared explicitly with ``<contact><pair>`` carry their own
     friction and ignore both the geom's friction and its priority. The
@@ -459,6 +461,9 @@ class GeomFriction(_MujocoVariation):
         >>> v.apply(env, 0.5), int(env.unwrapped.model.geom_priority[8])
         (0.5, 1)
     """
+
+    priority_settable: bool = True
+    """Whether ``priority: true`` is open to this factor (False per world in MJX)."""
 
     type_name = "mujoco.geom_friction"
     Params: ClassVar[type[BaseModel]] = GeomFrictionParams
@@ -590,8 +595,13 @@ class GeomFriction(_MujocoVariation):
                     (self.type_name, "lower", self._gname, self.params.component),
                     f"geom '{self._gname}': {self.params.component} friction {friction:.3g} is below that of "
                     f"contact partner(s) {', '.join(stronger[:5])}; MuJoCo uses the larger friction of a "
-                    "contact pair, so those contacts keep the partner's value. Set 'priority: true' to make "
-                    "this geom's friction the one used",
+                    "contact pair, so those contacts keep the partner's value. "
+                    + (
+                        "Set 'priority: true' to make this geom's friction the one used"
+                        if self.priority_settable
+                        else "MJX cannot vary the priority per world: only values above the partners' "
+                        "change those contacts"
+                    ),
                 )
         return _decompose(self.params.mode, float(model.geom_friction[self._g, self._c]), self._friction0)
 
