@@ -58,6 +58,20 @@ class SlowBalancePolicy:
         self.inner.reset(mask, seeds)
 
 
+class BlockSink:
+    """An ``on_episode`` that also takes a step's episodes at once (the
+    runner's kind), keeping each block; a call for one episode fails."""
+
+    def __init__(self) -> None:
+        self.blocks: list[list[Any]] = []
+
+    def __call__(self, result: Any) -> None:
+        raise AssertionError("a sink with many() gets the step's episodes at once")
+
+    def many(self, results: list[Any]) -> None:
+        self.blocks.append(list(results))
+
+
 class ExplodingPolicy:
     """Raises after ``after`` calls to act()."""
 

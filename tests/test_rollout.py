@@ -6,7 +6,7 @@ from typing import Any
 import gymnasium as gym
 import pytest
 
-from helpers import CountingWrapper, StepCountingPolicy
+from helpers import BlockSink, CountingWrapper, StepCountingPolicy
 from trialrun.envs.probe import probe_length, probe_success
 from trialrun.envs.slot_wrapper import SlotWrapper
 from trialrun.outcomes import SuccessRule
@@ -212,21 +212,8 @@ def test_a_sub_env_without_a_recorder_refuses_to_record() -> None:
         )
 
 
-class _Blocks:
-    """An on_episode that also takes a step's episodes at once (the runner's kind)."""
-
-    def __init__(self) -> None:
-        self.blocks: list[list[EpisodeResult]] = []
-
-    def __call__(self, result: EpisodeResult) -> None:
-        raise AssertionError("a sink with many() gets the step's episodes at once")
-
-    def many(self, results: list[EpisodeResult]) -> None:
-        self.blocks.append(list(results))
-
-
 def test_the_episodes_that_end_in_one_step_are_delivered_together() -> None:
-    sink = _Blocks()
+    sink = BlockSink()
     rollout(plan_job(11, "probe", 40), [_probe] * 8, lambda ctx: build_policy("random", {}, ctx), sink)
     flat = [r for block in sink.blocks for r in block]
     assert sorted(r.slot.episode for r in flat) == list(range(40))
@@ -246,7 +233,7 @@ def test_deliver_hands_a_plain_callable_each_result_in_order() -> None:
     deliver(seen.append, results)
     deliver(seen.append, [])
     assert seen == results
-    sink = _Blocks()
+    sink = BlockSink()
     deliver(sink, [])  # nothing ended: no call
     deliver(sink, results)
     assert sink.blocks == [results]

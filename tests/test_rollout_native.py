@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 import trialrun.envs  # noqa: F401  (registers the probe's vector entry point)
-from helpers import record_identity, subprocess_env
+from helpers import BlockSink, record_identity, subprocess_env
 from trialrun.config import parse_run_config
 from trialrun.envs.batched import GymnasiumBatchedEnv, make_batched_env
 from trialrun.envs.probe import probe_length, probe_success
@@ -425,7 +425,7 @@ class _Counters:
         return self.count[:, None].copy(), {}
 
     def reset_all(self, seed: int) -> Any:
-        raise NotImplementedError
+        raise AssertionError("exact mode resets chosen worlds, never all at once")
 
     def step(self, actions: Any) -> Any:
         if (self.count >= self.length).any():
@@ -511,23 +511,10 @@ def test_steps_queued_one_ahead_give_the_records_of_steps_taken_one_by_one() -> 
     assert plain.ends == 15
 
 
-class _Blocks:
-    """An on_episode that also takes a step's episodes at once (the runner's kind)."""
-
-    def __init__(self) -> None:
-        self.blocks: list[list[int]] = []
-
-    def __call__(self, result: EpisodeResult) -> None:
-        raise AssertionError("a sink with many() gets the step's episodes at once")
-
-    def many(self, results: list[EpisodeResult]) -> None:
-        self.blocks.append(sorted(r.slot.episode for r in results))
-
-
 def test_the_episodes_that_end_in_one_step_reach_the_sink_as_one_block() -> None:
     plan = plan_job(3, "demo", 30)
     env = make_batched_env("trialrun/SeedProbe-v0", {}, 4)
-    sink = _Blocks()
+    sink = BlockSink()
     try:
         rollout_native(plan, env, lambda ctx: build_policy("zero", {}, ctx), sink)
     finally:
@@ -548,6 +535,6 @@ def test_the_episodes_that_end_in_one_step_reach_the_sink_as_one_block() -> None
                 ends[world] = (now + probe_length(slot.seed), slot.episode)
             else:
                 ends[world] = None
-    assert sink.blocks == expected
+    assert [sorted(r.slot.episode for r in block) for block in sink.blocks] == expected
     assert sorted(e for block in expected for e in block) == list(range(30))
     assert any(len(block) > 1 for block in expected)  # the case the block exists for

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
@@ -137,6 +137,22 @@ def deliver(on_episode: Callable[[EpisodeResult], None], results: list[EpisodeRe
         return
     for result in results:
         on_episode(result)
+
+
+def deliver_built(on_episode: Callable[[EpisodeResult], None], built: Iterable[EpisodeResult | None]) -> None:
+    """:func:`deliver` a step's results as one block, building them from
+    ``built`` (a generator; None for an episode that is not recorded). When
+    building one raises, the results built before it are delivered first:
+    episodes that ended are never lost to a later one's error."""
+    results: list[EpisodeResult] = []
+    try:
+        for result in built:
+            if result is not None:
+                results.append(result)
+    except BaseException:
+        deliver(on_episode, results)
+        raise
+    deliver(on_episode, results)
 
 
 class _WrappedEnvFn:
@@ -336,6 +352,30 @@ def _loop(
         active[mask] = True
         return obs
 
+    def finished(i: int, infos: dict[str, Any], now: str) -> EpisodeResult:
+        slot = assigned[i]
+        assert slot is not None  # an active sub-env always has a slot
+        outcome = tracker.result(i)
+        files: dict[str, str] = sub_env_json(infos, VIDEO_KEY, i)
+        stream = action_log.take(i) if action_log is not None else None
+        if video is not None:
+            files = video.settle(slot, outcome, files, stream)
+        trajectory: str | None = None
+        if trajectories is not None:
+            kept = trajectories.settle(slot, outcome, sub_env_json(infos, TRAJECTORY_KEY, i), stream)
+            trajectory = kept.get("trajectory")
+        return EpisodeResult(
+            slot=slot,
+            env_index=i,
+            outcome=outcome,
+            factors=applied[i] or dict(slot.factors),
+            started_at=started[i],
+            ended_at=now,
+            video=files,
+            extra=record_extra(guard, i, outcome, episode_extra),
+            trajectory=trajectory,
+        )
+
     obs = start_episodes(np.ones(num_envs, dtype=bool))
     running = num_envs
     while running:
@@ -350,44 +390,14 @@ def _loop(
             continue
         guard.finished(ended)
         now = utc_now()
+        deliver_built(on_episode, (finished(i, infos, now) for i in ended))
+        for i in ended:
+            assigned[i] = None
+        active[ended] = False
+        # The first sub-envs to end take the slots left (the queue is read only by start_episodes).
+        refills = min(len(ended), len(queue))
         refill = np.zeros(num_envs, dtype=bool)
-        refills = 0
-        results: list[EpisodeResult] = []
-        try:
-            for i in ended:
-                slot = assigned[i]
-                assert slot is not None  # an active sub-env always has a slot
-                outcome = tracker.result(i)
-                files: dict[str, str] = sub_env_json(infos, VIDEO_KEY, i)
-                stream = action_log.take(i) if action_log is not None else None
-                if video is not None:
-                    files = video.settle(slot, outcome, files, stream)
-                trajectory: str | None = None
-                if trajectories is not None:
-                    kept = trajectories.settle(slot, outcome, sub_env_json(infos, TRAJECTORY_KEY, i), stream)
-                    trajectory = kept.get("trajectory")
-                results.append(
-                    EpisodeResult(
-                        slot=slot,
-                        env_index=i,
-                        outcome=outcome,
-                        factors=applied[i] or dict(slot.factors),
-                        started_at=started[i],
-                        ended_at=now,
-                        video=files,
-                        extra=record_extra(guard, i, outcome, episode_extra),
-                        trajectory=trajectory,
-                    )
-                )
-                assigned[i] = None
-                active[i] = False
-                if refills < len(queue):
-                    refill[i] = True
-                    refills += 1
-        except BaseException:
-            deliver(on_episode, results)  # the step's episodes that ended before the error
-            raise
-        deliver(on_episode, results)
+        refill[ended[:refills]] = True
         running -= len(ended) - refills
         if refills:
             obs = start_episodes(refill)

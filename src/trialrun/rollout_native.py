@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from itertools import pairwise
 from typing import Any
 
@@ -66,7 +66,7 @@ from trialrun.rollout import (
     EpisodeResult,
     Instruct,
     PolicyBuilder,
-    deliver,
+    deliver_built,
     episode_instructions,
     record_extra,
     utc_now,
@@ -146,9 +146,16 @@ def _run_exact(
 ) -> None:
     n = env.num_worlds
     episode_extra: Callable[[int], dict[str, Any]] | None = getattr(policy, "episode_extra", None)
+    finish = _Finish(tracker, guard, episode_extra, film, steps)
     assigned: list[Slot | None] = [None] * n
     started = [""] * n
     active = np.zeros(n, dtype=bool)
+
+    def assigned_slot(i: int) -> Slot:
+        slot = assigned[i]
+        if slot is None:  # an active world always has a slot
+            raise RuntimeError(f"world {i} ended an episode without a slot")
+        return slot
 
     def start(mask: np.ndarray) -> Any:
         seeds: list[int | None] = [None] * n
@@ -212,23 +219,8 @@ def _run_exact(
         guard.finished(ended)
         if ended:
             now = utc_now()
-            results: list[EpisodeResult] = []
-            try:
-                for i in ended:
-                    slot = assigned[i]
-                    if slot is None:  # an active world always has a slot
-                        raise RuntimeError(f"world {i} ended an episode without a slot")
-                    result = _result(slot, i, tracker.result(i), started[i], now)
-                    result.extra.update(record_extra(guard, i, result.outcome, episode_extra))
-                    if film is not None:
-                        result.video = film.finish(i, result.outcome)
-                    if steps is not None:
-                        result.trajectory = steps.finish(i, result.outcome).get("trajectory")
-                    results.append(result)
-            except BaseException:
-                deliver(on_episode, results)  # the step's episodes that ended before the error
-                raise
-            deliver(on_episode, results)  # one block: one validation, one write, one flush
+            # One block: one validation, one write, one flush.
+            deliver_built(on_episode, (finish(assigned_slot(i), i, started[i], now) for i in ended))
         if done.any():
             if ahead is not None and queued is not None:
                 ahead.discard(queued)
@@ -250,6 +242,7 @@ def _run_waves(
 ) -> None:
     n = env.num_worlds
     episode_extra: Callable[[int], dict[str, Any]] | None = getattr(policy, "episode_extra", None)
+    finish = _Finish(tracker, guard, episode_extra, film, steps)
     for wave, wanted in _waves(slots, plan, n):
         members = list(plan[wave * n : (wave + 1) * n])
         wave_seed = members[0].seed
@@ -288,34 +281,8 @@ def _run_waves(
             guard.finished(ended)
             active[ended] = False
             now = utc_now()
-            results: list[EpisodeResult] = []
-            try:
-                for i in ended:
-                    slot = members[i]
-                    if slot.episode not in wanted:
-                        continue
-                    wave_info = {
-                        "seed": wave_seed,
-                        "first_episode": members[0].episode,
-                        "world": i,
-                        "num_envs": n,
-                    }
-                    # A direct constructor: dataclasses.replace costs ~10 us per episode.
-                    waved = Slot(
-                        slot.job, slot.episode, wave_seed, slot.policy_seed, slot.factor_seed, slot.factors
-                    )
-                    result = _result(waved, i, tracker.result(i), started, now)
-                    result.extra.update(record_extra(guard, i, result.outcome, episode_extra))
-                    result.extra["wave"] = wave_info
-                    if film is not None:
-                        result.video = film.finish(i, result.outcome)
-                    if steps is not None:
-                        result.trajectory = steps.finish(i, result.outcome).get("trajectory")
-                    results.append(result)
-            except BaseException:
-                deliver(on_episode, results)  # the step's episodes that ended before the error
-                raise
-            deliver(on_episode, results)
+            recorded = [i for i in ended if members[i].episode in wanted]
+            deliver_built(on_episode, (finish.wave(members, i, wave_seed, n, started, now) for i in recorded))
 
 
 def _waves(slots: Sequence[Slot], plan: Sequence[Slot], n: int) -> Iterator[tuple[int, set[int]]]:
@@ -382,12 +349,46 @@ def _apply_factors(env: PerWorldFactors, mask: np.ndarray, assigned: list[Slot |
             assigned[i] = replace(slot, factors={**slot.factors, **values})
 
 
-def _result(slot: Slot, world: int, outcome: dict[str, Any], started: str, ended: str) -> EpisodeResult:
-    return EpisodeResult(
-        slot=slot,
-        env_index=world,
-        outcome=outcome,
-        factors=dict(slot.factors),
-        started_at=started,
-        ended_at=ended,
-    )
+@dataclass(frozen=True)
+class _Finish:
+    """The result of a world's finished episode, as both modes build it: the
+    tracker's outcome, the guard's and the policy's extras, then the film and
+    the trajectory (which settle on the outcome)."""
+
+    tracker: OutcomeTracker
+    guard: Guard
+    episode_extra: Callable[[int], dict[str, Any]] | None
+    film: WorldFilm | None
+    steps: WorldSteps | None
+
+    def __call__(
+        self, slot: Slot, world: int, started: str, ended: str, wave: dict[str, Any] | None = None
+    ) -> EpisodeResult:
+        outcome = self.tracker.result(world)
+        result = EpisodeResult(
+            slot=slot,
+            env_index=world,
+            outcome=outcome,
+            factors=dict(slot.factors),
+            started_at=started,
+            ended_at=ended,
+            extra=record_extra(self.guard, world, outcome, self.episode_extra),
+        )
+        if wave is not None:
+            result.extra["wave"] = wave
+        if self.film is not None:
+            result.video = self.film.finish(world, outcome)
+        if self.steps is not None:
+            result.trajectory = self.steps.finish(world, outcome).get("trajectory")
+        return result
+
+    def wave(
+        self, members: Sequence[Slot], world: int, wave_seed: int, n: int, started: str, ended: str
+    ) -> EpisodeResult:
+        """The result of ``world``'s first episode in the wave of ``members``,
+        seeded with ``wave_seed`` (its record says which wave)."""
+        slot = members[world]
+        # A direct constructor: dataclasses.replace costs ~10 us per episode.
+        waved = Slot(slot.job, slot.episode, wave_seed, slot.policy_seed, slot.factor_seed, slot.factors)
+        wave = {"seed": wave_seed, "first_episode": members[0].episode, "world": world, "num_envs": n}
+        return self(waved, world, started, ended, wave=wave)

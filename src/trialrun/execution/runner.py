@@ -57,7 +57,7 @@ from trialrun.runfiles import (
     repair_torn_tail,
     write_json_atomic,
 )
-from trialrun.runfiles.episodes import iter_episodes
+from trialrun.runfiles.episodes import iter_episodes, record_lines
 from trialrun.runfiles.schema import (
     EpisodeRecord,
     JobManifest,
@@ -507,7 +507,7 @@ class JobSink:
             records, lines = self._first_results(records, lines)
             if not records:
                 return
-        self.log.append_lines(lines if lines is not None else [record.to_json_line() for record in records])
+        self.log.append_lines(lines if lines is not None else record_lines(records))
         kept = self.kept
         for record in records:
             seconds = episode_seconds(record)
