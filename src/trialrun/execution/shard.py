@@ -23,7 +23,7 @@ from trialrun.execution.held_records import held_records
 from trialrun.execution.rerender import Rerender
 from trialrun.execution.sink import emit_many
 from trialrun.outcomes import OutcomeTerm, SuccessRule
-from trialrun.plan import Slot, episode_indices
+from trialrun.plan import PlannedSlots, Slot, episode_indices
 from trialrun.policies.base import Policy, PolicyContext
 from trialrun.policies.registry import build_policy
 from trialrun.policies.registry import policy_cameras as registered_policy_cameras
@@ -261,7 +261,7 @@ def _run_shard(
     # Build-time factors (env kwargs) split the slots into env groups; each
     # group's env is built once, and its slots keep their own seeds.
     for group in group_slots(factor_set, slots).values():
-        first = group[0].factors
+        first = first_factors(group)
         build_values = {name: first[name] for name in factor_set.build_names if name in first}
         kwargs = {**job.env.kwargs, **factor_set.build_kwargs(first)}
 
@@ -306,6 +306,15 @@ def _run_shard(
             trajectories=trajectories,
         )
     return seen
+
+
+def first_factors(group: Sequence[Slot]) -> dict[str, Any]:
+    """The factor values of a group's first slot. Why not ``group[0].factors``:
+    on a plan that computes the first block of slots (their seeds too), which
+    the rollout computes again when it takes them."""
+    if isinstance(group, PlannedSlots):
+        return group.factor_values(0)
+    return group[0].factors
 
 
 def bind_per_world_factors(env: BatchedEnv, factor_set: FactorSet, field: str) -> None:
@@ -364,10 +373,11 @@ def _run_native(
             env_id=job.env.id,
         )
         trajectories.prepare(episode_indices(slots))
-    plans = group_slots(factor_set, factor_set.slots(context.run_seed))
+    # The job's whole plan per group, which only wave mode cuts its waves from.
+    plans: dict[str, Sequence[Slot]] | None = None
     seen = False
     for key, group in group_slots(factor_set, slots).items():
-        kwargs = {**job.env.kwargs, **factor_set.build_kwargs(group[0].factors)}
+        kwargs = {**job.env.kwargs, **factor_set.build_kwargs(first_factors(group))}
         if video is not None:
             kwargs["render_mode"] = "rgb_array"
         env = make_batched_env(
@@ -377,12 +387,14 @@ def _run_native(
         steps = WorldSteps(trajectories) if trajectories is not None else None
         try:
             bind_per_world_factors(env, factor_set, f"jobs[{job.name}].factors")
+            if env.mode != "exact" and plans is None:
+                plans = group_slots(factor_set, factor_set.slots(context.run_seed))
             seen |= rollout_native(
                 group,
                 env,
                 policy_builder,
                 on_episode,
-                plan=plans[key],
+                plan=None if plans is None else plans[key],
                 env_id=job.env.id,
                 env_kwargs=kwargs,
                 success=success_rule(job),

@@ -127,10 +127,16 @@ class _Programs:
     treedef: Any
     blank_leaves: Callable[[], list[Any]]
     traces: dict[str, int] = field(default_factory=lambda: {"reset": 0, "step": 0})
+    _blank: list[Any] | None = None
 
     def blank(self) -> list[Any]:
-        """A zero state of the right shapes, the ``old`` side of the first reset."""
-        return self.blank_leaves()
+        """A zero state of the right shapes, the ``old`` side of the first reset;
+        built once (JAX arrays are immutable and no call donates them): ~130
+        arrays cost ~15 ms to build, a run's first reset and its compile
+        phase each ask for one."""
+        if self._blank is None:
+            self._blank = self.blank_leaves()
+        return self._blank
 
 
 @dataclass(frozen=True)
