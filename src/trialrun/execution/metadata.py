@@ -53,7 +53,7 @@ def package_versions(config: RunConfig | None = None) -> dict[str, str]:
     return versions
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _version(name: str) -> str | None:
     """A distribution's version, looked up once per process: each lookup scans
     ``sys.path`` (~1 ms), and a run asks for ~15 of them per manifest."""
