@@ -255,43 +255,51 @@ def mjx_run(worlds: int, rounds: int, lanes: int, root: Path) -> tuple[float, fl
 
 def mjx_main(worlds: int, rounds: int, lanes_list: list[int], repeats: int) -> None:
     """Plain loop and ``trialrun run`` for each lane count, ``repeats`` times
-    interleaved (the machine is shared: a slow moment hits every case alike);
-    medians. The first ``trialrun run`` of a lane count in this process also
-    compiles (or loads from the cache) and builds the env: its compile seconds
-    are printed; the other seconds it pays once per process (env load, the
-    reset's shapes) count in the first repetition only."""
+    interleaved (the machine is shared: a slow moment hits every case alike).
+
+    Before the repetitions, each lane count has one first run, printed apart:
+    it compiles (or loads from the cache) and pays what a process does once
+    (the Playground env's load, the reset's traced shapes), as the plain
+    loop's first calls and env load, which are not timed either. Printed per
+    lane count: the median env-steps/s, and the median of the paired ratios
+    (each repetition's run against the plain loop measured just before it)."""
     import jax
 
     root = Path(tempfile.mkdtemp(prefix="trialrun-mjx-"))
     first, plain = mjx_plain(worlds)
+    rss: dict[str, float] = {"plain": peak_rss_mb()}
+    first_runs: dict[int, tuple[float, float, float, float]] = {}
+    for lanes in lanes_list:
+        first_runs[lanes] = mjx_run(worlds, rounds, lanes, root)
+        rss[f"lanes {lanes}"] = peak_rss_mb()
     plain_rates: list[float] = []
     runs: dict[int, list[tuple[float, float, float, float]]] = {lanes: [] for lanes in lanes_list}
-    rss: dict[str, float] = {}
     for k in range(repeats):
         plain_rates.append(plain(rounds, 1 + k * rounds))
-        rss.setdefault("plain", peak_rss_mb())
         for lanes in lanes_list:
             runs[lanes].append(mjx_run(worlds, rounds, lanes, root))
-            rss.setdefault(f"lanes {lanes}", peak_rss_mb())
     plain_sps = statistics.median(plain_rates)
     print(
         f"MJX {MJX_ENV}, {worlds} worlds, {rounds} x {MJX_STEPS} steps, jitted PD policy, "
-        f"jax {jax.__version__}, medians of {repeats} interleaved repetitions"
+        f"jax {jax.__version__}, medians of {repeats} interleaved repetitions after one first run each"
     )
     print(
-        f"plain jitted loop      : {plain_sps:10,.0f} env-steps/s  first calls {first:6.1f} s   "
-        f"peak RSS {rss['plain']:6.0f} MB   (each: {', '.join(f'{r:,.0f}' for r in plain_rates)})"
+        f"plain jitted loop       : {plain_sps:10,.0f} env-steps/s  first calls {first:5.1f} s   "
+        f"peak RSS {rss['plain']:5.0f} MB   (each: {', '.join(f'{r:,.0f}' for r in plain_rates)})"
     )
     for lanes, measured in runs.items():
         sps = statistics.median(m[2] for m in measured)
         in_episodes = statistics.median(m[3] for m in measured)
+        paired = sorted(m[2] / p for m, p in zip(measured, plain_rates, strict=True))
+        wall, compile_s = first_runs[lanes][:2]
         print(
-            f"trialrun run, lanes {lanes:4d}: {sps:10,.0f} env-steps/s  ratio {sps / plain_sps:.3f} "
-            f"(target >= 0.9)   compile {measured[0][1]:5.1f} s   wall {measured[0][0]:.1f} s then "
-            f"{statistics.median(m[0] for m in measured[1:]) if repeats > 1 else float('nan'):.1f} s   "
-            f"peak RSS {rss[f'lanes {lanes}']:6.0f} MB   first episode to last: {in_episodes:,.0f} "
-            f"env-steps/s (ratio {in_episodes / plain_sps:.3f})   (each: "
-            f"{', '.join(f'{m[2]:,.0f}' for m in measured)})"
+            f"trialrun run, lanes {lanes:4d}: {sps:10,.0f} env-steps/s  ratio {sps / plain_sps:.3f}   "
+            f"paired ratios: median {statistics.median(paired):.3f} (target >= 0.9), "
+            f"{', '.join(f'{r:.2f}' for r in paired)}   "
+            f"first run: compile {compile_s:.1f} s, wall {wall:.1f} s; "
+            f"then wall {statistics.median(m[0] for m in measured):.2f} s   "
+            f"peak RSS {rss[f'lanes {lanes}']:5.0f} MB   "
+            f"first episode to last: {in_episodes:,.0f} env-steps/s (ratio {in_episodes / plain_sps:.3f})"
         )
     print(f"load average: {os.getloadavg()}")
 

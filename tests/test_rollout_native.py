@@ -538,3 +538,74 @@ def test_the_episodes_that_end_in_one_step_reach_the_sink_as_one_block() -> None
     assert [sorted(r.slot.episode for r in block) for block in sink.blocks] == expected
     assert sorted(e for block in expected for e in block) == list(range(30))
     assert any(len(block) > 1 for block in expected)  # the case the block exists for
+
+
+class _FailingThirdReset(_CountersAhead):
+    """:class:`_CountersAhead` whose third ``reset_worlds`` raises (the env
+    fails while the finished worlds take their next slots)."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__(n)
+        self.resets = 0
+
+    def reset_worlds(self, mask: Any, seeds: Any) -> Any:
+        self.resets += 1
+        if self.resets == 3:
+            raise RuntimeError("the simulator failed to reset")
+        return super().reset_worlds(mask, seeds)
+
+
+def test_the_new_episodes_first_step_is_queued_before_the_ended_ones_are_written() -> None:
+    # Writing a block of records takes the host a while; the simulator computes meanwhile.
+    env = _CountersAhead(4)
+    dispatched_at_delivery: list[tuple[int, int]] = []
+    steps = {"queued": 0}
+    original = env.step_async
+
+    def counting(actions: Any) -> Any:
+        steps["queued"] += 1
+        return original(actions)
+
+    env.step_async = counting  # type: ignore[method-assign]
+
+    class Sink:
+        def __call__(self, result: EpisodeResult) -> None:
+            self.many([result])
+
+        def many(self, results: list[EpisodeResult]) -> None:
+            dispatched_at_delivery.append((len(results), steps["queued"]))
+
+    rollout_native(plan_job(8, "j", 6), env, lambda ctx: _Doubler(), Sink())  # type: ignore[arg-type]
+    # Episode lengths 3 + seed % 5 for 4 worlds then 2 more slots: the first
+    # block ends at the shortest episode; by then the steps of the first episodes
+    # plus the new episodes' first step have been queued.
+    first_block_size, queued = dispatched_at_delivery[0]
+    lengths = sorted(3 + s.seed % 5 for s in plan_job(8, "j", 6)[:4])
+    assert first_block_size == lengths.count(lengths[0])
+    # Steps 1..L of the first episodes (the one queued past L was dropped), then the new first step.
+    assert queued == lengths[0] + 1 + 1
+    assert sum(size for size, _ in dispatched_at_delivery) == 6
+
+
+def test_episodes_that_ended_reach_the_sink_when_the_next_reset_fails() -> None:
+    env = _FailingThirdReset(4)
+    results: list[EpisodeResult] = []
+    with pytest.raises(RuntimeError, match="the simulator failed to reset"):
+        rollout_native(plan_job(8, "j", 12), env, lambda ctx: _Doubler(), results.append)  # type: ignore[arg-type]
+    # Resets: all 4 worlds, then the worlds of the first ending step, then the
+    # second ending step's (which fails): both steps' episodes were delivered.
+    queue = list(plan_job(8, "j", 12))
+    ends = {}
+    for world in range(4):
+        slot = queue.pop(0)
+        ends[world] = (3 + slot.seed % 5, slot.episode)
+    expected: list[int] = []
+    for _ending_step in range(2):
+        now = min(end for end, _ in ends.values())
+        finished = [w for w, (end, _) in ends.items() if end == now]
+        expected += sorted(ends[w][1] for w in finished)
+        for w in finished:
+            slot = queue.pop(0)
+            ends[w] = (now + 3 + slot.seed % 5, slot.episode)
+    assert [r.slot.episode for r in results] == expected
+    assert env.resets == 3

@@ -66,6 +66,7 @@ from trialrun.rollout import (
     EpisodeResult,
     Instruct,
     PolicyBuilder,
+    deliver,
     deliver_built,
     episode_instructions,
     record_extra,
@@ -217,15 +218,26 @@ def _run_exact(
         done = terminated | truncated
         ended = (done & active).nonzero()[0].tolist()
         guard.finished(ended)
+        held: list[EpisodeResult] = []
         if ended:
             now = utc_now()
+            try:  # the results now: starting the next episodes resets their worlds' tallies
+                deliver_built(held.append, (finish(assigned_slot(i), i, started[i], now) for i in ended))
+            except BaseException:
+                deliver(on_episode, held)
+                raise
+        try:
+            if done.any():
+                if ahead is not None and queued is not None:
+                    ahead.discard(queued)
+                    queued = None
+                obs = start(done)
+                if ahead is not None and active.any():
+                    # The new episodes' first step computes while the host writes the records.
+                    queued = ahead.step_async(guard.act(policy, obs, active))
+        finally:
             # One block: one validation, one write, one flush.
-            deliver_built(on_episode, (finish(assigned_slot(i), i, started[i], now) for i in ended))
-        if done.any():
-            if ahead is not None and queued is not None:
-                ahead.discard(queued)
-                queued = None
-            obs = start(done)
+            deliver(on_episode, held)
 
 
 def _run_waves(

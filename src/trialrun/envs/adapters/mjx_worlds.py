@@ -100,12 +100,15 @@ class WorldModels:
         per-world variation are ignored: build-time factors, for instance) and
         every other per-world quantity its nominal value; return the values
         read back from the model, per world."""
+        if not self.variations:
+            # Every world stays nominal: nothing changes, nothing to upload.
+            return [{} for _ in worlds]
         applied: list[dict[str, Any]] = []
+        nominal_worlds: list[int] = []
         for world, values in zip(worlds, factors, strict=True):
             mine = {n: v for n, v in values.items() if n in self.variations}
             if not mine:
-                for f, nominal in self.nominal.items():
-                    self.arrays[f][world] = nominal
+                nominal_worlds.append(world)
                 applied.append({})
                 continue
             try:
@@ -118,5 +121,8 @@ class WorldModels:
                     variation.restore(self._env)
                 mujoco.mj_setConst(self._model, self._data)
             applied.append(read)
+        if nominal_worlds:
+            for f, nominal in self.nominal.items():
+                self.arrays[f][nominal_worlds] = nominal
         self.version += 1
         return applied
