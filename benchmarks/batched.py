@@ -29,24 +29,28 @@ shipped ``cartpole-pd``'s gains), every episode 200 steps:
   called in a Python loop, ``rounds`` x 200 steps (what a Playground user
   writes; nothing recorded);
 - **trialrun run** of the same env, policy and episodes (``rounds`` x 1024),
-  for each of ``--lanes`` (default ``8,32,128,1024``): ``lanes: 128`` is
-  the default and ``lanes: 8`` the old one (any fixed width gives identical
+  for each of ``--lanes`` (default ``8,32,128,256,1024``): ``lanes: 256``
+  is the default, 8 and 128 the older ones (any fixed width gives identical
   records for any ``num_envs``), ``lanes: 1024`` is one ``vmap`` over every
   world, as the plain loop.
 
 Compile time (or the load from JAX's persistent cache) is excluded from
-env-steps/s and printed apart: the plain loop's first calls, and the
-manifest's ``compile_seconds`` for ``trialrun run``, whose wall time
-otherwise counts everything (preflight, records, summary). The cases run
-``--repeats`` times interleaved and medians are printed (the machine is
-shared); a lane count's first run also pays what a process does once (env
-load, the reset's traced shapes). Also printed: env-steps/s from the first
-episode's start to the last episode's end (the rollout alone). Peak RSS is
-this process's high-water mark after each case's first run (VmHWM; cases
-run in order).
+env-steps/s and printed apart: the plain loop's first calls, and each lane
+count's first ``trialrun run``, which also pays what a process does once
+(env load, the reset's traced shapes; the plain loop's env load is not
+timed either). The measured runs' wall time counts everything else
+(preflight, records, summary, manifest). The cases then run ``--repeats``
+times interleaved (the machine is shared) and the medians are printed,
+with the median of the paired ratios (each run against the plain loop
+measured just before it), the target's measure. Also printed: env-steps/s
+from the first episode's start to the last episode's end (the rollout
+alone), and env-steps per CPU-second of this process (all threads: the
+simulator's and the host's work; steadier than wall time when other
+tenants take the cores). Peak RSS is this process's high-water mark after
+each case's first run (VmHWM; cases run in order).
 
     python benchmarks/batched.py [--worlds 1024] [--episodes 65536] [--rounds 3]
-    python benchmarks/batched.py --mjx [--worlds 1024] [--rounds 4] [--lanes 8,32,128,1024] [--repeats 3]
+    python benchmarks/batched.py --mjx [--worlds 1024] [--rounds 4] [--lanes 8,32,128,256,1024] [--repeats 7]
 """
 
 from __future__ import annotations
@@ -195,7 +199,8 @@ def jax_pd() -> object:
 
 
 def mjx_plain(worlds: int) -> tuple[float, Callable[[int, int], float]]:
-    """(first-call seconds, ``measure(rounds, seed) -> env-steps/s``) of a plain
+    """(first-call seconds, ``measure(rounds, seed) -> (env-steps/s, env-steps
+    per CPU-second)``) of a plain
     jitted Playground loop."""
     import jax
 
@@ -210,14 +215,15 @@ def mjx_plain(worlds: int) -> tuple[float, Callable[[int, int], float]]:
     jax.block_until_ready(step(state, act(state.obs)))  # type: ignore[operator]
     first = time.perf_counter() - start
 
-    def measure(rounds: int, seed: int) -> float:
-        start = time.perf_counter()
+    def measure(rounds: int, seed: int) -> tuple[float, float]:
+        start, cpu = time.perf_counter(), time.process_time()
         for r in range(rounds):
             state = reset(jax.random.split(jax.random.PRNGKey(seed + r), worlds))
             for _ in range(MJX_STEPS):
                 state = step(state, act(state.obs))  # type: ignore[operator]
         jax.block_until_ready(state.obs)
-        return worlds * MJX_STEPS * rounds / (time.perf_counter() - start)
+        steps = worlds * MJX_STEPS * rounds
+        return steps / (time.perf_counter() - start), steps / (time.process_time() - cpu)
 
     return first, measure
 
@@ -226,9 +232,10 @@ def _stamp(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def mjx_run(worlds: int, rounds: int, lanes: int, root: Path) -> tuple[float, float, float, float]:
+def mjx_run(worlds: int, rounds: int, lanes: int, root: Path) -> tuple[float, float, float, float, float]:
     """(wall seconds, compile seconds, env-steps/s without them, env-steps/s
-    from the first episode's start to the last one's end) of ``trialrun run``."""
+    from the first episode's start to the last one's end, env-steps per
+    CPU-second of this process, compile included) of ``trialrun run``."""
     job = {
         "name": "cart",
         "env": {"id": f"playground/{MJX_ENV}", "kwargs": {"lanes": lanes}},
@@ -240,9 +247,9 @@ def mjx_run(worlds: int, rounds: int, lanes: int, root: Path) -> tuple[float, fl
         "success": "survived",
     }
     run_dir = Path(tempfile.mkdtemp(dir=root)) / "run"
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     result = run_evaluation(parse_run_config({"name": "bench", "seed": 1, "jobs": [job]}), run_dir)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     if result.exit_code != 0:
         raise SystemExit(f"trialrun run failed: {result.errors}")
     manifest = json.loads((run_dir / "manifest.json").read_text())
@@ -250,7 +257,7 @@ def mjx_run(worlds: int, rounds: int, lanes: int, root: Path) -> tuple[float, fl
     records = list(read_episodes(run_dir / "episodes.jsonl"))
     steps = sum(int(r.outcome["length"]) for r in records)
     span = _stamp(max(r.ended_at for r in records)) - _stamp(min(r.started_at for r in records))
-    return wall, compile_s, steps / (wall - compile_s), steps / span.total_seconds()
+    return wall, compile_s, steps / (wall - compile_s), steps / span.total_seconds(), steps / cpu
 
 
 def mjx_main(worlds: int, rounds: int, lanes_list: list[int], repeats: int) -> None:
@@ -268,24 +275,27 @@ def mjx_main(worlds: int, rounds: int, lanes_list: list[int], repeats: int) -> N
     root = Path(tempfile.mkdtemp(prefix="trialrun-mjx-"))
     first, plain = mjx_plain(worlds)
     rss: dict[str, float] = {"plain": peak_rss_mb()}
-    first_runs: dict[int, tuple[float, float, float, float]] = {}
+    first_runs: dict[int, tuple[float, float, float, float, float]] = {}
     for lanes in lanes_list:
         first_runs[lanes] = mjx_run(worlds, rounds, lanes, root)
         rss[f"lanes {lanes}"] = peak_rss_mb()
-    plain_rates: list[float] = []
-    runs: dict[int, list[tuple[float, float, float, float]]] = {lanes: [] for lanes in lanes_list}
+    plain_measured: list[tuple[float, float]] = []
+    runs: dict[int, list[tuple[float, float, float, float, float]]] = {lanes: [] for lanes in lanes_list}
     for k in range(repeats):
-        plain_rates.append(plain(rounds, 1 + k * rounds))
+        plain_measured.append(plain(rounds, 1 + k * rounds))
         for lanes in lanes_list:
             runs[lanes].append(mjx_run(worlds, rounds, lanes, root))
+    plain_rates = [rate for rate, _ in plain_measured]
     plain_sps = statistics.median(plain_rates)
+    plain_cpu = statistics.median(per_cpu for _, per_cpu in plain_measured)
     print(
         f"MJX {MJX_ENV}, {worlds} worlds, {rounds} x {MJX_STEPS} steps, jitted PD policy, "
         f"jax {jax.__version__}, medians of {repeats} interleaved repetitions after one first run each"
     )
     print(
         f"plain jitted loop       : {plain_sps:10,.0f} env-steps/s  first calls {first:5.1f} s   "
-        f"peak RSS {rss['plain']:5.0f} MB   (each: {', '.join(f'{r:,.0f}' for r in plain_rates)})"
+        f"peak RSS {rss['plain']:5.0f} MB   per CPU-second {plain_cpu:,.0f}   "
+        f"(each: {', '.join(f'{r:,.0f}' for r in plain_rates)})"
     )
     for lanes, measured in runs.items():
         sps = statistics.median(m[2] for m in measured)
@@ -299,7 +309,9 @@ def mjx_main(worlds: int, rounds: int, lanes_list: list[int], repeats: int) -> N
             f"first run: compile {compile_s:.1f} s, wall {wall:.1f} s; "
             f"then wall {statistics.median(m[0] for m in measured):.2f} s   "
             f"peak RSS {rss[f'lanes {lanes}']:5.0f} MB   "
-            f"first episode to last: {in_episodes:,.0f} env-steps/s (ratio {in_episodes / plain_sps:.3f})"
+            f"first episode to last: {in_episodes:,.0f} env-steps/s (ratio {in_episodes / plain_sps:.3f})   "
+            f"per CPU-second: {statistics.median(m[4] for m in measured):,.0f} "
+            f"(ratio {statistics.median(m[4] for m in measured) / plain_cpu:.3f})"
         )
     print(f"load average: {os.getloadavg()}")
 
@@ -310,8 +322,8 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=65536)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--mjx", action="store_true", help="the MuJoCo Playground comparison instead")
-    parser.add_argument("--lanes", default="8,32,128,1024", help="--mjx: lane counts of the trialrun runs")
-    parser.add_argument("--repeats", type=int, default=3, help="--mjx: interleaved repetitions (medians)")
+    parser.add_argument("--lanes", default="8,32,128,256,1024", help="--mjx: lane counts of the trialrun runs")
+    parser.add_argument("--repeats", type=int, default=7, help="--mjx: interleaved repetitions (medians)")
     args = parser.parse_args()
     if args.mjx:
         mjx_main(args.worlds, args.rounds, [int(x) for x in args.lanes.split(",")], args.repeats)

@@ -123,11 +123,11 @@ def test_exact_mode_gives_the_same_records_for_1_6_8_and_64_worlds(
     ]
 
 
-def test_the_default_lanes_give_the_same_records_for_1_and_129_worlds(env1: PlaygroundBatchedEnv) -> None:
-    # 128 lanes: one world runs in one padded group of 128, 129 worlds in two groups.
+def test_the_default_lanes_give_the_same_records_for_1_and_257_worlds(env1: PlaygroundBatchedEnv) -> None:
+    # 256 lanes: one world runs in one padded group of 256, 257 worlds in two groups.
     one = make_playground_env(1, env_name="CartpoleBalance", max_episode_steps=STEPS)
-    many = make_playground_env(129, env_name="CartpoleBalance", max_episode_steps=STEPS)
-    assert (one.lanes, one.padded, many.lanes, many.padded) == (128, 128, 128, 256)
+    many = make_playground_env(257, env_name="CartpoleBalance", max_episode_steps=STEPS)
+    assert (one.lanes, one.padded, many.lanes, many.padded) == (256, 256, 256, 512)
     slots = plan_job(3, "pg", 4)
     outcomes = {e: r.outcome for e, r in _run(one, slots).items()}
     assert {e: r.outcome for e, r in _run(many, slots).items()} == outcomes

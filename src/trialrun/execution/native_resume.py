@@ -3,7 +3,7 @@
 Why: MuJoCo Playground computes ``lanes`` worlds side by side in one compiled
 step, and XLA's vectorized arithmetic rounds differently at another width, so
 a slot's episode is identical for any ``num_envs`` only at one ``lanes``. The
-default changed (8 up to 0.1.0, 128 since): a run started with one default and
+default changed (8 up to 0.1.0, then 128, 256 since): a run started with one default and
 resumed after an upgrade would mix records computed at two widths, with
 nothing in them to tell which. The manifest records each native job's
 ``lanes`` (:class:`~trialrun.runfiles.schema.NativeRun`); a resume whose job

@@ -62,15 +62,17 @@ from trialrun.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 NAMESPACE = "playground"
-DEFAULT_LANES = 128
+DEFAULT_LANES = 256
 """Worlds per vectorized group (see :class:`PlaygroundBatchedEnv`). Any fixed
-width is exact; the width sets the speed. At 1024 worlds on 2 CPU cores
-(interleaved medians, load ~1.5) groups of 128 step at 0.95 of one ``vmap``
-over all worlds, 32 at 0.62, 8 at 0.44: XLA on a CPU vectorizes narrow groups
-poorly. A job of fewer worlds pays for up to 127 padded ones (on this CPU a
-step of 128 worlds takes about 0.3 ms). Changed from 8 after 0.1.0: the same
-slot's records differ from a ``lanes: 8`` run at float rounding level (set
-``lanes: 8`` to reproduce one)."""
+width is exact; the width sets the speed. At 1024 worlds on 2 CPU cores,
+per CPU-second of the whole ``trialrun run`` against a plain jitted loop
+(``benchmarks/batched.py --mjx``, medians of 5-7): 128 lanes 0.81, 256 lanes
+0.89-1.01, 512 lanes 0.96-1.00, one ``vmap`` 1.03; 32 at ~0.6, 8 at ~0.4:
+XLA on a CPU vectorizes narrow groups poorly, and each group is one turn of
+a loop. A job of fewer worlds pays for up to 255 padded ones (on this CPU a
+step of 256 worlds takes about 0.5 ms). The default was 8 up to 0.1.0, then
+128: the same slot's records differ from a run at another width at float
+rounding level (set ``lanes`` to reproduce one; a resume keeps its run's)."""
 RENDER_SIZE = (240, 320)
 """Height and width of a filmed world's frames (the video's ``size`` rescales them)."""
 CACHE_ENV = "TRIALRUN_JAX_CACHE"
