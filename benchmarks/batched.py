@@ -322,7 +322,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=65536)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--mjx", action="store_true", help="the MuJoCo Playground comparison instead")
-    parser.add_argument("--lanes", default="8,32,128,256,1024", help="--mjx: lane counts of the trialrun runs")
+    parser.add_argument("--lanes", default="8,32,128,256,1024", help="--mjx: lane counts of trialrun runs")
     parser.add_argument("--repeats", type=int, default=7, help="--mjx: interleaved repetitions (medians)")
     args = parser.parse_args()
     if args.mjx:
