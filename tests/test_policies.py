@@ -77,3 +77,83 @@ def test_unknown_policy_lists_the_registered_ones() -> None:
         listed
     )
     assert set(available_policies()) >= {"random", "zero", "cartpole-balance", "pendulum-swingup"}
+
+
+_M64 = (1 << 64) - 1
+_G = 0x9E3779B97F4A7C15
+
+
+def _mix(z: int) -> int:
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    return z ^ (z >> 31)
+
+
+def _stream(seed: int, count: int) -> list[int]:
+    """The random policy's raw values for a slot, in plain Python (SplitMix64 over a counter)."""
+    key = _mix((seed + _G) & _M64)
+    return [_mix((key + t * _G) & _M64) for t in range(1, count + 1)]
+
+
+def _random(space: gym.Space[Any], n: int) -> Any:
+    return build_policy("random", {}, PolicyContext("x", n, gym.spaces.Box(-1, 1, (2,)), space, {}))
+
+
+def test_random_discrete_actions_are_the_slots_splitmix_stream() -> None:
+    policy = _random(gym.spaces.Discrete(5, start=2), 3)
+    policy.reset(np.ones(3, bool), [7, 8, 2**63 + 5])
+    drawn = np.stack([policy.act(None) for _ in range(40)])
+    assert drawn.dtype == np.int64 and drawn.shape == (40, 3)
+    for column, seed in enumerate([7, 8, 2**63 + 5]):
+        assert drawn[:, column].tolist() == [v % 5 + 2 for v in _stream(seed, 40)]
+
+
+def test_random_box_actions_are_the_slots_stream_scaled_to_the_bounds() -> None:
+    space = gym.spaces.Box(np.array([-2.0, 0.0, 10.0]), np.array([2.0, 1.0, 10.5]), dtype=np.float64)
+    policy = _random(space, 2)
+    policy.reset(np.ones(2, bool), [11, 12])
+    drawn = np.stack([policy.act(None) for _ in range(4)])
+    assert drawn.shape == (4, 2, 3) and drawn.dtype == np.float64
+    for row, seed in enumerate([11, 12]):
+        raw = _stream(seed, 12)
+        expected = [
+            [
+                space.low[j] + (space.high[j] - space.low[j]) * ((raw[3 * t + j] >> 11) / 2**53)
+                for j in range(3)
+            ]
+            for t in range(4)
+        ]
+        assert drawn[:, row].tolist() == expected
+
+
+def test_random_actions_depend_on_the_slot_alone() -> None:
+    """Whichever sub-env runs a slot, and whatever ran there before, it gets the same actions."""
+    for space in (gym.spaces.Discrete(3), gym.spaces.Box(-1, 1, (2, 2), np.float32)):
+        wide = _random(space, 4)
+        wide.reset(np.ones(4, bool), [1, 2, 3, 4])
+        expected = np.stack([wide.act(None)[2] for _ in range(6)])
+        narrow = _random(space, 1)
+        narrow.reset(np.ones(1, bool), [99])
+        for _ in range(5):
+            narrow.act(None)
+        narrow.reset(np.ones(1, bool), [3])
+        got = np.stack([narrow.act(None)[0] for _ in range(6)])
+        assert np.array_equal(got, expected) and got.dtype == space.dtype
+        # Without a seed, each sub-env gets a fresh stream of its own.
+        unseeded = _random(space, 2)
+        unseeded.reset(np.ones(2, bool), None)
+        both = np.stack([unseeded.act(None) for _ in range(20)])
+        assert not np.array_equal(both[:, 0], both[:, 1])
+
+
+def test_random_actions_are_uniform_and_inside_the_space() -> None:
+    policy = _random(gym.spaces.Discrete(3, start=-1), 16)
+    policy.reset(np.ones(16, bool), list(range(16)))
+    drawn = np.stack([policy.act(None) for _ in range(3000)])
+    shares = np.bincount((drawn + 1).ravel(), minlength=3) / drawn.size
+    assert drawn.min() == -1 and drawn.max() == 1 and np.abs(shares - 1 / 3).max() < 0.01
+    box = _random(gym.spaces.Box(-3.0, 5.0, (4,), np.float32), 16)
+    box.reset(np.ones(16, bool), list(range(16)))
+    values = np.stack([box.act(None) for _ in range(3000)])
+    assert values.dtype == np.float32 and values.min() >= -3.0 and values.max() <= 5.0
+    assert abs(float(values.mean()) - 1.0) < 0.05 and abs(float(values.std()) - 8 / 12**0.5) < 0.05
