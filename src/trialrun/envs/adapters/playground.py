@@ -69,8 +69,9 @@ per CPU-second of the whole ``trialrun run`` against a plain jitted loop
 (``benchmarks/batched.py --mjx``, medians of 5-7): 128 lanes 0.81, 256 lanes
 0.89-1.01, 512 lanes 0.96-1.00, one ``vmap`` 1.03; 32 at ~0.6, 8 at ~0.4:
 XLA on a CPU vectorizes narrow groups poorly, and each group is one turn of
-a loop. A job of fewer worlds pays for up to 255 padded ones (on this CPU a
-step of 256 worlds takes about 0.5 ms). The default was 8 up to 0.1.0, then
+a loop. A job of fewer worlds pays for up to 255 padded ones, which costs
+little (on this CPU a step of 256 worlds takes about 0.7 ms, one of 8 worlds
+0.5-0.6 ms). The default was 8 up to 0.1.0, then
 128: the same slot's records differ from a run at another width at float
 rounding level (set ``lanes`` to reproduce one; a resume keeps its run's)."""
 RENDER_SIZE = (240, 320)
