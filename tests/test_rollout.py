@@ -12,7 +12,7 @@ from trialrun.envs.slot_wrapper import SlotWrapper
 from trialrun.outcomes import SuccessRule
 from trialrun.plan import Slot, plan_job
 from trialrun.policies import build_policy
-from trialrun.rollout import EpisodeResult, deliver, rollout
+from trialrun.rollout import EpisodeResult, _UtcClock, deliver, rollout
 
 
 def _probe() -> gym.Env[Any, Any]:
@@ -237,3 +237,24 @@ def test_deliver_hands_a_plain_callable_each_result_in_order() -> None:
     deliver(sink, [])  # nothing ended: no call
     deliver(sink, results)
     assert sink.blocks == [results]
+
+
+def test_utc_clock_text_per_millisecond_across_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The text is cached per millisecond and its date and time per second; both roll over."""
+    clock = _UtcClock()
+    instants = [
+        1_764_600_000_999_400_000,
+        1_764_600_000_999_900_000,
+        1_764_600_001_000_000_001,
+        1_764_600_061_042_000_000,
+    ]
+    texts = []
+    for ns in instants:
+        monkeypatch.setattr("time.time_ns", lambda ns=ns: ns)
+        texts.append(clock())
+    assert texts == [
+        "2025-12-01T14:40:00.999Z",
+        "2025-12-01T14:40:00.999Z",
+        "2025-12-01T14:40:01.000Z",
+        "2025-12-01T14:41:01.042Z",
+    ]

@@ -81,17 +81,24 @@ class _UtcClock:
 
     The text is made once per millisecond: a fast env ends several episodes
     per millisecond and formatting a datetime costs more than a CartPole step.
+    The date and time up to the second are formatted once per second; a new
+    millisecond only appends its three digits.
     """
 
     def __init__(self) -> None:
         self._cached: tuple[int, str] = (-1, "")
+        self._second: tuple[int, str] = (-1, "")
 
     def __call__(self) -> str:
         ms = time.time_ns() // 1_000_000
         cached_ms, text = self._cached  # one tuple: consistent across threads
         if ms != cached_ms:
-            moment = datetime.fromtimestamp(ms // 1000, timezone.utc).replace(microsecond=(ms % 1000) * 1000)
-            text = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            second, prefix = self._second
+            if ms // 1000 != second:
+                second = ms // 1000
+                prefix = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+                self._second = (second, prefix)
+            text = f"{prefix}{ms % 1000:03d}Z"
             self._cached = (ms, text)
         return text
 
