@@ -104,15 +104,19 @@ def test_manifest_errors_name_the_field(tmp_path: Path) -> None:
 
 
 class _CountingFile:
-    """Counts the writes and flushes that reach a log's file."""
+    """Counts the writes and flushes that reach a log's file; ``short`` makes
+    the first write take only that many bytes (as write(2) may)."""
 
-    def __init__(self, inner: object) -> None:
+    def __init__(self, inner: object, short: int | None = None) -> None:
         self.inner = inner
         self.calls: list[str] = []
+        self.short = short
 
-    def write(self, text: str) -> int:
+    def write(self, data: bytes) -> int:
         self.calls.append("write")
-        return self.inner.write(text)  # type: ignore[attr-defined, no-any-return]
+        if self.short is not None:
+            data, self.short = bytes(data[: self.short]), None
+        return self.inner.write(data)  # type: ignore[attr-defined, no-any-return]
 
     def flush(self) -> None:
         self.calls.append("flush")
@@ -122,7 +126,7 @@ class _CountingFile:
         self.inner.close()  # type: ignore[attr-defined]
 
 
-def test_a_block_of_records_is_one_write_and_one_flush_and_reads_back_as_lines(tmp_path: Path) -> None:
+def test_a_block_of_records_is_one_unbuffered_write_and_reads_back_as_lines(tmp_path: Path) -> None:
     path = tmp_path / "episodes.jsonl"
     with EpisodeLogWriter(path) as log:
         counting = _CountingFile(log._file)
@@ -130,11 +134,15 @@ def test_a_block_of_records_is_one_write_and_one_flush_and_reads_back_as_lines(t
         log.append_many([_record(k) for k in range(5)])
         log.append_lines([])  # an empty block writes nothing
         log.append(_record(5))
-        assert counting.calls == ["write", "flush", "write", "flush"]
-        # Flushed: the block is in the file before the writer returns.
+        assert counting.calls == ["write", "write"]
+        # Unbuffered: the block is in the file before the writer returns.
         assert len(path.read_text().splitlines()) == 6
-    assert path.read_text() == "".join(_record(k).to_json_line() + "\n" for k in range(6))
-    assert read_episodes(path) == [_record(k) for k in range(6)]
+        # A short write is completed by a second one.
+        log._file = counting = _CountingFile(counting.inner, short=10)  # type: ignore[assignment]
+        log.append(_record(6))
+        assert counting.calls == ["write", "write"] and len(path.read_text().splitlines()) == 7
+    assert path.read_text() == "".join(_record(k).to_json_line() + "\n" for k in range(7))
+    assert read_episodes(path) == [_record(k) for k in range(7)]
 
 
 def test_a_block_of_lines_is_validated_in_one_call_and_a_bad_one_is_refused() -> None:

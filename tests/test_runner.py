@@ -172,17 +172,18 @@ def test_refuses_to_overwrite_a_run(tmp_path: Path) -> None:
         run_evaluation(_config(), tmp_path / "run")
 
 
-class _FillingFile(io.StringIO):
-    """Accepts ``capacity`` lines, then fails like a full disk."""
+class _FillingFile(io.BytesIO):
+    """Accepts ``capacity`` lines, then fails like a full disk (the episode
+    log writes bytes, unbuffered)."""
 
     def __init__(self, capacity: int) -> None:
         super().__init__()
         self.capacity = capacity
 
-    def write(self, text: str) -> int:
-        if self.getvalue().count("\n") >= self.capacity:
+    def write(self, data: Any) -> int:
+        if self.getvalue().count(b"\n") >= self.capacity:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return super().write(text)
+        return super().write(data)
 
 
 def test_a_write_failure_is_reported_as_such(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -271,7 +271,9 @@ class EpisodeLogWriter:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         try:
-            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+            # Unbuffered bytes: a block is one write(2) straight from its encoded
+            # text, without a text layer and a buffer to copy it through first.
+            self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115
         except OSError as exc:
             raise RunWriteError(f"cannot open {self.path} for appending: {exc}") from exc
 
@@ -287,9 +289,11 @@ class EpisodeLogWriter:
         """Append already serialized records (no newlines) as one block."""
         if not lines:
             return
+        data = ("\n".join(lines) + "\n").encode()
         try:
-            self._file.write("\n".join(lines) + "\n")
-            self._file.flush()
+            written = self._file.write(data)
+            while written < len(data):  # a short write (a signal, a full disk): the rest, or the error
+                written += self._file.write(memoryview(data)[written:])
         except OSError as exc:
             raise RunWriteError(f"cannot append to {self.path}: {exc}") from exc
 
