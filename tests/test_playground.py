@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -235,6 +236,58 @@ def test_a_jax_policy_gets_jax_arrays_and_a_numpy_policy_the_same_outcomes(
     with_numpy = _run(env6, slots)
     assert seen and all(issubclass(t, jax.Array) for t in seen)
     assert {e: r.outcome for e, r in with_jax.items()} == {e: r.outcome for e, r in with_numpy.items()}
+
+
+def test_torchscript_and_onnx_policies_act_on_the_worlds_like_the_numpy_controller(
+    env6: PlaygroundBatchedEnv, tmp_path: Path
+) -> None:
+    # The shipped cartpole-pd controller as a TorchScript module and as an ONNX
+    # graph: both read the JAX observations through numpy and act like it.
+    import torch
+
+    from trialrun.policies import build_policy
+
+    torch.set_num_threads(1)
+
+    class PD(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gains = torch.tensor([[0.5], [0.0], [5.0], [1.0], [1.0]])
+
+        def forward(self, obs: torch.Tensor) -> torch.Tensor:
+            return torch.clamp(obs @ self.gains, -1.0, 1.0)
+
+    pd = PD().eval()
+    torch.jit.script(pd).save(str(tmp_path / "pd.pt"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript-based exporter
+        torch.onnx.export(
+            pd,
+            (torch.zeros(2, 5),),
+            str(tmp_path / "pd.onnx"),
+            input_names=["obs"],
+            output_names=["action"],
+            dynamic_axes={"obs": {0: "batch"}},
+            dynamo=False,
+        )
+    slots = plan_job(5, "pg", 8)
+
+    def outcomes(kind: str, settings: dict[str, Any]) -> dict[int, dict[str, Any]]:
+        runs = _run(env6, slots, lambda ctx: build_policy(kind, settings, ctx))
+        return {e: r.outcome for e, r in runs.items()}
+
+    numpy_pd = outcomes("cartpole-pd", {})
+    zero = outcomes("zero", {})
+    for kind, path in (("torchscript", "pd.pt"), ("onnx", "pd.onnx")):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            got = outcomes(kind, {"path": str(tmp_path / path)})
+        # Bit for bit: the same float32 products and sums, hence the same worlds.
+        assert got == numpy_pd, kind
+        # JAX hands numpy a read-only view; torch warns about those unless the policy copies.
+        assert [str(w.message) for w in caught] == [], kind
+    assert sorted(numpy_pd) == list(range(8))
+    assert all(numpy_pd[e]["length"] == STEPS and numpy_pd[e]["return"] != zero[e]["return"] for e in range(8))
 
 
 def _cart_job(**extra: Any) -> dict[str, Any]:

@@ -43,6 +43,23 @@ def test_scripted_and_traced_modules_give_the_argmax_of_their_logits(tmp_path: P
     np.testing.assert_array_equal(policy.act(obs), want)
 
 
+def test_read_only_observations_are_copied_not_shared(tmp_path: Path) -> None:
+    # JAX arrays (natively batched simulators) read as read-only numpy views;
+    # torch shares those only with a "not writable" warning.
+    net = _net().eval()
+    torch.jit.script(net).save(str(tmp_path / "actor.pt"))
+    policy = build_policy(
+        "torchscript", {"path": str(tmp_path / "actor.pt")}, _ctx(CARTPOLE_OBS, gym.spaces.Discrete(2), 3)
+    )
+    obs = np.random.default_rng(1).normal(size=(3, 4)).astype(np.float32)
+    obs.flags.writeable = False
+    tensor = policy._tensor(obs)  # type: ignore[attr-defined]
+    assert not np.shares_memory(tensor.numpy(), obs)
+    np.testing.assert_array_equal(tensor.numpy(), obs)
+    writable = np.array(obs)
+    assert np.shares_memory(policy._tensor(writable).numpy(), writable)  # type: ignore[attr-defined]
+
+
 class DictPolicy(nn.Module):
     """Takes a dict with a uint8 image and a state vector; refuses float images."""
 

@@ -93,7 +93,12 @@ class TorchScriptPolicy:
     def _tensor(self, obs: Any) -> Any:
         if isinstance(obs, dict):
             return {key: self._tensor(value) for key, value in obs.items()}
-        return self._torch.as_tensor(np.ascontiguousarray(obs))
+        array = np.ascontiguousarray(obs)
+        if not array.flags.writeable:
+            # A JAX array (a natively batched simulator's) reads as a read-only
+            # view, which torch shares only with a warning; a copy is cheap.
+            array = array.copy()
+        return self._torch.as_tensor(array)
 
     def act(self, obs: Any) -> np.ndarray:
         num = batch_size(obs)
