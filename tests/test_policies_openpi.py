@@ -523,17 +523,24 @@ def test_served_controller_gives_exactly_its_local_actions(
         "action_dim": 1,
         "observation_keys": ["observation/state"],
     }
+    assert_serves_swingup_exactly(transport, steps=60)
+
+
+def assert_serves_swingup_exactly(transport: OpenpiTransport, steps: int) -> None:
+    """8 Pendulum worlds driven through ``transport`` get exactly the actions 'pendulum-swingup' gives locally."""
     envs = gym.make_vec("Pendulum-v1", num_envs=8, vectorization_mode="sync")
     local = build_policy("pendulum-swingup", {}, PolicyContext(*_fields(PENDULUM, num_envs=8)))
     obs, _ = envs.reset(seed=3)
-    for _ in range(60):
-        replies = transport.infer([{"observation/state": row} for row in obs])
-        remote = np.concatenate([r["actions"] for r in replies])
-        want = local.act(obs)
-        assert remote.shape == (8, 1) and remote.dtype == want.dtype
-        np.testing.assert_array_equal(remote, want)
-        obs, *_ = envs.step(remote)
-    envs.close()
+    try:
+        for _ in range(steps):
+            replies = transport.infer([{"observation/state": row} for row in obs])
+            remote = np.concatenate([r["actions"] for r in replies])
+            want = local.act(obs)
+            assert remote.shape == (8, 1) and remote.dtype == want.dtype
+            np.testing.assert_array_equal(remote, want)
+            obs, *_ = envs.step(remote)
+    finally:
+        envs.close()
 
 
 def _fields(context: PolicyContext, num_envs: int) -> tuple[Any, ...]:

@@ -43,7 +43,7 @@ class ServerProcess:
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()  # printed once the socket listens
-        match = re.search(r"on (ws://127\.0\.0\.1:\d+)", line)
+        match = re.search(r"on (wss?://127\.0\.0\.1:\d+)", line)
         assert match, f"no URL in {line!r}; stderr: {self.proc.stderr.read() if self.proc.stderr else ''}"
         self.url = match.group(1)
 

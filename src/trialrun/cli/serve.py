@@ -130,12 +130,29 @@ def serve_policy(
             "observation's entry K is read from observation/K.",
         ),
     ] = OPENPI_OBS_KEY,
+    tls_cert: Annotated[
+        str | None,
+        typer.Option(
+            "--tls-cert",
+            help="Serve wss:// (TLS) with this PEM certificate (then any intermediates); clients trust it "
+            "through their system CAs, SSL_CERT_FILE, or 'ca_file:' in their policy.",
+            show_default=False,
+        ),
+    ] = None,
+    tls_key: Annotated[
+        str | None,
+        typer.Option(
+            "--tls-key",
+            help="The PEM private key of --tls-cert (default: read from the --tls-cert file).",
+            show_default=False,
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log connections.")] = False,
 ) -> None:
     """Serve a policy over WebSocket for jobs with 'policy: {type: remote, url: ws://HOST:PORT}'
     (or, with --protocol openpi, 'policy: {type: openpi, url: ...}' and openpi's clients)."""
     from trialrun.policies.remote import MAX_MESSAGE_BYTES
-    from trialrun.policies.server import PolicyServer, ServerLimits
+    from trialrun.policies.server import PolicyServer, ServerLimits, server_tls_context
     from trialrun.policies.spec import parse_policy_spec
 
     setup_logging(verbose)
@@ -152,6 +169,22 @@ def serve_policy(
         raise fail(
             "--env and --obs-key apply only to --protocol openpi (trialrun's clients send their spaces)"
         )
+    if tls_key is not None and tls_cert is None:
+        raise fail("--tls-key needs --tls-cert")
+    if tls_cert is not None and protocol == "openpi":
+        raise fail(
+            "--tls-cert applies only to --protocol trialrun; serve openpi's protocol over wss:// behind a "
+            "TLS-terminating proxy (as openpi's own server is)"
+        )
+    tls = None
+    if tls_cert is not None:
+        try:
+            tls = server_tls_context(tls_cert, tls_key)
+        except FileNotFoundError as exc:
+            option = "--tls-key" if exc.filename == tls_key and tls_key != tls_cert else "--tls-cert"
+            raise fail(f"{option}: no such file: {exc.filename}") from None
+        except ValueError as exc:
+            raise fail(str(exc)) from None
     policy = parse_policy_spec(spec, policy_type, kwarg or [], option="SPEC")
     max_frame_bytes = max_frame_bytes or MAX_MESSAGE_BYTES
     try:
@@ -170,7 +203,9 @@ def serve_policy(
             policy.type, policy.kwargs, env_id, obs_key, host, port, limits, token
         )
     else:
-        server = PolicyServer(policy.type, policy.kwargs, host=host, port=port, limits=limits, token=token)
+        server = PolicyServer(
+            policy.type, policy.kwargs, host=host, port=port, limits=limits, token=token, tls=tls
+        )
     try:
         server.bind()  # warns when the address is not loopback and there is no token
     except OSError as exc:

@@ -47,6 +47,7 @@ import contextlib
 import inspect
 import logging
 import os
+import ssl
 import time
 import uuid
 import weakref
@@ -165,6 +166,46 @@ def space_from_wire(data: dict[str, Any], depth: int = 0) -> gym.Space[Any]:
     return space
 
 
+# --------------------------------------------------------------------------- TLS
+
+
+def tls_context(url: str, ca_file: str | os.PathLike[str] | None, *, field: str) -> ssl.SSLContext | None:
+    """The TLS settings of a ``wss://`` client (None for ``ws://``), built once per client.
+
+    ``ca_file`` (a PEM file of CA certificates) replaces the system's CAs, for
+    a server behind a private CA; without it :func:`ssl.create_default_context`
+    honours ``SSL_CERT_FILE`` and ``SSL_CERT_DIR`` as other OpenSSL clients do.
+    Certificates and host names are always checked: there is no way to turn
+    that off, since a policy server sees every observation of the run.
+
+    Raises:
+        ConfigError: ``ca_file`` with a ``ws://`` URL, a missing file, or one with no certificate.
+    """
+    secure = url.startswith("wss://")
+    if ca_file is None:
+        return ssl.create_default_context() if secure else None
+    if not isinstance(ca_file, str | os.PathLike) or not str(ca_file).strip():
+        raise ConfigError(f"must be the path of a PEM file, got {ca_file!r}", field=field)
+    if not secure:
+        raise ConfigError(f"applies only to wss:// URLs; {url} is not encrypted", field=field)
+    path = os.path.expanduser(os.fspath(ca_file))
+    if not os.path.isfile(path):
+        raise ConfigError(f"no such file: {path}", field=field)
+    try:
+        return ssl.create_default_context(cafile=path)
+    except (ssl.SSLError, ValueError) as exc:
+        raise ConfigError(f"{path} holds no CA certificate in PEM form ({exc})", field=field) from None
+
+
+def untrusted(server: str, exc: ssl.SSLCertVerificationError) -> str:
+    """The one-line error of a TLS handshake whose certificate check failed (retrying cannot help)."""
+    why = str(exc.verify_message or exc.reason or exc).rstrip(".")
+    return (
+        f"{server}: its TLS certificate was not trusted ({why}); for a server behind a private CA, "
+        "set 'ca_file:' in the policy (or SSL_CERT_FILE) to the CA's PEM file"
+    )
+
+
 # --------------------------------------------------------------------------- client
 
 
@@ -191,6 +232,7 @@ class RemotePolicy:
         url: str | None = None,
         timeout: float = 10.0,
         token: str | None = None,
+        ca_file: str | None = None,
     ) -> None:
         self._ws_sync = require_extra("websockets.sync.client", "remote", "a remote policy")
         self._exc = require_extra("websockets.exceptions", "remote", "a remote policy")
@@ -206,6 +248,7 @@ class RemotePolicy:
         if token is not None and (not isinstance(token, str) or not token.strip()):
             raise ConfigError("must be a non-empty string", field="policy.token")
         self.url = str(url)
+        self._tls = tls_context(self.url, ca_file, field="policy.ca_file")
         self.timeout = float(timeout)
         self._token = token or os.environ.get(TOKEN_ENV) or None
         self.session = uuid.uuid4().hex
@@ -272,6 +315,7 @@ class RemotePolicy:
         delay = 0.05
         last = "no attempt"
         headers = {"Authorization": f"Bearer {self._token}"} if self._token else None
+        tls = {"ssl": self._tls} if self._tls is not None else {}
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -288,9 +332,12 @@ class RemotePolicy:
                     compression=None,
                     proxy=None,
                     additional_headers=headers,
+                    **tls,
                 )
             except self._exc.InvalidURI as exc:
                 raise ConfigError(f"invalid URL {self.url!r}: {exc}", field="policy.url") from None
+            except ssl.SSLCertVerificationError as exc:
+                raise RemotePolicyError(untrusted(f"remote policy server {self.url}", exc)) from None
             except (OSError, TimeoutError, self._exc.InvalidHandshake, self._exc.ConnectionClosed) as exc:
                 last = self._refused(exc)
                 time.sleep(max(0.0, min(delay, deadline - time.monotonic())))

@@ -27,6 +27,11 @@ Everything a peer can make the server hold is bounded (:class:`ServerLimits`):
 * threads: the event loop is one thread; policy calls run in a pool of at most
   ``max_connections`` threads, so a flood of connections starts no thread.
 
+With a certificate and its key (``tls_cert``/``tls_key``, ``serve-policy
+--tls-cert/--tls-key``) the server speaks TLS and its URL is ``wss://``: for
+a server reached over a network nobody controls, where observations, actions
+and the token would otherwise travel in the clear.
+
 A session is resumed only with the secret the server gave its client in
 ``ready``, and never while another live connection holds it. With a token
 (``--token`` or ``TRIALRUN_TOKEN``) a client must send
@@ -49,8 +54,10 @@ import contextlib
 import hmac
 import ipaddress
 import logging
+import os
 import secrets
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -108,6 +115,26 @@ class ServerLimits:
                 f"max_buffered_bytes ({self.max_buffered_bytes}) must be at least max_frame_bytes "
                 f"({self.max_frame_bytes}): a largest message could never be received"
             )
+
+
+def server_tls_context(cert: str | os.PathLike[str], key: str | os.PathLike[str] | None) -> ssl.SSLContext:
+    """TLS settings for a server: ``cert`` (PEM: the certificate, then any
+    intermediates) and ``key`` (PEM; None when ``cert`` holds it too).
+
+    Raises:
+        FileNotFoundError: ``cert`` or ``key`` does not exist (its ``filename`` says which).
+        ValueError: a file that is not a PEM certificate or key, or a key that does not match.
+    """
+    for path in (cert, key):
+        if path is not None and not os.path.isfile(path):
+            raise FileNotFoundError(2, "no such file", os.fspath(path))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        names = os.fspath(cert) + (f" and {os.fspath(key)}" if key is not None else "")
+        raise ValueError(f"cannot load a TLS certificate and key from {names}: {exc.reason or exc}") from None
+    return context
 
 
 class _Refused(Exception):
@@ -269,8 +296,11 @@ class PolicyServer:
         port: int = 8765,
         limits: ServerLimits | None = None,
         token: str | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.type_name = type_name
+        self.tls = tls
+        """TLS settings (:func:`server_tls_context`); None serves plain ``ws://``."""
         self.kwargs = dict(kwargs)
         self.host = host
         self.port = port
@@ -307,7 +337,7 @@ class PolicyServer:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"ws://{host}:{self.port}"
+        return f"{'wss' if self.tls is not None else 'ws'}://{host}:{self.port}"
 
     @property
     def session_count(self) -> int:
@@ -349,6 +379,7 @@ class PolicyServer:
             max_size=self.limits.max_frame_bytes,
             max_queue=1,
             compression=None,
+            ssl=self.tls,
             open_timeout=self.limits.hello_timeout,
             process_request=self._check_request,
             create_connection=_connection_class(self._budget, 2 * self.limits.max_connections + 16),

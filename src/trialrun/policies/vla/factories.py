@@ -29,16 +29,21 @@ def openpi_policy(
     replan_steps: int | None = None,
     max_connections: int | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    ca_file: str | None = None,
 ) -> ServerPolicy:
-    """A client of an openpi policy server (``ws://HOST:PORT``): one observation
-    per request, requests of the worlds sent concurrently over up to
-    ``max_connections`` connections (default ``min(num_envs, 16)``)."""
+    """A client of an openpi policy server (``ws://HOST:PORT`` or ``wss://``): one
+    observation per request, requests of the worlds sent concurrently over up to
+    ``max_connections`` connections (default ``min(num_envs, 16)``). ``ca_file``:
+    the CAs a ``wss://`` server's certificate is checked against (default: the
+    system's, or ``SSL_CERT_FILE``)."""
     require_extra("websockets", "remote", "openpi policies")
     require_extra("msgpack", "remote", "openpi policies")
     from trialrun.policies.vla.openpi import OpenpiTransport
 
     connections = max_connections or min(context.num_envs, MAX_CONNECTIONS)
-    transport = OpenpiTransport(url, api_key=api_key, max_connections=connections, timeout=timeout)
+    transport = OpenpiTransport(
+        url, api_key=api_key, max_connections=connections, timeout=timeout, ca_file=ca_file
+    )
     return _server_policy(transport, context, obs_map, replan_steps)
 
 

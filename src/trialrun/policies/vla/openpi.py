@@ -87,7 +87,7 @@ from typing import Any
 
 from trialrun.errors import ConfigError, RemotePolicyError
 from trialrun.policies.loaders import require_extra
-from trialrun.policies.remote import MAX_MESSAGE_BYTES
+from trialrun.policies.remote import MAX_MESSAGE_BYTES, tls_context, untrusted
 from trialrun.policies.vla.openpi_codec import OpenpiCodecError, packb, unpackb
 from trialrun.policies.vla.transport import Reply, Request
 
@@ -198,6 +198,10 @@ class OpenpiTransport:
         timeout: seconds each request may take (default :data:`DEFAULT_TIMEOUT`).
         max_message_bytes: largest frame accepted from the server
             (default 256 MiB, as trialrun's own protocol).
+        ca_file: with ``wss://``, a PEM file of the CA certificates to trust
+            instead of the system's (a server behind a private CA); without
+            it, ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` are honoured as by
+            :func:`ssl.create_default_context`.
     """
 
     def __init__(
@@ -208,6 +212,7 @@ class OpenpiTransport:
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         timeout: float = DEFAULT_TIMEOUT,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
+        ca_file: str | os.PathLike[str] | None = None,
     ) -> None:
         self._ws = require_extra("websockets.client", "remote", "openpi policies")
         self._uri = require_extra("websockets.uri", "remote", "openpi policies")
@@ -244,6 +249,7 @@ class OpenpiTransport:
         except self._exc.InvalidURI as exc:
             raise ConfigError(f"invalid URL {url!r}: {exc}", field="policy.kwargs.url") from None
         self.address = url
+        self._tls = tls_context(url, ca_file, field="policy.kwargs.ca_file")
         self.max_connections = max_connections
         self.timeout = float(timeout)
         self.max_message_bytes = int(max_message_bytes)
@@ -474,8 +480,8 @@ class OpenpiTransport:
             raise self._unreachable(exc) from None
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if uri.secure:
-                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=uri.host)
+            if self._tls is not None:
+                sock = self._tls.wrap_socket(sock, server_hostname=uri.host)
             protocol = self._ws.ClientProtocol(uri, max_size=self.max_message_bytes)
             request = protocol.connect()
             if self._api_key:
@@ -504,6 +510,10 @@ class OpenpiTransport:
             if protocol.state.name == "CONNECTING":
                 raise self._unreachable(TimeoutError("timed out during the handshake")) from None
             raise self._timed_out(conn) from None
+        except ssl.SSLCertVerificationError as exc:
+            with contextlib.suppress(OSError):
+                sock.close()
+            raise RemotePolicyError(untrusted(f"the openpi policy server at {self.address}", exc)) from None
         except OSError as exc:
             with contextlib.suppress(OSError):
                 sock.close()
