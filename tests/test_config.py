@@ -205,3 +205,23 @@ def test_deep_merge_shares_no_state() -> None:
     merged["a"]["b"].append(9)
     assert base == {"a": {"b": [1]}}
     assert merged == {"a": {"b": [1, 9], "c": 2}}
+
+
+def test_a_relative_ca_file_is_resolved_against_the_run_file_and_a_missing_one_refused(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    run_file = tmp_path / "run.yaml"
+    policy = "{type: openpi, url: 'wss://gpu-box:443', ca_file: certs/ca.pem}"
+    run_file.write_text(f"name: t\njobs:\n  - {{name: j, env: Pendulum-v1, episodes: 1, policy: {policy}}}\n")
+    config = load_run_config(run_file)
+    assert config.jobs[0].policy.kwargs == {
+        "url": "wss://gpu-box:443",
+        "ca_file": str(tmp_path / "certs" / "ca.pem"),
+    }
+    run_file.write_text(run_file.read_text().replace("certs/ca.pem", "missing.pem"))
+    with pytest.raises(ConfigError) as info:
+        load_run_config(run_file)
+    assert f"no such file: {tmp_path / 'missing.pem'} (relative paths are resolved against" in str(info.value)
+    assert "jobs.0.policy.kwargs.ca_file" in str(info.value)

@@ -97,6 +97,9 @@ NOT_RUN: dict[str, str] = {
     "trialrun serve-policy mypkg.policies:make_policy --port 0": (
         "a server that runs until Ctrl-C, on the user's package; tests/test_policies_server.py"
     ),
+    "trialrun serve-policy ppo.zip --host 0.0.0.0 --tls-cert server.pem --tls-key server-key.pem": (
+        "a server that runs until Ctrl-C, with the user's certificate; tests/test_policies_tls.py serves TLS"
+    ),
     # docs/report.md and the README's report block
     "trialrun report RUN_DIR [--out DIR]": SYNOPSIS,
     "trialrun report RUN_DIR --serve [--port 8000] [--host 127.0.0.1]": SYNOPSIS,

@@ -202,7 +202,8 @@ def test_an_openpi_job_over_wss_records_what_the_local_job_records(
         "type": "openpi",
         "url": proxy.url,
         "timeout": 10,
-        "kwargs": {"max_connections": 3, "ca_file": str(pki["ca"])},
+        "max_connections": 3,
+        "ca_file": str(pki["ca"]),  # as documented: next to type, not under kwargs
     }
     job = {"env": "Pendulum-v1", "episodes": 6, "num_envs": 3, "max_steps": 50}
     local = outcomes(tmp_path / "local", {**job, "policy": "pendulum-swingup"})

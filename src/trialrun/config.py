@@ -84,6 +84,7 @@ POLICY_SHORTHAND_KEYS = (
     "max_connections",
     "action_keys",
     "connect_timeout",
+    "ca_file",
 )
 
 
@@ -94,7 +95,7 @@ class PolicyConfig(_Model):
     ``path``, ``url``, ``timeout`` and the server policies' settings
     (:data:`POLICY_SHORTHAND_KEYS`) may be given next to ``type`` and are
     moved into ``kwargs``. A ``kwargs`` entry named ``path`` or ending in
-    ``_path`` is a file: :func:`load_run_config` resolves a relative one
+    ``_path`` (or ``ca_file``) is a file: :func:`load_run_config` resolves a relative one
     against the run file's directory and rejects a missing one.
     """
 
@@ -548,7 +549,7 @@ def parse_run_config(
 def load_run_config(path: Path, overrides: list[str] | None = None) -> RunConfig:
     """Load, merge, override and validate a run file.
 
-    Policy file paths (``policy.path`` and ``policy.kwargs.*_path``) that are
+    Policy file paths (``policy.path``, ``policy.kwargs.*_path`` and ``ca_file``) that are
     relative are made absolute against the run file's directory, so a run file
     works from any working directory and the manifest records which file ran.
     """
@@ -558,8 +559,9 @@ def load_run_config(path: Path, overrides: list[str] | None = None) -> RunConfig
 
 
 def is_path_kwarg(name: str) -> bool:
-    """Whether a policy kwarg names a file (``path`` or ``*_path``)."""
-    return name == "path" or name.endswith("_path")
+    """Whether a policy kwarg names a file (``path``, ``*_path``, or ``ca_file``: the CAs of a
+    ``wss://`` server, named as :func:`ssl.create_default_context` and curl name them)."""
+    return name == "path" or name.endswith("_path") or name == "ca_file"
 
 
 def resolve_policy_paths(config: RunConfig, base_dir: Path, *, file: str | None = None) -> None:
