@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import trustme
@@ -36,6 +37,7 @@ from test_policies_remote import ServerProcess
 from trialrun.config import parse_run_config
 from trialrun.errors import ConfigError, RemotePolicyError
 from trialrun.execution.runner import run_evaluation
+from trialrun.policies import PolicyContext
 from trialrun.policies.remote import RemotePolicy
 from trialrun.policies.server import PolicyServer, server_tls_context
 from trialrun.policies.vla.openpi import OpenpiServerError, OpenpiTransport
@@ -420,6 +422,36 @@ def test_a_remote_policy_refuses_an_untrusted_server_at_once(
     client = RemotePolicy(PENDULUM, url=trusted.url, timeout=10)
     cleanup.append(client.close)
     assert client.act(np.zeros((1, 3), np.float32)).tolist() == [[0.0]]
+
+
+class ImageMean:
+    """Each world's action is the mean of its image: a wrong byte anywhere changes it."""
+
+    def __init__(self, context: PolicyContext) -> None:
+        self.num_envs = context.num_envs
+
+    def act(self, obs: Any) -> np.ndarray:
+        return np.asarray(obs).reshape(len(obs), -1).mean(axis=1, keepdims=True)
+
+    def reset(self, mask: np.ndarray, seeds: Any = None) -> None:
+        """Stateless."""
+
+
+def test_image_observations_over_wss_reach_trialrun_server_whole(
+    pki: dict[str, Path], cleanup: list[Callable[[], None]]
+) -> None:
+    server = PolicyServer("test_policies_tls:ImageMean", {}, port=0, tls=server_context(pki))
+    server.start()
+    cleanup.append(server.stop)
+    images = gym.spaces.Box(0, 255, (224, 224, 3), np.uint8)
+    context = PolicyContext("Images-v0", 4, images, gym.spaces.Box(0.0, 255.0, (1,), np.float64), {})
+    client = RemotePolicy(context, url=server.url, timeout=10, ca_file=str(pki["ca"]))
+    cleanup.append(client.close)
+    rng = np.random.default_rng(1)
+    for _ in range(3):  # 600 kB a request
+        obs = rng.integers(0, 256, (4, 224, 224, 3), dtype=np.uint8)
+        np.testing.assert_array_equal(client.act(obs), obs.reshape(4, -1).mean(axis=1, keepdims=True))
+    assert client.reconnects == 0
 
 
 def test_serve_policy_refuses_bad_tls_options_in_one_line(pki: dict[str, Path], tmp_path: Path) -> None:
