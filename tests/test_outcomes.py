@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from helpers import MaxRewardTerm
@@ -90,3 +92,47 @@ def test_info_flag_handles_masks_and_objects() -> None:
     assert flags is not None and flags.tolist() == [True, False]
     flags = info_flag({"s": np.array([None, True], dtype=object)}, "s", 2)
     assert flags is not None and flags.tolist() == [False, True]
+
+
+def _busy_tracker(rule: SuccessRule, n: int = 40) -> OutcomeTracker:
+    """``n`` sub-envs after 12 steps of varied rewards, success flags and ends
+    (one NaN reward), every one of them ending at the last step."""
+    rng = np.random.default_rng(4)
+    tracker = OutcomeTracker(n, rule)
+    tracker.start(np.ones(n, dtype=bool))
+    active = np.ones(n, dtype=bool)
+    for t in range(12):
+        rewards = rng.normal(size=n)
+        if t == 3:
+            rewards[7] = np.nan
+        last = t == 11
+        terminated = rng.random(n) < 0.5 if last else np.zeros(n, dtype=bool)
+        infos = {"success": rng.random(n) < 0.2, "_success": np.ones(n, dtype=bool)}
+        tracker.step(active, rewards, terminated, np.full(n, last) & ~terminated, infos)
+    return tracker
+
+
+def test_results_read_as_columns_equal_the_per_world_results() -> None:
+    for rule in (SuccessRule(), SuccessRule(survived=True), SuccessRule(min_return=0.5)):
+        worlds = [*range(0, 40, 2), 39, 7]  # 22 ended sub-envs (7 had a NaN reward): columns
+        columns, single = _busy_tracker(rule), _busy_tracker(rule)
+        got = columns.results(worlds)
+        want = [single.result(i) for i in worlds]
+        assert json.dumps(got) == json.dumps(want), rule  # as text: NaN equals NaN
+        # Same types too (a record's JSON must not depend on the path): bool, float, int, None.
+        assert [[type(v) for v in o.values()] for o in got] == [[type(v) for v in o.values()] for o in want]
+        assert columns.nonfinite_episodes == single.nonfinite_episodes == 1
+    nan_world = _busy_tracker(SuccessRule()).results(list(range(20)))[7]
+    assert nan_world["nonfinite_reward"] is True and np.isnan(nan_world["return"])
+
+
+def test_a_round_of_resets_clears_the_tallies_of_the_starting_sub_envs_only() -> None:
+    tracker = _busy_tracker(SuccessRule())
+    before = tracker.returns.copy()
+    starting = np.zeros(40, dtype=bool)
+    starting[::2] = True  # 20 sub-envs: one masked write per column
+    tracker.start(starting)
+    assert (tracker.returns[starting] == 0).all() and (tracker.lengths[starting] == 0).all()
+    assert not tracker.ever_success[starting].any() and (tracker.time_to_success[starting] == -1).all()
+    np.testing.assert_array_equal(tracker.returns[~starting], before[~starting])
+    assert (tracker.lengths[~starting] == 12).all()

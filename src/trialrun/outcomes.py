@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -100,6 +101,11 @@ def info_flag(infos: dict[str, Any], key: str, num_envs: int) -> np.ndarray | No
     return flags
 
 
+_COLUMNS_FROM = 16
+"""From this many episodes ending together, :meth:`OutcomeTracker.results`
+reads the outcome fields as columns."""
+
+
 class OutcomeTracker:
     """Accumulates the standard outcomes (and custom terms) for every sub-env."""
 
@@ -128,12 +134,18 @@ class OutcomeTracker:
 
     def start(self, env_mask: np.ndarray) -> None:
         """Clear the accumulators of the sub-envs starting a new episode."""
-        # Usually one or two sub-envs start at a time: element writes beat masked ones.
-        for i in np.asarray(env_mask).nonzero()[0].tolist():
-            self.returns[i] = 0.0
-            self.lengths[i] = 0
-            self.ever_success[i] = self.last_success[i] = False
-            self.time_to_success[i] = -1
+        starting = np.asarray(env_mask).nonzero()[0]
+        if len(starting) >= _COLUMNS_FROM:  # a batched simulator's round of resets
+            self.returns[starting] = 0.0
+            self.lengths[starting] = 0
+            self.ever_success[starting] = self.last_success[starting] = False
+            self.time_to_success[starting] = -1
+        else:  # usually one or two sub-envs start at a time: element writes beat masked ones
+            for i in starting.tolist():
+                self.returns[i] = 0.0
+                self.lengths[i] = 0
+                self.ever_success[i] = self.last_success[i] = False
+                self.time_to_success[i] = -1
         for term in self.terms:
             term.start(env_mask)
 
@@ -168,6 +180,51 @@ class OutcomeTracker:
                 self.last_success[active] = flags[active]
         for term in self.terms:
             term.step(active, rewards, terminated, truncated, infos)
+
+    def results(self, env_indices: Sequence[int]) -> list[dict[str, Any]]:
+        """:meth:`result` of several sub-envs, the same dicts, read column by
+        column: a natively batched simulator ends a thousand episodes in one
+        step, and reading each outcome field per world costs ~4 us an episode."""
+        if len(env_indices) < _COLUMNS_FROM or self.terms:
+            return [self.result(i) for i in env_indices]
+        idx = np.asarray(env_indices, dtype=np.intp)
+        lengths: list[int] = self.lengths[idx].tolist()
+        returns: list[float] = self.returns[idx].tolist()
+        terminated: list[bool] = self.terminated[idx].tolist()
+        truncated: list[bool] = self.truncated[idx].tolist()
+        tts: list[int | None]
+        if self.rule.survived:
+            success = [tr and not te for tr, te in zip(truncated, terminated, strict=True)]
+            at_end = success
+            tts = [n if ok else None for n, ok in zip(lengths, success, strict=True)]
+        elif self.rule.min_return is not None:
+            threshold = self.rule.min_return
+            success = [r >= threshold for r in returns]
+            at_end = success
+            tts = [n if ok else None for n, ok in zip(lengths, success, strict=True)]
+        else:
+            success = self.ever_success[idx].tolist()
+            at_end = self.last_success[idx].tolist()
+            tts = [t if t >= 0 else None for t in self.time_to_success[idx].tolist()]
+        outcomes: list[dict[str, Any]] = [
+            {
+                "success": ok,
+                "success_at_end": end,
+                "return": ret,
+                "length": n,
+                "terminated": te,
+                "truncated": tr,
+                "time_to_success": t,
+            }
+            for ok, end, ret, n, te, tr, t in zip(
+                success, at_end, returns, lengths, terminated, truncated, tts, strict=True
+            )
+        ]
+        for outcome in outcomes:
+            if not math.isfinite(outcome["return"]):
+                outcome["nonfinite_reward"] = True
+                self.nonfinite_episodes += 1
+        return outcomes
 
     def result(self, env_index: int) -> dict[str, Any]:
         """The outcome dict of the episode that ended in ``env_index`` at the

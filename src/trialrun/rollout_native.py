@@ -222,7 +222,14 @@ def _run_exact(
         if ended:
             now = utc_now()
             try:  # the results now: starting the next episodes resets their worlds' tallies
-                deliver_built(held.append, (finish(assigned_slot(i), i, started[i], now) for i in ended))
+                outcomes = tracker.results(ended)
+                deliver_built(
+                    held.append,
+                    (
+                        finish(assigned_slot(i), i, started[i], now, outcome=outcome)
+                        for i, outcome in zip(ended, outcomes, strict=True)
+                    ),
+                )
             except BaseException:
                 deliver(on_episode, held)
                 raise
@@ -294,7 +301,14 @@ def _run_waves(
             active[ended] = False
             now = utc_now()
             recorded = [i for i in ended if members[i].episode in wanted]
-            deliver_built(on_episode, (finish.wave(members, i, wave_seed, n, started, now) for i in recorded))
+            outcomes = tracker.results(recorded)
+            deliver_built(
+                on_episode,
+                (
+                    finish.wave(members, i, wave_seed, n, started, now, outcome=outcome)
+                    for i, outcome in zip(recorded, outcomes, strict=True)
+                ),
+            )
 
 
 def _waves(slots: Sequence[Slot], plan: Sequence[Slot], n: int) -> Iterator[tuple[int, set[int]]]:
@@ -374,9 +388,17 @@ class _Finish:
     steps: WorldSteps | None
 
     def __call__(
-        self, slot: Slot, world: int, started: str, ended: str, wave: dict[str, Any] | None = None
+        self,
+        slot: Slot,
+        world: int,
+        started: str,
+        ended: str,
+        wave: dict[str, Any] | None = None,
+        outcome: dict[str, Any] | None = None,
     ) -> EpisodeResult:
-        outcome = self.tracker.result(world)
+        """``outcome``: the world's, when read already (:meth:`OutcomeTracker.results`)."""
+        if outcome is None:
+            outcome = self.tracker.result(world)
         result = EpisodeResult(
             slot=slot,
             env_index=world,
@@ -395,7 +417,14 @@ class _Finish:
         return result
 
     def wave(
-        self, members: Sequence[Slot], world: int, wave_seed: int, n: int, started: str, ended: str
+        self,
+        members: Sequence[Slot],
+        world: int,
+        wave_seed: int,
+        n: int,
+        started: str,
+        ended: str,
+        outcome: dict[str, Any] | None = None,
     ) -> EpisodeResult:
         """The result of ``world``'s first episode in the wave of ``members``,
         seeded with ``wave_seed`` (its record says which wave)."""
@@ -403,4 +432,4 @@ class _Finish:
         # A direct constructor: dataclasses.replace costs ~10 us per episode.
         waved = Slot(slot.job, slot.episode, wave_seed, slot.policy_seed, slot.factor_seed, slot.factors)
         wave = {"seed": wave_seed, "first_episode": members[0].episode, "world": world, "num_envs": n}
-        return self(waved, world, started, ended, wave=wave)
+        return self(waved, world, started, ended, wave=wave, outcome=outcome)
