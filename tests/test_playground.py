@@ -287,7 +287,9 @@ def test_torchscript_and_onnx_policies_act_on_the_worlds_like_the_numpy_controll
         # JAX hands numpy a read-only view; torch warns about those unless the policy copies.
         assert [str(w.message) for w in caught] == [], kind
     assert sorted(numpy_pd) == list(range(8))
-    assert all(numpy_pd[e]["length"] == STEPS and numpy_pd[e]["return"] != zero[e]["return"] for e in range(8))
+    assert all(
+        numpy_pd[e]["length"] == STEPS and numpy_pd[e]["return"] != zero[e]["return"] for e in range(8)
+    )
 
 
 def _cart_job(**extra: Any) -> dict[str, Any]:
