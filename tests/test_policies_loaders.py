@@ -89,7 +89,7 @@ def test_policy_shorthand_keys_move_into_kwargs() -> None:
     with pytest.raises(
         ConfigError,
         match=r"field 'jobs.0.policy': unknown key 'pth'; allowed keys: action_keys, api, api_key, api_token, "
-        r"cameras, connect_timeout, host, kwargs, max_connections, obs_map, path, port,",
+        r"ca_file, cameras, connect_timeout, host, kwargs, max_connections, obs_map, path, port,",
     ):
         parse_run_config(
             {

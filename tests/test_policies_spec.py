@@ -152,7 +152,7 @@ def test_parse_policy_spec_errors_name_the_option(tmp_path: Path, monkeypatch: p
         parse_policy_spec("{type: zero, kwargs: 3}")
     with pytest.raises(
         ConfigError,
-        match=r"^--policy: unknown key 'algo'; allowed keys: action_keys, api, api_key, api_token, cameras, connect_timeout, "
+        match=r"^--policy: unknown key 'algo'; allowed keys: action_keys, api, api_key, api_token, ca_file, cameras, connect_timeout, "
         r"host, kwargs, max_connections, obs_map, path, port, replan_steps, timeout, token, type, url$",
     ):
         parse_policy_spec("{type: zero, algo: PPO}")
