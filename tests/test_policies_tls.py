@@ -123,13 +123,12 @@ class TlsProxy:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, down: bool = False
     ) -> None:
         try:
-            while data := await reader.read(1 << 16):
-                if down and self.hold:
-                    continue
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, ssl.SSLError):
-            pass
+            with contextlib.suppress(ConnectionError, ssl.SSLError):  # a side hung up: the pipe ends
+                while data := await reader.read(1 << 16):
+                    if down and self.hold:
+                        continue
+                    writer.write(data)
+                    await writer.drain()
         finally:
             with contextlib.suppress(Exception):  # the other side is gone already
                 writer.close()

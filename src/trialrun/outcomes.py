@@ -184,28 +184,65 @@ class OutcomeTracker:
     def results(self, env_indices: Sequence[int]) -> list[dict[str, Any]]:
         """:meth:`result` of several sub-envs, the same dicts, read column by
         column: a natively batched simulator ends a thousand episodes in one
-        step, and reading each outcome field per world costs ~4 us an episode."""
+        step, and reading each outcome field per world costs ~4 us an episode
+        (one or two worlds are faster read one by one)."""
         if len(env_indices) < _COLUMNS_FROM or self.terms:
             return [self.result(i) for i in env_indices]
         idx = np.asarray(env_indices, dtype=np.intp)
-        lengths: list[int] = self.lengths[idx].tolist()
-        returns: list[float] = self.returns[idx].tolist()
-        terminated: list[bool] = self.terminated[idx].tolist()
-        truncated: list[bool] = self.truncated[idx].tolist()
+        return self._outcomes(
+            self.lengths[idx].tolist(),
+            self.returns[idx].tolist(),
+            self.terminated[idx].tolist(),
+            self.truncated[idx].tolist(),
+            self.ever_success[idx].tolist(),
+            self.last_success[idx].tolist(),
+            self.time_to_success[idx].tolist(),
+        )
+
+    def result(self, env_index: int) -> dict[str, Any]:
+        """The outcome dict of the episode that ended in ``env_index`` at the
+        last :meth:`step`."""
+        i = env_index
+        (outcome,) = self._outcomes(
+            [int(self.lengths[i])],
+            [float(self.returns[i])],
+            [bool(self.terminated[i])],
+            [bool(self.truncated[i])],
+            [bool(self.ever_success[i])],
+            [bool(self.last_success[i])],
+            [int(self.time_to_success[i])],
+        )
+        for term in self.terms:
+            value = term.value(i)
+            if isinstance(value, np.generic):
+                value = value.item()
+            outcome[term.name] = value
+        return outcome
+
+    def _outcomes(
+        self,
+        lengths: list[int],
+        returns: list[float],
+        terminated: list[bool],
+        truncated: list[bool],
+        ever_success: list[bool],
+        last_success: list[bool],
+        time_to_success: list[int],
+    ) -> list[dict[str, Any]]:
+        """The outcome dicts of episodes given as columns of Python values
+        (``time_to_success`` -1: never), by the job's success rule."""
+        min_return = self.rule.min_return
         tts: list[int | None]
         if self.rule.survived:
             success = [tr and not te for tr, te in zip(truncated, terminated, strict=True)]
+        elif min_return is not None:
+            success = [r >= min_return for r in returns]
+        else:  # the env's success flag: ever during the episode, and at its end
+            success, at_end = ever_success, last_success
+            tts = [t if t >= 0 else None for t in time_to_success]
+        if self.rule.survived or min_return is not None:  # a rule on the whole episode
             at_end = success
             tts = [n if ok else None for n, ok in zip(lengths, success, strict=True)]
-        elif self.rule.min_return is not None:
-            threshold = self.rule.min_return
-            success = [r >= threshold for r in returns]
-            at_end = success
-            tts = [n if ok else None for n, ok in zip(lengths, success, strict=True)]
-        else:
-            success = self.ever_success[idx].tolist()
-            at_end = self.last_success[idx].tolist()
-            tts = [t if t >= 0 else None for t in self.time_to_success[idx].tolist()]
         outcomes: list[dict[str, Any]] = [
             {
                 "success": ok,
@@ -222,45 +259,10 @@ class OutcomeTracker:
         ]
         for outcome in outcomes:
             if not math.isfinite(outcome["return"]):
+                # Checked once per episode, not per step: a sum is non-finite iff a term was.
                 outcome["nonfinite_reward"] = True
                 self.nonfinite_episodes += 1
         return outcomes
-
-    def result(self, env_index: int) -> dict[str, Any]:
-        """The outcome dict of the episode that ended in ``env_index`` at the
-        last :meth:`step`."""
-        i = env_index
-        if self.rule.survived:
-            success = bool(self.truncated[i] and not self.terminated[i])
-            at_end = success
-            tts: int | None = int(self.lengths[i]) if success else None
-        elif self.rule.min_return is not None:
-            success = bool(self.returns[i] >= self.rule.min_return)
-            at_end = success
-            tts = int(self.lengths[i]) if success else None
-        else:
-            success = bool(self.ever_success[i])
-            at_end = bool(self.last_success[i])
-            tts = int(self.time_to_success[i]) if self.time_to_success[i] >= 0 else None
-        outcome: dict[str, Any] = {
-            "success": success,
-            "success_at_end": at_end,
-            "return": float(self.returns[i]),
-            "length": int(self.lengths[i]),
-            "terminated": bool(self.terminated[i]),
-            "truncated": bool(self.truncated[i]),
-            "time_to_success": tts,
-        }
-        if not math.isfinite(outcome["return"]):
-            # Checked once per episode, not per step: a sum is non-finite iff a term was.
-            outcome["nonfinite_reward"] = True
-            self.nonfinite_episodes += 1
-        for term in self.terms:
-            value = term.value(i)
-            if isinstance(value, np.generic):
-                value = value.item()
-            outcome[term.name] = value
-        return outcome
 
 
 REPLAY_REL_TOL = 1e-9

@@ -219,21 +219,11 @@ def _run_exact(
         ended = (done & active).nonzero()[0].tolist()
         guard.finished(ended)
         held: list[EpisodeResult] = []
-        if ended:
-            now = utc_now()
-            try:  # the results now: starting the next episodes resets their worlds' tallies
-                outcomes = tracker.results(ended)
-                deliver_built(
-                    held.append,
-                    (
-                        finish(assigned_slot(i), i, started[i], now, outcome=outcome)
-                        for i, outcome in zip(ended, outcomes, strict=True)
-                    ),
-                )
-            except BaseException:
-                deliver(on_episode, held)
-                raise
         try:
+            if ended:  # the results now: starting the next episodes resets their worlds' tallies
+                now = utc_now()
+                for i, outcome in zip(ended, tracker.results(ended), strict=True):
+                    held.append(finish(assigned_slot(i), i, outcome, started[i], now))
             if done.any():
                 if ahead is not None and queued is not None:
                     ahead.discard(queued)
@@ -243,7 +233,7 @@ def _run_exact(
                     # The new episodes' first step computes while the host writes the records.
                     queued = ahead.step_async(guard.act(policy, obs, active))
         finally:
-            # One block: one validation, one write, one flush.
+            # One block (one validation, one write, one flush), also when building one or the reset failed.
             deliver(on_episode, held)
 
 
@@ -301,12 +291,11 @@ def _run_waves(
             active[ended] = False
             now = utc_now()
             recorded = [i for i in ended if members[i].episode in wanted]
-            outcomes = tracker.results(recorded)
             deliver_built(
                 on_episode,
                 (
-                    finish.wave(members, i, wave_seed, n, started, now, outcome=outcome)
-                    for i, outcome in zip(recorded, outcomes, strict=True)
+                    finish.wave(members, i, outcome, wave_seed, n, started, now)
+                    for i, outcome in zip(recorded, tracker.results(recorded), strict=True)
                 ),
             )
 
@@ -391,14 +380,12 @@ class _Finish:
         self,
         slot: Slot,
         world: int,
+        outcome: dict[str, Any],
         started: str,
         ended: str,
         wave: dict[str, Any] | None = None,
-        outcome: dict[str, Any] | None = None,
     ) -> EpisodeResult:
-        """``outcome``: the world's, when read already (:meth:`OutcomeTracker.results`)."""
-        if outcome is None:
-            outcome = self.tracker.result(world)
+        """``outcome``: the world's, read with the step's others (:meth:`OutcomeTracker.results`)."""
         result = EpisodeResult(
             slot=slot,
             env_index=world,
@@ -420,11 +407,11 @@ class _Finish:
         self,
         members: Sequence[Slot],
         world: int,
+        outcome: dict[str, Any],
         wave_seed: int,
         n: int,
         started: str,
         ended: str,
-        outcome: dict[str, Any] | None = None,
     ) -> EpisodeResult:
         """The result of ``world``'s first episode in the wave of ``members``,
         seeded with ``wave_seed`` (its record says which wave)."""
@@ -432,4 +419,4 @@ class _Finish:
         # A direct constructor: dataclasses.replace costs ~10 us per episode.
         waved = Slot(slot.job, slot.episode, wave_seed, slot.policy_seed, slot.factor_seed, slot.factors)
         wave = {"seed": wave_seed, "first_episode": members[0].episode, "world": world, "num_envs": n}
-        return self(waved, world, started, ended, wave=wave, outcome=outcome)
+        return self(waved, world, outcome, started, ended, wave=wave)
