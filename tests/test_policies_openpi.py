@@ -17,6 +17,7 @@ import importlib.util
 import json
 import logging
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -977,3 +978,62 @@ def test_requests_bigger_than_a_socket_buffer_go_out_in_pieces(
     small = transport.infer(pendulum_requests(3))
     for big, plain in zip(replies, small, strict=True):
         np.testing.assert_array_equal(big["actions"], plain["actions"])
+
+
+class _SlowUplink:
+    """A TCP proxy that passes the client's bytes to the server 4 KiB per millisecond: a
+    big request stays partly unsent in the client for a while, as over a real network."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(1)
+        self.url = f"ws://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.upstream_port = upstream_port
+        self.threads: list[threading.Thread] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        client, _ = self.listener.accept()
+        server = socket.create_connection(("127.0.0.1", self.upstream_port))
+        for source, sink, pause in ((client, server, 0.001), (server, client, 0.0)):
+            thread = threading.Thread(target=self._pipe, args=(source, sink, pause), daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket, pause: float) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(4096):
+                sink.sendall(data)
+                time.sleep(pause)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def stop(self) -> None:
+        self.listener.close()
+
+
+def test_a_pong_owed_while_a_big_request_is_still_going_out_is_sent_after_it(
+    fake: Any, transports: list[OpenpiTransport], cleanup: list[Callable[[], None]]
+) -> None:
+    # openpi's server pings every 20 s; a ping read while a request is only partly sent
+    # must be answered after the request's last byte: a pong written into the middle of
+    # a frame corrupts the stream, and one dropped because the socket buffer is full
+    # lets the keepalive close the connection (1011) 20 s later.
+    server = fake()
+    proxy = _SlowUplink(int(server.url.rsplit(":", 1)[1]))
+    cleanup.append(proxy.stop)
+    transport = OpenpiTransport(proxy.url, max_connections=1)
+    transports.append(transport)
+    transport.infer(states(1))
+    transport._idle[0].sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    pongs: list[Any] = []
+    # the request below takes ~0.5 s to go through the proxy: the ping comes in the middle
+    threading.Timer(0.15, lambda: pongs.append(server.connections[0].ping())).start()
+    image = np.arange(2 << 20, dtype=np.uint8)  # 2 MiB
+    reply = transport.infer([{**states(1)[0], "observation/image": image}])
+    np.testing.assert_array_equal(reply[0]["actions"], chunk_of_state(states(1)[0], None)["actions"])
+    assert len(pongs) == 1 and pongs[0].wait(2)
+    assert transport.reconnects == 0 and len(server.headers) == 1

@@ -223,7 +223,7 @@ class OpenpiTransport:
         states = require_extra("websockets.protocol", "remote", "openpi policies").State
         self._OPEN, self._CONNECTING = states.OPEN, states.CONNECTING
         if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
-            raise ConfigError(f"url must be ws://HOST:PORT, got {url!r}", field="policy.kwargs.url")
+            raise ConfigError(f"url must be ws://HOST:PORT, got {url!r}", field="policy.url")
         if (
             isinstance(max_connections, bool)
             or not isinstance(max_connections, int)
@@ -231,7 +231,7 @@ class OpenpiTransport:
         ):
             raise ConfigError(
                 f"max_connections must be an integer in 1..{MAX_CONNECTIONS}, got {max_connections!r}",
-                field="policy.kwargs.max_connections",
+                field="policy.max_connections",
             )
         if (
             isinstance(timeout, bool)
@@ -240,16 +240,16 @@ class OpenpiTransport:
             or timeout <= 0
         ):
             raise ConfigError(
-                f"timeout must be a number of seconds > 0, got {timeout!r}", field="policy.kwargs.timeout"
+                f"timeout must be a number of seconds > 0, got {timeout!r}", field="policy.timeout"
             )
         if api_key is not None and (not isinstance(api_key, str) or not api_key.strip() or "\n" in api_key):
-            raise ConfigError("api_key must be a non-empty line of text", field="policy.kwargs.api_key")
+            raise ConfigError("api_key must be a non-empty line of text", field="policy.api_key")
         try:
             self._parsed = self._uri.parse_uri(url)
         except self._exc.InvalidURI as exc:
-            raise ConfigError(f"invalid URL {url!r}: {exc}", field="policy.kwargs.url") from None
+            raise ConfigError(f"invalid URL {url!r}: {exc}", field="policy.url") from None
         self.address = url
-        self._tls = tls_context(url, ca_file, field="policy.kwargs.ca_file")
+        self._tls = tls_context(url, ca_file, field="policy.ca_file")
         self.max_connections = max_connections
         self.timeout = float(timeout)
         self.max_message_bytes = int(max_message_bytes)
@@ -410,8 +410,7 @@ class OpenpiTransport:
                 break  # openpi sends nothing more until the next request
         outgoing = protocol.data_to_send()
         if outgoing:  # a pong, or the answer to a close
-            with contextlib.suppress(OSError):
-                conn.sock.send(b"".join(outgoing))
+            self._queue(conn, b"".join(outgoing))
         if message is not None:
             return self._decode(conn, message)
         if not data or (protocol.state is not self._OPEN and protocol.state is not self._CONNECTING):
@@ -567,7 +566,7 @@ class OpenpiTransport:
         if conn.lost is not None:  # cut while idle: as if this send had failed
             return self._resend(index, frame, conn.lost)
         conn.index, conn.sent_at, conn.resent = index, time.monotonic(), resend
-        conn.out = binary_frame(frame, masked=True)
+        conn.out += binary_frame(frame, masked=True)  # after a pong still queued, if any
         try:
             self._flush(conn)
         except OSError as exc:
@@ -579,6 +578,23 @@ class OpenpiTransport:
                 ) from None
             return self._resend(index, frame, _reason(exc))
         return conn
+
+    def _queue(self, conn: _Connection, data: bytes) -> None:
+        """Send a control frame websockets owes the server (a pong, a close's answer).
+
+        Why queued: it goes after the bytes of a request still going out (a
+        frame written into the middle of another corrupts the stream), and what
+        a full socket buffer does not take now is sent when it drains (a pong
+        dropped there lets openpi's keepalive close the connection).
+        A socket error is left to the next read, which reports the drop.
+        """
+        conn.out += data
+        with contextlib.suppress(OSError):
+            if conn in self._open:
+                self._flush(conn)
+            else:  # still connecting: a blocking socket, not in the selector yet
+                conn.sock.sendall(conn.out)
+                conn.out = b""
 
     def _flush(self, conn: _Connection) -> None:
         """Send what the socket takes now; wait for it to be writable for the rest."""
