@@ -224,4 +224,4 @@ def test_a_relative_ca_file_is_resolved_against_the_run_file_and_a_missing_one_r
     with pytest.raises(ConfigError) as info:
         load_run_config(run_file)
     assert f"no such file: {tmp_path / 'missing.pem'} (relative paths are resolved against" in str(info.value)
-    assert "jobs.0.policy.kwargs.ca_file" in str(info.value)
+    assert "jobs.0.policy.ca_file" in str(info.value)  # where the run file wrote it

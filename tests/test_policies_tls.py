@@ -350,7 +350,7 @@ def test_ca_file_is_checked_when_the_policy_is_built(pki: dict[str, Path], tmp_p
     for url, ca_file, message in cases:
         with pytest.raises(ConfigError) as openpi:
             OpenpiTransport(url, ca_file=ca_file)
-        assert openpi.value.field == "policy.kwargs.ca_file" and message in str(openpi.value)
+        assert openpi.value.field == "policy.ca_file" and message in str(openpi.value)
         with pytest.raises(ConfigError) as remote:
             RemotePolicy(PENDULUM, url=url, ca_file=ca_file)
         assert remote.value.field == "policy.ca_file" and message in str(remote.value)

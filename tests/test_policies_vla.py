@@ -148,7 +148,7 @@ def test_an_obs_map_naming_what_is_not_there_is_a_clear_error() -> None:
     with pytest.raises(ConfigError) as err:
         ObservationMapper({"observation/state": "obs.qpos"}, nested)
     assert str(err.value) == (
-        "field 'policy.kwargs.obs_map.observation/state': the observation has no key 'qpos' (its keys: joints)"
+        "field 'policy.obs_map.observation/state': the observation has no key 'qpos' (its keys: joints)"
     )
     with pytest.raises(ConfigError, match=r"unknown source 'pixels'; use state, obs\.<key>, instruction"):
         ObservationMapper({"image": "pixels"}, nested)

@@ -558,6 +558,14 @@ def load_run_config(path: Path, overrides: list[str] | None = None) -> RunConfig
     return config
 
 
+def policy_field(key: str) -> str:
+    """Where a policy setting is named in messages: ``policy.<key>`` for the keys
+    written next to ``type`` (:data:`POLICY_SHORTHAND_KEYS`, as the docs show
+    them), ``policy.kwargs.<key>`` for the others, so a message names the place
+    the user wrote."""
+    return f"policy.{key}" if key in POLICY_SHORTHAND_KEYS else f"policy.kwargs.{key}"
+
+
 def is_path_kwarg(name: str) -> bool:
     """Whether a policy kwarg names a file (``path``, ``*_path``, or ``ca_file``: the CAs of a
     ``wss://`` server, named as :func:`ssl.create_default_context` and curl name them)."""
@@ -569,7 +577,7 @@ def resolve_policy_paths(config: RunConfig, base_dir: Path, *, file: str | None 
     (``~`` is expanded) and check that the file exists.
 
     Raises:
-        ConfigError: naming ``jobs.<i>.policy.kwargs.<key>`` for a missing file.
+        ConfigError: naming ``jobs.<i>.policy.<key>`` (see :func:`policy_field`) for a missing file.
     """
     for index, job in enumerate(config.jobs):
         for key, value in list(job.policy.kwargs.items()):
@@ -583,6 +591,6 @@ def resolve_policy_paths(config: RunConfig, base_dir: Path, *, file: str | None 
                     f"no such file: {resolved} (relative paths are resolved against the run file's "
                     f"directory {base_dir})",
                     file=file,
-                    field=f"jobs.{index}.policy.{'' if key == 'path' else 'kwargs.'}{key}",
+                    field=f"jobs.{index}.{policy_field(key)}",
                 )
             job.policy.kwargs[key] = str(resolved)

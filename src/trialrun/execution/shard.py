@@ -80,9 +80,7 @@ def policy_cameras(job: JobConfig) -> dict[str, tuple[int, int]]:
     names (the VLA server policies), its ``cameras`` setting, and those its
     factory declares (a pixel network's file); see
     :func:`trialrun.policies.registry.policy_cameras`."""
-    return registered_policy_cameras(
-        job.policy.type, job.policy.kwargs, field=f"jobs[{job.name}].policy.kwargs"
-    )
+    return registered_policy_cameras(job.policy.type, job.policy.kwargs, field=f"jobs[{job.name}].policy")
 
 
 def success_rule(job: JobConfig) -> SuccessRule:

@@ -79,7 +79,7 @@ def resolve_policy_factory(type_name: str, field: str = "policy.type") -> Policy
 
 
 def policy_cameras(
-    type_name: str, kwargs: Mapping[str, Any], field: str = "policy.kwargs"
+    type_name: str, kwargs: Mapping[str, Any], field: str = "policy"
 ) -> dict[str, tuple[int, int]]:
     """The cameras (name -> (height, width)) a policy reads from its observation.
 

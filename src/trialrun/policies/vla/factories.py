@@ -89,7 +89,7 @@ def _server_policy(
     ):
         transport.close()
         raise ConfigError(
-            f"replan_steps must be an integer >= 1, got {replan_steps!r}", field="policy.kwargs.replan_steps"
+            f"replan_steps must be an integer >= 1, got {replan_steps!r}", field="policy.replan_steps"
         )
     try:
         return ServerPolicy(transport, context, obs_map=obs_map, replan_steps=replan_steps)

@@ -93,13 +93,9 @@ class Gr00tTransport:
         max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         if not isinstance(host, str) or not host or any(c.isspace() for c in host):
-            raise ConfigError(
-                f"host must be a host name or address, got {host!r}", field="policy.kwargs.host"
-            )
+            raise ConfigError(f"host must be a host name or address, got {host!r}", field="policy.host")
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-            raise ConfigError(
-                f"port must be an integer in 1..65535, got {port!r}", field="policy.kwargs.port"
-            )
+            raise ConfigError(f"port must be an integer in 1..65535, got {port!r}", field="policy.port")
         for name, value in (("timeout", timeout), ("connect_timeout", connect_timeout)):
             if (
                 isinstance(value, bool)
@@ -108,10 +104,10 @@ class Gr00tTransport:
                 or value <= 0
             ):
                 raise ConfigError(
-                    f"{name} must be a number of seconds > 0, got {value!r}", field=f"policy.kwargs.{name}"
+                    f"{name} must be a number of seconds > 0, got {value!r}", field=f"policy.{name}"
                 )
         if api not in APIS:
-            raise ConfigError(f"api must be one of {', '.join(APIS)}, got {api!r}", field="policy.kwargs.api")
+            raise ConfigError(f"api must be one of {', '.join(APIS)}, got {api!r}", field="policy.api")
         if action_keys is not None and (
             isinstance(action_keys, str)
             or not action_keys
@@ -119,7 +115,7 @@ class Gr00tTransport:
         ):
             raise ConfigError(
                 f"action_keys must be a non-empty list of action names, got {action_keys!r}",
-                field="policy.kwargs.action_keys",
+                field="policy.action_keys",
             )
         ipv6 = ":" in host
         self.address = f"tcp://[{host}]:{port}" if ipv6 else f"tcp://{host}:{port}"
@@ -381,7 +377,7 @@ class Gr00tTransport:
                     raise ConfigError(
                         f"'{key}' is text for some worlds and not for others: "
                         f"{[type(v).__name__ for v in values]}",
-                        field="policy.kwargs.obs_map",
+                        field="policy.obs_map",
                     )
                 if nested:
                     out["language"][key] = [[v] for v in values]
@@ -389,12 +385,12 @@ class Gr00tTransport:
                     flat[key] = list(values)
                 continue
             if any(v is None for v in values):
-                raise ConfigError(f"'{key}' has no value for some worlds", field="policy.kwargs.obs_map")
+                raise ConfigError(f"'{key}' has no value for some worlds", field="policy.obs_map")
             arrays = [np.asarray(v) for v in values]
             if len({a.shape for a in arrays}) > 1:
                 raise ConfigError(
                     f"'{key}' has different shapes across worlds: {sorted({a.shape for a in arrays})}",
-                    field="policy.kwargs.obs_map",
+                    field="policy.obs_map",
                 )
             stacked = np.stack(arrays)
             modality, _, name = key.partition(".")
@@ -409,7 +405,7 @@ class Gr00tTransport:
             elif nested:
                 raise ConfigError(
                     f"'{key}': with api n1.6-nested, arrays go to video.<camera> or state.<part> keys",
-                    field="policy.kwargs.obs_map",
+                    field="policy.obs_map",
                 )
             if nested:
                 out[modality][name] = np.ascontiguousarray(stacked)

@@ -54,9 +54,7 @@ class _Source:
     name: str = ""
 
 
-def camera_sizes(
-    policy_kwargs: Mapping[str, Any], field: str = "policy.kwargs"
-) -> dict[str, tuple[int, int]]:
+def camera_sizes(policy_kwargs: Mapping[str, Any], field: str = "policy") -> dict[str, tuple[int, int]]:
     """The cameras a server policy's ``obs_map`` needs, with their (height, width):
     whoever builds the env wraps it to render them (and only them) each step."""
     cameras: dict[str, tuple[int, int]] = {}
@@ -106,7 +104,7 @@ class ObservationMapper:
         obs_map: Mapping[str, Any] | None,
         observation_space: gym.Space[Any],
         *,
-        field: str = "policy.kwargs",
+        field: str = "policy",
         has_instruction: bool = True,
     ) -> None:
         self.observation_space = observation_space

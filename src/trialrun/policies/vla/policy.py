@@ -54,7 +54,7 @@ class ServerPolicy:
         *,
         obs_map: Mapping[str, Any] | None = None,
         replan_steps: int | None = None,
-        field: str = "policy.kwargs",
+        field: str = "policy",
     ) -> None:
         self.transport = transport
         self.num_envs = context.num_envs
