@@ -189,28 +189,33 @@ class OutcomeTracker:
         if len(env_indices) < _COLUMNS_FROM or self.terms:
             return [self.result(i) for i in env_indices]
         idx = np.asarray(env_indices, dtype=np.intp)
-        return self._outcomes(
-            self.lengths[idx].tolist(),
-            self.returns[idx].tolist(),
-            self.terminated[idx].tolist(),
-            self.truncated[idx].tolist(),
-            self.ever_success[idx].tolist(),
-            self.last_success[idx].tolist(),
-            self.time_to_success[idx].tolist(),
-        )
+        outcome = self._outcome
+        return [
+            outcome(*row)
+            for row in zip(
+                self.lengths[idx].tolist(),
+                self.returns[idx].tolist(),
+                self.terminated[idx].tolist(),
+                self.truncated[idx].tolist(),
+                self.ever_success[idx].tolist(),
+                self.last_success[idx].tolist(),
+                self.time_to_success[idx].tolist(),
+                strict=True,
+            )
+        ]
 
     def result(self, env_index: int) -> dict[str, Any]:
         """The outcome dict of the episode that ended in ``env_index`` at the
         last :meth:`step`."""
         i = env_index
-        (outcome,) = self._outcomes(
-            [int(self.lengths[i])],
-            [float(self.returns[i])],
-            [bool(self.terminated[i])],
-            [bool(self.truncated[i])],
-            [bool(self.ever_success[i])],
-            [bool(self.last_success[i])],
-            [int(self.time_to_success[i])],
+        outcome = self._outcome(
+            int(self.lengths[i]),
+            float(self.returns[i]),
+            bool(self.terminated[i]),
+            bool(self.truncated[i]),
+            bool(self.ever_success[i]),
+            bool(self.last_success[i]),
+            int(self.time_to_success[i]),
         )
         for term in self.terms:
             value = term.value(i)
@@ -219,50 +224,44 @@ class OutcomeTracker:
             outcome[term.name] = value
         return outcome
 
-    def _outcomes(
+    def _outcome(
         self,
-        lengths: list[int],
-        returns: list[float],
-        terminated: list[bool],
-        truncated: list[bool],
-        ever_success: list[bool],
-        last_success: list[bool],
-        time_to_success: list[int],
-    ) -> list[dict[str, Any]]:
-        """The outcome dicts of episodes given as columns of Python values
-        (``time_to_success`` -1: never), by the job's success rule."""
+        length: int,
+        ret: float,
+        terminated: bool,
+        truncated: bool,
+        ever_success: bool,
+        last_success: bool,
+        time_to_success: int,
+    ) -> dict[str, Any]:
+        """One episode's outcome dict from its tallies as Python values
+        (``time_to_success`` -1: never), by the job's success rule: the one
+        place that rule is written, for :meth:`result` and :meth:`results`."""
         min_return = self.rule.min_return
-        tts: list[int | None]
         if self.rule.survived:
-            success = [tr and not te for tr, te in zip(truncated, terminated, strict=True)]
+            success = truncated and not terminated
         elif min_return is not None:
-            success = [r >= min_return for r in returns]
+            success = ret >= min_return
         else:  # the env's success flag: ever during the episode, and at its end
-            success, at_end = ever_success, last_success
-            tts = [t if t >= 0 else None for t in time_to_success]
+            success = ever_success
         if self.rule.survived or min_return is not None:  # a rule on the whole episode
-            at_end = success
-            tts = [n if ok else None for n, ok in zip(lengths, success, strict=True)]
-        outcomes: list[dict[str, Any]] = [
-            {
-                "success": ok,
-                "success_at_end": end,
-                "return": ret,
-                "length": n,
-                "terminated": te,
-                "truncated": tr,
-                "time_to_success": t,
-            }
-            for ok, end, ret, n, te, tr, t in zip(
-                success, at_end, returns, lengths, terminated, truncated, tts, strict=True
-            )
-        ]
-        for outcome in outcomes:
-            if not math.isfinite(outcome["return"]):
-                # Checked once per episode, not per step: a sum is non-finite iff a term was.
-                outcome["nonfinite_reward"] = True
-                self.nonfinite_episodes += 1
-        return outcomes
+            at_end, tts = success, (length if success else None)
+        else:
+            at_end, tts = last_success, (time_to_success if time_to_success >= 0 else None)
+        outcome: dict[str, Any] = {
+            "success": success,
+            "success_at_end": at_end,
+            "return": ret,
+            "length": length,
+            "terminated": terminated,
+            "truncated": truncated,
+            "time_to_success": tts,
+        }
+        if not math.isfinite(ret):
+            # Checked once per episode, not per step: a sum is non-finite iff a term was.
+            outcome["nonfinite_reward"] = True
+            self.nonfinite_episodes += 1
+        return outcome
 
 
 REPLAY_REL_TOL = 1e-9
