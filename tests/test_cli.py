@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -76,6 +77,10 @@ def test_failed_job_exits_1(tmp_path: Path) -> None:
     assert read_manifest(tmp_path / "r").jobs["probe"].status == "completed"
 
 
+def _with_policy(policy: dict[str, Any]) -> dict[str, Any]:
+    return {**PROBE_RUN, "jobs": [{**PROBE_RUN["jobs"][0], "policy": policy}]}
+
+
 @pytest.mark.parametrize(
     "doc,args,message",
     [
@@ -95,6 +100,34 @@ def test_failed_job_exits_1(tmp_path: Path) -> None:
             "field 'jobs.0.num_envs': Input should be a valid integer",
         ),
         (PROBE_RUN, ["--set", "seed"], "override 'seed' is not of the form key=value"),
+        # Policy settings are checked before anything runs (no connection is tried).
+        (
+            _with_policy({"type": "openpi", "url": "ws://127.0.0.1:9", "max_connections": 0}),
+            [],
+            "run.yaml: field 'jobs.0.policy.max_connections': max_connections must be an integer in 1..1024, got 0",
+        ),
+        (
+            _with_policy({"type": "openpi", "url": "ws://127.0.0.1:9", "kwargs": {"max_conections": 4}}),
+            [],
+            "run.yaml: field 'jobs.0.policy.kwargs.max_conections': policy 'openpi' has no setting "
+            "'max_conections'; its settings: api_key, ca_file, max_connections, obs_map, replan_steps, "
+            "timeout, url; did you mean 'max_connections'?",
+        ),
+        (
+            _with_policy({"type": "gr00t", "port": 70000}),
+            [],
+            "run.yaml: field 'jobs.0.policy.port': port must be an integer in 1..65535, got 70000",
+        ),
+        (
+            _with_policy({"type": "sb3"}),
+            [],
+            "run.yaml: field 'jobs.0.policy.path': a 'sb3' policy needs a file: set 'path'",
+        ),
+        (
+            {**PROBE_RUN, "jobs": [{**PROBE_RUN["jobs"][0], "policy": "randm"}]},
+            [],
+            "run.yaml: field 'jobs.0.policy.type': unknown policy 'randm'; registered policies: ",
+        ),
     ],
 )
 def test_bad_input_exits_2_with_one_clear_message(
@@ -107,7 +140,22 @@ def test_bad_input_exits_2_with_one_clear_message(
     flat = " ".join(proc.stderr.split())
     assert flat.startswith("trialrun: error: ")
     assert message in flat
+    if message.startswith("run.yaml: "):
+        # Preflight's errors name the file too, as the parser's do.
+        assert flat.startswith(f"trialrun: error: {cfg}: field ")
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_misspelt_key_is_the_error_reported_not_the_key_it_leaves_missing(tmp_path: Path) -> None:
+    job = {key: value for key, value in PROBE_RUN["jobs"][0].items() if key != "episodes"}
+    cfg = _write(tmp_path / "run.yaml", {**PROBE_RUN, "jobs": [{**job, "epsiodes": 3}]})
+    proc = _trialrun("run", str(cfg), "-o", str(tmp_path / "runs"))
+    flat = " ".join(proc.stderr.split())
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert flat.startswith(
+        f"trialrun: error: {cfg}: field 'jobs.0.epsiodes': unknown key 'epsiodes'; allowed keys: "
+    )
+    assert flat.endswith("; did you mean 'episodes'? (and 1 more problem(s))")
 
 
 def test_missing_file_and_bad_usage(tmp_path: Path) -> None:

@@ -99,7 +99,7 @@ def test_overrides_apply_before_validation() -> None:
             None,
             "run.yaml: field 'jobs.0.episods': unknown key 'episods'; allowed keys: act_timeout, allow_unseeded, design, env, episode_timeout, episodes, "
             "factors, instruction, max_steps, name, native_mode, num_envs, on_nonfinite, on_out_of_bounds, "
-            "outcomes, policy, success, trajectories, vectorization, video",
+            "outcomes, policy, success, trajectories, vectorization, video; did you mean 'episodes'?",
         ),
         (
             _with(episodes="many"),
@@ -119,7 +119,7 @@ def test_overrides_apply_before_validation() -> None:
         (
             _with(env={"id": "X", "kwags": {}}),
             None,
-            "run.yaml: field 'jobs.0.env.kwags': unknown key 'kwags'; allowed keys: id, kwargs",
+            "run.yaml: field 'jobs.0.env.kwags': unknown key 'kwags'; allowed keys: id, kwargs; did you mean 'kwargs'?",
         ),
         (
             _with(success={"key": "s", "survived": True}),
@@ -152,7 +152,7 @@ def test_overrides_apply_before_validation() -> None:
             None,
             "run.yaml: field 'defaults.num_env': unknown key 'num_env'; allowed keys: act_timeout, allow_unseeded, design, env, episode_timeout, episodes, "
             "factors, instruction, max_steps, name, native_mode, num_envs, on_nonfinite, on_out_of_bounds, "
-            "outcomes, policy, success, trajectories, vectorization, video",
+            "outcomes, policy, success, trajectories, vectorization, video; did you mean 'num_envs', 'env'?",
         ),
         (BASE, ["jobs.3.episodes=4"], "field '--set': 'jobs.3': index must be 0..0 (the list has 1 items)"),
         (BASE, ["jobs.0.episodes"], "field '--set': override 'jobs.0.episodes' is not of the form key=value"),

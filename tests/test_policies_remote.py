@@ -287,7 +287,10 @@ def test_timeouts_policy_errors_and_dead_servers_fail_with_clear_messages() -> N
     with pytest.raises(RemotePolicyError, match=rf"ws://127.0.0.1:{dead} is unreachable .*gave up after 1 s"):
         build_policy("remote", {"url": f"ws://127.0.0.1:{dead}", "timeout": 1}, CARTPOLE_CTX)
     assert 0.9 < time.monotonic() - started < 2.5
-    with pytest.raises(ConfigError, match=r"field 'policy.url': a remote policy needs 'url: ws://HOST:PORT'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^field 'policy.url': url must be ws://HOST:PORT or wss://HOST:PORT, got 'http://x'$",
+    ):
         build_policy("remote", {"url": "http://x"}, CARTPOLE_CTX)
 
 

@@ -153,7 +153,8 @@ def test_parse_policy_spec_errors_name_the_option(tmp_path: Path, monkeypatch: p
     with pytest.raises(
         ConfigError,
         match=r"^--policy: unknown key 'algo'; allowed keys: action_keys, api, api_key, api_token, ca_file, cameras, connect_timeout, "
-        r"host, kwargs, max_connections, obs_map, path, port, replan_steps, timeout, token, type, url$",
+        r"host, kwargs, max_connections, obs_map, path, port, replan_steps, timeout, token, type, url "
+        r"\(any other setting goes under 'kwargs'\)$",
     ):
         parse_policy_spec("{type: zero, algo: PPO}")
     with pytest.raises(InputError, match=r"^--policy '\{type: zero' is not a valid YAML mapping"):

@@ -38,7 +38,7 @@ from trialrun.documents import YamlDocument, expand_run_shorthands
 from trialrun.documents import load_yaml as load_yaml
 from trialrun.documents import parse_override as parse_override
 from trialrun.documents import set_dotted as set_dotted
-from trialrun.errors import ConfigError
+from trialrun.errors import ConfigError, did_you_mean
 from trialrun.inherits import INHERITS, inheritance_chain, merge_chain
 from trialrun.inherits import deep_merge as deep_merge
 from trialrun.variations.designs import Design
@@ -105,7 +105,17 @@ class PolicyConfig(_Model):
     @model_validator(mode="before")
     @classmethod
     def _shorthand_keys(cls, data: YamlDocument) -> YamlDocument:
-        if not isinstance(data, dict) or not any(k in data for k in POLICY_SHORTHAND_KEYS):
+        if not isinstance(data, dict):
+            return data
+        unknown = sorted(set(data) - {"type", "kwargs", *POLICY_SHORTHAND_KEYS})
+        if unknown:
+            # Checked here, not by pydantic, so the message lists the keys written next to 'type' too.
+            allowed = sorted(["type", "kwargs", *POLICY_SHORTHAND_KEYS])
+            raise ValueError(
+                f"unknown key '{unknown[0]}'; allowed keys: {', '.join(allowed)} (any other setting "
+                f"goes under 'kwargs'){did_you_mean(unknown[0], allowed)}"
+            )
+        if not any(k in data for k in POLICY_SHORTHAND_KEYS):
             return data
         data = dict(data)
         kwargs = data.get("kwargs")
@@ -117,10 +127,6 @@ class PolicyConfig(_Model):
                     raise ValueError(f"'{key}' is set both next to 'type' and in 'kwargs'; set it once")
                 kwargs[key] = value
         data["kwargs"] = kwargs
-        unknown = sorted(set(data) - {"type", "kwargs"})
-        if unknown:
-            allowed = ", ".join(sorted(["type", "kwargs", *POLICY_SHORTHAND_KEYS]))
-            raise ValueError(f"unknown key '{unknown[0]}'; allowed keys: {allowed}")
         return data
 
 
@@ -455,8 +461,10 @@ def resolve_document(raw: dict[str, YamlDocument], file: str | None = None) -> d
         if isinstance(body, dict):
             unknown = sorted(set(body) - set(JobConfig.model_fields) - {INHERITS, "success_key"})
             if unknown:
+                allowed = sorted(JobConfig.model_fields)
                 raise ConfigError(
-                    f"unknown key '{unknown[0]}'; allowed keys: {', '.join(sorted(JobConfig.model_fields))}",
+                    f"unknown key '{unknown[0]}'; allowed keys: {', '.join(allowed)}"
+                    f"{did_you_mean(unknown[0], allowed)}",
                     file=file,
                     field=f"{where}.{unknown[0]}",
                 )
@@ -481,21 +489,25 @@ def resolve_document(raw: dict[str, YamlDocument], file: str | None = None) -> d
 
 def format_validation_error(exc: ValidationError, file: str | None) -> ConfigError:
     """The first error of a pydantic ``ValidationError`` as one clear ConfigError."""
-    err = exc.errors()[0]
+    errors = exc.errors()
+    # A misspelt key is the cause of the "Field required" its right spelling then
+    # raises, so the unknown key is the one error reported.
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     field = ".".join(str(p) for p in err["loc"])
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         parent = err["loc"][:-1]
-        msg = f"unknown key '{err['loc'][-1]}'"
+        key = str(err["loc"][-1])
+        msg = f"unknown key '{key}'"
         allowed = _allowed_keys(parent)
         if not parent:
             allowed = sorted([*allowed, "defaults", "templates"])
         if allowed:
-            msg += f"; allowed keys: {', '.join(allowed)}"
+            msg += f"; allowed keys: {', '.join(allowed)}{did_you_mean(key, allowed)}"
     elif msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
-    if len(exc.errors()) > 1:
-        msg += f" (and {len(exc.errors()) - 1} more problem(s))"
+    if len(errors) > 1:
+        msg += f" (and {len(errors) - 1} more problem(s))"
     return ConfigError(msg, file=file, field=field or None)
 
 

@@ -28,6 +28,8 @@ Example:
 from __future__ import annotations
 
 import copy
+import difflib
+from collections.abc import Iterable
 
 from pydantic import ValidationError
 
@@ -170,3 +172,21 @@ def first_error(exc: ValidationError, default_field: str = "") -> tuple[str, str
     for one-line messages that name the field."""
     err = exc.errors()[0]
     return ".".join(str(p) for p in err["loc"]) or default_field, str(err["msg"])
+
+
+def did_you_mean(name: str, choices: Iterable[str], *, quote: bool = True) -> str:
+    """``"; did you mean 'x', 'y'?"`` naming the choices closest to ``name``
+    (difflib's ratio >= 0.6, at most three), or ``""`` when none is close.
+
+    Why: a typo's message should name the fix, not only list every choice.
+
+    Example:
+        >>> did_you_mean("epsiodes", ["episodes", "env", "seed"])
+        "; did you mean 'episodes'?"
+        >>> did_you_mean("zzz", ["episodes"])
+        ''
+    """
+    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.6)
+    if not close:
+        return ""
+    return f"; did you mean {', '.join(repr(c) if quote else c for c in close)}?"

@@ -29,6 +29,7 @@ from trialrun.cli._console import (
     stderr,
     stdout,
 )
+from trialrun.errors import ConfigError
 from trialrun.runfiles.schema import Summary
 
 if TYPE_CHECKING:
@@ -184,6 +185,11 @@ def run(
     try:
         with executor:
             result = _run_with_progress(config, directory, resume, config_path, executor, quiet, stop)
+    except ConfigError as exc:
+        # Preflight checks the parsed config, which no longer knows its file.
+        if exc.file is None and (config_path is not None or not target.is_dir()):
+            raise exc.located(file=str(target if not target.is_dir() else config_path)) from None
+        raise
     except KeyboardInterrupt:
         # The runner marked the running job 'interrupted' and wrote the summary of what finished.
         stderr.print(

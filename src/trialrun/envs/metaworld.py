@@ -27,7 +27,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from trialrun.errors import ConfigError
+from trialrun.errors import ConfigError, did_you_mean
 
 METAWORLD_MAX_STEPS = 500
 
@@ -116,10 +116,7 @@ def make_metaworld_env(
     episode from the env's seeded generator."""
     classes = _import_metaworld()
     if env_name not in classes:
-        import difflib
-
-        close = difflib.get_close_matches(env_name, list(classes), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        hint = did_you_mean(env_name, classes, quote=False)
         raise ConfigError(f"unknown Meta-World task '{env_name}'{hint}", field="env.kwargs.env_name")
     env = classes[env_name](render_mode=render_mode, camera_name=camera_name, width=width, height=height)
     env._partially_observable = False

@@ -24,7 +24,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import difflib
 import importlib
 import importlib.util
 import io
@@ -38,7 +37,7 @@ from typing import Any
 import gymnasium as gym
 from gymnasium.envs.registration import EnvSpec, parse_env_id
 
-from trialrun.errors import ConfigError
+from trialrun.errors import ConfigError, did_you_mean
 
 logger = logging.getLogger(__name__)
 
@@ -220,8 +219,7 @@ def unknown_id_message(env_id: str, name: str) -> str:
     """The "unknown environment" message, with the closest registered ids (after importing
     the installed known packages, so their ids count) and the ``module:Id`` form."""
     import_known_packages()
-    close = difflib.get_close_matches(name, list(gym.registry), n=3, cutoff=0.6)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else "."
+    hint = did_you_mean(name, gym.registry) or "."
     return (
         f"unknown environment '{env_id}'{hint} An env another package registers is named "
         f"'module:{name}' (the module is imported first) or its module listed under 'imports:' "

@@ -25,7 +25,7 @@ from trialrun.envs.metaworld import METAWORLD_MAX_STEPS, is_metaworld_id
 from trialrun.envs.seeding import check_seeding
 from trialrun.errors import ConfigError, InputError
 from trialrun.execution.shard import bind_per_world_factors, build_outcome_terms, policy_cameras
-from trialrun.policies.registry import resolve_policy_factory
+from trialrun.policies.registry import check_policy_settings, resolve_policy_factory
 from trialrun.recording.capture import DEFAULT_CAMERA, check_video
 from trialrun.recording.native_film import RendersWorlds
 from trialrun.runfiles.schema import FactorSpec, NativeRun
@@ -57,6 +57,10 @@ def preflight(config: RunConfig) -> Preflight:
                 field=f"jobs.{index}.max_steps",
             )
         resolve_policy_factory(job.policy.type, field=f"jobs.{index}.policy.type")
+        try:
+            check_policy_settings(job.policy.type, job.policy.kwargs)
+        except ConfigError as exc:
+            raise exc.located(prefix=f"jobs.{index}") from None
         build_outcome_terms(job)
         factor_set = FactorSet(job)
         if job.vectorization == "native":

@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
@@ -58,13 +59,30 @@ def resolve_policy_file(path: str | Path | None, *, field: str = "policy.path", 
         ConfigError: naming ``field`` when no path is given or the file is missing.
     """
     if path is None or str(path) == "":
-        raise ConfigError(f"a '{kind}' policy needs a file: set 'path'", field=field)
+        raise _needs_file(kind, field)
     resolved = Path(path).expanduser()
     if not resolved.is_absolute():
         resolved = Path.cwd() / resolved
     if not resolved.is_file():
         raise ConfigError(f"no such file: {resolved}", field=field)
     return resolved
+
+
+def file_setting_check(kind: str) -> Callable[..., None]:
+    """A registry ``check`` (see :func:`~trialrun.policies.registry.register_policy`)
+    for a policy loaded from a file: it needs a ``path`` (whether the file exists
+    is checked when the run file is loaded)."""
+
+    def check(settings: Mapping[str, Any]) -> None:
+        path = settings.get("path")
+        if path is None or str(path) == "":
+            raise _needs_file(kind, "policy.path")
+
+    return check
+
+
+def _needs_file(kind: str, field: str) -> ConfigError:
+    return ConfigError(f"a '{kind}' policy needs a file: set 'path'", field=field)
 
 
 def require_extra(module: str, extra: str, what: str) -> ModuleType:

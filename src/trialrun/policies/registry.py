@@ -19,22 +19,31 @@ from dataclasses import dataclass
 from typing import Any
 
 from trialrun._imports import load_object
-from trialrun.errors import ConfigError
+from trialrun.config import policy_field
+from trialrun.errors import ConfigError, did_you_mean
 from trialrun.policies.base import CallablePolicy, InstructedPolicy, Policy, PolicyContext
 from trialrun.policies.builtin import RandomPolicy, ZeroPolicy
 from trialrun.policies.bundled_policies import CartPolePPOPolicy, MetaWorldPushPixelsPolicy, PendulumPPOPolicy
+from trialrun.policies.loaders import file_setting_check
 from trialrun.policies.metaworld_expert import MetaWorldExpertPolicy
 from trialrun.policies.npz_conv import NpzConvPolicy
 from trialrun.policies.npz_mlp import NpzMlpPolicy
 from trialrun.policies.onnx import OnnxPolicy
-from trialrun.policies.remote import RemotePolicy
+from trialrun.policies.remote import RemotePolicy, check_remote_settings
 from trialrun.policies.sb3 import SB3Policy
 from trialrun.policies.scripted import CartPoleBalancePolicy, CartpolePDPolicy, PendulumSwingUpPolicy
 from trialrun.policies.torchscript import TorchScriptPolicy
-from trialrun.policies.vla.factories import gr00t_policy, openpi_policy
+from trialrun.policies.vla.factories import (
+    check_gr00t_settings,
+    check_openpi_settings,
+    gr00t_policy,
+    openpi_policy,
+)
 from trialrun.policies.vla.mapping import camera_sizes
 
 PolicyFactory = Callable[..., Any]
+SettingsCheck = Callable[[Mapping[str, Any]], None]
+"""Checks a factory's settings, each as given or at the factory's default (see :func:`register_policy`)."""
 
 
 @dataclass(frozen=True)
@@ -42,17 +51,28 @@ class PolicyEntry:
     name: str
     factory: PolicyFactory
     description: str
+    check: SettingsCheck | None = None
+    """Checks the factory's settings without building anything (preflight)."""
 
 
 _REGISTRY: dict[str, PolicyEntry] = {}
 
 
-def register_policy(name: str, factory: PolicyFactory, description: str = "") -> None:
-    """Make ``factory`` available as ``policy: name``."""
+def register_policy(
+    name: str, factory: PolicyFactory, description: str = "", check: SettingsCheck | None = None
+) -> None:
+    """Make ``factory`` available as ``policy: name``.
+
+    ``check``, if given, receives the factory's settings (each as given, or at
+    the factory's default) and raises a :class:`~trialrun.errors.ConfigError`
+    for a bad one without connecting or loading anything: preflight calls it,
+    so a run with a bad setting fails in a second with exit code 2, before any
+    job runs.
+    """
     if name in _REGISTRY and _REGISTRY[name].factory is not factory:
         raise ValueError(f"policy '{name}' is already registered")
     _REGISTRY[name] = PolicyEntry(
-        name, factory, description or (factory.__doc__ or "").strip().split("\n")[0]
+        name, factory, description or (factory.__doc__ or "").strip().split("\n")[0], check
     )
 
 
@@ -73,7 +93,7 @@ def resolve_policy_factory(type_name: str, field: str = "policy.type") -> Policy
     known = ", ".join(sorted(_REGISTRY))
     raise ConfigError(
         f"unknown policy '{type_name}'; registered policies: {known}; "
-        "or name a factory as 'package.module:callable'",
+        f"or name a factory as 'package.module:callable'{did_you_mean(type_name, _REGISTRY)}",
         field=field,
     )
 
@@ -143,17 +163,9 @@ def build_policy(type_name: str, kwargs: dict[str, Any], context: PolicyContext)
     if it takes a ``cameras`` (or ``**kwargs``) parameter: it is for the env.
     """
     factory = resolve_policy_factory(type_name)
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        params = {}  # type: ignore[assignment]
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    if "cameras" in kwargs and "cameras" not in params and not takes_any:
-        kwargs = {key: value for key, value in kwargs.items() if key != "cameras"}
-    takes_context = "context" in params or (
-        params and next(iter(params.values())).kind is inspect.Parameter.POSITIONAL_ONLY
-    )
-    policy = factory(context, **kwargs) if takes_context else factory(**kwargs)
+    shape = _FactoryShape.of(factory)
+    kwargs = shape.settings_of(kwargs)
+    policy = factory(context, **kwargs) if shape.takes_context else factory(**kwargs)
     if not hasattr(policy, "act"):
         if callable(policy):
             return _with_instruction(CallablePolicy(policy), policy, type_name, context)
@@ -161,6 +173,81 @@ def build_policy(type_name: str, kwargs: dict[str, Any], context: PolicyContext)
     if not hasattr(policy, "reset"):
         policy.reset = lambda mask, seeds=None: None
     return _with_instruction(policy, policy.act, type_name, context)
+
+
+def check_policy_settings(type_name: str, kwargs: Mapping[str, Any]) -> None:
+    """Check a policy's settings before anything is built: every setting is one
+    the factory takes, every setting it needs is given, and a registered
+    ``check`` (the server policies': URL, port, timeouts...) accepts them.
+
+    Example:
+        >>> check_policy_settings("openpi", {"url": "ws://gpu-box:8000", "max_conections": 4})
+        Traceback (most recent call last):
+        ...
+        trialrun.errors.ConfigError: field 'policy.kwargs.max_conections': policy 'openpi' has no setting \
+'max_conections'; its settings: api_key, ca_file, max_connections, obs_map, replan_steps, timeout, url; \
+did you mean 'max_connections'?
+
+    Raises:
+        ConfigError: naming ``policy.<setting>`` (see :func:`~trialrun.config.policy_field`).
+    """
+    factory = resolve_policy_factory(type_name)
+    shape = _FactoryShape.of(factory)
+    settings = shape.settings_of(kwargs)
+    if shape.names is not None and not shape.takes_any:
+        unknown = sorted(set(settings) - set(shape.names))
+        if unknown:
+            allowed = sorted(shape.names)
+            raise ConfigError(
+                f"policy '{type_name}' has no setting '{unknown[0]}'; its settings: "
+                f"{', '.join(allowed) or 'none'}{did_you_mean(unknown[0], allowed)}",
+                field=policy_field(unknown[0]),
+            )
+    if shape.names is not None:
+        missing = [name for name in shape.required if name not in settings]
+        if missing:
+            raise ConfigError(f"policy '{type_name}' needs '{missing[0]}'", field=policy_field(missing[0]))
+    entry = _REGISTRY.get(type_name)
+    if entry is not None and entry.check is not None:
+        entry.check({**shape.defaults, **settings})
+
+
+@dataclass(frozen=True)
+class _FactoryShape:
+    """How a factory is called: whether it takes the context first, and the
+    settings it takes by name (``names`` None: its signature cannot be read)."""
+
+    takes_context: bool
+    takes_any: bool
+    names: tuple[str, ...] | None
+    required: tuple[str, ...]
+    defaults: dict[str, Any]
+
+    @classmethod
+    def of(cls, factory: PolicyFactory) -> _FactoryShape:
+        try:
+            params = list(inspect.signature(factory).parameters.values())
+        except (TypeError, ValueError):
+            return cls(False, False, None, (), {})
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+        takes_context = bool(params) and (
+            any(p.name == "context" for p in params) or params[0].kind is inspect.Parameter.POSITIONAL_ONLY
+        )
+        named = [
+            p
+            for p in (params[1:] if takes_context else params)
+            if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        ]
+        required = tuple(p.name for p in named if p.default is inspect.Parameter.empty)
+        defaults = {p.name: p.default for p in named if p.default is not inspect.Parameter.empty}
+        return cls(takes_context, takes_any, tuple(p.name for p in named), required, defaults)
+
+    def settings_of(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """``kwargs`` as the factory is called with them: a ``cameras`` setting
+        (see :func:`policy_cameras`) reaches it only if it takes one; it is for the env."""
+        if "cameras" in kwargs and not self.takes_any and "cameras" not in (self.names or ()):
+            return {key: value for key, value in kwargs.items() if key != "cameras"}
+        return dict(kwargs)
 
 
 def takes_instruction(fn: Any) -> bool | None:
@@ -200,20 +287,48 @@ register_policy(
     "cartpole-pd", CartpolePDPolicy, "PD balance for the Control Suite cartpole (playground/CartpoleBalance)"
 )
 register_policy("metaworld-expert", MetaWorldExpertPolicy, "Meta-World's scripted expert for the env's task")
-register_policy("npz", NpzMlpPolicy, "a numpy MLP stored as .npz (path: policy.npz; numpy only)")
+register_policy(
+    "npz",
+    NpzMlpPolicy,
+    "a numpy MLP stored as .npz (path: policy.npz; numpy only)",
+    file_setting_check("npz"),
+)
 register_policy(
     "npz-conv",
     NpzConvPolicy,
     "a numpy conv net on a camera image stored as .npz (path: policy.npz; numpy only)",
+    file_setting_check("npz-conv"),
 )
-register_policy("sb3", SB3Policy, "a Stable-Baselines3 model zip (path: model.zip; extra 'sb3')")
-register_policy("torchscript", TorchScriptPolicy, "a TorchScript module (path: policy.pt; extra 'torch')")
-register_policy("onnx", OnnxPolicy, "an ONNX model on ONNX Runtime (path: policy.onnx; extra 'onnx')")
-register_policy("remote", RemotePolicy, "a policy served by trialrun serve-policy (url: ws://...)")
 register_policy(
-    "openpi", openpi_policy, "an openpi policy server, e.g. pi0 / pi0.5 (url: ws://...; extra 'remote')"
+    "sb3",
+    SB3Policy,
+    "a Stable-Baselines3 model zip (path: model.zip; extra 'sb3')",
+    file_setting_check("sb3"),
 )
-register_policy("gr00t", gr00t_policy, "an Isaac GR00T policy server (host, port; extra 'remote')")
+register_policy(
+    "torchscript",
+    TorchScriptPolicy,
+    "a TorchScript module (path: policy.pt; extra 'torch')",
+    file_setting_check("torchscript"),
+)
+register_policy(
+    "onnx",
+    OnnxPolicy,
+    "an ONNX model on ONNX Runtime (path: policy.onnx; extra 'onnx')",
+    file_setting_check("onnx"),
+)
+register_policy(
+    "remote", RemotePolicy, "a policy served by trialrun serve-policy (url: ws://...)", check_remote_settings
+)
+register_policy(
+    "openpi",
+    openpi_policy,
+    "an openpi policy server, e.g. pi0 / pi0.5 (url: ws://...; extra 'remote')",
+    check_openpi_settings,
+)
+register_policy(
+    "gr00t", gr00t_policy, "an Isaac GR00T policy server (host, port; extra 'remote')", check_gr00t_settings
+)
 register_policy("cartpole-ppo", CartPolePPOPolicy, "bundled PPO policy for CartPole-v1 (npz, numpy only)")
 register_policy("pendulum-ppo", PendulumPPOPolicy, "bundled PPO policy for Pendulum-v1 (npz, numpy only)")
 register_policy(

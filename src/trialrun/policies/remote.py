@@ -51,7 +51,7 @@ import ssl
 import time
 import uuid
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -60,6 +60,7 @@ import numpy as np
 from trialrun.errors import ConfigError, RemotePolicyError
 from trialrun.policies.base import PolicyContext
 from trialrun.policies.loaders import require_extra
+from trialrun.policies.settings import seconds, text_line, ws_url
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,8 @@ MAX_SPACE_ELEMENTS = 1 << 26
 MAX_SPACE_DEPTH = 16
 #: Environment variable with the token a client sends (``Authorization: Bearer``) and a server requires.
 TOKEN_ENV = "TRIALRUN_TOKEN"
+DEFAULT_TIMEOUT = 10.0
+"""Seconds a request may wait for its answer."""
 _ND = "__ndarray__"
 
 
@@ -223,33 +226,36 @@ def _close_quietly(ws: Any) -> None:
         ws.close()
 
 
+def check_remote_settings(settings: Mapping[str, Any]) -> None:
+    """Check :class:`RemotePolicy`'s settings (each given or at its default)
+    without connecting (``ca_file`` is checked when the run file is loaded).
+
+    Raises:
+        ConfigError: naming ``policy.<setting>`` and what is allowed.
+    """
+    ws_url(settings["url"])
+    seconds(settings.get("timeout", DEFAULT_TIMEOUT), "timeout")
+    if settings.get("token") is not None:
+        text_line(settings["token"], "token")
+
+
 class RemotePolicy:
     """The client side: a Policy whose ``act``/``reset`` run on a policy server."""
 
     def __init__(
         self,
         context: PolicyContext,
-        url: str | None = None,
-        timeout: float = 10.0,
+        url: str,
+        timeout: float = DEFAULT_TIMEOUT,
         token: str | None = None,
         ca_file: str | None = None,
     ) -> None:
         self._ws_sync = require_extra("websockets.sync.client", "remote", "a remote policy")
         self._exc = require_extra("websockets.exceptions", "remote", "a remote policy")
         require_extra("msgpack", "remote", "a remote policy")
-        if not url or not str(url).startswith(("ws://", "wss://")):
-            raise ConfigError(
-                f"a remote policy needs 'url: ws://HOST:PORT' (got {url!r})", field="policy.url"
-            )
-        if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
-            raise ConfigError(
-                f"must be a positive number of seconds, got {timeout!r}", field="policy.timeout"
-            )
-        if token is not None and (not isinstance(token, str) or not token.strip()):
-            raise ConfigError("must be a non-empty string", field="policy.token")
-        self.url = str(url)
+        check_remote_settings({"url": url, "timeout": timeout, "token": token})
+        self.url, self.timeout = url, float(timeout)
         self._tls = tls_context(self.url, ca_file, field="policy.ca_file")
-        self.timeout = float(timeout)
         self._token = token or os.environ.get(TOKEN_ENV) or None
         self.session = uuid.uuid4().hex
         self._resume: str | None = None  # the session's secret, from the server's 'ready'

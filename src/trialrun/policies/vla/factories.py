@@ -1,7 +1,10 @@
 """``policy: {type: openpi, ...}`` and ``policy: {type: gr00t, ...}``: a transport plus :class:`ServerPolicy`.
 
 The transports import their wire libraries (websockets, pyzmq; extra
-``remote``) when a job builds one, so listing policies stays light.
+``remote``) when a job builds one, so listing policies stays light. Each
+factory's settings are checked by a function of the same settings without a
+context (:func:`check_openpi_settings`, :func:`check_gr00t_settings`), which
+preflight calls on a run file's settings alone: no connection, no wire library.
 """
 
 from __future__ import annotations
@@ -12,12 +15,19 @@ from typing import Any
 from trialrun.errors import ConfigError
 from trialrun.policies.base import PolicyContext
 from trialrun.policies.loaders import require_extra
+from trialrun.policies.settings import host_name, integer_in, names, one_of, seconds, text_line, ws_url
 from trialrun.policies.vla.policy import ServerPolicy
 
 DEFAULT_TIMEOUT = 30.0
 """Seconds a server may take to answer one request before the job fails."""
-MAX_CONNECTIONS = 16
+DEFAULT_CONNECTIONS = 16
 """Default cap on concurrent openpi connections (one request in flight on each)."""
+MAX_CONNECTIONS = 1024
+"""Most connections one openpi transport may keep (each costs the server a handler and a socket)."""
+APIS = ("n1.6", "n1.6-nested", "n1.5")
+"""GR00T server flavours: N1.6 with the sim policy wrapper (flat keys), N1.6 plain (nested keys), N1.5."""
+GR00T_CONNECT_TIMEOUT = 5.0
+"""Seconds to wait for a TCP connection before saying that nothing listens at the address."""
 
 
 def openpi_policy(
@@ -40,7 +50,7 @@ def openpi_policy(
     require_extra("msgpack", "remote", "openpi policies")
     from trialrun.policies.vla.openpi import OpenpiTransport
 
-    connections = max_connections or min(context.num_envs, MAX_CONNECTIONS)
+    connections = min(context.num_envs, DEFAULT_CONNECTIONS) if max_connections is None else max_connections
     transport = OpenpiTransport(
         url, api_key=api_key, max_connections=connections, timeout=timeout, ca_file=ca_file
     )
@@ -81,17 +91,58 @@ def gr00t_policy(
     return _server_policy(transport, context, obs_map, replan_steps)
 
 
-def _server_policy(
-    transport: Any, context: PolicyContext, obs_map: Mapping[str, Any] | None, replan_steps: int | None
-) -> ServerPolicy:
+def check_openpi_settings(settings: Mapping[str, Any]) -> None:
+    """Check :func:`openpi_policy`'s settings (each given or at its default)
+    without connecting: what its transport checks when it is built, and
+    ``replan_steps``. ``obs_map`` is checked against the env's cameras by
+    preflight and against its observations when the policy is built;
+    ``ca_file`` when the run file is loaded.
+
+    Raises:
+        ConfigError: naming ``policy.<setting>`` and what is allowed.
+    """
+    ws_url(settings["url"])
+    if settings.get("api_key") is not None:
+        text_line(settings["api_key"], "api_key")
+    if settings.get("max_connections") is not None:
+        integer_in(settings["max_connections"], "max_connections", 1, MAX_CONNECTIONS)
+    seconds(settings.get("timeout", DEFAULT_TIMEOUT), "timeout")
+    _check_replan_steps(settings.get("replan_steps"))
+
+
+def check_gr00t_settings(settings: Mapping[str, Any]) -> None:
+    """Check :func:`gr00t_policy`'s settings (each given or at its default) without connecting.
+
+    Raises:
+        ConfigError: naming ``policy.<setting>`` and what is allowed.
+    """
+    host_name(settings.get("host", "127.0.0.1"))
+    integer_in(settings.get("port", 5555), "port", 1, 65535)
+    if settings.get("api_token") is not None:
+        text_line(settings["api_token"], "api_token")
+    if settings.get("action_keys") is not None:
+        names(settings["action_keys"], "action_keys")
+    one_of(settings.get("api", "n1.6"), "api", APIS)
+    seconds(settings.get("timeout", DEFAULT_TIMEOUT), "timeout")
+    if settings.get("connect_timeout") is not None:
+        seconds(settings["connect_timeout"], "connect_timeout")
+    _check_replan_steps(settings.get("replan_steps"))
+
+
+def _check_replan_steps(replan_steps: object) -> None:
     if replan_steps is not None and (
         isinstance(replan_steps, bool) or not isinstance(replan_steps, int) or replan_steps < 1
     ):
-        transport.close()
         raise ConfigError(
             f"replan_steps must be an integer >= 1, got {replan_steps!r}", field="policy.replan_steps"
         )
+
+
+def _server_policy(
+    transport: Any, context: PolicyContext, obs_map: Mapping[str, Any] | None, replan_steps: int | None
+) -> ServerPolicy:
     try:
+        _check_replan_steps(replan_steps)
         return ServerPolicy(transport, context, obs_map=obs_map, replan_steps=replan_steps)
     except BaseException:
         transport.close()

@@ -52,15 +52,13 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from trialrun.errors import ConfigError, RemotePolicyError
+from trialrun.policies.settings import host_name, integer_in, names, one_of, seconds
+from trialrun.policies.vla.factories import APIS, GR00T_CONNECT_TIMEOUT
 from trialrun.policies.vla.gr00t_codec import MAX_MESSAGE_BYTES, Gr00tCodecError, decode, encode
 from trialrun.policies.vla.transport import Reply, Request
 
 log = logging.getLogger(__name__)
 
-APIS = ("n1.6", "n1.6-nested", "n1.5")
-"""Server flavours: N1.6 with the sim policy wrapper (flat keys), N1.6 plain (nested keys), N1.5."""
-CONNECT_TIMEOUT = 5.0
-"""Seconds to wait for a TCP connection before saying that nothing listens at the address."""
 _MONITOR_EVENTS = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED
 
 
@@ -89,40 +87,21 @@ class Gr00tTransport:
         timeout: float = 30.0,
         action_keys: Sequence[str] | None = None,
         api: str = "n1.6",
-        connect_timeout: float = CONNECT_TIMEOUT,
+        connect_timeout: float = GR00T_CONNECT_TIMEOUT,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
-        if not isinstance(host, str) or not host or any(c.isspace() for c in host):
-            raise ConfigError(f"host must be a host name or address, got {host!r}", field="policy.host")
-        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-            raise ConfigError(f"port must be an integer in 1..65535, got {port!r}", field="policy.port")
-        for name, value in (("timeout", timeout), ("connect_timeout", connect_timeout)):
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-                or value <= 0
-            ):
-                raise ConfigError(
-                    f"{name} must be a number of seconds > 0, got {value!r}", field=f"policy.{name}"
-                )
-        if api not in APIS:
-            raise ConfigError(f"api must be one of {', '.join(APIS)}, got {api!r}", field="policy.api")
-        if action_keys is not None and (
-            isinstance(action_keys, str)
-            or not action_keys
-            or not all(isinstance(k, str) and k for k in action_keys)
-        ):
-            raise ConfigError(
-                f"action_keys must be a non-empty list of action names, got {action_keys!r}",
-                field="policy.action_keys",
-            )
+        host = host_name(host)
+        port = integer_in(port, "port", 1, 65535)
+        timeout, connect_timeout = seconds(timeout, "timeout"), seconds(connect_timeout, "connect_timeout")
+        api = one_of(api, "api", APIS)
+        if action_keys is not None:
+            action_keys = names(action_keys, "action_keys")
         ipv6 = ":" in host
         self.address = f"tcp://[{host}]:{port}" if ipv6 else f"tcp://{host}:{port}"
         self.api = api
         self.api_token = api_token
-        self.timeout = float(timeout)
-        self.connect_timeout = float(connect_timeout)
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
         self.action_keys = list(action_keys) if action_keys is not None else None
         self.max_message_bytes = int(max_message_bytes)
         self._ipv6 = ipv6

@@ -75,7 +75,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import math
 import os
 import selectors
 import socket
@@ -88,6 +87,8 @@ from typing import Any
 from trialrun.errors import ConfigError, RemotePolicyError
 from trialrun.policies.loaders import require_extra
 from trialrun.policies.remote import MAX_MESSAGE_BYTES, tls_context, untrusted
+from trialrun.policies.settings import integer_in, seconds, text_line, ws_url
+from trialrun.policies.vla.factories import MAX_CONNECTIONS
 from trialrun.policies.vla.openpi_codec import OpenpiCodecError, packb, unpackb
 from trialrun.policies.vla.transport import Reply, Request
 
@@ -97,8 +98,6 @@ DEFAULT_TIMEOUT = 30.0
 """Seconds a request may wait for its answer (and the first connection for its metadata)."""
 DEFAULT_MAX_CONNECTIONS = 1
 """Connections kept open by default: openpi's own client keeps one."""
-MAX_CONNECTIONS = 1024
-"""Most connections one transport may keep (each costs the server a handler and a socket)."""
 CLOSE_INTERNAL_ERROR = 1011
 """The close code openpi's server sends after the text frame carrying its traceback."""
 CLOSE_TOO_BIG = 1009
@@ -222,28 +221,11 @@ class OpenpiTransport:
         self._TEXT, self._BINARY, self._CONT = opcodes.TEXT, opcodes.BINARY, opcodes.CONT
         states = require_extra("websockets.protocol", "remote", "openpi policies").State
         self._OPEN, self._CONNECTING = states.OPEN, states.CONNECTING
-        if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
-            raise ConfigError(f"url must be ws://HOST:PORT, got {url!r}", field="policy.url")
-        if (
-            isinstance(max_connections, bool)
-            or not isinstance(max_connections, int)
-            or not 1 <= max_connections <= MAX_CONNECTIONS
-        ):
-            raise ConfigError(
-                f"max_connections must be an integer in 1..{MAX_CONNECTIONS}, got {max_connections!r}",
-                field="policy.max_connections",
-            )
-        if (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, int | float)
-            or not math.isfinite(timeout)
-            or timeout <= 0
-        ):
-            raise ConfigError(
-                f"timeout must be a number of seconds > 0, got {timeout!r}", field="policy.timeout"
-            )
-        if api_key is not None and (not isinstance(api_key, str) or not api_key.strip() or "\n" in api_key):
-            raise ConfigError("api_key must be a non-empty line of text", field="policy.api_key")
+        ws_url(url)
+        integer_in(max_connections, "max_connections", 1, MAX_CONNECTIONS)
+        timeout = seconds(timeout, "timeout")
+        if api_key is not None:
+            text_line(api_key, "api_key")
         try:
             self._parsed = self._uri.parse_uri(url)
         except self._exc.InvalidURI as exc:
@@ -251,7 +233,7 @@ class OpenpiTransport:
         self.address = url
         self._tls = tls_context(url, ca_file, field="policy.ca_file")
         self.max_connections = max_connections
-        self.timeout = float(timeout)
+        self.timeout = timeout
         self.max_message_bytes = int(max_message_bytes)
         self.metadata: dict[Any, Any] = {}
         self.reconnects = 0
