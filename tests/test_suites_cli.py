@@ -150,7 +150,25 @@ def test_suite_exits_1_when_an_evaluator_fails(tmp_path: Path) -> None:
         (
             {"a": {"jobs": [{**PROBE, "env": "NoSuchEnv-v0"}]}},
             ["--policy", "zero"],
-            "unknown environment 'NoSuchEnv-v0'",
+            "suites.yaml: field 'evaluators.a.jobs.0.env.id': unknown environment 'NoSuchEnv-v0'",
+        ),
+        # A setting of the policy passed with --policy is named as that option's.
+        (
+            {"a": {"jobs": [PROBE]}},
+            ["--policy", "{type: openpi, url: 'ws://127.0.0.1:9', max_connections: 0}"],
+            "trialrun: error: --policy: field 'policy.max_connections': max_connections must be an integer "
+            "in 1..1024, got 0",
+        ),
+        # ... and one written in the suites file as the evaluator's.
+        (
+            {
+                "a": {
+                    "jobs": [{**PROBE, "policy": {"type": "remote", "url": "ws://127.0.0.1:9", "timeout": 0}}]
+                }
+            },
+            [],
+            "suites.yaml: field 'evaluators.a.jobs.0.policy.timeout': timeout must be a number of seconds > 0, "
+            "got 0",
         ),
     ],
 )

@@ -23,6 +23,7 @@ from trialrun.cli._console import (
     stderr,
     stdout,
 )
+from trialrun.errors import ConfigError
 
 if TYPE_CHECKING:
     from trialrun.suites.result import EvalResult
@@ -82,7 +83,12 @@ def suite(
     if policy_type and not policy:
         raise fail("--policy-type needs --policy CHECKPOINT")
     for name in selected:
-        manager.preflight(name, policy=spec)
+        try:
+            manager.preflight(name, policy=spec)
+        except ConfigError as exc:
+            if exc.file is None and (exc.field or "").startswith("policy"):
+                raise exc.located(file="--policy") from None
+            raise
     results: list[EvalResult] = []
     with manager:
         for name in selected:

@@ -38,6 +38,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 import traceback
@@ -231,7 +232,18 @@ class EvalManager:
         evaluator = self.suites.evaluator(name)
         _, spec, _ = self._policy_for(evaluator, policy, checkpoint)
         config = self.run_config(name, spec)
-        preflight(config)
+        try:
+            preflight(config)
+        except ConfigError as exc:
+            if exc.file is not None:
+                raise
+            # A setting of the policy passed in is named as the caller's (policy=, --policy);
+            # anything else is the evaluator's, in the suites file.
+            passed = re.fullmatch(r"jobs\.\d+\.(policy(?:\..+)?)", exc.field or "")
+            if passed is not None and spec is not None:
+                raise ConfigError(exc.message, field=passed.group(1)) from None
+            file = None if self.file is None else str(self.file)
+            raise exc.located(prefix=f"evaluators.{name}", file=file) from None
         return config
 
     # ------------------------------------------------------------------ running
