@@ -181,6 +181,18 @@ class BrokenEnv(gym.Env):  # type: ignore[type-arg]
 gym.register(id="helpers/Broken-v0", entry_point="helpers:BrokenEnv")
 
 
+def unbuildable_batched_env(num_envs: int, **kwargs: Any) -> Any:
+    """A vector entry point whose simulator cannot start (no GPU, a licence server down...)."""
+    raise RuntimeError("no CUDA device is available")
+
+
+gym.register(
+    id="helpers/UnbuildableBatched-v0",
+    entry_point="helpers:BrokenEnv",
+    vector_entry_point="helpers:unbuildable_batched_env",
+)
+
+
 class PidFilePolicy(SlowPolicy):
     """A slow 'zero' policy that writes the PID of the process running it to
     ``pid_dir`` (so a test can kill the worker mid-shard)."""

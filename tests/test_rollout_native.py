@@ -318,6 +318,27 @@ def test_a_mode_the_env_cannot_do_is_a_clear_error(tmp_path: Path) -> None:
         GymnasiumBatchedEnv(exact_only, "wave", job="j")
 
 
+def test_a_kwarg_the_vector_entry_point_does_not_take_is_a_clear_error(tmp_path: Path) -> None:
+    proc = _cli(tmp_path, _job(env={"id": "CartPole-v1", "kwargs": {"sutton_barto": True}}))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert " ".join(proc.stderr.split()) == (
+        f"trialrun: error: {tmp_path / 'bad.yaml'}: field 'jobs.0.env.kwargs.sutton_barto': CartPole-v1's "
+        "vector entry point takes no argument 'sutton_barto'; it takes: max_episode_steps, render_mode, "
+        "sutton_barto_reward; did you mean 'sutton_barto_reward'?"
+    )
+    assert not (tmp_path / "bad-run").exists()
+
+
+def test_a_batched_env_that_cannot_be_built_is_one_line_naming_the_job(tmp_path: Path) -> None:
+    proc = _cli(tmp_path, _job(env="helpers:helpers/UnbuildableBatched-v0"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert " ".join(proc.stderr.split()) == (
+        f"trialrun: error: {tmp_path / 'bad.yaml'}: field 'jobs.0.env': job 'probe': could not build its "
+        "batched env to check it: RuntimeError: no CUDA device is available"
+    )
+    assert not (tmp_path / "bad-run").exists()
+
+
 def test_settings_native_mode_cannot_do_are_refused_before_running(tmp_path: Path) -> None:
     reset_factor = {
         "pole": {

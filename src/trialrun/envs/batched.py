@@ -292,7 +292,7 @@ def make_batched_env(
             the env supports), or ``mode`` is one the env cannot do (``"auto"``
             or None: whatever the env does).
     """
-    from trialrun.envs.build import check_env_id, ensure_headless_rendering
+    from trialrun.envs.build import check_env_id, check_env_kwargs, ensure_headless_rendering
 
     if mode == "auto":  # a job's native_mode: detected from the env, as None
         mode = None
@@ -305,6 +305,7 @@ def make_batched_env(
             "or async, or register a vector_entry_point (see docs/batched.md)",
             field="vectorization",
         )
+    check_env_kwargs(spec, kwargs, field="env.kwargs", vector=True)
     make_kwargs = {**spec.kwargs, **kwargs}
     if max_steps is not None:
         make_kwargs["max_episode_steps"] = max_steps

@@ -20,7 +20,7 @@ from gymnasium.vector import AutoresetMode
 
 from trialrun.config import JobConfig, RunConfig, VideoConfig
 from trialrun.envs.batched import BatchedEnv, GymnasiumBatchedEnv, make_batched_env
-from trialrun.envs.build import check_env_id, make_env
+from trialrun.envs.build import check_env_id, check_env_kwargs, make_env
 from trialrun.envs.metaworld import METAWORLD_MAX_STEPS, is_metaworld_id
 from trialrun.envs.seeding import check_seeding
 from trialrun.errors import ConfigError, InputError
@@ -50,7 +50,7 @@ def preflight(config: RunConfig) -> Preflight:
     native jobs, how their worlds are reset (for the manifest)."""
     checked = Preflight()
     for index, job in enumerate(config.jobs):
-        check_env_id(job.env.id, field=f"jobs.{index}.env.id")
+        spec = check_env_id(job.env.id, field=f"jobs.{index}.env.id")
         if is_metaworld_id(job.env.id) and job.max_steps is not None and job.max_steps > METAWORLD_MAX_STEPS:
             raise ConfigError(
                 f"Meta-World episodes are at most {METAWORLD_MAX_STEPS} steps, got {job.max_steps}",
@@ -69,6 +69,7 @@ def preflight(config: RunConfig) -> Preflight:
             single = job.model_copy(update={"video": None})
             checked.specs[job.name] = check_with_env(single, index, factor_set) if factor_set else []
         else:
+            check_env_kwargs(spec, job.env.kwargs, field=f"jobs.{index}.env.kwargs")
             checked.specs[job.name] = check_with_env(job, index, factor_set, seeds=True)
     return checked
 
@@ -105,6 +106,12 @@ def check_native(job: JobConfig, index: int, factor_set: FactorSet) -> NativeRun
         )
     except ConfigError as exc:
         raise exc.located(prefix=f"jobs.{index}") from None
+    except Exception as exc:
+        # Native mode is decided from the env itself, so a job whose env cannot be built cannot be checked.
+        raise ConfigError(
+            f"job '{job.name}': could not build its batched env to check it: {type(exc).__name__}: {exc}",
+            field=f"jobs.{index}.env",
+        ) from None
     try:
         bind_per_world_factors(env, factor_set, f"jobs.{index}.factors")
         if job.video is not None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trialrun._imports import load_object
+from trialrun._signatures import Keywords, keywords_of
 from trialrun.config import policy_field
 from trialrun.errors import ConfigError, did_you_mean
 from trialrun.policies.base import CallablePolicy, InstructedPolicy, Policy, PolicyContext
@@ -194,58 +195,49 @@ did you mean 'max_connections'?
     factory = resolve_policy_factory(type_name)
     shape = _FactoryShape.of(factory)
     settings = shape.settings_of(kwargs)
-    if shape.names is not None and not shape.takes_any:
-        unknown = sorted(set(settings) - set(shape.names))
+    taken = shape.keywords
+    if taken is not None:
+        unknown = taken.unknown(settings)
         if unknown:
-            allowed = sorted(shape.names)
+            allowed = sorted(taken.names)
             raise ConfigError(
                 f"policy '{type_name}' has no setting '{unknown[0]}'; its settings: "
                 f"{', '.join(allowed) or 'none'}{did_you_mean(unknown[0], allowed)}",
                 field=policy_field(unknown[0]),
             )
-    if shape.names is not None:
-        missing = [name for name in shape.required if name not in settings]
+        missing = [name for name in taken.required if name not in settings]
         if missing:
             raise ConfigError(f"policy '{type_name}' needs '{missing[0]}'", field=policy_field(missing[0]))
     entry = _REGISTRY.get(type_name)
     if entry is not None and entry.check is not None:
-        entry.check({**shape.defaults, **settings})
+        entry.check({**(taken.defaults if taken is not None else {}), **settings})
 
 
 @dataclass(frozen=True)
 class _FactoryShape:
-    """How a factory is called: whether it takes the context first, and the
-    settings it takes by name (``names`` None: its signature cannot be read)."""
+    """How a factory is called: whether it takes the context first (by
+    position), and what it takes by name (``keywords`` None: its signature
+    cannot be read)."""
 
     takes_context: bool
-    takes_any: bool
-    names: tuple[str, ...] | None
-    required: tuple[str, ...]
-    defaults: dict[str, Any]
+    keywords: Keywords | None
 
     @classmethod
     def of(cls, factory: PolicyFactory) -> _FactoryShape:
         try:
             params = list(inspect.signature(factory).parameters.values())
         except (TypeError, ValueError):
-            return cls(False, False, None, (), {})
-        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+            return cls(False, None)
         takes_context = bool(params) and (
             any(p.name == "context" for p in params) or params[0].kind is inspect.Parameter.POSITIONAL_ONLY
         )
-        named = [
-            p
-            for p in (params[1:] if takes_context else params)
-            if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-        ]
-        required = tuple(p.name for p in named if p.default is inspect.Parameter.empty)
-        defaults = {p.name: p.default for p in named if p.default is not inspect.Parameter.empty}
-        return cls(takes_context, takes_any, tuple(p.name for p in named), required, defaults)
+        return cls(takes_context, keywords_of(factory, skip_first=takes_context))
 
     def settings_of(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """``kwargs`` as the factory is called with them: a ``cameras`` setting
         (see :func:`policy_cameras`) reaches it only if it takes one; it is for the env."""
-        if "cameras" in kwargs and not self.takes_any and "cameras" not in (self.names or ()):
+        taken = self.keywords
+        if "cameras" in kwargs and not (taken is not None and (taken.takes_any or "cameras" in taken.names)):
             return {key: value for key, value in kwargs.items() if key != "cameras"}
         return dict(kwargs)
 
