@@ -143,6 +143,30 @@ class MaxRewardTerm:
         return float(self.best[env_index])
 
 
+class StepsAboveTerm:
+    """A custom outcome term with a required setting: how many steps of the
+    episode had a reward above ``threshold``."""
+
+    def __init__(self, threshold: float, name: str = "steps_above") -> None:
+        if not np.isfinite(threshold):
+            raise ValueError(f"threshold must be finite, got {threshold}")
+        self.threshold = threshold
+        self.name = name
+        self.count = np.zeros(0, dtype=np.int64)
+
+    def allocate(self, num_envs: int) -> None:
+        self.count = np.zeros(num_envs, dtype=np.int64)
+
+    def start(self, env_mask: np.ndarray) -> None:
+        self.count[env_mask] = 0
+
+    def step(self, active, rewards, terminated, truncated, infos) -> None:  # type: ignore[no-untyped-def]
+        self.count[active & (rewards > self.threshold)] += 1
+
+    def value(self, env_index: int) -> int:
+        return int(self.count[env_index])
+
+
 class CountingWrapper(gym.Wrapper):  # type: ignore[type-arg]
     """Counts resets and steps across all instances (per process)."""
 

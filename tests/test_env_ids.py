@@ -143,7 +143,8 @@ def test_unknown_id_names_the_closest_ids_and_the_module_form(tmp_path: Path) ->
     proc = _trialrun("run", str(tmp_path / "run.yaml"), "-o", str(tmp_path / "runs"))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert _error_line(proc) == (
-        "trialrun: error: field 'jobs.0.env.id': unknown environment 'highway-v9'; did you mean "
+        f"trialrun: error: {tmp_path / 'run.yaml'}: field 'jobs.0.env.id': unknown environment 'highway-v9'; "
+        "did you mean "
         "'highway-v0', 'highway-fast-v0'? An env another package registers is named 'module:highway-v9' "
         "(the module is imported first) or its module listed under 'imports:' (see 'trialrun list envs')"
     )
@@ -221,7 +222,7 @@ def test_a_broken_dependency_gives_the_install_fix_not_a_traceback(tmp_path: Pat
     proc = _run_python(code)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert _error_line(proc) == (
-        "trialrun: error: field 'jobs.0.env.id': cannot import 'shimmy' (shimmy registers "
+        f"trialrun: error: {run_file}: field 'jobs.0.env.id': cannot import 'shimmy' (shimmy registers "
         "'dm_control/cartpole-balance-v0'): a dependency is missing or broken: import of dm_control.suite "
         "halted; None in sys.modules; fix it with: pip install dm-control==1.0.28 mujoco==3.3.0"
     )

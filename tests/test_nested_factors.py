@@ -241,7 +241,8 @@ def test_bad_dotted_attr_names_give_one_clear_error(name: str, message: str) -> 
 def test_bad_nested_targets_exit_2_with_one_line(tmp_path: Path, job: dict[str, Any], message: str) -> None:
     code, lines = run_error_lines(tmp_path, {"name": "bad", "jobs": [job]})
     assert code == 2
-    assert lines == [message]
+    # Preflight's errors name the run file.
+    assert lines == [message.replace("trialrun: error: ", f"trialrun: error: {tmp_path / 'run.yaml'}: ", 1)]
     assert not (tmp_path / "runs").exists()
 
 

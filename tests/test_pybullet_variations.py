@@ -195,7 +195,7 @@ def test_unknown_body_exits_2_with_one_line(tmp_path: Path) -> None:
     code, lines = run_error_lines(tmp_path, {"name": "pb", "jobs": [_job(factors, episodes=1)]})
     assert code == 2
     assert lines == [
-        "trialrun: error: field 'jobs[push].factors.m.variation': unknown body 'cube'; "
+        f"trialrun: error: {tmp_path / 'run.yaml'}: field 'jobs[push].factors.m.variation': unknown body 'cube'; "
         "bodies: panda, plane, table, object, target"
     ]
 

@@ -143,7 +143,8 @@ def test_metaworld_benchmark_without_a_seed_is_refused_with_the_fix(tmp_path: Pa
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("trialrun: error: ")]
     assert errors == [
-        "trialrun: error: field 'jobs.0.env.kwargs.seed': episodes would not be reproducible: 'Meta-World/MT1' "
+        f"trialrun: error: {run_file}: field 'jobs.0.env.kwargs.seed': episodes would not be reproducible: "
+        "'Meta-World/MT1' "
         "draws its tasks from numpy's global random state when built without a seed, so every process and "
         "every replay would get other tasks: set env.kwargs.seed (any integer); set allow_unseeded: true "
         "to run it anyway"

@@ -195,6 +195,10 @@ def test_env_kwarg_factors_group_slots_and_rebuild_the_env(tmp_path: Path) -> No
             "field 'jobs[cp].factors.m.variation.type': unknown variation type 'warp_drive'; registered types: ",
         ),
         (
+            {"m": {"variation": {"type": "mujoco.body_mas"}, "sampler": {"type": "constant", "value": 1}}},
+            "or name your own as 'package.module:ClassName'; did you mean 'mujoco.body_mass'",
+        ),
+        (
             {
                 "m": {
                     "variation": {"type": "attr", "name": "lenght"},

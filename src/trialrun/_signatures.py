@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from trialrun.errors import ConfigError, did_you_mean
+
 _BY_NAME = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 
 
@@ -35,6 +37,27 @@ class Keywords:
     def unknown(self, given: Iterable[str]) -> list[str]:
         """The ``given`` names it does not take, sorted (none if it takes ``**kwargs``)."""
         return [] if self.takes_any else sorted(set(given) - set(self.names))
+
+    def check(self, given: Iterable[str], what: str, field_of: Callable[[str], str]) -> None:
+        """Refuse a setting in ``given`` that is not taken (naming those that
+        are, and the closest) or a required one that is missing; ``what``
+        names the callable in the message, ``field_of(name)`` the setting's field.
+
+        Raises:
+            ConfigError: the first such setting.
+        """
+        given = set(given)
+        unknown = self.unknown(given)
+        if unknown:
+            names = sorted(self.names)
+            raise ConfigError(
+                f"{what} has no setting '{unknown[0]}'; its settings: {', '.join(names) or 'none'}"
+                f"{did_you_mean(unknown[0], names)}",
+                field=field_of(unknown[0]),
+            )
+        missing = [name for name in self.required if name not in given]
+        if missing:
+            raise ConfigError(f"{what} needs '{missing[0]}'", field=field_of(missing[0]))
 
 
 def keywords_of(fn: Callable[..., Any], *, skip_first: bool = False) -> Keywords | None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from trialrun._imports import load_object
+from trialrun._signatures import keywords_of
 from trialrun.config import JobConfig
 from trialrun.envs.batched import BatchedEnv, PerWorldFactors, make_batched_env
 from trialrun.envs.build import make_env
@@ -57,7 +58,7 @@ def build_outcome_terms(job: JobConfig) -> list[OutcomeTerm]:
     for index, spec in enumerate(job.outcomes):
         field = f"jobs[{job.name}].outcomes.{index}.type"
         factory = load_object(spec.type, field=field)
-        term = factory(**spec.kwargs)
+        term = _build_term(factory, spec.type, dict(spec.kwargs), field)
         if spec.name:
             term.name = spec.name
         missing = [m for m in ("name", "allocate", "start", "step", "value") if not hasattr(term, m)]
@@ -73,6 +74,23 @@ def build_outcome_terms(job: JobConfig) -> list[OutcomeTerm]:
     if clash:
         raise ConfigError(f"outcome name(s) {sorted(clash)} used twice", field=f"jobs[{job.name}].outcomes")
     return terms
+
+
+def _build_term(factory: Any, type_name: str, kwargs: dict[str, Any], field: str) -> Any:
+    """``factory(**kwargs)``, with a setting it does not take, one it needs, or
+    its own exception as one ConfigError naming the term (preflight builds
+    every term, so a typo stops the run before it starts)."""
+    where = field.removesuffix(".type")
+    taken = keywords_of(factory)
+    if taken is not None:
+        taken.check(kwargs, f"outcome term '{type_name}'", lambda name: f"{where}.kwargs.{name}")
+    try:
+        return factory(**kwargs)
+    except Exception as exc:
+        raise ConfigError(
+            f"'{type_name}' could not be built with kwargs {kwargs}: {type(exc).__name__}: {exc}",
+            field=f"{where}.kwargs",
+        ) from None
 
 
 def policy_cameras(job: JobConfig) -> dict[str, tuple[int, int]]:

@@ -197,17 +197,7 @@ did you mean 'max_connections'?
     settings = shape.settings_of(kwargs)
     taken = shape.keywords
     if taken is not None:
-        unknown = taken.unknown(settings)
-        if unknown:
-            allowed = sorted(taken.names)
-            raise ConfigError(
-                f"policy '{type_name}' has no setting '{unknown[0]}'; its settings: "
-                f"{', '.join(allowed) or 'none'}{did_you_mean(unknown[0], allowed)}",
-                field=policy_field(unknown[0]),
-            )
-        missing = [name for name in taken.required if name not in settings]
-        if missing:
-            raise ConfigError(f"policy '{type_name}' needs '{missing[0]}'", field=policy_field(missing[0]))
+        taken.check(settings, f"policy '{type_name}'", policy_field)
     entry = _REGISTRY.get(type_name)
     if entry is not None and entry.check is not None:
         entry.check({**(taken.defaults if taken is not None else {}), **settings})

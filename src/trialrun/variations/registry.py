@@ -17,7 +17,7 @@ import importlib
 from typing import Any
 
 from trialrun._imports import load_object
-from trialrun.errors import ConfigError
+from trialrun.errors import ConfigError, did_you_mean
 from trialrun.variations.base import Variation
 
 _REGISTRY: dict[str, type[Variation]] = {}
@@ -76,7 +76,7 @@ def variation_class(type_name: str, field: str = "variation.type") -> type[Varia
     known = ", ".join(sorted(_REGISTRY))
     raise ConfigError(
         f"unknown variation type '{type_name}'; registered types: {known}; "
-        "or name your own as 'package.module:ClassName'",
+        f"or name your own as 'package.module:ClassName'{did_you_mean(type_name, _REGISTRY)}",
         field=field,
     )
 
