@@ -69,12 +69,26 @@ def test_each_episode_gets_its_drawn_instruction_whatever_num_envs(tmp_path: Pat
     assert (spec.name, spec.kind, spec.values) == ("wording", "categorical", PHRASINGS)
 
 
-def test_a_policy_that_takes_no_instruction_fails_the_job_clearly(tmp_path: Path) -> None:
-    result = run_evaluation(_config(2, {"type": "zero"}), tmp_path / "run")
+def test_a_policy_class_that_takes_no_instruction_is_refused_before_running(tmp_path: Path) -> None:
+    from trialrun.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        run_evaluation(_config(2, {"type": "zero"}), tmp_path / "run")
+    assert str(info.value) == (
+        "field 'jobs[lang].factors.wording': factor 'wording' gives each episode an instruction, "
+        "but the policy (ZeroPolicy) takes none: its act() has no 'instruction' parameter and it is not a "
+        "server policy"
+    )
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_factory_functions_policy_that_takes_no_instruction_fails_the_job_clearly(tmp_path: Path) -> None:
+    # What a factory function returns is only known once it is built.
+    result = run_evaluation(_config(2, {"type": "helpers:plain_function_factory"}), tmp_path / "run")
     assert result.statuses == {"lang": "failed"}
     assert result.errors["lang"] == (
         "ConfigError: field 'jobs[lang].factors.wording': factor 'wording' gives each episode an instruction, "
-        "but the policy (ZeroPolicy) takes none: its act() has no 'instruction' parameter and it is not a "
+        "but the policy (CallablePolicy) takes none: its act() has no 'instruction' parameter and it is not a "
         "server policy"
     )
 

@@ -257,6 +257,15 @@ def rollout(
 Instruct = Callable[[np.ndarray, Sequence[Slot | None]], None]
 
 
+def instruction_not_taken(policy: str, factor: str, job: str = "") -> ConfigError:
+    """The error for a ``language`` factor whose instructions the policy cannot take."""
+    return ConfigError(
+        f"factor '{factor}' gives each episode an instruction, but the policy ({policy}) "
+        "takes none: its act() has no 'instruction' parameter and it is not a server policy",
+        field=f"jobs[{job}].factors.{factor}" if job else f"factors.{factor}",
+    )
+
+
 def episode_instructions(policy: Policy, factor: str | None, job: str = "") -> Instruct | None:
     """What gives each starting episode's instruction (``factor``'s value) to
     the policy; None without a ``language`` factor. A policy that cannot take
@@ -265,11 +274,7 @@ def episode_instructions(policy: Policy, factor: str | None, job: str = "") -> I
         return None
     instruct = getattr(policy, "instruct", None)
     if not callable(instruct):
-        raise ConfigError(
-            f"factor '{factor}' gives each episode an instruction, but the policy ({type(policy).__name__}) "
-            "takes none: its act() has no 'instruction' parameter and it is not a server policy",
-            field=f"jobs[{job}].factors.{factor}" if job else f"factors.{factor}",
-        )
+        raise instruction_not_taken(type(policy).__name__, factor, job)
 
     def give(mask: np.ndarray, slots: Sequence[Slot | None]) -> None:
         instructions = [None if s is None else str(s.factors.get(factor, "")) for s in slots]

@@ -25,9 +25,10 @@ from trialrun.envs.metaworld import METAWORLD_MAX_STEPS, is_metaworld_id
 from trialrun.envs.seeding import check_seeding
 from trialrun.errors import ConfigError, InputError
 from trialrun.execution.shard import bind_per_world_factors, build_outcome_terms, policy_cameras
-from trialrun.policies.registry import check_policy_settings, resolve_policy_factory
+from trialrun.policies.registry import check_policy_settings, resolve_policy_factory, takes_instruction
 from trialrun.recording.capture import DEFAULT_CAMERA, check_video
 from trialrun.recording.native_film import RendersWorlds
+from trialrun.rollout import instruction_not_taken
 from trialrun.runfiles.schema import FactorSpec, NativeRun
 from trialrun.variations.factors import FactorSet
 
@@ -63,6 +64,8 @@ def preflight(config: RunConfig) -> Preflight:
             raise exc.located(prefix=f"jobs.{index}") from None
         build_outcome_terms(job)
         factor_set = FactorSet(job)
+        if factor_set.instruction_name is not None:
+            _check_policy_takes_instructions(job, factor_set.instruction_name)
         if job.vectorization == "native":
             checked.native[job.name] = check_native(job, index, factor_set)
             # A native job films through its simulator (check_native), not a single env's cameras.
@@ -72,6 +75,18 @@ def preflight(config: RunConfig) -> Preflight:
             check_env_kwargs(spec, job.env.kwargs, field=f"jobs.{index}.env.kwargs")
             checked.specs[job.name] = check_with_env(job, index, factor_set, seeds=True)
     return checked
+
+
+def _check_policy_takes_instructions(job: JobConfig, factor: str) -> None:
+    """Refuse a ``language`` factor whose policy is a class that can take no
+    instruction (its ``act`` has no ``instruction`` parameter and it has no
+    ``instruct``): the factor would have no effect. A factory function's
+    policy is only known once built; its job fails then, with the same message."""
+    factory = resolve_policy_factory(job.policy.type)
+    act = getattr(factory, "act", None)
+    is_policy_class = isinstance(factory, type) and act is not None
+    if is_policy_class and not hasattr(factory, "instruct") and takes_instruction(act) is None:
+        raise instruction_not_taken(factory.__name__, factor, job.name)
 
 
 def check_native(job: JobConfig, index: int, factor_set: FactorSet) -> NativeRun:
