@@ -308,6 +308,24 @@ def test_serve_policy_rejects_bad_specs_and_busy_ports(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "field 'SPEC': unknown policy 'no-such-policy'" in proc.stderr
     proc = serve("{type: npz, path: missing.npz}", "--port", "0")
     assert proc.returncode == 2 and "field 'path': no such file:" in proc.stderr
+    # The settings are checked before serving (the policy itself is built per client session).
+    proc = serve("{type: random, kwargs: {sed: 1}}", "--port", "0")
+    assert (proc.returncode, proc.stderr) == (
+        2,
+        "trialrun: error: SPEC: field 'kwargs.sed': policy 'random' has no setting 'sed'; its settings: none\n",
+    )
+    proc = serve("{type: sb3}", "--port", "0")
+    assert (proc.returncode, proc.stderr) == (
+        2,
+        "trialrun: error: SPEC: field 'path': a 'sb3' policy needs a file: set 'path'\n",
+    )
+    # openpi's server builds the policy once, for --env's spaces: a policy that cannot is one line.
+    proc = serve("pendulum-swingup", "--protocol", "openpi", "--env", "CartPole-v1", "--port", "0")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(
+        "trialrun: error: cannot build policy 'pendulum-swingup' for CartPole-v1: TypeError: policy "
+        "'pendulum-swingup' needs a Box(3,) space"
+    )
     with socket.create_server(("127.0.0.1", 0)) as busy:
         proc = serve("zero", "--port", str(busy.getsockname()[1]))
     assert proc.returncode == 2 and "cannot listen on 127.0.0.1:" in proc.stderr

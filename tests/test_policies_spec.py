@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -110,6 +111,11 @@ def test_a_registered_name_wins_over_a_file_of_that_name(
         parse_policy_spec("./random")
 
 
+def open_factory(context: Any, **settings: Any) -> Any:
+    """A user's factory that takes any setting (its own code checks them)."""
+    return settings
+
+
 def test_kwargs_are_set_parsed_as_yaml_and_file_paths_are_checked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -117,10 +123,12 @@ def test_kwargs_are_set_parsed_as_yaml_and_file_paths_are_checked(
     model = _touch(tmp_path / "mlp.npz", 0)
     _touch(tmp_path / "stats.pkl", 0)
     config = parse_policy_spec(
-        "mlp.npz", kwargs=["deterministic=false", "obs_path=stats.pkl", "scale=[1, 2]"], option="SPEC"
+        "{type: 'test_policies_spec:open_factory', path: mlp.npz}",
+        kwargs=["deterministic=false", "obs_path=stats.pkl", "scale=[1, 2]"],
+        option="SPEC",
     )
     assert config == PolicyConfig(
-        type="npz",
+        type="test_policies_spec:open_factory",
         kwargs={
             "path": str(model.resolve()),
             "deterministic": False,
@@ -129,13 +137,19 @@ def test_kwargs_are_set_parsed_as_yaml_and_file_paths_are_checked(
         },
     )
     # --kwarg wins over the mapping's kwargs.
-    assert parse_policy_spec("{type: zero, kwargs: {a: 1}}", kwargs=["a=2"]) == PolicyConfig(
-        type="zero", kwargs={"a": 2}
+    assert parse_policy_spec("{type: 'test_policies_spec:open_factory', kwargs: {a: 1}}", kwargs=["a=2"]) == (
+        PolicyConfig(type="test_policies_spec:open_factory", kwargs={"a": 2})
+    )
+    # A setting the factory does not take is refused as in a run file.
+    with pytest.raises(ConfigError) as info:
+        parse_policy_spec("mlp.npz", kwargs=["deterministic=false"], option="SPEC")
+    assert str(info.value) == (
+        "SPEC: field 'kwargs.deterministic': policy 'npz' has no setting 'deterministic'; its settings: path"
     )
     with pytest.raises(ConfigError, match=r"^SPEC: field 'path': no such file: .*missing\.npz$"):
         parse_policy_spec("{type: npz, path: missing.npz}", option="SPEC")
     with pytest.raises(ConfigError, match=r"^--policy: field 'obs_path': no such file: .*nope\.pkl$"):
-        parse_policy_spec("zero", kwargs=["obs_path=nope.pkl"])
+        parse_policy_spec("test_policies_spec:open_factory", kwargs=["obs_path=nope.pkl"])
     with pytest.raises(ConfigError, match=r"^field '--kwarg': override 'deterministic' is not of the form"):
         parse_policy_spec("zero", kwargs=["deterministic"])
 

@@ -156,7 +156,7 @@ def test_suite_exits_1_when_an_evaluator_fails(tmp_path: Path) -> None:
         (
             {"a": {"jobs": [PROBE]}},
             ["--policy", "{type: openpi, url: 'ws://127.0.0.1:9', max_connections: 0}"],
-            "trialrun: error: --policy: field 'policy.max_connections': max_connections must be an integer "
+            "trialrun: error: --policy: field 'max_connections': max_connections must be an integer "
             "in 1..1024, got 0",
         ),
         # ... and one written in the suites file as the evaluator's.

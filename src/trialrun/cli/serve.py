@@ -19,6 +19,7 @@ import typer
 from rich.markup import escape
 
 from trialrun.cli._console import app, fail, guard, setup_logging, stdout
+from trialrun.errors import TrialrunError
 
 if TYPE_CHECKING:
     from trialrun.policies.server import PolicyServer, ServerLimits
@@ -243,6 +244,11 @@ def _openpi_server(
         context = PolicyContext(env_id, 1, env.observation_space, env.action_space, {})
     finally:
         env.close()
-    return OpenpiPolicyServer(
-        policy_type, kwargs, context, obs_key=obs_key, host=host, port=port, limits=limits, token=token
-    )
+    try:
+        return OpenpiPolicyServer(
+            policy_type, kwargs, context, obs_key=obs_key, host=host, port=port, limits=limits, token=token
+        )
+    except TrialrunError:
+        raise
+    except Exception as exc:  # the policy's own code failed to build it (a corrupt file, say)
+        raise fail(f"cannot build policy '{policy_type}' for {env_id}: {type(exc).__name__}: {exc}") from None

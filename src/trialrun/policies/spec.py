@@ -70,7 +70,7 @@ from pydantic import ValidationError
 from trialrun.config import POLICY_SHORTHAND_KEYS, PolicyConfig, is_path_kwarg, parse_override
 from trialrun.errors import ConfigError, InputError
 from trialrun.policies.loaders import SUFFIX_TYPES
-from trialrun.policies.registry import available_policies, resolve_policy_factory
+from trialrun.policies.registry import available_policies, check_policy_settings, resolve_policy_factory
 from trialrun.yaml_safe import excerpt, load_yaml_text
 
 PolicySpec = dict[str, Any]
@@ -264,8 +264,15 @@ def _validated(raw: Any, option: str) -> PolicyConfig:
 
 
 def _checked(config: PolicyConfig, *, type_field: str, option: str) -> PolicyConfig:
-    """``config`` with its type checked and its file paths absolute and existing."""
+    """``config`` with its type and settings checked (as preflight checks a run
+    file's) and its file paths absolute and existing."""
     resolve_policy_factory(config.type, field=type_field)
+    try:
+        check_policy_settings(config.type, config.kwargs)
+    except ConfigError as exc:
+        # Named as the user wrote it on the command line: 'path', 'kwargs.gain'.
+        field = (exc.field or "").removeprefix("policy.") or None
+        raise ConfigError(exc.message, file=option, field=field) from None
     for key, value in list(config.kwargs.items()):
         if not is_path_kwarg(key) or not isinstance(value, str) or not value:
             continue
