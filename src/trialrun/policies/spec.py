@@ -38,8 +38,12 @@ Run documents and the suites' ``EvalManager`` hold policies as plain
 Examples:
     >>> parse_policy_spec("cartpole-balance")
     PolicyConfig(type='cartpole-balance', kwargs={})
-    >>> parse_policy_spec("{type: zero}", kwargs=["scale=0.5"])
-    PolicyConfig(type='zero', kwargs={'scale': 0.5})
+    >>> parse_policy_spec("{type: remote}", kwargs=["url=ws://gpu-box:8765", "timeout=30"])
+    PolicyConfig(type='remote', kwargs={'url': 'ws://gpu-box:8765', 'timeout': 30})
+    >>> parse_policy_spec("{type: zero}", kwargs=["scale=0.5"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    trialrun.errors.ConfigError: --policy: field 'kwargs.scale': policy 'zero' has no setting 'scale'; ...
     >>> import pathlib, tempfile
     >>> folder = pathlib.Path(tempfile.mkdtemp())
     >>> _ = (folder / "ppo_100.zip").write_bytes(b"")
