@@ -29,3 +29,12 @@ def run_error_lines(tmp_path: Path, doc: dict[str, Any]) -> tuple[int, list[str]
     assert "Traceback" not in proc.stderr, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line and not line.startswith("pybullet build time")]
     return proc.returncode, lines
+
+
+def refused_lines(tmp_path: Path, doc: dict[str, Any]) -> list[str]:
+    """The error lines of a run file ``trialrun run`` refuses before running
+    anything: exit code 2 and no run directory are asserted here."""
+    code, lines = run_error_lines(tmp_path, doc)
+    assert code == 2, lines
+    assert not (tmp_path / "runs").exists()
+    return lines

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from cli_errors import run_error_lines
+from cli_errors import refused_lines
 from trialrun.config import parse_run_config
 from trialrun.errors import ConfigError
 from trialrun.execution.preflight import preflight
@@ -76,13 +76,9 @@ def test_a_bad_term_is_one_clear_error_in_preflight(term: dict[str, Any], messag
 
 
 def test_a_bad_term_stops_the_cli_before_anything_runs(tmp_path: Path) -> None:
-    code, lines = run_error_lines(
-        tmp_path, _run([{"type": "helpers:StepsAboveTerm", "kwargs": {"treshold": 1}}])
-    )
-    assert code == 2
-    assert lines == [
+    doc = _run([{"type": "helpers:StepsAboveTerm", "kwargs": {"treshold": 1}}])
+    assert refused_lines(tmp_path, doc) == [
         f"trialrun: error: {tmp_path / 'run.yaml'}: field 'jobs[cart].outcomes.0.kwargs.treshold': "
         "outcome term 'helpers:StepsAboveTerm' has no setting 'treshold'; its settings: name, threshold; "
         "did you mean 'threshold'?"
     ]
-    assert not (tmp_path / "runs").exists()

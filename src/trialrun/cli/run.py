@@ -187,8 +187,9 @@ def run(
             result = _run_with_progress(config, directory, resume, config_path, executor, quiet, stop)
     except ConfigError as exc:
         # Preflight checks the parsed config, which no longer knows its file.
-        if exc.file is None and (config_path is not None or not target.is_dir()):
-            raise exc.located(file=str(target if not target.is_dir() else config_path)) from None
+        run_file = config_path if target.is_dir() else target
+        if exc.file is None and run_file is not None:
+            raise exc.located(file=str(run_file)) from None
         raise
     except KeyboardInterrupt:
         # The runner marked the running job 'interrupted' and wrote the summary of what finished.

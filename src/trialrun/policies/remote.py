@@ -234,7 +234,7 @@ def check_remote_settings(settings: Mapping[str, Any]) -> None:
         ConfigError: naming ``policy.<setting>`` and what is allowed.
     """
     ws_url(settings["url"])
-    seconds(settings.get("timeout", DEFAULT_TIMEOUT), "timeout")
+    seconds(settings["timeout"], "timeout")
     if settings.get("token") is not None:
         text_line(settings["token"], "token")
 

@@ -93,8 +93,8 @@ def gr00t_policy(
 
 def check_openpi_settings(settings: Mapping[str, Any]) -> None:
     """Check :func:`openpi_policy`'s settings (each given or at its default)
-    without connecting: what its transport checks when it is built, and
-    ``replan_steps``. ``obs_map`` is checked against the env's cameras by
+    without connecting; its transport runs the same check when built (where
+    ``replan_steps`` is not one of its settings). ``obs_map`` is checked against the env's cameras by
     preflight and against its observations when the policy is built;
     ``ca_file`` when the run file is loaded.
 
@@ -106,24 +106,25 @@ def check_openpi_settings(settings: Mapping[str, Any]) -> None:
         text_line(settings["api_key"], "api_key")
     if settings.get("max_connections") is not None:
         integer_in(settings["max_connections"], "max_connections", 1, MAX_CONNECTIONS)
-    seconds(settings.get("timeout", DEFAULT_TIMEOUT), "timeout")
+    seconds(settings["timeout"], "timeout")
     _check_replan_steps(settings.get("replan_steps"))
 
 
 def check_gr00t_settings(settings: Mapping[str, Any]) -> None:
-    """Check :func:`gr00t_policy`'s settings (each given or at its default) without connecting.
+    """Check :func:`gr00t_policy`'s settings (each given or at its default)
+    without connecting; its transport runs the same check when built.
 
     Raises:
         ConfigError: naming ``policy.<setting>`` and what is allowed.
     """
-    host_name(settings.get("host", "127.0.0.1"))
-    integer_in(settings.get("port", 5555), "port", 1, 65535)
+    host_name(settings["host"])
+    integer_in(settings["port"], "port", 1, 65535)
     if settings.get("api_token") is not None:
         text_line(settings["api_token"], "api_token")
     if settings.get("action_keys") is not None:
         names(settings["action_keys"], "action_keys")
-    one_of(settings.get("api", "n1.6"), "api", APIS)
-    seconds(settings.get("timeout", DEFAULT_TIMEOUT), "timeout")
+    one_of(settings["api"], "api", APIS)
+    seconds(settings["timeout"], "timeout")
     if settings.get("connect_timeout") is not None:
         seconds(settings["connect_timeout"], "connect_timeout")
     _check_replan_steps(settings.get("replan_steps"))

@@ -52,8 +52,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from trialrun.errors import ConfigError, RemotePolicyError
-from trialrun.policies.settings import host_name, integer_in, names, one_of, seconds
-from trialrun.policies.vla.factories import APIS, GR00T_CONNECT_TIMEOUT
+from trialrun.policies.vla.factories import GR00T_CONNECT_TIMEOUT, check_gr00t_settings
 from trialrun.policies.vla.gr00t_codec import MAX_MESSAGE_BYTES, Gr00tCodecError, decode, encode
 from trialrun.policies.vla.transport import Reply, Request
 
@@ -90,18 +89,23 @@ class Gr00tTransport:
         connect_timeout: float = GR00T_CONNECT_TIMEOUT,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
-        host = host_name(host)
-        port = integer_in(port, "port", 1, 65535)
-        timeout, connect_timeout = seconds(timeout, "timeout"), seconds(connect_timeout, "connect_timeout")
-        api = one_of(api, "api", APIS)
-        if action_keys is not None:
-            action_keys = names(action_keys, "action_keys")
+        check_gr00t_settings(
+            {
+                "host": host,
+                "port": port,
+                "api_token": api_token,
+                "timeout": timeout,
+                "action_keys": action_keys,
+                "api": api,
+                "connect_timeout": connect_timeout,
+            }
+        )
         ipv6 = ":" in host
         self.address = f"tcp://[{host}]:{port}" if ipv6 else f"tcp://{host}:{port}"
         self.api = api
         self.api_token = api_token
-        self.timeout = timeout
-        self.connect_timeout = connect_timeout
+        self.timeout = float(timeout)
+        self.connect_timeout = float(connect_timeout)
         self.action_keys = list(action_keys) if action_keys is not None else None
         self.max_message_bytes = int(max_message_bytes)
         self._ipv6 = ipv6

@@ -87,8 +87,7 @@ from typing import Any
 from trialrun.errors import ConfigError, RemotePolicyError
 from trialrun.policies.loaders import require_extra
 from trialrun.policies.remote import MAX_MESSAGE_BYTES, tls_context, untrusted
-from trialrun.policies.settings import integer_in, seconds, text_line, ws_url
-from trialrun.policies.vla.factories import MAX_CONNECTIONS
+from trialrun.policies.vla.factories import check_openpi_settings
 from trialrun.policies.vla.openpi_codec import OpenpiCodecError, packb, unpackb
 from trialrun.policies.vla.transport import Reply, Request
 
@@ -221,11 +220,9 @@ class OpenpiTransport:
         self._TEXT, self._BINARY, self._CONT = opcodes.TEXT, opcodes.BINARY, opcodes.CONT
         states = require_extra("websockets.protocol", "remote", "openpi policies").State
         self._OPEN, self._CONNECTING = states.OPEN, states.CONNECTING
-        ws_url(url)
-        integer_in(max_connections, "max_connections", 1, MAX_CONNECTIONS)
-        timeout = seconds(timeout, "timeout")
-        if api_key is not None:
-            text_line(api_key, "api_key")
+        check_openpi_settings(
+            {"url": url, "api_key": api_key, "max_connections": max_connections, "timeout": timeout}
+        )
         try:
             self._parsed = self._uri.parse_uri(url)
         except self._exc.InvalidURI as exc:
@@ -233,7 +230,7 @@ class OpenpiTransport:
         self.address = url
         self._tls = tls_context(url, ca_file, field="policy.ca_file")
         self.max_connections = max_connections
-        self.timeout = timeout
+        self.timeout = float(timeout)
         self.max_message_bytes = int(max_message_bytes)
         self.metadata: dict[Any, Any] = {}
         self.reconnects = 0
